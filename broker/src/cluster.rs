@@ -1,0 +1,55 @@
+//! Bucket set-up: the create-only safety probe and the `cluster` object.
+
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+use crate::store::{get_if_exists, put_if_absent};
+use crate::{keys, Error, Result};
+
+pub const CLUSTER_FORMAT: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub cluster_id: Ulid,
+    pub format: u32,
+}
+
+/// Refuses a store that ignores `If-None-Match: *`: creates one fresh key
+/// twice; the second create must fail. Every invariant rests on this.
+pub async fn probe_create_only(store: &dyn ObjectStore) -> Result<()> {
+    let key = keys::probe(Ulid::new());
+    let body = bytes::Bytes::from_static(b"create-only probe");
+    if !put_if_absent(store, &key, body.clone()).await? {
+        return Err(Error::UnsafeStore { key: key.to_string() });
+    }
+    let second = put_if_absent(store, &key, body).await;
+    // The probe key is unique to this run; deleting it cannot affect anyone.
+    if let Err(e) = store.delete(&key).await {
+        tracing::debug!(%key, error = %e, "could not delete probe key");
+    }
+    match second? {
+        false => Ok(()),
+        true => Err(Error::UnsafeStore { key: key.to_string() }),
+    }
+}
+
+/// Creates the `cluster` object on a fresh bucket, or reads and checks it.
+pub async fn init(store: &dyn ObjectStore) -> Result<ClusterInfo> {
+    let mine = ClusterInfo { cluster_id: Ulid::new(), format: CLUSTER_FORMAT };
+    let body = serde_json::to_vec(&mine).map_err(|e| Error::corrupt("cluster", e))?;
+    if put_if_absent(store, &keys::cluster(), body.into()).await? {
+        return Ok(mine);
+    }
+    let bytes = get_if_exists(store, &keys::cluster())
+        .await?
+        .ok_or_else(|| Error::corrupt("cluster", "reported as existing, then not found"))?;
+    let info: ClusterInfo = serde_json::from_slice(&bytes).map_err(|e| Error::corrupt("cluster", e))?;
+    if info.format != CLUSTER_FORMAT {
+        return Err(Error::UnsupportedFormat(format!(
+            "bucket has cluster format {}, this build supports {CLUSTER_FORMAT}",
+            info.format
+        )));
+    }
+    Ok(info)
+}

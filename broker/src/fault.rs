@@ -1,0 +1,168 @@
+//! A fault-injecting `ObjectStore` wrapper for tests: errors, latency, a PUT
+//! that lands but reports a failure, and a store that ignores create-only.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::{self, BoxStream, StreamExt};
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMode,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    Put,
+    Get,
+    List,
+    Delete,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Fail without touching the store (a 5xx or a refused connection).
+    Fail,
+    /// Perform the operation, then report a failure (a timeout after the write landed).
+    LandThenFail,
+    /// Wait, then perform the operation.
+    Delay(Duration),
+    /// Turn a create-only PUT into an overwrite (a store that ignores `If-None-Match`).
+    IgnoreCreateMode,
+}
+
+struct Rule {
+    op: OpKind,
+    key_prefix: String,
+    fault: Fault,
+    /// `None`: forever.
+    remaining: Option<u64>,
+}
+
+pub struct FaultyStore {
+    inner: Arc<dyn ObjectStore>,
+    rules: Mutex<Vec<Rule>>,
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        Self { inner, rules: Mutex::new(Vec::new()) }
+    }
+
+    /// Applies `fault` to the next `times` operations of kind `op` on keys
+    /// starting with `key_prefix` (`None`: to all of them).
+    pub fn inject(&self, op: OpKind, key_prefix: &str, fault: Fault, times: Option<u64>) {
+        self.lock().push(Rule { op, key_prefix: key_prefix.to_owned(), fault, remaining: times });
+    }
+
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Rule>> {
+        self.rules.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn take(&self, op: OpKind, key: &str) -> Option<Fault> {
+        let mut rules = self.lock();
+        let i = rules.iter().position(|r| r.op == op && key.starts_with(&r.key_prefix) && r.remaining != Some(0))?;
+        let rule = &mut rules[i];
+        if let Some(n) = rule.remaining.as_mut() {
+            *n -= 1;
+        }
+        Some(rule.fault)
+    }
+}
+
+fn injected(what: &str) -> object_store::Error {
+    object_store::Error::Generic { store: "FaultyStore", source: format!("injected fault: {what}").into() }
+}
+
+impl fmt::Display for FaultyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultyStore({})", self.inner)
+    }
+}
+
+impl fmt::Debug for FaultyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultyStore({:?})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultyStore {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, mut opts: PutOptions) -> Result<PutResult> {
+        match self.take(OpKind::Put, location.as_ref()) {
+            None => self.inner.put_opts(location, payload, opts).await,
+            Some(Fault::Fail) => Err(injected("put failed")),
+            Some(Fault::LandThenFail) => {
+                self.inner.put_opts(location, payload, opts).await?;
+                Err(injected("put landed, then timed out"))
+            }
+            Some(Fault::Delay(d)) => {
+                tokio::time::sleep(d).await;
+                self.inner.put_opts(location, payload, opts).await
+            }
+            Some(Fault::IgnoreCreateMode) => {
+                if opts.mode == PutMode::Create {
+                    opts.mode = PutMode::Overwrite;
+                }
+                self.inner.put_opts(location, payload, opts).await
+            }
+        }
+    }
+
+    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        match self.take(OpKind::Get, location.as_ref()) {
+            Some(Fault::Fail) => Err(injected("get failed")),
+            Some(Fault::LandThenFail) => {
+                self.inner.get_opts(location, options).await?;
+                Err(injected("get timed out"))
+            }
+            Some(Fault::Delay(d)) => {
+                tokio::time::sleep(d).await;
+                self.inner.get_opts(location, options).await
+            }
+            None | Some(Fault::IgnoreCreateMode) => self.inner.get_opts(location, options).await,
+        }
+    }
+
+    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+        match self.take(OpKind::Delete, "") {
+            Some(Fault::Fail) => stream::once(async { Err(injected("delete failed")) }).boxed(),
+            _ => self.inner.delete_stream(locations),
+        }
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        match self.take(OpKind::List, prefix.map_or("", |p| p.as_ref())) {
+            Some(Fault::Fail) => stream::once(async { Err(injected("list failed")) }).boxed(),
+            _ => self.inner.list(prefix),
+        }
+    }
+
+    fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, Result<ObjectMeta>> {
+        match self.take(OpKind::List, prefix.map_or("", |p| p.as_ref())) {
+            Some(Fault::Fail) => stream::once(async { Err(injected("list failed")) }).boxed(),
+            _ => self.inner.list_with_offset(prefix, offset),
+        }
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        if let Some(Fault::Fail) = self.take(OpKind::List, prefix.map_or("", |p| p.as_ref())) {
+            return Err(injected("list failed"));
+        }
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}

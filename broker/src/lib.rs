@@ -1,0 +1,33 @@
+//! Floe's core: the segment format, the metadata log, the state folded from it,
+//! and object-store access. No HTTP here.
+
+pub mod cluster;
+pub mod entry;
+mod error;
+pub mod fault;
+pub mod keys;
+pub mod log;
+pub mod record;
+pub mod segment;
+pub mod snapshot;
+pub mod state;
+pub mod store;
+pub mod testing;
+
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+
+pub use error::{Error, Result};
+pub use log::{Committed, LogSettings, MetadataLog};
+pub use record::Record;
+
+/// Opens a bucket for an agent or compactor: refuses a store that ignores
+/// create-only PUTs, creates or checks the `cluster` object, then loads the
+/// newest snapshot and replays the log.
+pub async fn open(store: Arc<dyn ObjectStore>, settings: LogSettings) -> Result<(cluster::ClusterInfo, MetadataLog)> {
+    cluster::probe_create_only(store.as_ref()).await?;
+    let info = cluster::init(store.as_ref()).await?;
+    let log = MetadataLog::open(store, settings).await?;
+    Ok((info, log))
+}

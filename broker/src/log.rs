@@ -1,0 +1,223 @@
+//! The metadata log: create-only appends at the next position, catch-up, and
+//! the state folded from it.
+//!
+//! An agent that has applied the log through `N` commits by creating
+//! `log/{N+1}`. If that key exists, it applies the entry there and tries
+//! `N+2`. A PUT whose outcome is unknown is settled by reading the position
+//! back and comparing commit ids. See `docs/commit-protocol.md`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectStore, PutMode};
+use tokio::sync::{watch, Mutex};
+
+use crate::entry::{LogEntry, Op};
+use crate::state::{OpOutcome, State};
+use crate::store::{definitely_not_written, get_if_exists};
+use crate::{keys, snapshot, Error, Result};
+
+#[derive(Clone, Debug)]
+pub struct LogSettings {
+    /// Read-backs and retries spent settling one PUT whose outcome is unknown.
+    pub settle_attempts: u32,
+    /// First pause between those attempts; doubles each time, with jitter.
+    pub settle_backoff: Duration,
+    /// Entries fetched in parallel when replaying the log at start-up.
+    pub replay_concurrency: usize,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { settle_attempts: 8, settle_backoff: Duration::from_millis(20), replay_concurrency: 32 }
+    }
+}
+
+/// The result of a commit: where the entry landed and what applying it did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    pub seq: u64,
+    pub outcomes: Vec<OpOutcome>,
+}
+
+pub struct MetadataLog {
+    store: Arc<dyn ObjectStore>,
+    settings: LogSettings,
+    state: RwLock<State>,
+    applied: watch::Sender<u64>,
+    /// Held by whoever reads or writes the next log position, so entries are
+    /// applied exactly once and in order.
+    advance: Mutex<()>,
+    /// Catch-ups begun, and the number of the last one that finished: lets
+    /// concurrent callers share one round of GETs.
+    catch_ups_begun: AtomicU64,
+    catch_up_done: AtomicU64,
+}
+
+impl MetadataLog {
+    /// Loads the newest snapshot and replays the log after it.
+    pub async fn open(store: Arc<dyn ObjectStore>, settings: LogSettings) -> Result<Self> {
+        let state = snapshot::load_latest(store.as_ref()).await?.unwrap_or_default();
+        let (applied, _) = watch::channel(state.applied);
+        let log = Self {
+            store,
+            settings,
+            state: RwLock::new(state),
+            applied,
+            advance: Mutex::new(()),
+            catch_ups_begun: AtomicU64::new(0),
+            catch_up_done: AtomicU64::new(0),
+        };
+        log.replay().await?;
+        Ok(log)
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The state as applied so far. Do not hold the guard across an await.
+    pub fn state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn state_mut(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Changes whenever an entry is applied.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// Applies every entry committed before this call; returns the position applied.
+    pub async fn catch_up(&self) -> Result<u64> {
+        let asked_after = self.catch_ups_begun.load(Ordering::Acquire);
+        let _advance = self.advance.lock().await;
+        // A catch-up that began after we asked and has finished saw everything we need.
+        if self.catch_up_done.load(Ordering::Acquire) > asked_after {
+            return Ok(self.applied());
+        }
+        let number = self.catch_ups_begun.fetch_add(1, Ordering::AcqRel) + 1;
+        self.catch_up_locked().await?;
+        self.catch_up_done.store(number, Ordering::Release);
+        Ok(self.applied())
+    }
+
+    /// Commits `ops` as one entry at the next free position, applies it, and
+    /// returns what applying it did.
+    pub async fn commit(&self, ops: Vec<Op>) -> Result<Committed> {
+        let entry = LogEntry::new(ops);
+        let body = entry.encode()?;
+        let _advance = self.advance.lock().await;
+        loop {
+            let seq = self.applied() + 1;
+            let put = self.store.put_opts(&keys::log_entry(seq), body.clone().into(), PutMode::Create.into()).await;
+            match put {
+                Ok(_) => return self.apply_committed(seq, &entry),
+                Err(e) if definitely_not_written(&e) => return Err(e.into()),
+                Err(e) => {
+                    if let Some(done) = self.settle(seq, &entry, &body, e).await? {
+                        return Ok(done);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decides a PUT at `seq` that failed with `AlreadyExists` or an unknown
+    /// outcome. `Some` if our entry is at `seq`; `None` if another entry is
+    /// (it is applied, and the caller moves on to the next position).
+    async fn settle(&self, seq: u64, entry: &LogEntry, body: &bytes::Bytes, first: object_store::Error) -> Result<Option<Committed>> {
+        let mut last = first.to_string();
+        let mut pause = self.settings.settle_backoff;
+        for _ in 0..self.settings.settle_attempts {
+            match self.fetch_entry(seq).await {
+                Ok(Some(found)) if found.commit_id == entry.commit_id => return self.apply_committed(seq, entry).map(Some),
+                Ok(Some(found)) => {
+                    self.apply(seq, &found)?;
+                    return Ok(None);
+                }
+                // Nothing there: our PUT did not land (or has not yet). Creating
+                // the same bytes again is safe: only one create can win.
+                Ok(None) => {
+                    let put = self.store.put_opts(&keys::log_entry(seq), body.clone().into(), PutMode::Create.into()).await;
+                    match put {
+                        Ok(_) => return self.apply_committed(seq, entry).map(Some),
+                        Err(e) if definitely_not_written(&e) => return Err(e.into()),
+                        Err(e) => last = e.to_string(),
+                    }
+                }
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(jitter(pause)).await;
+            pause = pause.saturating_mul(2);
+        }
+        Err(Error::CommitUnresolved { seq, attempts: self.settings.settle_attempts, last })
+    }
+
+    fn apply_committed(&self, seq: u64, entry: &LogEntry) -> Result<Committed> {
+        let outcomes = self.apply(seq, entry)?;
+        Ok(Committed { seq, outcomes })
+    }
+
+    fn apply(&self, seq: u64, entry: &LogEntry) -> Result<Vec<OpOutcome>> {
+        let outcomes = self.state_mut().apply(seq, entry)?;
+        self.applied.send_replace(seq);
+        Ok(outcomes)
+    }
+
+    async fn fetch_entry(&self, seq: u64) -> Result<Option<LogEntry>> {
+        match get_if_exists(self.store.as_ref(), &keys::log_entry(seq)).await? {
+            Some(bytes) => LogEntry::decode(seq, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn catch_up_locked(&self) -> Result<()> {
+        loop {
+            let seq = self.applied() + 1;
+            match self.fetch_entry(seq).await? {
+                Some(entry) => {
+                    self.apply(seq, &entry)?;
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Start-up: one LIST finds the tail, then entries are fetched in parallel
+    /// and applied in order; a final catch-up picks up anything newer.
+    async fn replay(&self) -> Result<()> {
+        let _advance = self.advance.lock().await;
+        let from = self.applied();
+        let mut listed: Vec<u64> = self
+            .store
+            .list_with_offset(Some(&keys::log_prefix()), &keys::log_entry(from))
+            .try_filter_map(|meta| futures::future::ready(Ok(keys::parse_log_seq(&meta.location))))
+            .try_collect()
+            .await?;
+        listed.sort_unstable();
+        // Positions are created in order, so the listing is contiguous from `from + 1`.
+        let run: Vec<u64> = listed.into_iter().skip_while(|s| *s <= from).enumerate().take_while(|(i, s)| *s == from + 1 + *i as u64).map(|(_, s)| s).collect();
+        let mut entries = futures::stream::iter(run)
+            .map(|seq| async move { (seq, self.fetch_entry(seq).await) })
+            .buffered(self.settings.replay_concurrency.max(1));
+        while let Some((seq, entry)) = entries.next().await {
+            let entry = entry?.ok_or(Error::MissingLogEntry { seq })?;
+            self.apply(seq, &entry)?;
+        }
+        drop(entries);
+        self.catch_up_locked().await
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(rand::random_range(0.5..1.5))
+}

@@ -1,0 +1,20 @@
+//! The record as the broker stores it: opaque bytes plus a timestamp and headers.
+
+use bytes::Bytes;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub key: Option<Bytes>,
+    pub value: Bytes,
+    /// Milliseconds since the Unix epoch (Kafka's CreateTime).
+    pub timestamp: i64,
+    pub headers: Vec<(String, Bytes)>,
+}
+
+impl Record {
+    /// Approximate in-memory and on-the-wire size, used for buffer budgets and `max_bytes`.
+    pub fn size(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
+        self.key.as_ref().map_or(0, Bytes::len) + self.value.len() + headers + 16
+    }
+}

@@ -1,0 +1,344 @@
+//! Segment format v1: one flush of one agent, holding batches of many partitions.
+//!
+//! ```text
+//! segment  = header batch* index trailer
+//! header   = "FLOESEG1" (8 bytes)
+//! batch    = payload_len u32 | crc32c u32 | record_count u32 | codec u8 | 0u8 x3
+//!            | uncompressed_len u32 | max_timestamp i64 | payload
+//!            (crc32c covers everything after the crc field, payload included)
+//! payload  = zstd(record*)
+//! record   = timestamp i64 | key_len i32 (-1 = null) | key | value_len u32 | value
+//!            | header_count u32 | (name_len u32 | name | value_len u32 | value)*
+//! index    = (topic_len u16 | topic | partition u32 | pos u64 | len u32
+//!            | record_count u32 | max_timestamp i64)*
+//! trailer  = index_len u32 | batch_count u32 | crc32c(index) u32 | "FSIX"
+//! ```
+//! All integers are little-endian. A batch is self-describing and checked, so a
+//! reader can fetch just its byte range. Offsets are not stored: they are
+//! assigned when the log entry that references the batch is applied.
+//! Frozen by `tests/golden.rs`; any change needs a new version.
+
+use std::ops::Range;
+
+use bytes::{Buf, BufMut, Bytes};
+use serde::{Deserialize, Serialize};
+
+use crate::record::Record;
+use crate::{Error, Result};
+
+pub const MAGIC: &[u8; 8] = b"FLOESEG1";
+const INDEX_MAGIC: &[u8; 4] = b"FSIX";
+pub const BATCH_HEADER_LEN: usize = 28;
+pub const TRAILER_LEN: usize = 16;
+const CODEC_ZSTD: u8 = 1;
+/// Level 1: the cheapest zstd level; log payloads are CPU-bound long before
+/// they are bandwidth-bound.
+const ZSTD_LEVEL: i32 = 1;
+
+/// Where one batch lives in a segment, and what it holds. This is also what a
+/// log entry records for each batch it commits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchMeta {
+    pub topic: String,
+    pub partition: u32,
+    /// Byte position of the batch header in the segment.
+    pub pos: u64,
+    /// Bytes of the whole batch, header included.
+    pub len: u32,
+    pub records: u32,
+    pub max_timestamp: i64,
+}
+
+impl BatchMeta {
+    pub fn range(&self) -> Range<u64> {
+        self.pos..self.pos + u64::from(self.len)
+    }
+}
+
+/// Builds one segment in memory.
+pub struct SegmentBuilder {
+    buf: Vec<u8>,
+    index: Vec<BatchMeta>,
+}
+
+impl Default for SegmentBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SegmentBuilder {
+    pub fn new() -> Self {
+        Self { buf: MAGIC.to_vec(), index: Vec::new() }
+    }
+
+    /// Appends one batch; `records` must not be empty.
+    pub fn add_batch(&mut self, topic: &str, partition: u32, records: &[Record]) -> Result<&BatchMeta> {
+        let pos = self.buf.len() as u64;
+        let batch = encode_batch(records)?;
+        let meta = BatchMeta {
+            topic: topic.to_owned(),
+            partition,
+            pos,
+            len: to_u32(batch.len(), "batch")?,
+            records: to_u32(records.len(), "record count")?,
+            max_timestamp: records.iter().map(|r| r.timestamp).max().unwrap_or(i64::MIN),
+        };
+        self.buf.extend_from_slice(&batch);
+        self.index.push(meta);
+        Ok(self.index.last().unwrap_or_else(|| unreachable!("just pushed")))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Writes the index and trailer; returns the segment bytes and its batches.
+    pub fn finish(mut self) -> Result<(Bytes, Vec<BatchMeta>)> {
+        let index_start = self.buf.len();
+        for b in &self.index {
+            let topic = b.topic.as_bytes();
+            self.buf.put_u16_le(u16::try_from(topic.len()).map_err(|_| Error::corrupt("segment", "topic name too long"))?);
+            self.buf.put_slice(topic);
+            self.buf.put_u32_le(b.partition);
+            self.buf.put_u64_le(b.pos);
+            self.buf.put_u32_le(b.len);
+            self.buf.put_u32_le(b.records);
+            self.buf.put_i64_le(b.max_timestamp);
+        }
+        let index_len = to_u32(self.buf.len() - index_start, "index")?;
+        let crc = crc32c::crc32c(&self.buf[index_start..]);
+        self.buf.put_u32_le(index_len);
+        self.buf.put_u32_le(to_u32(self.index.len(), "batch count")?);
+        self.buf.put_u32_le(crc);
+        self.buf.put_slice(INDEX_MAGIC);
+        Ok((Bytes::from(self.buf), self.index))
+    }
+}
+
+fn to_u32(n: usize, what: &str) -> Result<u32> {
+    u32::try_from(n).map_err(|_| Error::corrupt("segment", format!("{what} exceeds 4 GiB")))
+}
+
+fn encode_batch(records: &[Record]) -> Result<Vec<u8>> {
+    if records.is_empty() {
+        return Err(Error::corrupt("segment", "empty batch"));
+    }
+    let mut raw = Vec::with_capacity(records.iter().map(Record::size).sum());
+    for r in records {
+        raw.put_i64_le(r.timestamp);
+        match &r.key {
+            Some(k) => {
+                raw.put_i32_le(i32::try_from(k.len()).map_err(|_| Error::corrupt("record", "key too large"))?);
+                raw.put_slice(k);
+            }
+            None => raw.put_i32_le(-1),
+        }
+        raw.put_u32_le(to_u32(r.value.len(), "value")?);
+        raw.put_slice(&r.value);
+        raw.put_u32_le(to_u32(r.headers.len(), "header count")?);
+        for (name, value) in &r.headers {
+            raw.put_u32_le(to_u32(name.len(), "header name")?);
+            raw.put_slice(name.as_bytes());
+            raw.put_u32_le(to_u32(value.len(), "header value")?);
+            raw.put_slice(value);
+        }
+    }
+    let payload = zstd::bulk::compress(&raw, ZSTD_LEVEL).map_err(|e| Error::corrupt("batch", e))?;
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + payload.len());
+    out.put_u32_le(to_u32(payload.len(), "payload")?);
+    out.put_u32_le(0); // crc, filled below
+    out.put_u32_le(to_u32(records.len(), "record count")?);
+    out.put_slice(&[CODEC_ZSTD, 0, 0, 0]);
+    out.put_u32_le(to_u32(raw.len(), "batch")?);
+    out.put_i64_le(records.iter().map(|r| r.timestamp).max().unwrap_or(i64::MIN));
+    out.put_slice(&payload);
+    let crc = crc32c::crc32c(&out[8..]);
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// Decodes one batch from exactly its byte range (as fetched by a ranged GET).
+pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Record>> {
+    let bad = |reason: &str| Error::corrupt("batch", reason);
+    if bytes.len() < BATCH_HEADER_LEN {
+        return Err(bad("shorter than its header"));
+    }
+    let mut h = &bytes[..BATCH_HEADER_LEN];
+    let payload_len = h.get_u32_le() as usize;
+    let crc = h.get_u32_le();
+    let count = h.get_u32_le();
+    let codec = h.get_u8();
+    h.advance(3);
+    let raw_len = h.get_u32_le() as usize;
+    if bytes.len() != BATCH_HEADER_LEN + payload_len {
+        return Err(bad("length does not match its header"));
+    }
+    if crc32c::crc32c(&bytes[8..]) != crc {
+        return Err(bad("CRC32C mismatch"));
+    }
+    if codec != CODEC_ZSTD {
+        return Err(bad("unknown codec"));
+    }
+    let raw = zstd::bulk::decompress(&bytes[BATCH_HEADER_LEN..], raw_len).map_err(|e| Error::corrupt("batch", e))?;
+    if raw.len() != raw_len {
+        return Err(bad("uncompressed length does not match its header"));
+    }
+    let raw = Bytes::from(raw);
+    let mut cur = raw.clone();
+    let mut records = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        records.push(decode_record(&raw, &mut cur).ok_or_else(|| bad("truncated record"))?);
+    }
+    if cur.has_remaining() {
+        return Err(bad("trailing bytes after the last record"));
+    }
+    Ok(records)
+}
+
+/// Reads one record from `cur`, slicing byte fields out of `raw` without copying.
+fn decode_record(raw: &Bytes, cur: &mut Bytes) -> Option<Record> {
+    fn take(raw: &Bytes, cur: &mut Bytes, len: usize) -> Option<Bytes> {
+        if cur.remaining() < len {
+            return None;
+        }
+        let start = raw.len() - cur.remaining();
+        cur.advance(len);
+        Some(raw.slice(start..start + len))
+    }
+    fn u32_len(cur: &mut Bytes) -> Option<usize> {
+        (cur.remaining() >= 4).then(|| cur.get_u32_le() as usize)
+    }
+    if cur.remaining() < 12 {
+        return None;
+    }
+    let timestamp = cur.get_i64_le();
+    let key_len = cur.get_i32_le();
+    let key = if key_len < 0 { None } else { Some(take(raw, cur, key_len as usize)?) };
+    let value_len = u32_len(cur)?;
+    let value = take(raw, cur, value_len)?;
+    let header_count = u32_len(cur)?;
+    let mut headers = Vec::with_capacity(header_count.min(1024));
+    for _ in 0..header_count {
+        let name_len = u32_len(cur)?;
+        let name = String::from_utf8(take(raw, cur, name_len)?.to_vec()).ok()?;
+        let value_len = u32_len(cur)?;
+        headers.push((name, take(raw, cur, value_len)?));
+    }
+    Some(Record { key, value, timestamp, headers })
+}
+
+/// Reads the index of a whole segment (for the compactor and for recovery tools).
+pub fn read_index(segment: &[u8]) -> Result<Vec<BatchMeta>> {
+    let bad = |reason: &str| Error::corrupt("segment", reason);
+    if segment.len() < MAGIC.len() + TRAILER_LEN || &segment[..MAGIC.len()] != MAGIC {
+        return Err(bad("missing FLOESEG1 header"));
+    }
+    let mut t = &segment[segment.len() - TRAILER_LEN..];
+    let index_len = t.get_u32_le() as usize;
+    let count = t.get_u32_le();
+    let crc = t.get_u32_le();
+    if t != INDEX_MAGIC {
+        return Err(bad("missing index trailer"));
+    }
+    let index_end = segment.len() - TRAILER_LEN;
+    let index_start = index_end.checked_sub(index_len).filter(|s| *s >= MAGIC.len()).ok_or_else(|| bad("index length out of bounds"))?;
+    let mut idx = &segment[index_start..index_end];
+    if crc32c::crc32c(idx) != crc {
+        return Err(bad("index CRC32C mismatch"));
+    }
+    let mut out = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        if idx.remaining() < 2 {
+            return Err(bad("truncated index"));
+        }
+        let topic_len = idx.get_u16_le() as usize;
+        if idx.remaining() < topic_len + 28 {
+            return Err(bad("truncated index"));
+        }
+        let topic = std::str::from_utf8(&idx[..topic_len]).map_err(|_| bad("topic is not UTF-8"))?.to_owned();
+        idx.advance(topic_len);
+        out.push(BatchMeta {
+            topic,
+            partition: idx.get_u32_le(),
+            pos: idx.get_u64_le(),
+            len: idx.get_u32_le(),
+            records: idx.get_u32_le(),
+            max_timestamp: idx.get_i64_le(),
+        });
+    }
+    if idx.has_remaining() {
+        return Err(bad("trailing bytes in index"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_record() -> impl Strategy<Value = Record> {
+        (
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..32)),
+            proptest::collection::vec(any::<u8>(), 0..256),
+            any::<i64>(),
+            proptest::collection::vec(("[a-z]{0,8}", proptest::collection::vec(any::<u8>(), 0..16)), 0..4),
+        )
+            .prop_map(|(key, value, timestamp, headers)| Record {
+                key: key.map(Bytes::from),
+                value: Bytes::from(value),
+                timestamp,
+                headers: headers.into_iter().map(|(k, v)| (k, Bytes::from(v))).collect(),
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn segment_round_trips(batches in proptest::collection::vec(
+            ("[a-z]{1,12}", any::<u32>(), proptest::collection::vec(arb_record(), 1..20)), 1..6)) {
+            let mut b = SegmentBuilder::new();
+            for (topic, partition, records) in &batches {
+                b.add_batch(topic, *partition, records).unwrap();
+            }
+            let (bytes, metas) = b.finish().unwrap();
+            prop_assert_eq!(read_index(&bytes).unwrap(), metas.clone());
+            for ((topic, partition, records), meta) in batches.iter().zip(&metas) {
+                prop_assert_eq!(&meta.topic, topic);
+                prop_assert_eq!(meta.partition, *partition);
+                prop_assert_eq!(meta.records as usize, records.len());
+                let r = meta.range();
+                let decoded = decode_batch(&bytes[r.start as usize..r.end as usize]).unwrap();
+                prop_assert_eq!(&decoded, records);
+            }
+        }
+
+        #[test]
+        fn any_flipped_bit_is_detected(flip in any::<prop::sample::Index>(), bit in 0u8..8) {
+            let rec = Record { key: Some(Bytes::from_static(b"k")), value: Bytes::from_static(b"hello world"), timestamp: 1, headers: vec![] };
+            let mut b = SegmentBuilder::new();
+            b.add_batch("t", 0, &[rec]).unwrap();
+            let (bytes, metas) = b.finish().unwrap();
+            let r = metas[0].range();
+            let mut batch = bytes[r.start as usize..r.end as usize].to_vec();
+            let i = flip.index(batch.len());
+            batch[i] ^= 1 << bit;
+            prop_assert!(decode_batch(&batch).is_err());
+        }
+    }
+
+    #[test]
+    fn empty_batch_is_refused() {
+        assert!(SegmentBuilder::new().add_batch("t", 0, &[]).is_err());
+    }
+
+    #[test]
+    fn truncated_batch_is_refused() {
+        let rec = Record { key: None, value: Bytes::from_static(b"v"), timestamp: 0, headers: vec![] };
+        let mut b = SegmentBuilder::new();
+        b.add_batch("t", 0, &[rec]).unwrap();
+        let (bytes, metas) = b.finish().unwrap();
+        let r = metas[0].range();
+        assert!(decode_batch(&bytes[r.start as usize..r.end as usize - 1]).is_err());
+    }
+}

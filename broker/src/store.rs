@@ -1,0 +1,110 @@
+//! Opening an object store from a URL, and small helpers every caller needs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, PutMode, RetryConfig};
+
+use crate::{Error, Result};
+
+/// Opens the store named by `url`:
+/// - `file://./dir`, `file:///abs/dir` or a bare path: a local directory (created if missing);
+/// - `memory://`: in-process, gone when the process exits (tests and demos);
+/// - `s3://bucket[/prefix]`: S3 or an S3-compatible server, configured by the
+///   usual `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+///   `AWS_REGION` and `AWS_ALLOW_HTTP` variables.
+pub fn open(url: &str) -> Result<Arc<dyn ObjectStore>> {
+    let invalid = |reason: &str| Error::InvalidStoreUrl { url: url.to_owned(), reason: reason.to_owned() };
+    if url == "memory://" {
+        return Ok(Arc::new(InMemory::new()));
+    }
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(invalid("no bucket name"));
+        }
+        let s3 = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: 5,
+                retry_timeout: Duration::from_secs(30),
+            })
+            .build()?;
+        let prefix = prefix.trim_matches('/');
+        return Ok(if prefix.is_empty() { Arc::new(s3) } else { Arc::new(PrefixStore::new(s3, prefix)) });
+    }
+    let dir = match url.strip_prefix("file://") {
+        Some(dir) => dir,
+        None if url.contains("://") => return Err(invalid("supported schemes are file://, memory:// and s3://")),
+        None => url,
+    };
+    if dir.is_empty() {
+        return Err(invalid("no directory"));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| invalid(&format!("cannot create directory: {e}")))?;
+    Ok(Arc::new(LocalFileSystem::new_with_prefix(dir)?))
+}
+
+/// GETs a whole object; `None` if it does not exist.
+pub async fn get_if_exists(store: &dyn ObjectStore, key: &Path) -> Result<Option<Bytes>> {
+    match store.get(key).await {
+        Ok(got) => Ok(Some(got.bytes().await?)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Create-only PUT (`If-None-Match: *`): `Ok(false)` if the key already exists.
+pub async fn put_if_absent(store: &dyn ObjectStore, key: &Path, body: Bytes) -> Result<bool> {
+    match store.put_opts(key, body.into(), PutMode::Create.into()).await {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Errors after which a PUT certainly did not write anything. Any other error
+/// (a timeout, a reset connection, a 5xx) leaves the outcome unknown.
+pub fn definitely_not_written(e: &object_store::Error) -> bool {
+    use object_store::Error as E;
+    matches!(
+        e,
+        E::NotFound { .. }
+            | E::InvalidPath { .. }
+            | E::NotSupported { .. }
+            | E::NotImplemented { .. }
+            | E::PermissionDenied { .. }
+            | E::Unauthenticated { .. }
+            | E::UnknownConfigurationKey { .. }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_open_the_right_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b");
+        let url = format!("file://{}", nested.display());
+        assert!(open(&url).unwrap().to_string().starts_with("LocalFileSystem"));
+        assert!(nested.is_dir(), "file:// creates the directory");
+        assert!(open("memory://").unwrap().to_string().starts_with("InMemory"));
+    }
+
+    #[test]
+    fn bad_urls_are_explained() {
+        for url in ["gs://bucket", "s3://", "file://"] {
+            let err = open(url).err().unwrap_or_else(|| panic!("{url} should not open"));
+            assert!(matches!(err, Error::InvalidStoreUrl { .. }), "{url}: {err}");
+        }
+    }
+}
