@@ -4,6 +4,8 @@
 //! properties the design relies on: create-only PUTs under a race, strongly
 //! consistent GET and LIST, ranged GETs, and a working metadata log.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

@@ -2,6 +2,8 @@
 //! change, and the stored golden file must always decode to the same records.
 //! Regenerate (only for a new format version) with `FLOE_BLESS=1`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use bytes::Bytes;

@@ -1,0 +1,104 @@
+//! The one place errors become HTTP: a status, a stable snake_case code, and
+//! `{"error":{"code":..,"message":..}}` (plus details for some codes).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use crate::reader::FetchError;
+use crate::writer::WriteError;
+
+/// Seconds a client should wait before retrying an overloaded or unavailable agent.
+const RETRY_AFTER_SECS: u32 = 1;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), details: Map::new() }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn topic_not_found(topic: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "topic_not_found", format!("topic {topic:?} does not exist"))
+    }
+
+    pub fn partition_not_found(topic: &str, partition: u32) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "partition_not_found", format!("topic {topic:?} has no partition {partition}"))
+    }
+
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.details.insert(key.to_owned(), value.into());
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = Map::new();
+        error.insert("code".into(), self.code.into());
+        error.insert("message".into(), self.message.into());
+        error.extend(self.details);
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if matches!(self.status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
+    }
+}
+
+impl From<floe_broker::Error> for ApiError {
+    fn from(e: floe_broker::Error) -> Self {
+        use floe_broker::Error as E;
+        match e {
+            E::CommitUnresolved { .. } => Self::unavailable("commit_outcome_unknown", e.to_string()),
+            E::Store(_) => Self::unavailable("store_unavailable", e.to_string()),
+            _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        }
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        let message = e.to_string();
+        match e {
+            WriteError::Overloaded => Self::unavailable("overloaded", message),
+            WriteError::TooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", message),
+            WriteError::Upload(_) => Self::unavailable("store_unavailable", message),
+            WriteError::Commit(_) => Self::unavailable("commit_failed", message),
+            WriteError::PartitionGone { topic, partition } => Self::partition_not_found(&topic, partition),
+            WriteError::Closed => Self::unavailable("shutting_down", message),
+        }
+    }
+}
+
+impl From<FetchError> for ApiError {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::TopicNotFound(t) => Self::topic_not_found(&t),
+            FetchError::PartitionNotFound { topic, partition } => Self::partition_not_found(&topic, partition),
+            FetchError::OffsetOutOfRange { offset, log_start_offset, high_watermark } => Self::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "offset_out_of_range",
+                format!("offset {offset} is outside the partition's range [{log_start_offset}, {high_watermark}]"),
+            )
+            .with("log_start_offset", log_start_offset)
+            .with("high_watermark", high_watermark),
+            FetchError::Store(e) => Self::unavailable("store_unavailable", e.to_string()),
+        }
+    }
+}

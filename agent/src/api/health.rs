@@ -1,0 +1,27 @@
+//! Liveness and readiness.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::ApiError;
+use crate::app::Agent;
+
+/// How long a readiness check may wait for the store.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when the store answers and the log is caught up.
+pub async fn readyz(State(agent): State<Arc<Agent>>) -> Result<Json<Value>, ApiError> {
+    match tokio::time::timeout(READY_TIMEOUT, agent.log.catch_up()).await {
+        Ok(Ok(applied)) => Ok(Json(json!({ "status": "ready", "applied": applied }))),
+        Ok(Err(e)) => Err(ApiError::unavailable("not_ready", format!("cannot read the log: {e}"))),
+        Err(_) => Err(ApiError::unavailable("not_ready", "the store did not answer in time")),
+    }
+}

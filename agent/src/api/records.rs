@@ -1,0 +1,213 @@
+//! Produce and fetch records.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use bytes::Bytes;
+use floe_broker::Record;
+use serde::{Deserialize, Serialize};
+
+use super::{body, ApiError};
+use crate::app::Agent;
+use crate::partitioner;
+use crate::writer::PartitionRecords;
+
+pub const MAX_FETCH_RECORDS: usize = 10_000;
+pub const MAX_FETCH_BYTES: usize = 64 << 20;
+pub const MAX_FETCH_TIMEOUT_MS: u64 = 60_000;
+
+#[derive(Deserialize)]
+struct ProduceBody {
+    records: Vec<InRecord>,
+}
+
+#[derive(Deserialize)]
+struct InRecord {
+    #[serde(default)]
+    key: Option<String>,
+    value: String,
+    #[serde(default)]
+    partition: Option<u32>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    timestamp: Option<i64>,
+}
+
+#[derive(Serialize)]
+pub struct Offset {
+    partition: u32,
+    offset: u64,
+}
+
+#[derive(Serialize)]
+pub struct Produced {
+    offsets: Vec<Offset>,
+}
+
+/// NDJSON when the request says so; JSON otherwise (curl's `-d` labels JSON as a form).
+fn parse_records(headers: &HeaderMap, bytes: &[u8]) -> Result<Vec<InRecord>, ApiError> {
+    if body::media_type(headers) != "application/x-ndjson" {
+        return Ok(body::json::<ProduceBody>(bytes)?.records);
+    }
+    bytes
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+        .map(|(i, line)| {
+            serde_json::from_slice(line)
+                .map_err(|e| ApiError::bad_request("invalid_json", format!("line {}: {e}", i + 1)).with("line", i + 1))
+        })
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+pub async fn produce(
+    State(agent): State<Arc<Agent>>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    raw: Body,
+) -> Result<Json<Produced>, ApiError> {
+    let Path(topic) = path?;
+    let bytes = body::read(raw, agent.settings.max_request_bytes).await?;
+    let records = parse_records(&headers, &bytes)?;
+    if records.is_empty() {
+        return Err(ApiError::bad_request("invalid_request", "a produce request needs at least one record"));
+    }
+    let partitions = match agent.partition_count(&topic) {
+        Some(n) => n,
+        None => {
+            agent.log.catch_up().await?;
+            agent.partition_count(&topic).ok_or_else(|| ApiError::topic_not_found(&topic))?
+        }
+    };
+
+    // Validate and place every record before buffering any: nothing is half-applied.
+    let now = now_ms();
+    let mut sticky = None;
+    let mut groups: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
+    let mut placed = Vec::with_capacity(records.len());
+    for (i, r) in records.into_iter().enumerate() {
+        let partition = match (r.partition, &r.key) {
+            (Some(p), _) if p >= partitions => {
+                return Err(ApiError::partition_not_found(&topic, p).with("record_index", i));
+            }
+            (Some(p), _) => p,
+            (None, Some(key)) => partitioner::for_key(key.as_bytes(), partitions),
+            (None, None) => *sticky.get_or_insert_with(|| agent.sticky.next(partitions)),
+        };
+        let group = groups.entry(partition).or_default();
+        placed.push((partition, group.len() as u64));
+        group.push(Record {
+            key: r.key.map(Bytes::from),
+            value: Bytes::from(r.value),
+            timestamp: r.timestamp.unwrap_or(now),
+            headers: r.headers.into_iter().map(|(k, v)| (k, Bytes::from(v))).collect(),
+        });
+    }
+    let order: Vec<u32> = groups.keys().copied().collect();
+    let parts = groups.into_iter().map(|(partition, records)| PartitionRecords { partition, records }).collect();
+    let bases = agent.writer.append(topic, parts).await?;
+    let base_of: BTreeMap<u32, u64> = order.into_iter().zip(bases).collect();
+    let offsets = placed
+        .into_iter()
+        .map(|(partition, index)| Offset { partition, offset: base_of.get(&partition).copied().unwrap_or_default() + index })
+        .collect();
+    Ok(Json(Produced { offsets }))
+}
+
+#[derive(Deserialize)]
+pub struct FetchQuery {
+    #[serde(default)]
+    offset: u64,
+    #[serde(default = "default_max_records")]
+    max_records: usize,
+    #[serde(default = "default_max_bytes")]
+    max_bytes: usize,
+    #[serde(default)]
+    timeout_ms: u64,
+}
+
+fn default_max_records() -> usize {
+    500
+}
+
+fn default_max_bytes() -> usize {
+    1 << 20
+}
+
+#[derive(Serialize)]
+pub struct OutRecord {
+    offset: u64,
+    key: Option<String>,
+    value: String,
+    timestamp: i64,
+    headers: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+pub struct FetchResponse {
+    records: Vec<OutRecord>,
+    next_offset: u64,
+    high_watermark: u64,
+    log_start_offset: u64,
+}
+
+fn text(b: &Bytes) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub async fn fetch(
+    State(agent): State<Arc<Agent>>,
+    path: Result<Path<(String, u32)>, PathRejection>,
+    query: Result<Query<FetchQuery>, QueryRejection>,
+) -> Result<Json<FetchResponse>, ApiError> {
+    let Path((topic, partition)) = path?;
+    let Query(q) = query?;
+    let in_range = (1..=MAX_FETCH_RECORDS).contains(&q.max_records)
+        && (1..=MAX_FETCH_BYTES).contains(&q.max_bytes)
+        && q.timeout_ms <= MAX_FETCH_TIMEOUT_MS;
+    if !in_range {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("max_records must be 1..={MAX_FETCH_RECORDS}, max_bytes 1..={MAX_FETCH_BYTES}, timeout_ms 0..={MAX_FETCH_TIMEOUT_MS}"),
+        ));
+    }
+    let req = crate::reader::FetchRequest {
+        topic,
+        partition,
+        offset: q.offset,
+        max_records: q.max_records,
+        max_bytes: q.max_bytes,
+        timeout: Duration::from_millis(q.timeout_ms),
+    };
+    let fetched = agent.reader.fetch(&req).await?;
+    let records = fetched
+        .records
+        .into_iter()
+        .map(|(offset, r)| OutRecord {
+            offset,
+            key: r.key.as_ref().map(text),
+            value: text(&r.value),
+            timestamp: r.timestamp,
+            headers: r.headers.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+        })
+        .collect();
+    Ok(Json(FetchResponse {
+        records,
+        next_offset: fetched.next_offset,
+        high_watermark: fetched.high_watermark,
+        log_start_offset: fetched.log_start_offset,
+    }))
+}

@@ -1,0 +1,67 @@
+//! One agent: the metadata log it follows, its writer, reader and cache.
+
+use std::sync::Arc;
+
+use floe_broker::{LogSettings, MetadataLog};
+use object_store::ObjectStore;
+use tokio::net::TcpListener;
+
+use crate::cache::BatchCache;
+use crate::config::AgentArgs;
+use crate::partitioner::Sticky;
+use crate::reader::Reader;
+use crate::writer::{Writer, WriterSettings};
+
+pub struct Agent {
+    pub settings: AgentArgs,
+    pub log: Arc<MetadataLog>,
+    pub writer: Writer,
+    pub reader: Reader,
+    pub sticky: Sticky,
+}
+
+impl Agent {
+    /// Opens the bucket (safety probe, cluster object, snapshot + log replay)
+    /// and starts the background tasks.
+    pub async fn start(settings: AgentArgs, store: Arc<dyn ObjectStore>) -> Result<Arc<Self>, floe_broker::Error> {
+        let (cluster, log) = floe_broker::open(store, LogSettings::default()).await?;
+        let log = Arc::new(log);
+        tracing::info!(cluster_id = %cluster.cluster_id, applied = log.applied(), "bucket opened");
+        let cache = BatchCache::new(settings.cache_bytes);
+        let writer = Writer::start(
+            log.clone(),
+            cache.clone(),
+            WriterSettings {
+                flush_interval: settings.flush_interval(),
+                flush_bytes: settings.flush_bytes,
+                buffer_bytes: settings.buffer_bytes,
+                max_uploads: settings.max_uploads,
+            },
+        );
+        tokio::spawn(follow(Arc::downgrade(&log), settings.log_poll_interval()));
+        let reader = Reader::new(log.clone(), cache);
+        Ok(Arc::new(Self { settings, log, writer, reader, sticky: Sticky::default() }))
+    }
+
+    pub fn partition_count(&self, topic: &str) -> Option<u32> {
+        self.log.state().topic(topic).map(|t| t.partitions.len() as u32)
+    }
+
+    /// Serves the HTTP API until `shutdown` resolves.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        axum::serve(listener, crate::api::router(self)).with_graceful_shutdown(shutdown).await
+    }
+}
+
+/// Learns entries committed by other agents, so long-polls wake and reads stay fresh.
+async fn follow(log: std::sync::Weak<MetadataLog>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(log) = log.upgrade() else { return };
+        if let Err(e) = log.catch_up().await {
+            tracing::warn!(error = %e, "cannot read the metadata log");
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Agent settings, from flags or `FLOE_*` environment variables.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+#[derive(Args, Clone, Debug)]
+pub struct AgentArgs {
+    /// Address to serve the HTTP API on (port 0 picks a free port).
+    #[arg(long, env = "FLOE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Object store: file://./dir, file:///abs/dir, memory://, or s3://bucket[/prefix]
+    /// (S3 settings from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_REGION, AWS_ALLOW_HTTP).
+    #[arg(long, env = "FLOE_STORE", default_value = "file://./floe-data")]
+    pub store: String,
+
+    /// Flush the open buffer this long after its first record.
+    #[arg(long, env = "FLOE_FLUSH_INTERVAL_MS", default_value_t = 250)]
+    pub flush_interval_ms: u64,
+
+    /// Flush the open buffer as soon as it holds this many bytes.
+    #[arg(long, env = "FLOE_FLUSH_BYTES", default_value_t = 8 << 20)]
+    pub flush_bytes: usize,
+
+    /// RAM for records not yet acknowledged; produce answers 503 when it is full.
+    #[arg(long, env = "FLOE_BUFFER_BYTES", default_value_t = 128 << 20)]
+    pub buffer_bytes: usize,
+
+    /// Segment uploads in flight at once.
+    #[arg(long, env = "FLOE_MAX_UPLOADS", default_value_t = 4)]
+    pub max_uploads: usize,
+
+    /// RAM for the decoded-batch read cache.
+    #[arg(long, env = "FLOE_CACHE_BYTES", default_value_t = 256 << 20)]
+    pub cache_bytes: u64,
+
+    /// Largest accepted request body.
+    #[arg(long, env = "FLOE_MAX_REQUEST_BYTES", default_value_t = 16 << 20)]
+    pub max_request_bytes: usize,
+
+    /// How often the agent looks for log entries committed by others.
+    #[arg(long, env = "FLOE_LOG_POLL_MS", default_value_t = 250)]
+    pub log_poll_ms: u64,
+}
+
+impl AgentArgs {
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms.max(1))
+    }
+
+    pub fn log_poll_interval(&self) -> Duration {
+        Duration::from_millis(self.log_poll_ms.max(1))
+    }
+}

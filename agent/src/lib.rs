@@ -1,0 +1,12 @@
+//! The Floe agent: HTTP API, buffering, caching. The binary is `floe-agent`.
+
+pub mod api;
+pub mod app;
+pub mod cache;
+pub mod config;
+pub mod partitioner;
+pub mod reader;
+pub mod writer;
+
+pub use app::Agent;
+pub use config::AgentArgs;

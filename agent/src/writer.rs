@@ -1,0 +1,259 @@
+//! The write path: produce requests are appended to one open buffer; the
+//! buffer is sealed when `flush_interval` passes or `flush_bytes` is reached,
+//! uploaded as one segment, and committed with a create-only log entry. Only
+//! then is each request answered with its offsets.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use floe_broker::entry::Op;
+use floe_broker::segment::{BatchMeta, SegmentBuilder};
+use floe_broker::state::OpOutcome;
+use floe_broker::{keys, MetadataLog, Record};
+use object_store::ObjectStoreExt;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use ulid::Ulid;
+
+use crate::cache::{Batch, BatchCache};
+
+#[derive(Clone, Debug)]
+pub struct WriterSettings {
+    pub flush_interval: Duration,
+    pub flush_bytes: usize,
+    pub buffer_bytes: usize,
+    pub max_uploads: usize,
+}
+
+/// Records of one request bound for one partition, in request order.
+#[derive(Debug)]
+pub struct PartitionRecords {
+    pub partition: u32,
+    pub records: Vec<Record>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("the agent's write buffer is full; retry shortly")]
+    Overloaded,
+    #[error("the request holds {bytes} bytes of records, more than the agent's whole write buffer ({budget} bytes)")]
+    TooLarge { bytes: usize, budget: usize },
+    #[error("uploading the segment failed: {0}")]
+    Upload(String),
+    #[error("committing the log entry failed: {0}")]
+    Commit(String),
+    #[error("topic {topic} partition {partition} did not exist when the records were committed")]
+    PartitionGone { topic: String, partition: u32 },
+    #[error("the agent is shutting down")]
+    Closed,
+}
+
+/// Base offset of each `PartitionRecords` of a request, in the same order.
+type Reply = Result<Vec<u64>, WriteError>;
+
+struct Pending {
+    topic: String,
+    parts: Vec<PartitionRecords>,
+    bytes: usize,
+    waiter: Waiter,
+}
+
+struct Waiter {
+    reply: oneshot::Sender<Reply>,
+    /// Returned to the buffer budget when the request is answered.
+    _permit: OwnedSemaphorePermit,
+    /// For each part of the request: (batch index in the segment, index of its first record in that batch).
+    slots: Vec<(usize, u32)>,
+    topic: String,
+    partitions: Vec<u32>,
+}
+
+/// One sealed buffer, uploaded.
+struct Uploaded {
+    segment: Ulid,
+    batches: Vec<BatchMeta>,
+    records: Vec<Batch>,
+    waiters: Vec<Waiter>,
+}
+
+type UploadTask = JoinHandle<Result<Uploaded, (WriteError, Vec<Waiter>)>>;
+
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::UnboundedSender<Pending>,
+    budget: Arc<Semaphore>,
+    budget_bytes: usize,
+}
+
+impl Writer {
+    pub fn start(log: Arc<MetadataLog>, cache: BatchCache, settings: WriterSettings) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (uploads_tx, uploads_rx) = mpsc::channel(settings.max_uploads.max(1));
+        let budget_bytes = settings.buffer_bytes.min(Semaphore::MAX_PERMITS);
+        tokio::spawn(flusher(rx, uploads_tx, log.clone(), settings));
+        tokio::spawn(committer(uploads_rx, log, cache));
+        Self { tx, budget: Arc::new(Semaphore::new(budget_bytes)), budget_bytes }
+    }
+
+    /// Buffers the records and waits until they are committed; returns the
+    /// base offset of each part.
+    pub async fn append(&self, topic: String, parts: Vec<PartitionRecords>) -> Reply {
+        let bytes: usize = parts.iter().flat_map(|p| &p.records).map(Record::size).sum();
+        let permits = u32::try_from(bytes).ok().filter(|_| bytes <= self.budget_bytes);
+        let permits = permits.ok_or(WriteError::TooLarge { bytes, budget: self.budget_bytes })?;
+        let permit = self.budget.clone().try_acquire_many_owned(permits).map_err(|_| WriteError::Overloaded)?;
+        let (reply, answer) = oneshot::channel();
+        let waiter = Waiter { reply, _permit: permit, slots: Vec::new(), topic: topic.clone(), partitions: parts.iter().map(|p| p.partition).collect() };
+        self.tx.send(Pending { topic, parts, bytes, waiter }).map_err(|_| WriteError::Closed)?;
+        answer.await.unwrap_or(Err(WriteError::Closed))
+    }
+}
+
+/// Collects requests into the open buffer and seals it on time or size.
+async fn flusher(mut rx: mpsc::UnboundedReceiver<Pending>, uploads: mpsc::Sender<UploadTask>, log: Arc<MetadataLog>, settings: WriterSettings) {
+    let mut open: Vec<Pending> = Vec::new();
+    let mut open_bytes = 0usize;
+    let mut deadline: Option<Instant> = None;
+    let mut closing = false;
+    while !closing {
+        let seal = tokio::select! {
+            next = rx.recv() => match next {
+                Some(p) => {
+                    deadline.get_or_insert_with(|| Instant::now() + settings.flush_interval);
+                    open_bytes += p.bytes;
+                    open.push(p);
+                    open_bytes >= settings.flush_bytes
+                }
+                None => {
+                    closing = true;
+                    !open.is_empty()
+                }
+            },
+            () = sleep_until(deadline) => true,
+        };
+        if seal {
+            let task = tokio::spawn(upload(log.clone(), std::mem::take(&mut open)));
+            open_bytes = 0;
+            deadline = None;
+            // Waits while `max_uploads` are in flight; requests keep queueing,
+            // bounded by the buffer budget.
+            if uploads.send(task).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Builds one segment from the sealed requests (one batch per partition) and PUTs it.
+async fn upload(log: Arc<MetadataLog>, pending: Vec<Pending>) -> Result<Uploaded, (WriteError, Vec<Waiter>)> {
+    let mut groups: BTreeMap<(String, u32), Vec<Record>> = BTreeMap::new();
+    let mut waiters = Vec::with_capacity(pending.len());
+    let mut placed: Vec<Vec<((String, u32), u32)>> = Vec::with_capacity(pending.len());
+    for p in pending {
+        let mut slots = Vec::with_capacity(p.parts.len());
+        for part in p.parts {
+            let group = groups.entry((p.topic.clone(), part.partition)).or_default();
+            slots.push(((p.topic.clone(), part.partition), group.len() as u32));
+            group.extend(part.records);
+        }
+        placed.push(slots);
+        waiters.push(p.waiter);
+    }
+    let batch_index: BTreeMap<(String, u32), usize> = groups.keys().cloned().enumerate().map(|(i, k)| (k, i)).collect();
+    for (w, slots) in waiters.iter_mut().zip(placed) {
+        w.slots = slots.into_iter().map(|(k, start)| (batch_index[&k], start)).collect();
+    }
+    let records: Vec<Batch> = groups.into_values().map(Batch::from).collect();
+    let keys: Vec<(String, u32)> = batch_index.into_keys().collect();
+    let encode_input = records.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        let mut b = SegmentBuilder::new();
+        for ((topic, partition), batch) in keys.iter().zip(&encode_input) {
+            b.add_batch(topic, *partition, batch)?;
+        }
+        b.finish()
+    })
+    .await;
+    let (bytes, batches) = match built {
+        Ok(Ok(built)) => built,
+        Ok(Err(e)) => return Err((WriteError::Upload(e.to_string()), waiters)),
+        Err(e) => return Err((WriteError::Upload(e.to_string()), waiters)),
+    };
+    let segment = Ulid::new();
+    // A plain PUT: the name is unique, and nothing references it until the commit.
+    if let Err(e) = log.store().put(&keys::segment(segment), bytes.into()).await {
+        return Err((WriteError::Upload(e.to_string()), waiters));
+    }
+    Ok(Uploaded { segment, batches, records, waiters })
+}
+
+/// Commits uploads one at a time, in the order they were sealed, so one
+/// producer's requests keep their order within a partition.
+async fn committer(mut uploads: mpsc::Receiver<UploadTask>, log: Arc<MetadataLog>, cache: BatchCache) {
+    while let Some(task) = uploads.recv().await {
+        let up = match task.await {
+            Ok(Ok(up)) => up,
+            Ok(Err((e, waiters))) => {
+                fail_all(waiters, &e);
+                continue;
+            }
+            // The waiters were dropped with the task; their callers see `Closed`.
+            Err(_) => continue,
+        };
+        let op = Op::Append { segment: up.segment, batches: up.batches.clone() };
+        let placements = match log.commit(vec![op]).await {
+            Ok(c) => match c.outcomes.into_iter().next() {
+                Some(OpOutcome::Appended(p)) => p,
+                _ => {
+                    fail_all(up.waiters, &WriteError::Commit("unexpected apply outcome".into()));
+                    continue;
+                }
+            },
+            Err(e) => {
+                fail_all(up.waiters, &WriteError::Commit(e.to_string()));
+                continue;
+            }
+        };
+        // Tail readers on this agent are served from RAM, without a GET.
+        for ((meta, records), base) in up.batches.iter().zip(up.records).zip(&placements) {
+            if base.is_some() {
+                cache.insert((up.segment, meta.pos), records).await;
+            }
+        }
+        for w in up.waiters {
+            let offsets = w
+                .slots
+                .iter()
+                .zip(&w.partitions)
+                .map(|((batch, start), partition)| {
+                    placements
+                        .get(*batch)
+                        .copied()
+                        .flatten()
+                        .map(|base| base + u64::from(*start))
+                        .ok_or_else(|| WriteError::PartitionGone { topic: w.topic.clone(), partition: *partition })
+                })
+                .collect();
+            let _ = w.reply.send(offsets);
+        }
+    }
+}
+
+fn fail_all(waiters: Vec<Waiter>, e: &WriteError) {
+    for w in waiters {
+        let copy = match e {
+            WriteError::Upload(m) => WriteError::Upload(m.clone()),
+            other => WriteError::Commit(other.to_string()),
+        };
+        let _ = w.reply.send(Err(copy));
+    }
+}

@@ -1,0 +1,184 @@
+//! The HTTP API's contract: shapes, error codes and statuses, long-polls,
+//! overload, and reads through a second agent on the same store.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::AgentProc;
+use serde_json::{json, Value};
+
+fn file_store(dir: &tempfile::TempDir) -> String {
+    format!("file://{}", dir.path().display())
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {body}"))
+}
+
+#[tokio::test]
+async fn topics_admin_shapes_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProc::start(&file_store(&dir), &[], &[]);
+    let c = agent.client();
+    let (s, b) = c.post("/v1/topics", &json!({"name": "orders", "partitions": 3})).await;
+    assert_eq!((s, b), (201, json!({"name": "orders", "partitions": 3})));
+    let (s, b) = c.post("/v1/topics", &json!({"name": "orders", "partitions": 1})).await;
+    assert_eq!((s, code(&b)), (409, "topic_exists"));
+    let (s, b) = c.post("/v1/topics", &json!({"name": "bad name"})).await;
+    assert_eq!((s, code(&b)), (400, "invalid_topic_name"));
+    let (s, b) = c.post("/v1/topics", &json!({"name": "zero", "partitions": 0})).await;
+    assert_eq!((s, code(&b)), (400, "invalid_partitions"));
+    let (s, b) = c.get("/v1/topics").await;
+    assert_eq!((s, b), (200, json!({"topics": [{"name": "orders", "partitions": 3}]})));
+    let (s, b) = c.get("/v1/topics/orders").await;
+    assert_eq!(s, 200);
+    assert_eq!(b["partitions"][2], json!({"partition": 2, "log_start_offset": 0, "high_watermark": 0}));
+    let (s, b) = c.get("/v1/topics/missing").await;
+    assert_eq!((s, code(&b)), (404, "topic_not_found"));
+    let (s, b) = c.get("/v1/nothing-here").await;
+    assert_eq!((s, code(&b)), (404, "not_found"));
+}
+
+#[tokio::test]
+async fn bad_produce_requests_are_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProc::start(&file_store(&dir), &[], &["--max-request-bytes", "4096"]);
+    let c = agent.client();
+    c.create_topic("t", 2).await;
+    let cases = [
+        (json!({"records": [{"value": "ok", "partition": 0}, {"value": "bad", "partition": 7}]}), 404, "partition_not_found"),
+        (json!({"records": [{"value": "ok"}, {"key": "no value"}]}), 400, "invalid_json"),
+        (json!({"records": []}), 400, "invalid_request"),
+        (json!({"records": [{"value": "x".repeat(5000)}]}), 413, "request_too_large"),
+    ];
+    for (body, status, expected) in cases {
+        let (s, b) = c.post("/v1/topics/t/records", &body).await;
+        assert_eq!((s, code(&b)), (status, expected), "{b}");
+    }
+    let (s, b) = c.post("/v1/topics/none/records", &json!({"records": [{"value": "v"}]})).await;
+    assert_eq!((s, code(&b)), (404, "topic_not_found"));
+    let r = c.http.post(format!("{}/v1/topics/t/records", c.base)).body("{not json").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(code(&r.json().await.unwrap()), "invalid_json");
+    // Nothing was half-applied: both partitions are still empty.
+    let (_, meta) = c.get("/v1/topics/t").await;
+    assert_eq!(meta["partitions"][0]["high_watermark"], 0);
+    assert_eq!(meta["partitions"][1]["high_watermark"], 0);
+}
+
+#[tokio::test]
+async fn ndjson_produce_and_fetch_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProc::start(&file_store(&dir), &[], &[]);
+    let c = agent.client();
+    c.create_topic("t", 1).await;
+    let body = "{\"key\":\"k\",\"value\":\"one\",\"timestamp\":1700000000000,\"headers\":{\"h\":\"x\"}}\n\n{\"value\":\"two\"}\n";
+    let r = c
+        .http
+        .post(format!("{}/v1/topics/t/records", c.base))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"offsets": [{"partition": 0, "offset": 0}, {"partition": 0, "offset": 1}]}));
+    let (s, b) = c.get("/v1/topics/t/partitions/0/records?offset=0&max_records=1").await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        b,
+        json!({"records": [{"offset": 0, "key": "k", "value": "one", "timestamp": 1_700_000_000_000i64, "headers": {"h": "x"}}],
+               "next_offset": 1, "high_watermark": 2, "log_start_offset": 0})
+    );
+    let (s, b) = c.get("/v1/topics/t/partitions/0/records?offset=3").await;
+    assert_eq!((s, code(&b)), (416, "offset_out_of_range"));
+    assert_eq!((b["error"]["log_start_offset"].clone(), b["error"]["high_watermark"].clone()), (json!(0), json!(2)));
+    let (s, b) = c.get("/v1/topics/t/partitions/0/records?max_records=0").await;
+    assert_eq!((s, code(&b)), (400, "invalid_query"));
+    let (s, b) = c.get("/v1/topics/t/partitions/0/records?offset=-1").await;
+    assert_eq!((s, code(&b)), (400, "invalid_query"));
+    let bad_line = c
+        .http
+        .post(format!("{}/v1/topics/t/records", c.base))
+        .header("content-type", "application/x-ndjson")
+        .body("{\"value\":\"fine\"}\n{oops}\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_line.status(), 400);
+    assert_eq!(bad_line.json::<Value>().await.unwrap()["error"]["line"], 2);
+}
+
+#[tokio::test]
+async fn long_poll_wakes_when_records_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProc::start(&file_store(&dir), &[], &[]);
+    let c = agent.client();
+    c.create_topic("t", 1).await;
+    let poller = {
+        let c = c.clone();
+        tokio::spawn(async move { c.get("/v1/topics/t/partitions/0/records?offset=0&timeout_ms=30000").await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.produce("t", json!([{"value": "wake up"}])).await;
+    let (s, b) = poller.await.unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(b["records"][0]["value"], "wake up", "the long-poll returns the new record: {b}");
+    let (s, b) = c.get("/v1/topics/t/partitions/0/records?offset=1&timeout_ms=50").await;
+    assert_eq!((s, b["records"].as_array().unwrap().len(), b["next_offset"].as_u64()), (200, 0, Some(1)), "times out empty");
+}
+
+#[tokio::test]
+async fn a_full_buffer_answers_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProc::start(&file_store(&dir), &[], &["--buffer-bytes", "3000", "--flush-interval-ms", "3000"]);
+    let c = agent.client();
+    c.create_topic("t", 1).await;
+    let big = json!([{"value": "x".repeat(2000)}]);
+    let first = {
+        let c = c.clone();
+        let big = big.clone();
+        tokio::spawn(async move { c.produce("t", big).await })
+    };
+    // The first request holds 2 KB of the 3 KB buffer until its flush, 3 s away.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = c.http.post(format!("{}/v1/topics/t/records", c.base)).json(&json!({"records": big})).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    assert_eq!(code(&r.json().await.unwrap()), "overloaded");
+    assert_eq!(first.await.unwrap(), vec![(0, 0)], "the buffered request still commits");
+    let (s, b) = c.post("/v1/topics/t/records", &json!({"records": [{"value": "y".repeat(4000)}]})).await;
+    assert_eq!((s, code(&b)), (413, "request_too_large"), "larger than the whole buffer");
+}
+
+#[tokio::test]
+async fn a_second_agent_reads_what_the_first_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(&file_store(&dir), &[], &["--log-poll-ms", "60000"]);
+    let b = AgentProc::start(&file_store(&dir), &[], &["--log-poll-ms", "60000"]);
+    let (ca, cb) = (a.client(), b.client());
+    ca.create_topic("t", 1).await;
+    let at = ca.produce("t", json!([{"value": "from a"}])).await;
+    assert_eq!(at, vec![(0, 0)]);
+    // b has not polled the log (60 s interval): the fetch itself must catch up.
+    let (s, body) = cb.get("/v1/topics/t/partitions/0/records?offset=0").await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["records"][0]["value"], "from a");
+    let at = cb.produce("t", json!([{"value": "from b"}])).await;
+    assert_eq!(at, vec![(0, 1)], "b continues a's offsets");
+    let (_, body) = ca.get("/v1/topics/t/partitions/0/records?offset=1").await;
+    assert_eq!(body["records"][0]["value"], "from b");
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProc::start(&file_store(&dir), &[], &[]);
+    let c = agent.client();
+    assert_eq!(c.get("/healthz").await, (200, json!({"status": "ok"})));
+    let (s, b) = c.get("/readyz").await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("ready")));
+}

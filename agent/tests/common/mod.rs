@@ -1,0 +1,116 @@
+//! Starts real `floe-agent` processes on free loopback ports for HTTP tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct AgentProc {
+    child: Child,
+    pub url: String,
+}
+
+impl AgentProc {
+    /// Starts an agent on `store` and waits for its "listening on" line.
+    pub fn start(store: &str, env: &[(&str, String)], extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_floe-agent"))
+            .args(["--listen", "127.0.0.1:0", "--store", store])
+            .args(extra)
+            // Fast defaults for tests; flags in `extra` override them.
+            .env("FLOE_FLUSH_INTERVAL_MS", "20")
+            .env("FLOE_LOG_POLL_MS", "50")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("FLOE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn floe-agent");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("floe-agent listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        let url = rx.recv_timeout(START_TIMEOUT).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("floe-agent did not start on {store}")
+        });
+        Self { child, url }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn client(&self) -> Client {
+        Client { base: self.url.clone(), http: reqwest::Client::new() }
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Client {
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self.http.post(format!("{}{path}", self.base)).json(body).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    pub async fn create_topic(&self, name: &str, partitions: u32) {
+        let (status, body) = self.post("/v1/topics", &json!({"name": name, "partitions": partitions})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    /// Produces and returns `(partition, offset)` per record.
+    pub async fn produce(&self, topic: &str, records: Value) -> Vec<(u64, u64)> {
+        let (status, body) = self.post(&format!("/v1/topics/{topic}/records"), &json!({ "records": records })).await;
+        assert_eq!(status, 200, "{body}");
+        body["offsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| (o["partition"].as_u64().unwrap(), o["offset"].as_u64().unwrap()))
+            .collect()
+    }
+
+    /// Every record of a partition from `from`, following `next_offset`.
+    pub async fn read_all(&self, topic: &str, partition: u64, from: u64) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut offset = from;
+        loop {
+            let (status, body) = self.get(&format!("/v1/topics/{topic}/partitions/{partition}/records?offset={offset}&max_records=1000")).await;
+            assert_eq!(status, 200, "{body}");
+            let records = body["records"].as_array().unwrap().clone();
+            if records.is_empty() {
+                return out;
+            }
+            offset = body["next_offset"].as_u64().unwrap();
+            out.extend(records);
+        }
+    }
+}
