@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use floe_broker::segment::decode_batch;
 use floe_broker::state::StoredBatch;
-use floe_broker::{keys, MetadataLog, Record};
+use floe_broker::{MetadataLog, Record, keys};
 use object_store::ObjectStoreExt;
 use tokio::time::Instant;
 
@@ -146,7 +146,12 @@ impl Reader {
                 next += 1;
             }
         }
-        Ok(Fetched { records, next_offset: next, high_watermark: view.high_watermark, log_start_offset: view.log_start_offset })
+        Ok(Fetched {
+            records,
+            next_offset: next,
+            high_watermark: view.high_watermark,
+            log_start_offset: view.log_start_offset,
+        })
     }
 
     async fn batch(&self, stored: &StoredBatch) -> Result<Batch, FetchError> {

@@ -10,9 +10,9 @@ use std::time::Duration;
 use floe_broker::entry::Op;
 use floe_broker::segment::{BatchMeta, SegmentBuilder};
 use floe_broker::state::OpOutcome;
-use floe_broker::{keys, MetadataLog, Record};
+use floe_broker::{MetadataLog, Record, keys};
 use object_store::ObjectStoreExt;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use ulid::Ulid;
@@ -105,14 +105,25 @@ impl Writer {
         let permits = permits.ok_or(WriteError::TooLarge { bytes, budget: self.budget_bytes })?;
         let permit = self.budget.clone().try_acquire_many_owned(permits).map_err(|_| WriteError::Overloaded)?;
         let (reply, answer) = oneshot::channel();
-        let waiter = Waiter { reply, _permit: permit, slots: Vec::new(), topic: topic.clone(), partitions: parts.iter().map(|p| p.partition).collect() };
+        let waiter = Waiter {
+            reply,
+            _permit: permit,
+            slots: Vec::new(),
+            topic: topic.clone(),
+            partitions: parts.iter().map(|p| p.partition).collect(),
+        };
         self.tx.send(Pending { topic, parts, bytes, waiter }).map_err(|_| WriteError::Closed)?;
         answer.await.unwrap_or(Err(WriteError::Closed))
     }
 }
 
 /// Collects requests into the open buffer and seals it on time or size.
-async fn flusher(mut rx: mpsc::UnboundedReceiver<Pending>, uploads: mpsc::Sender<UploadTask>, log: Arc<MetadataLog>, settings: WriterSettings) {
+async fn flusher(
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+    uploads: mpsc::Sender<UploadTask>,
+    log: Arc<MetadataLog>,
+    settings: WriterSettings,
+) {
     let mut open: Vec<Pending> = Vec::new();
     let mut open_bytes = 0usize;
     let mut deadline: Option<Instant> = None;

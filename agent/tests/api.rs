@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::AgentProc;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn file_store(dir: &tempfile::TempDir) -> String {
     format!("file://{}", dir.path().display())
@@ -49,7 +49,11 @@ async fn bad_produce_requests_are_refused_whole() {
     let c = agent.client();
     c.create_topic("t", 2).await;
     let cases = [
-        (json!({"records": [{"value": "ok", "partition": 0}, {"value": "bad", "partition": 7}]}), 404, "partition_not_found"),
+        (
+            json!({"records": [{"value": "ok", "partition": 0}, {"value": "bad", "partition": 7}]}),
+            404,
+            "partition_not_found",
+        ),
         (json!({"records": [{"value": "ok"}, {"key": "no value"}]}), 400, "invalid_json"),
         (json!({"records": []}), 400, "invalid_request"),
         (json!({"records": [{"value": "x".repeat(5000)}]}), 413, "request_too_large"),
@@ -85,7 +89,10 @@ async fn ndjson_produce_and_fetch_fields() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"offsets": [{"partition": 0, "offset": 0}, {"partition": 0, "offset": 1}]}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"offsets": [{"partition": 0, "offset": 0}, {"partition": 0, "offset": 1}]})
+    );
     let (s, b) = c.get("/v1/topics/t/partitions/0/records?offset=0&max_records=1").await;
     assert_eq!(s, 200);
     assert_eq!(
@@ -128,7 +135,11 @@ async fn long_poll_wakes_when_records_commit() {
     assert_eq!(s, 200);
     assert_eq!(b["records"][0]["value"], "wake up", "the long-poll returns the new record: {b}");
     let (s, b) = c.get("/v1/topics/t/partitions/0/records?offset=1&timeout_ms=50").await;
-    assert_eq!((s, b["records"].as_array().unwrap().len(), b["next_offset"].as_u64()), (200, 0, Some(1)), "times out empty");
+    assert_eq!(
+        (s, b["records"].as_array().unwrap().len(), b["next_offset"].as_u64()),
+        (200, 0, Some(1)),
+        "times out empty"
+    );
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use common::AgentProc;
 use floe_broker::testing::S3Target;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 const REQUESTS: u64 = 50;
 const PER_REQUEST: u64 = 100;

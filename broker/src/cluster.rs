@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
 use crate::store::{get_if_exists, put_if_absent};
-use crate::{keys, Error, Result};
+use crate::{Error, Result, keys};
 
 pub const CLUSTER_FORMAT: u32 = 1;
 

@@ -21,9 +21,15 @@ pub struct LogEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
-    CreateTopic { name: String, partitions: u32 },
+    CreateTopic {
+        name: String,
+        partitions: u32,
+    },
     /// Batches of one uploaded segment; offsets are assigned when applied.
-    Append { segment: Ulid, batches: Vec<BatchMeta> },
+    Append {
+        segment: Ulid,
+        batches: Vec<BatchMeta>,
+    },
 }
 
 impl LogEntry {

@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, PutMode};
-use tokio::sync::{watch, Mutex};
+use tokio::sync::{Mutex, watch};
 
 use crate::entry::{LogEntry, Op};
 use crate::state::{OpOutcome, State};
 use crate::store::{definitely_not_written, get_if_exists};
-use crate::{keys, snapshot, Error, Result};
+use crate::{Error, Result, keys, snapshot};
 
 #[derive(Clone, Debug)]
 pub struct LogSettings {
@@ -134,12 +134,20 @@ impl MetadataLog {
     /// Decides a PUT at `seq` that failed with `AlreadyExists` or an unknown
     /// outcome. `Some` if our entry is at `seq`; `None` if another entry is
     /// (it is applied, and the caller moves on to the next position).
-    async fn settle(&self, seq: u64, entry: &LogEntry, body: &bytes::Bytes, first: object_store::Error) -> Result<Option<Committed>> {
+    async fn settle(
+        &self,
+        seq: u64,
+        entry: &LogEntry,
+        body: &bytes::Bytes,
+        first: object_store::Error,
+    ) -> Result<Option<Committed>> {
         let mut last = first.to_string();
         let mut pause = self.settings.settle_backoff;
         for _ in 0..self.settings.settle_attempts {
             match self.fetch_entry(seq).await {
-                Ok(Some(found)) if found.commit_id == entry.commit_id => return self.apply_committed(seq, entry).map(Some),
+                Ok(Some(found)) if found.commit_id == entry.commit_id => {
+                    return self.apply_committed(seq, entry).map(Some);
+                }
                 Ok(Some(found)) => {
                     self.apply(seq, &found)?;
                     return Ok(None);
@@ -147,7 +155,8 @@ impl MetadataLog {
                 // Nothing there: our PUT did not land (or has not yet). Creating
                 // the same bytes again is safe: only one create can win.
                 Ok(None) => {
-                    let put = self.store.put_opts(&keys::log_entry(seq), body.clone().into(), PutMode::Create.into()).await;
+                    let put =
+                        self.store.put_opts(&keys::log_entry(seq), body.clone().into(), PutMode::Create.into()).await;
                     match put {
                         Ok(_) => return self.apply_committed(seq, entry).map(Some),
                         Err(e) if definitely_not_written(&e) => return Err(e.into()),
@@ -205,7 +214,13 @@ impl MetadataLog {
             .await?;
         listed.sort_unstable();
         // Positions are created in order, so the listing is contiguous from `from + 1`.
-        let run: Vec<u64> = listed.into_iter().skip_while(|s| *s <= from).enumerate().take_while(|(i, s)| *s == from + 1 + *i as u64).map(|(_, s)| s).collect();
+        let run: Vec<u64> = listed
+            .into_iter()
+            .skip_while(|s| *s <= from)
+            .enumerate()
+            .take_while(|(i, s)| *s == from + 1 + *i as u64)
+            .map(|(_, s)| s)
+            .collect();
         let mut entries = futures::stream::iter(run)
             .map(|seq| async move { (seq, self.fetch_entry(seq).await) })
             .buffered(self.settings.replay_concurrency.max(1));

@@ -98,7 +98,8 @@ impl SegmentBuilder {
         let index_start = self.buf.len();
         for b in &self.index {
             let topic = b.topic.as_bytes();
-            self.buf.put_u16_le(u16::try_from(topic.len()).map_err(|_| Error::corrupt("segment", "topic name too long"))?);
+            self.buf
+                .put_u16_le(u16::try_from(topic.len()).map_err(|_| Error::corrupt("segment", "topic name too long"))?);
             self.buf.put_slice(topic);
             self.buf.put_u32_le(b.partition);
             self.buf.put_u64_le(b.pos);
@@ -242,7 +243,10 @@ pub fn read_index(segment: &[u8]) -> Result<Vec<BatchMeta>> {
         return Err(bad("missing index trailer"));
     }
     let index_end = segment.len() - TRAILER_LEN;
-    let index_start = index_end.checked_sub(index_len).filter(|s| *s >= MAGIC.len()).ok_or_else(|| bad("index length out of bounds"))?;
+    let index_start = index_end
+        .checked_sub(index_len)
+        .filter(|s| *s >= MAGIC.len())
+        .ok_or_else(|| bad("index length out of bounds"))?;
     let mut idx = &segment[index_start..index_end];
     if crc32c::crc32c(idx) != crc {
         return Err(bad("index CRC32C mismatch"));

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::state::State;
 use crate::store::{get_if_exists, put_if_absent};
-use crate::{keys, Error, Result};
+use crate::{Error, Result, keys};
 
 pub const SNAPSHOT_FORMAT: u32 = 1;
 
@@ -18,7 +18,8 @@ struct Stored<S> {
 }
 
 pub fn encode(state: &State) -> Result<Vec<u8>> {
-    let json = serde_json::to_vec(&Stored { format: SNAPSHOT_FORMAT, state }).map_err(|e| Error::corrupt("snapshot", e))?;
+    let json =
+        serde_json::to_vec(&Stored { format: SNAPSHOT_FORMAT, state }).map_err(|e| Error::corrupt("snapshot", e))?;
     zstd::bulk::compress(&json, 3).map_err(|e| Error::corrupt("snapshot", e))
 }
 
@@ -48,6 +49,8 @@ pub async fn load_latest(store: &dyn ObjectStore) -> Result<Option<State>> {
         .try_fold(None, |max: Option<u64>, seq| futures::future::ready(Ok(Some(max.map_or(seq, |m| m.max(seq))))))
         .await?;
     let Some(seq) = newest else { return Ok(None) };
-    let bytes = get_if_exists(store, &keys::snapshot(seq)).await?.ok_or_else(|| Error::corrupt(format!("snapshot {seq}"), "listed, then not found"))?;
+    let bytes = get_if_exists(store, &keys::snapshot(seq))
+        .await?
+        .ok_or_else(|| Error::corrupt(format!("snapshot {seq}"), "listed, then not found"))?;
     decode(seq, &bytes).map(Some)
 }

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use object_store::aws::AmazonS3Builder;
 use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
 use ulid::Ulid;
 
 /// The S3-compatible server for protocol tests, from the environment:

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::{append, create_topic};
-use floe_broker::testing::S3Target;
 use floe_broker::LogSettings;
+use floe_broker::testing::S3Target;
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
@@ -85,11 +85,16 @@ async fn list_is_consistent_and_start_after(store: &dyn ObjectStore) {
     for i in 0..5 {
         store.put(&prefix.clone().join(format!("{i:03}")), Bytes::new().into()).await.unwrap();
     }
-    let mut all: Vec<String> = store.list(Some(&prefix)).map_ok(|m| m.location.to_string()).try_collect().await.unwrap();
+    let mut all: Vec<String> =
+        store.list(Some(&prefix)).map_ok(|m| m.location.to_string()).try_collect().await.unwrap();
     all.sort();
     assert_eq!(all.len(), 5, "a listing right after PUTs sees all of them: {all:?}");
-    let mut after: Vec<String> =
-        store.list_with_offset(Some(&prefix), &prefix.clone().join("001")).map_ok(|m| m.location.to_string()).try_collect().await.unwrap();
+    let mut after: Vec<String> = store
+        .list_with_offset(Some(&prefix), &prefix.clone().join("001"))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
     after.sort();
     assert_eq!(after, vec!["conf/list/002", "conf/list/003", "conf/list/004"], "offset is exclusive (start-after)");
 }
@@ -104,11 +109,13 @@ async fn metadata_log_commits_densely(store: Arc<dyn ObjectStore>) {
     let tasks: Vec<_> = logs
         .iter()
         .cloned()
-        .map(|log| tokio::spawn(async move {
-            for _ in 0..4 {
-                log.commit(vec![append("conf", 0, 2)]).await.unwrap();
-            }
-        }))
+        .map(|log| {
+            tokio::spawn(async move {
+                for _ in 0..4 {
+                    log.commit(vec![append("conf", 0, 2)]).await.unwrap();
+                }
+            })
+        })
         .collect();
     for t in tasks {
         t.await.unwrap();

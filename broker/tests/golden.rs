@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use floe_broker::segment::{decode_batch, read_index, SegmentBuilder};
 use floe_broker::Record;
+use floe_broker::segment::{SegmentBuilder, decode_batch, read_index};
 
 fn golden_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/segment-v1.bin")
@@ -22,7 +22,14 @@ fn fixed_batches() -> Vec<(&'static str, u32, Vec<Record>)> {
         headers: headers.iter().map(|(k, v)| ((*k).to_owned(), Bytes::from_static(v.as_bytes()))).collect(),
     };
     vec![
-        ("orders", 0, vec![r(Some("alice"), "{\"qty\":1}", 1_700_000_000_000, &[("trace", "a1")]), r(None, "", 1_700_000_000_001, &[])]),
+        (
+            "orders",
+            0,
+            vec![
+                r(Some("alice"), "{\"qty\":1}", 1_700_000_000_000, &[("trace", "a1")]),
+                r(None, "", 1_700_000_000_001, &[]),
+            ],
+        ),
         ("orders", 2, vec![r(Some("bob"), "second partition", 1_700_000_000_002, &[])]),
         ("payments", 0, vec![r(Some(""), "empty key, two headers", -5, &[("x", ""), ("y", "z")])]),
     ]

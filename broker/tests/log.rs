@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{append, create_topic};
 use floe_broker::fault::{Fault, FaultyStore, OpKind};
 use floe_broker::state::OpOutcome;
-use floe_broker::{keys, snapshot, Error, LogSettings, MetadataLog};
+use floe_broker::{Error, LogSettings, MetadataLog, keys, snapshot};
 use futures::TryStreamExt;
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};

@@ -1,7 +1,7 @@
 //! Reading and parsing request bodies, with JSON errors for every failure.
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
@@ -9,11 +9,14 @@ use super::ApiError;
 
 pub async fn read(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if too_large {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", format!("the request body exceeds {limit} bytes"))
-                .with("max_request_bytes", limit)
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                format!("the request body exceeds {limit} bytes"),
+            )
+            .with("max_request_bytes", limit)
         } else {
             ApiError::bad_request("invalid_body", format!("cannot read the request body: {e}"))
         }

@@ -1,10 +1,10 @@
 //! The one place errors become HTTP: a status, a stable snake_case code, and
 //! `{"error":{"code":..,"message":..}}` (plus details for some codes).
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Map, Value};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
 
 use crate::reader::FetchError;
 use crate::writer::WriteError;

@@ -8,10 +8,10 @@ mod topics;
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::Router;
 
 pub use error::ApiError;
 
@@ -27,7 +27,11 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/topics/{topic}/partitions/{partition}/records", get(records::fetch))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not accept that method",
+            )
         })
         .with_state(agent)
 }

@@ -4,16 +4,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::Json;
 use bytes::Bytes;
 use floe_broker::Record;
 use serde::{Deserialize, Serialize};
 
-use super::{body, ApiError};
+use super::{ApiError, body};
 use crate::app::Agent;
 use crate::partitioner;
 use crate::writer::PartitionRecords;
@@ -122,7 +122,10 @@ pub async fn produce(
     let base_of: BTreeMap<u32, u64> = order.into_iter().zip(bases).collect();
     let offsets = placed
         .into_iter()
-        .map(|(partition, index)| Offset { partition, offset: base_of.get(&partition).copied().unwrap_or_default() + index })
+        .map(|(partition, index)| Offset {
+            partition,
+            offset: base_of.get(&partition).copied().unwrap_or_default() + index,
+        })
         .collect();
     Ok(Json(Produced { offsets }))
 }
@@ -181,7 +184,9 @@ pub async fn fetch(
     if !in_range {
         return Err(ApiError::bad_request(
             "invalid_query",
-            format!("max_records must be 1..={MAX_FETCH_RECORDS}, max_bytes 1..={MAX_FETCH_BYTES}, timeout_ms 0..={MAX_FETCH_TIMEOUT_MS}"),
+            format!(
+                "max_records must be 1..={MAX_FETCH_RECORDS}, max_bytes 1..={MAX_FETCH_BYTES}, timeout_ms 0..={MAX_FETCH_TIMEOUT_MS}"
+            ),
         ));
     }
     let req = crate::reader::FetchRequest {

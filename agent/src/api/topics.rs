@@ -2,16 +2,16 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use floe_broker::entry::Op;
 use floe_broker::state::OpOutcome;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use super::{body, ApiError};
+use super::{ApiError, body};
 use crate::app::Agent;
 
 /// Kafka's limit on topic name length.
@@ -46,7 +46,9 @@ pub fn validate_name(name: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::bad_request(
             "invalid_topic_name",
-            format!("topic names are 1 to {MAX_TOPIC_NAME} characters of letters, digits, '.', '_' and '-' (and not '.' or '..'); got {name:?}"),
+            format!(
+                "topic names are 1 to {MAX_TOPIC_NAME} characters of letters, digits, '.', '_' and '-' (and not '.' or '..'); got {name:?}"
+            ),
         ))
     }
 }
@@ -64,7 +66,8 @@ pub async fn create(State(agent): State<Arc<Agent>>, raw: Body) -> Result<(Statu
     if exists(&agent) {
         return Err(topic_exists(&req.name));
     }
-    let committed = agent.log.commit(vec![Op::CreateTopic { name: req.name.clone(), partitions: req.partitions }]).await?;
+    let committed =
+        agent.log.commit(vec![Op::CreateTopic { name: req.name.clone(), partitions: req.partitions }]).await?;
     // Another agent may have created it first; the log decides.
     match committed.outcomes.first() {
         Some(OpOutcome::TopicCreated) => {
@@ -90,7 +93,10 @@ pub async fn list(State(agent): State<Arc<Agent>>) -> Result<Json<Value>, ApiErr
     Ok(Json(json!({ "topics": topics })))
 }
 
-pub async fn describe(State(agent): State<Arc<Agent>>, path: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn describe(
+    State(agent): State<Arc<Agent>>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<Value>, ApiError> {
     let Path(name) = path?;
     agent.log.catch_up().await?;
     let state = agent.log.state();

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -103,7 +103,9 @@ impl Client {
         let mut out = Vec::new();
         let mut offset = from;
         loop {
-            let (status, body) = self.get(&format!("/v1/topics/{topic}/partitions/{partition}/records?offset={offset}&max_records=1000")).await;
+            let (status, body) = self
+                .get(&format!("/v1/topics/{topic}/partitions/{partition}/records?offset={offset}&max_records=1000"))
+                .await;
             assert_eq!(status, 200, "{body}");
             let records = body["records"].as_array().unwrap().clone();
             if records.is_empty() {

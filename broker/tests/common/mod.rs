@@ -3,9 +3,9 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
+use floe_broker::Record;
 use floe_broker::entry::Op;
 use floe_broker::segment::SegmentBuilder;
-use floe_broker::Record;
 use ulid::Ulid;
 
 pub fn record(i: u64) -> Record {
