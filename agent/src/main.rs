@@ -1,15 +1,36 @@
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use floe_agent::{Agent, AgentArgs};
 use tracing_subscriber::EnvFilter;
 
 /// Floe agent: a Kafka-shaped HTTP log broker whose only state is an object store.
 #[derive(Parser)]
-#[command(name = "floe-agent", version, about)]
+#[command(name = "floe-agent", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     #[command(flatten)]
     agent: AgentArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Race create-only PUTs against the store and report whether it is safe for Floe.
+    CheckStore(CheckStoreArgs),
+}
+
+#[derive(Args)]
+struct CheckStoreArgs {
+    /// The store to check (same forms as the agent's --store).
+    #[arg(long, env = "FLOE_STORE", default_value = "file://./floe-data")]
+    store: String,
+    /// Races to run; each must have exactly one winner.
+    #[arg(long, default_value_t = 20)]
+    rounds: usize,
+    /// Concurrent create-only PUTs per race.
+    #[arg(long, default_value_t = 16)]
+    writers: usize,
 }
 
 #[tokio::main]
@@ -19,12 +40,16 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match run(cli.agent).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let outcome = match cli.command {
+        Some(Command::CheckStore(args)) => check_store(args).await,
+        None => run(cli.agent).await.map(|()| ExitCode::SUCCESS),
+    };
+    match outcome {
+        Ok(code) => code,
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("floe-agent: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }
@@ -39,6 +64,27 @@ async fn run(args: AgentArgs) -> Result<(), Box<dyn std::error::Error>> {
     println!("floe-agent listening on http://{addr}");
     agent.serve(listener, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Exit status 0: safe; 1: unsafe; 2 (from `main`): the check could not run.
+async fn check_store(args: CheckStoreArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let store = floe_broker::store::open(&args.store)?;
+    let report = floe_broker::conformance::race_create_only(store, args.rounds.max(1), args.writers.max(2)).await;
+    for (i, round) in report.rounds.iter().enumerate() {
+        let errors =
+            if round.errors.is_empty() { String::new() } else { format!(", errors: {}", round.errors.join("; ")) };
+        println!("round {:>3}: {} of {} create-only PUTs won{errors}", i + 1, round.winners, report.writers);
+    }
+    if report.safe() {
+        println!("{}: safe: exactly one create-only PUT won each of {} rounds", args.store, report.rounds.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "{}: unsafe: this store does not honour If-None-Match: * under concurrency; Floe must not run on it",
+            args.store
+        );
+        Ok(ExitCode::from(1))
+    }
 }
 
 async fn shutdown_signal() {

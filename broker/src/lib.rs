@@ -2,6 +2,7 @@
 //! and object-store access. No HTTP here.
 
 pub mod cluster;
+pub mod conformance;
 pub mod entry;
 mod error;
 pub mod fault;
