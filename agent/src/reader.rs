@@ -42,6 +42,10 @@ pub enum FetchError {
     Store(#[from] Arc<floe_broker::Error>),
 }
 
+fn is_not_found(e: &floe_broker::Error) -> bool {
+    matches!(e, floe_broker::Error::Store(object_store::Error::NotFound { .. }))
+}
+
 impl From<floe_broker::Error> for FetchError {
     fn from(e: floe_broker::Error) -> Self {
         Self::Store(Arc::new(e))
@@ -70,6 +74,7 @@ impl Reader {
         let deadline = Instant::now() + req.timeout;
         let mut applied = self.log.subscribe();
         let mut caught_up = false;
+        let mut refreshed_after_missing = false;
         loop {
             let view = match self.view(req) {
                 Err(FetchError::TopicNotFound(_) | FetchError::PartitionNotFound { .. }) if !caught_up => None,
@@ -93,7 +98,16 @@ impl Reader {
                 });
             }
             if req.offset < view.high_watermark {
-                return self.read(req, view).await;
+                match self.read(req, view).await {
+                    // The batch was merged or truncated, and its old segment
+                    // collected, by entries this agent has not applied yet.
+                    Err(FetchError::Store(e)) if is_not_found(&e) && !refreshed_after_missing => {
+                        self.log.catch_up().await?;
+                        refreshed_after_missing = true;
+                        continue;
+                    }
+                    done => return done,
+                }
             }
             // At the high watermark: wait for the next applied entry, or time out empty.
             let woke = tokio::time::timeout_at(deadline, applied.changed()).await;

@@ -73,6 +73,7 @@ struct Waiter {
 /// One sealed buffer, uploaded.
 struct Uploaded {
     segment: Ulid,
+    bytes: bytes::Bytes,
     batches: Vec<BatchMeta>,
     records: Vec<Batch>,
     waiters: Vec<Waiter>,
@@ -199,19 +200,42 @@ async fn upload(log: Arc<MetadataLog>, pending: Vec<Pending>) -> Result<Uploaded
         Ok(Err(e)) => return Err((WriteError::Upload(e.to_string()), waiters)),
         Err(e) => return Err((WriteError::Upload(e.to_string()), waiters)),
     };
-    let segment = Ulid::new();
-    // A plain PUT: the name is unique, and nothing references it until the commit.
-    if let Err(e) = log.store().put(&keys::segment(segment), bytes.into()).await {
-        return Err((WriteError::Upload(e.to_string()), waiters));
+    match put_segment(&log, bytes.clone()).await {
+        Ok(segment) => Ok(Uploaded { segment, bytes, batches, records, waiters }),
+        Err(e) => Err((WriteError::Upload(e.to_string()), waiters)),
     }
-    Ok(Uploaded { segment, batches, records, waiters })
+}
+
+/// A plain PUT under a fresh name: nothing references it until a commit does.
+async fn put_segment(log: &MetadataLog, bytes: bytes::Bytes) -> Result<Ulid, object_store::Error> {
+    let segment = Ulid::new();
+    log.store().put(&keys::segment(segment), bytes.into()).await?;
+    Ok(segment)
+}
+
+/// An upload that waited too long for its commit is uploaded again under a
+/// new name: garbage collection may delete segments older than the commit
+/// window, and the log refuses to commit them. Half the window leaves room
+/// for the commit itself.
+async fn refresh_if_stale(log: &MetadataLog, up: &mut Uploaded) -> Result<(), object_store::Error> {
+    let window = log.state().commit_window_ms;
+    let age = now_ms().saturating_sub(up.segment.timestamp_ms());
+    if age > window / 2 {
+        tracing::info!(segment = %up.segment, age_ms = age, "segment waited too long for its commit; uploading it again");
+        up.segment = put_segment(log, up.bytes.clone()).await?;
+    }
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Commits uploads one at a time, in the order they were sealed, so one
 /// producer's requests keep their order within a partition.
 async fn committer(mut uploads: mpsc::Receiver<UploadTask>, log: Arc<MetadataLog>, cache: BatchCache) {
     while let Some(task) = uploads.recv().await {
-        let up = match task.await {
+        let mut up = match task.await {
             Ok(Ok(up)) => up,
             Ok(Err((e, waiters))) => {
                 fail_all(waiters, &e);
@@ -220,10 +244,20 @@ async fn committer(mut uploads: mpsc::Receiver<UploadTask>, log: Arc<MetadataLog
             // The waiters were dropped with the task; their callers see `Closed`.
             Err(_) => continue,
         };
+        if let Err(e) = refresh_if_stale(&log, &mut up).await {
+            fail_all(up.waiters, &WriteError::Upload(e.to_string()));
+            continue;
+        }
         let op = Op::Append { segment: up.segment, batches: up.batches.clone() };
         let placements = match log.commit(vec![op]).await {
             Ok(c) => match c.outcomes.into_iter().next() {
                 Some(OpOutcome::Appended(p)) => p,
+                Some(OpOutcome::SegmentTooOld) => {
+                    let e =
+                        WriteError::Commit("the segment outlived the commit window before its commit landed".into());
+                    fail_all(up.waiters, &e);
+                    continue;
+                }
                 _ => {
                     fail_all(up.waiters, &WriteError::Commit("unexpected apply outcome".into()));
                     continue;

@@ -24,7 +24,8 @@ async fn topics_admin_shapes_and_errors() {
     let agent = AgentProc::start(&file_store(&dir), &[], &[]);
     let c = agent.client();
     let (s, b) = c.post("/v1/topics", &json!({"name": "orders", "partitions": 3})).await;
-    assert_eq!((s, b), (201, json!({"name": "orders", "partitions": 3})));
+    let week = 7 * 24 * 3600 * 1000;
+    assert_eq!((s, b), (201, json!({"name": "orders", "partitions": 3, "retention_ms": week, "retention_bytes": -1})));
     let (s, b) = c.post("/v1/topics", &json!({"name": "orders", "partitions": 1})).await;
     assert_eq!((s, code(&b)), (409, "topic_exists"));
     let (s, b) = c.post("/v1/topics", &json!({"name": "bad name"})).await;
@@ -32,12 +33,26 @@ async fn topics_admin_shapes_and_errors() {
     let (s, b) = c.post("/v1/topics", &json!({"name": "zero", "partitions": 0})).await;
     assert_eq!((s, code(&b)), (400, "invalid_partitions"));
     let (s, b) = c.get("/v1/topics").await;
-    assert_eq!((s, b), (200, json!({"topics": [{"name": "orders", "partitions": 3}]})));
+    let listed = json!({"topics": [{"name": "orders", "partitions": 3, "retention_ms": week, "retention_bytes": -1}]});
+    assert_eq!((s, b), (200, listed));
     let (s, b) = c.get("/v1/topics/orders").await;
     assert_eq!(s, 200);
     assert_eq!(b["partitions"][2], json!({"partition": 2, "log_start_offset": 0, "high_watermark": 0}));
     let (s, b) = c.get("/v1/topics/missing").await;
     assert_eq!((s, code(&b)), (404, "topic_not_found"));
+    let patch = |body: Value| {
+        let c = c.clone();
+        async move {
+            let r = c.http.patch(format!("{}/v1/topics/orders", c.base)).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, b) = patch(json!({"retention_ms": 5000})).await;
+    assert_eq!((s, b["retention_ms"].clone(), b["retention_bytes"].clone()), (200, json!(5000), json!(-1)));
+    let (s, b) = patch(json!({"retention_bytes": -7})).await;
+    assert_eq!((s, code(&b)), (400, "invalid_config"));
+    let (_, b) = c.get("/v1/topics/orders").await;
+    assert_eq!(b["retention_ms"], 5000, "the change is in the log");
     let (s, b) = c.get("/v1/nothing-here").await;
     assert_eq!((s, code(&b)), (404, "not_found"));
 }

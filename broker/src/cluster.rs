@@ -13,6 +13,13 @@ pub const CLUSTER_FORMAT: u32 = 1;
 pub struct ClusterInfo {
     pub cluster_id: Ulid,
     pub format: u32,
+    /// See `State::commit_window_ms`; fixed when the cluster is created.
+    #[serde(default = "default_commit_window")]
+    pub commit_window_ms: u64,
+}
+
+fn default_commit_window() -> u64 {
+    crate::state::DEFAULT_COMMIT_WINDOW_MS
 }
 
 /// Refuses a store that ignores `If-None-Match: *`: creates one fresh key
@@ -34,9 +41,10 @@ pub async fn probe_create_only(store: &dyn ObjectStore) -> Result<()> {
     }
 }
 
-/// Creates the `cluster` object on a fresh bucket, or reads and checks it.
-pub async fn init(store: &dyn ObjectStore) -> Result<ClusterInfo> {
-    let mine = ClusterInfo { cluster_id: Ulid::new(), format: CLUSTER_FORMAT };
+/// Creates the `cluster` object on a fresh bucket (with `commit_window_ms`),
+/// or reads and checks the existing one.
+pub async fn init(store: &dyn ObjectStore, commit_window_ms: u64) -> Result<ClusterInfo> {
+    let mine = ClusterInfo { cluster_id: Ulid::new(), format: CLUSTER_FORMAT, commit_window_ms };
     let body = serde_json::to_vec(&mine).map_err(|e| Error::corrupt("cluster", e))?;
     if put_if_absent(store, &keys::cluster(), body.into()).await? {
         return Ok(mine);

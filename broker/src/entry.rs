@@ -12,10 +12,41 @@ pub const ENTRY_FORMAT: u32 = 1;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
     pub format: u32,
-    /// Unique per commit attempt: how a writer recognises its own entry when
-    /// the outcome of its PUT was unknown.
+    /// Unique per commit: how a writer recognises its own entry when the
+    /// outcome of its PUT was unknown. Its timestamp also advances the log
+    /// clock (see `State::log_clock_ms`).
     pub commit_id: Ulid,
     pub ops: Vec<Op>,
+}
+
+/// Per-topic settings, as in Kafka; -1 means unlimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+}
+
+impl Default for TopicConfig {
+    /// Kafka's defaults: seven days, no size limit.
+    fn default() -> Self {
+        Self { retention_ms: 7 * 24 * 3600 * 1000, retention_bytes: -1 }
+    }
+}
+
+/// A committed batch named by where it starts and where it lives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchId {
+    pub base_offset: u64,
+    pub segment: Ulid,
+    pub pos: u64,
+}
+
+/// A batch of a replacement segment, with the offset it takes over.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacedBatch {
+    pub base_offset: u64,
+    #[serde(flatten)]
+    pub meta: BatchMeta,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,12 +55,62 @@ pub enum Op {
     CreateTopic {
         name: String,
         partitions: u32,
+        #[serde(default)]
+        config: TopicConfig,
+    },
+    UpdateTopic {
+        name: String,
+        config: TopicConfig,
     },
     /// Batches of one uploaded segment; offsets are assigned when applied.
     Append {
         segment: Ulid,
         batches: Vec<BatchMeta>,
     },
+    /// Retention: the partition's log now starts at `log_start_offset`.
+    Truncate {
+        topic: String,
+        partition: u32,
+        log_start_offset: u64,
+    },
+    /// Compaction: `replaced` (contiguous, still current) are swapped for the
+    /// batches of `segment`, which hold the same offsets and records.
+    Replace {
+        topic: String,
+        partition: u32,
+        replaced: Vec<BatchId>,
+        segment: Ulid,
+        batches: Vec<PlacedBatch>,
+    },
+}
+
+/// What a `log/{seq}` object holds: an entry, or the tombstone an old entry
+/// is shrunk to once a snapshot covers it (the position stays occupied forever).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogObject {
+    Entry(LogEntry),
+    /// "Truncated: load snapshot ≥ `snapshot`."
+    Tombstone {
+        snapshot: u64,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct TombstoneJson {
+    format: u32,
+    truncated: TruncatedJson,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TruncatedJson {
+    snapshot: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawObject {
+    Tombstone(TombstoneJson),
+    Entry(LogEntry),
 }
 
 impl LogEntry {
@@ -40,15 +121,49 @@ impl LogEntry {
     pub fn encode(&self) -> Result<Bytes> {
         serde_json::to_vec(self).map(Bytes::from).map_err(|e| Error::corrupt("log entry", e))
     }
+}
+
+impl LogObject {
+    pub fn tombstone_bytes(snapshot: u64) -> Result<Bytes> {
+        let t = TombstoneJson { format: ENTRY_FORMAT, truncated: TruncatedJson { snapshot } };
+        serde_json::to_vec(&t).map(Bytes::from).map_err(|e| Error::corrupt("tombstone", e))
+    }
 
     pub fn decode(seq: u64, bytes: &[u8]) -> Result<Self> {
-        let entry: Self = serde_json::from_slice(bytes).map_err(|e| Error::corrupt(format!("log entry {seq}"), e))?;
-        if entry.format != ENTRY_FORMAT {
+        let raw: RawObject =
+            serde_json::from_slice(bytes).map_err(|e| Error::corrupt(format!("log entry {seq}"), e))?;
+        let (format, object) = match raw {
+            RawObject::Tombstone(t) => (t.format, Self::Tombstone { snapshot: t.truncated.snapshot }),
+            RawObject::Entry(e) => (e.format, Self::Entry(e)),
+        };
+        if format != ENTRY_FORMAT {
             return Err(Error::UnsupportedFormat(format!(
-                "log entry {seq} has format {}, this build reads {ENTRY_FORMAT}",
-                entry.format
+                "log entry {seq} has format {format}, this build reads {ENTRY_FORMAT}"
             )));
         }
-        Ok(entry)
+        Ok(object)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_and_tombstones_round_trip() {
+        let e =
+            LogEntry::new(vec![Op::CreateTopic { name: "t".into(), partitions: 2, config: TopicConfig::default() }]);
+        assert_eq!(LogObject::decode(1, &e.encode().unwrap()).unwrap(), LogObject::Entry(e));
+        let t = LogObject::tombstone_bytes(40).unwrap();
+        assert_eq!(LogObject::decode(2, &t).unwrap(), LogObject::Tombstone { snapshot: 40 });
+        assert!(t.len() < 64, "tombstones are small");
+    }
+
+    #[test]
+    fn unknown_ops_and_formats_are_refused() {
+        let unknown = br#"{"format":1,"commit_id":"01ARZ3NDEKTSV4RRFFQ69G5FAV","ops":[{"op":"drop_everything"}]}"#;
+        assert!(LogObject::decode(1, unknown).is_err());
+        let future = br#"{"format":2,"commit_id":"01ARZ3NDEKTSV4RRFFQ69G5FAV","ops":[]}"#;
+        assert!(matches!(LogObject::decode(1, future), Err(Error::UnsupportedFormat(_))));
     }
 }

@@ -28,7 +28,7 @@ pub use record::Record;
 /// newest snapshot and replays the log.
 pub async fn open(store: Arc<dyn ObjectStore>, settings: LogSettings) -> Result<(cluster::ClusterInfo, MetadataLog)> {
     cluster::probe_create_only(store.as_ref()).await?;
-    let info = cluster::init(store.as_ref()).await?;
-    let log = MetadataLog::open(store, settings).await?;
+    let info = cluster::init(store.as_ref(), settings.new_cluster_commit_window_ms).await?;
+    let log = MetadataLog::open(store, settings, info.commit_window_ms).await?;
     Ok((info, log))
 }

@@ -14,7 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, PutMode};
 use tokio::sync::{Mutex, watch};
 
-use crate::entry::{LogEntry, Op};
+use crate::entry::{LogEntry, LogObject, Op};
 use crate::state::{OpOutcome, State};
 use crate::store::{definitely_not_written, get_if_exists};
 use crate::{Error, Result, keys, snapshot};
@@ -27,11 +27,19 @@ pub struct LogSettings {
     pub settle_backoff: Duration,
     /// Entries fetched in parallel when replaying the log at start-up.
     pub replay_concurrency: usize,
+    /// The commit window written into the `cluster` object when this process
+    /// creates it; an existing cluster's value always wins (see `State::commit_window_ms`).
+    pub new_cluster_commit_window_ms: u64,
 }
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { settle_attempts: 8, settle_backoff: Duration::from_millis(20), replay_concurrency: 32 }
+        Self {
+            settle_attempts: 8,
+            settle_backoff: Duration::from_millis(20),
+            replay_concurrency: 32,
+            new_cluster_commit_window_ms: crate::state::DEFAULT_COMMIT_WINDOW_MS,
+        }
     }
 }
 
@@ -57,9 +65,10 @@ pub struct MetadataLog {
 }
 
 impl MetadataLog {
-    /// Loads the newest snapshot and replays the log after it.
-    pub async fn open(store: Arc<dyn ObjectStore>, settings: LogSettings) -> Result<Self> {
-        let state = snapshot::load_latest(store.as_ref()).await?.unwrap_or_default();
+    /// Loads the newest snapshot and replays the log after it. A bucket with
+    /// no snapshot starts from an empty state with `commit_window_ms`.
+    pub async fn open(store: Arc<dyn ObjectStore>, settings: LogSettings, commit_window_ms: u64) -> Result<Self> {
+        let state = snapshot::load_latest(store.as_ref()).await?.unwrap_or_else(|| State::new(commit_window_ms));
         let (applied, _) = watch::channel(state.applied);
         let log = Self {
             store,
@@ -145,11 +154,17 @@ impl MetadataLog {
         let mut pause = self.settings.settle_backoff;
         for _ in 0..self.settings.settle_attempts {
             match self.fetch_entry(seq).await {
-                Ok(Some(found)) if found.commit_id == entry.commit_id => {
+                Ok(Some(LogObject::Entry(found))) if found.commit_id == entry.commit_id => {
                     return self.apply_committed(seq, entry).map(Some);
                 }
-                Ok(Some(found)) => {
+                Ok(Some(LogObject::Entry(found))) => {
                     self.apply(seq, &found)?;
+                    return Ok(None);
+                }
+                // We were far behind: the position was committed long ago and
+                // has since been shrunk. Jump to its snapshot and try after it.
+                Ok(Some(LogObject::Tombstone { snapshot })) => {
+                    self.jump(seq, snapshot).await?;
                     return Ok(None);
                 }
                 // Nothing there: our PUT did not land (or has not yet). Creating
@@ -182,20 +197,46 @@ impl MetadataLog {
         Ok(outcomes)
     }
 
-    async fn fetch_entry(&self, seq: u64) -> Result<Option<LogEntry>> {
+    async fn fetch_entry(&self, seq: u64) -> Result<Option<LogObject>> {
         match get_if_exists(self.store.as_ref(), &keys::log_entry(seq)).await? {
-            Some(bytes) => LogEntry::decode(seq, &bytes).map(Some),
+            Some(bytes) => LogObject::decode(seq, &bytes).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Applies the object at `seq`: an entry in order, or for a tombstone the
+    /// snapshot it points to.
+    async fn apply_object(&self, seq: u64, object: LogObject) -> Result<()> {
+        match object {
+            LogObject::Entry(entry) => self.apply(seq, &entry).map(drop),
+            LogObject::Tombstone { snapshot } => self.jump(seq, snapshot).await,
+        }
+    }
+
+    /// Replaces the state with a snapshot that covers position `seq`.
+    async fn jump(&self, seq: u64, snapshot_seq: u64) -> Result<()> {
+        let state = match get_if_exists(self.store.as_ref(), &keys::snapshot(snapshot_seq)).await? {
+            Some(bytes) => snapshot::decode(snapshot_seq, &bytes)?,
+            None => snapshot::load_latest(self.store.as_ref()).await?.unwrap_or_default(),
+        };
+        if state.applied < seq {
+            return Err(Error::corrupt(
+                format!("log entry {seq}"),
+                format!("tombstone points to snapshot {snapshot_seq}, but the newest snapshot is at {}", state.applied),
+            ));
+        }
+        tracing::info!(from = self.applied(), to = state.applied, "jumped to snapshot over truncated log entries");
+        let applied = state.applied;
+        *self.state_mut() = state;
+        self.applied.send_replace(applied);
+        Ok(())
     }
 
     async fn catch_up_locked(&self) -> Result<()> {
         loop {
             let seq = self.applied() + 1;
             match self.fetch_entry(seq).await? {
-                Some(entry) => {
-                    self.apply(seq, &entry)?;
-                }
+                Some(object) => self.apply_object(seq, object).await?,
                 None => return Ok(()),
             }
         }
@@ -224,9 +265,12 @@ impl MetadataLog {
         let mut entries = futures::stream::iter(run)
             .map(|seq| async move { (seq, self.fetch_entry(seq).await) })
             .buffered(self.settings.replay_concurrency.max(1));
-        while let Some((seq, entry)) = entries.next().await {
-            let entry = entry?.ok_or(Error::MissingLogEntry { seq })?;
-            self.apply(seq, &entry)?;
+        while let Some((seq, object)) = entries.next().await {
+            let object = object?.ok_or(Error::MissingLogEntry { seq })?;
+            // A tombstone may have moved us past the rest of the listing.
+            if seq == self.applied() + 1 {
+                self.apply_object(seq, object).await?;
+            }
         }
         drop(entries);
         self.catch_up_locked().await

@@ -1,29 +1,57 @@
 //! Broker state: a pure, deterministic fold over a snapshot and the log entries
-//! after it. Only ordered maps are used, so two agents that apply the same
-//! entries hold equal states, byte for byte when serialised.
+//! after it. Only ordered maps and the entries' own contents are used, so two
+//! agents that apply the same entries hold equal states, byte for byte when
+//! serialised.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
-use crate::entry::{LogEntry, Op};
+use crate::entry::{BatchId, LogEntry, Op, PlacedBatch, TopicConfig};
+use crate::segment::BatchMeta;
 use crate::{Error, Result};
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How long after its upload a segment may still be committed (measured on
+/// the log clock). Garbage collection waits well beyond it.
+pub const DEFAULT_COMMIT_WINDOW_MS: u64 = 60_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     /// Log position of the last applied entry (0: nothing applied yet).
     pub applied: u64,
+    /// The largest commit-id timestamp applied so far. It only moves forward,
+    /// and it is the same for every agent at the same position.
+    pub log_clock_ms: u64,
+    /// A segment whose ULID time is more than this behind the log clock can no
+    /// longer be committed: once the log clock has passed it, garbage
+    /// collection may delete the segment without racing a late commit.
+    pub commit_window_ms: u64,
     pub topics: BTreeMap<String, Topic>,
-    /// Committed segments and the offsets their batches received, so a
-    /// re-commit of the same segment is recognised and answered with the
-    /// original offsets.
-    pub segments: BTreeMap<Ulid, Vec<Placement>>,
+    /// Segments that hold live batches.
+    pub segments: BTreeMap<Ulid, SegmentRef>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self::new(DEFAULT_COMMIT_WINDOW_MS)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentRef {
+    /// The offsets an `append` of this segment received, so a re-commit of the
+    /// same segment is answered with them instead of appending twice.
+    pub placements: Vec<Placement>,
+    /// Batches of this segment still in some partition's index.
+    pub live_batches: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Topic {
     pub partitions: Vec<Partition>,
+    #[serde(default)]
+    pub config: TopicConfig,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,20 +72,38 @@ pub struct StoredBatch {
     pub max_timestamp: i64,
 }
 
+impl StoredBatch {
+    fn new(segment: Ulid, meta: &BatchMeta) -> Self {
+        Self { segment, pos: meta.pos, len: meta.len, records: meta.records, max_timestamp: meta.max_timestamp }
+    }
+}
+
 /// Where one committed batch landed: `None` if its topic or partition did not
 /// exist when the entry was applied (the batch is then dropped, deterministically).
 pub type Placement = Option<u64>;
 
-/// What applying one entry did, op by op.
+/// What applying one op did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpOutcome {
     TopicCreated,
     TopicAlreadyExisted,
+    TopicUpdated,
+    TopicNotFound,
     /// Base offset of each batch in the op, in order.
     Appended(Vec<Placement>),
+    /// The segment is older than the commit window allows; nothing was appended.
+    SegmentTooOld,
+    Truncated,
+    Replaced,
+    /// A truncation or replacement that no longer applies (the data moved on); nothing changed.
+    Skipped,
 }
 
 impl State {
+    pub fn new(commit_window_ms: u64) -> Self {
+        Self { applied: 0, log_clock_ms: 0, commit_window_ms, topics: BTreeMap::new(), segments: BTreeMap::new() }
+    }
+
     pub fn topic(&self, name: &str) -> Option<&Topic> {
         self.topics.get(name)
     }
@@ -66,11 +112,17 @@ impl State {
         self.topics.get(topic)?.partitions.get(partition as usize)
     }
 
+    /// Whether a segment uploaded at its ULID time may still be committed.
+    pub fn may_commit(&self, segment: Ulid) -> bool {
+        segment.timestamp_ms().saturating_add(self.commit_window_ms) >= self.log_clock_ms
+    }
+
     /// Applies the entry at log position `seq`, which must be the next one.
     pub fn apply(&mut self, seq: u64, entry: &LogEntry) -> Result<Vec<OpOutcome>> {
         if seq != self.applied + 1 {
             return Err(Error::OutOfOrder { expected: self.applied + 1, got: seq });
         }
+        self.log_clock_ms = self.log_clock_ms.max(entry.commit_id.timestamp_ms());
         let outcomes = entry.ops.iter().map(|op| self.apply_op(op)).collect();
         self.applied = seq;
         Ok(outcomes)
@@ -78,37 +130,132 @@ impl State {
 
     fn apply_op(&mut self, op: &Op) -> OpOutcome {
         match op {
-            Op::CreateTopic { name, partitions } => {
+            Op::CreateTopic { name, partitions, config } => {
                 if self.topics.contains_key(name) {
                     return OpOutcome::TopicAlreadyExisted;
                 }
                 let partitions = (0..*partitions).map(|_| Partition::default()).collect();
-                self.topics.insert(name.clone(), Topic { partitions });
+                self.topics.insert(name.clone(), Topic { partitions, config: *config });
                 OpOutcome::TopicCreated
             }
-            Op::Append { segment, batches } => {
-                if let Some(placements) = self.segments.get(segment) {
-                    return OpOutcome::Appended(placements.clone());
+            Op::UpdateTopic { name, config } => match self.topics.get_mut(name) {
+                Some(t) => {
+                    t.config = *config;
+                    OpOutcome::TopicUpdated
                 }
-                let placements: Vec<Placement> = batches
-                    .iter()
-                    .map(|b| {
-                        let p = self.topics.get_mut(&b.topic)?.partitions.get_mut(b.partition as usize)?;
-                        let base = p.high_watermark;
-                        p.high_watermark += u64::from(b.records);
-                        let stored = StoredBatch {
-                            segment: *segment,
-                            pos: b.pos,
-                            len: b.len,
-                            records: b.records,
-                            max_timestamp: b.max_timestamp,
-                        };
-                        p.batches.insert(base, stored);
-                        Some(base)
-                    })
-                    .collect();
-                self.segments.insert(*segment, placements.clone());
-                OpOutcome::Appended(placements)
+                None => OpOutcome::TopicNotFound,
+            },
+            Op::Append { segment, batches } => self.append(*segment, batches),
+            Op::Truncate { topic, partition, log_start_offset } => self.truncate(topic, *partition, *log_start_offset),
+            Op::Replace { topic, partition, replaced, segment, batches } => {
+                self.replace(topic, *partition, replaced, *segment, batches)
+            }
+        }
+    }
+
+    fn append(&mut self, segment: Ulid, batches: &[BatchMeta]) -> OpOutcome {
+        if let Some(known) = self.segments.get(&segment) {
+            return OpOutcome::Appended(known.placements.clone());
+        }
+        if !self.may_commit(segment) {
+            return OpOutcome::SegmentTooOld;
+        }
+        let placements: Vec<Placement> = batches
+            .iter()
+            .map(|b| {
+                let p = self.topics.get_mut(&b.topic)?.partitions.get_mut(b.partition as usize)?;
+                let base = p.high_watermark;
+                p.high_watermark += u64::from(b.records);
+                p.batches.insert(base, StoredBatch::new(segment, b));
+                Some(base)
+            })
+            .collect();
+        let live_batches = placements.iter().flatten().count() as u32;
+        if live_batches > 0 {
+            self.segments.insert(segment, SegmentRef { placements: placements.clone(), live_batches });
+        }
+        OpOutcome::Appended(placements)
+    }
+
+    fn truncate(&mut self, topic: &str, partition: u32, start: u64) -> OpOutcome {
+        let Some(p) = self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(partition as usize)) else {
+            return OpOutcome::Skipped;
+        };
+        if start <= p.log_start_offset || start > p.high_watermark {
+            return OpOutcome::Skipped;
+        }
+        p.log_start_offset = start;
+        let gone: Vec<u64> = p
+            .batches
+            .iter()
+            .take_while(|(base, b)| *base + u64::from(b.records) <= start)
+            .map(|(base, _)| *base)
+            .collect();
+        let released: Vec<Ulid> = gone.iter().filter_map(|base| p.batches.remove(base)).map(|b| b.segment).collect();
+        for segment in released {
+            self.release(segment);
+        }
+        OpOutcome::Truncated
+    }
+
+    fn replace(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        replaced: &[BatchId],
+        segment: Ulid,
+        batches: &[PlacedBatch],
+    ) -> OpOutcome {
+        if replaced.is_empty() || self.segments.contains_key(&segment) || !self.may_commit(segment) {
+            return OpOutcome::Skipped;
+        }
+        let Some(p) = self.topics.get(topic).and_then(|t| t.partitions.get(partition as usize)) else {
+            return OpOutcome::Skipped;
+        };
+        // The replaced batches must be current and contiguous …
+        let start = replaced[0].base_offset;
+        let mut end = start;
+        for r in replaced {
+            match p.batches.get(&r.base_offset) {
+                Some(b) if r.base_offset == end && b.segment == r.segment && b.pos == r.pos => {
+                    end += u64::from(b.records)
+                }
+                _ => return OpOutcome::Skipped,
+            }
+        }
+        // … and the new batches must hold exactly the same offsets.
+        let mut at = start;
+        for b in batches {
+            let ok =
+                b.base_offset == at && b.meta.records > 0 && b.meta.topic == topic && b.meta.partition == partition;
+            if !ok {
+                return OpOutcome::Skipped;
+            }
+            at += u64::from(b.meta.records);
+        }
+        if at != end {
+            return OpOutcome::Skipped;
+        }
+        let Some(p) = self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(partition as usize)) else {
+            return OpOutcome::Skipped;
+        };
+        let released: Vec<Ulid> =
+            replaced.iter().filter_map(|r| p.batches.remove(&r.base_offset)).map(|b| b.segment).collect();
+        for b in batches {
+            p.batches.insert(b.base_offset, StoredBatch::new(segment, &b.meta));
+        }
+        self.segments.insert(segment, SegmentRef { placements: Vec::new(), live_batches: batches.len() as u32 });
+        for s in released {
+            self.release(s);
+        }
+        OpOutcome::Replaced
+    }
+
+    fn release(&mut self, segment: Ulid) {
+        if let Some(r) = self.segments.get_mut(&segment) {
+            r.live_batches = r.live_batches.saturating_sub(1);
+            if r.live_batches == 0 {
+                self.segments.remove(&segment);
             }
         }
     }
@@ -126,23 +273,32 @@ impl Partition {
         let start = self.batch_at(offset).map_or(offset, |(base, _)| base);
         self.batches.range(start..).map(|(b, s)| (*b, s))
     }
+
+    /// Bytes of the batches still in the index.
+    pub fn stored_bytes(&self) -> u64 {
+        self.batches.values().map(|b| u64::from(b.len)).sum()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::segment::BatchMeta;
 
     fn batch(topic: &str, partition: u32, records: u32) -> BatchMeta {
         BatchMeta { topic: topic.into(), partition, pos: 8, len: 40, records, max_timestamp: 5 }
     }
 
     fn create(name: &str, partitions: u32) -> LogEntry {
-        LogEntry::new(vec![Op::CreateTopic { name: name.into(), partitions }])
+        LogEntry::new(vec![Op::CreateTopic { name: name.into(), partitions, config: TopicConfig::default() }])
     }
 
     fn append(segment: Ulid, batches: Vec<BatchMeta>) -> LogEntry {
         LogEntry::new(vec![Op::Append { segment, batches }])
+    }
+
+    fn one(s: &mut State, entry: LogEntry) -> OpOutcome {
+        let seq = s.applied + 1;
+        s.apply(seq, &entry).unwrap().remove(0)
     }
 
     #[test]
@@ -194,5 +350,68 @@ mod tests {
         s.apply(1, &create("t", 1)).unwrap();
         assert!(s.apply(1, &create("u", 1)).is_err());
         assert!(s.topic("u").is_none());
+    }
+
+    #[test]
+    fn a_segment_older_than_the_commit_window_is_refused() {
+        let mut s = State::new(1_000);
+        s.apply(1, &create("t", 1)).unwrap();
+        let clock = s.log_clock_ms;
+        let stale = Ulid::from_parts(clock - 5_000, 1);
+        assert_eq!(one(&mut s, append(stale, vec![batch("t", 0, 1)])), OpOutcome::SegmentTooOld);
+        assert_eq!(s.partition("t", 0).unwrap().high_watermark, 0);
+        assert!(!s.segments.contains_key(&stale));
+        assert!(matches!(one(&mut s, append(Ulid::new(), vec![batch("t", 0, 1)])), OpOutcome::Appended(_)));
+    }
+
+    #[test]
+    fn truncation_drops_whole_batches_below_the_new_start() {
+        let mut s = State::default();
+        s.apply(1, &create("t", 1)).unwrap();
+        let (a, b) = (Ulid::new(), Ulid::new());
+        one(&mut s, append(a, vec![batch("t", 0, 3)]));
+        one(&mut s, append(b, vec![batch("t", 0, 3)]));
+        let trunc =
+            |start| LogEntry::new(vec![Op::Truncate { topic: "t".into(), partition: 0, log_start_offset: start }]);
+        assert_eq!(one(&mut s, trunc(4)), OpOutcome::Truncated);
+        let p = s.partition("t", 0).unwrap();
+        assert_eq!((p.log_start_offset, p.batches.keys().copied().collect::<Vec<_>>()), (4, vec![3]));
+        assert!(!s.segments.contains_key(&a), "a's only batch is gone");
+        assert!(s.segments.contains_key(&b));
+        assert_eq!(one(&mut s, trunc(2)), OpOutcome::Skipped, "the start never moves back");
+        assert_eq!(one(&mut s, trunc(7)), OpOutcome::Skipped, "nor past the high watermark");
+    }
+
+    #[test]
+    fn replacement_applies_only_while_the_replaced_batches_are_current() {
+        let mut s = State::default();
+        s.apply(1, &create("t", 1)).unwrap();
+        let (a, b) = (Ulid::new(), Ulid::new());
+        one(&mut s, append(a, vec![batch("t", 0, 2)]));
+        one(&mut s, append(b, vec![batch("t", 0, 3)]));
+        let replaced =
+            vec![BatchId { base_offset: 0, segment: a, pos: 8 }, BatchId { base_offset: 2, segment: b, pos: 8 }];
+        let merged = |seg: Ulid, records| Op::Replace {
+            topic: "t".into(),
+            partition: 0,
+            replaced: replaced.clone(),
+            segment: seg,
+            batches: vec![PlacedBatch { base_offset: 0, meta: batch("t", 0, records) }],
+        };
+        assert_eq!(
+            one(&mut s, LogEntry::new(vec![merged(Ulid::new(), 4)])),
+            OpOutcome::Skipped,
+            "record count must match"
+        );
+        let m = Ulid::new();
+        assert_eq!(one(&mut s, LogEntry::new(vec![merged(m, 5)])), OpOutcome::Replaced);
+        let p = s.partition("t", 0).unwrap();
+        assert_eq!(p.batches.values().map(|b| b.segment).collect::<Vec<_>>(), vec![m]);
+        assert_eq!(s.segments.keys().copied().collect::<Vec<_>>(), vec![m]);
+        assert_eq!(
+            one(&mut s, LogEntry::new(vec![merged(Ulid::new(), 5)])),
+            OpOutcome::Skipped,
+            "a second compactor loses"
+        );
     }
 }

@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use floe_broker::entry::Op;
-use floe_broker::state::OpOutcome;
+use floe_broker::entry::{Op, TopicConfig};
+use floe_broker::state::{OpOutcome, Topic};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -23,6 +24,19 @@ pub struct CreateTopic {
     name: String,
     #[serde(default = "one")]
     partitions: u32,
+    #[serde(default)]
+    retention_ms: Option<i64>,
+    #[serde(default)]
+    retention_bytes: Option<i64>,
+}
+
+/// `PATCH /v1/topics/{t}`: the settings to change; absent ones keep their value.
+#[derive(Deserialize)]
+pub struct UpdateTopic {
+    #[serde(default)]
+    retention_ms: Option<i64>,
+    #[serde(default)]
+    retention_bytes: Option<i64>,
 }
 
 fn one() -> u32 {
@@ -33,6 +47,38 @@ fn one() -> u32 {
 pub struct TopicSummary {
     name: String,
     partitions: u32,
+    retention_ms: i64,
+    retention_bytes: i64,
+}
+
+impl TopicSummary {
+    fn new(name: &str, topic: &Topic) -> Self {
+        Self {
+            name: name.to_owned(),
+            partitions: topic.partitions.len() as u32,
+            retention_ms: topic.config.retention_ms,
+            retention_bytes: topic.config.retention_bytes,
+        }
+    }
+}
+
+/// Applies the given settings over `config`; -1 means unlimited, as in Kafka.
+fn with_settings(
+    mut config: TopicConfig,
+    retention_ms: Option<i64>,
+    retention_bytes: Option<i64>,
+) -> Result<TopicConfig, ApiError> {
+    for (name, value) in [("retention_ms", retention_ms), ("retention_bytes", retention_bytes)] {
+        if value.is_some_and(|v| v < -1 || v == 0) {
+            return Err(ApiError::bad_request(
+                "invalid_config",
+                format!("{name} must be positive, or -1 for unlimited"),
+            ));
+        }
+    }
+    config.retention_ms = retention_ms.unwrap_or(config.retention_ms);
+    config.retention_bytes = retention_bytes.unwrap_or(config.retention_bytes);
+    Ok(config)
 }
 
 /// Kafka's rule: 1–249 characters of `[a-zA-Z0-9._-]`, and not `.` or `..`.
@@ -62,17 +108,19 @@ pub async fn create(State(agent): State<Arc<Agent>>, raw: Body) -> Result<(Statu
             format!("partitions must be between 1 and {MAX_PARTITIONS}; got {}", req.partitions),
         ));
     }
-    let exists = |agent: &Agent| agent.log.state().topic(&req.name).is_some();
-    if exists(&agent) {
+    let config = with_settings(TopicConfig::default(), req.retention_ms, req.retention_bytes)?;
+    if agent.log.state().topic(&req.name).is_some() {
         return Err(topic_exists(&req.name));
     }
-    let committed =
-        agent.log.commit(vec![Op::CreateTopic { name: req.name.clone(), partitions: req.partitions }]).await?;
+    let op = Op::CreateTopic { name: req.name.clone(), partitions: req.partitions, config };
+    let committed = agent.log.commit(vec![op]).await?;
     // Another agent may have created it first; the log decides.
     match committed.outcomes.first() {
         Some(OpOutcome::TopicCreated) => {
             tracing::info!(topic = %req.name, partitions = req.partitions, seq = committed.seq, "topic created");
-            Ok((StatusCode::CREATED, Json(TopicSummary { name: req.name, partitions: req.partitions })))
+            let topic = Topic { partitions: Vec::new(), config };
+            let summary = TopicSummary { partitions: req.partitions, ..TopicSummary::new(&req.name, &topic) };
+            Ok((StatusCode::CREATED, Json(summary)))
         }
         _ => Err(topic_exists(&req.name)),
     }
@@ -85,29 +133,51 @@ fn topic_exists(name: &str) -> ApiError {
 pub async fn list(State(agent): State<Arc<Agent>>) -> Result<Json<Value>, ApiError> {
     agent.log.catch_up().await?;
     let state = agent.log.state();
-    let topics: Vec<TopicSummary> = state
-        .topics
-        .iter()
-        .map(|(name, t)| TopicSummary { name: name.clone(), partitions: t.partitions.len() as u32 })
-        .collect();
+    let topics: Vec<TopicSummary> = state.topics.iter().map(|(name, t)| TopicSummary::new(name, t)).collect();
     Ok(Json(json!({ "topics": topics })))
 }
 
 pub async fn describe(
     State(agent): State<Arc<Agent>>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Path(name) = path?;
     agent.log.catch_up().await?;
+    describe_applied(&agent, &name)
+}
+
+fn describe_applied(agent: &Agent, name: &str) -> Result<Json<Value>, ApiError> {
     let state = agent.log.state();
-    let topic = state.topic(&name).ok_or_else(|| ApiError::topic_not_found(&name))?;
+    let topic = state.topic(name).ok_or_else(|| ApiError::topic_not_found(name))?;
     let partitions: Vec<Value> = topic
         .partitions
         .iter()
         .enumerate()
         .map(|(i, p)| json!({ "partition": i, "log_start_offset": p.log_start_offset, "high_watermark": p.high_watermark }))
         .collect();
-    Ok(Json(json!({ "name": name, "partitions": partitions })))
+    Ok(Json(json!({
+        "name": name,
+        "partitions": partitions,
+        "retention_ms": topic.config.retention_ms,
+        "retention_bytes": topic.config.retention_bytes,
+    })))
+}
+
+pub async fn update(
+    State(agent): State<Arc<Agent>>,
+    path: Result<Path<String>, PathRejection>,
+    raw: Body,
+) -> Result<Json<Value>, ApiError> {
+    let Path(name) = path?;
+    let req: UpdateTopic = body::json(&body::read(raw, agent.settings.max_request_bytes).await?)?;
+    agent.log.catch_up().await?;
+    let current = agent.log.state().topic(&name).map(|t| t.config).ok_or_else(|| ApiError::topic_not_found(&name))?;
+    let config = with_settings(current, req.retention_ms, req.retention_bytes)?;
+    let committed = agent.log.commit(vec![Op::UpdateTopic { name: name.clone(), config }]).await?;
+    match committed.outcomes.first() {
+        Some(OpOutcome::TopicUpdated) => describe_applied(&agent, &name),
+        _ => Err(ApiError::topic_not_found(&name)),
+    }
 }
 
 #[cfg(test)]

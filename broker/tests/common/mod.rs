@@ -27,5 +27,5 @@ pub fn append(topic: &str, partition: u32, count: u64) -> Op {
 }
 
 pub fn create_topic(name: &str, partitions: u32) -> Op {
-    Op::CreateTopic { name: name.to_owned(), partitions }
+    Op::CreateTopic { name: name.to_owned(), partitions, config: Default::default() }
 }
