@@ -7,10 +7,11 @@ use object_store::ObjectStore;
 use tokio::net::TcpListener;
 
 use crate::cache::BatchCache;
-use crate::config::AgentArgs;
+use crate::config::{AgentArgs, CompactorMode};
 use crate::partitioner::Sticky;
 use crate::reader::Reader;
 use crate::writer::{Writer, WriterSettings};
+use floe_compactor::Compactor;
 
 pub struct Agent {
     pub settings: AgentArgs,
@@ -24,7 +25,9 @@ impl Agent {
     /// Opens the bucket (safety probe, cluster object, snapshot + log replay)
     /// and starts the background tasks.
     pub async fn start(settings: AgentArgs, store: Arc<dyn ObjectStore>) -> Result<Arc<Self>, floe_broker::Error> {
-        let (cluster, log) = floe_broker::open(store, LogSettings::default()).await?;
+        let log_settings =
+            LogSettings { new_cluster_commit_window_ms: settings.commit_window_ms, ..LogSettings::default() };
+        let (cluster, log) = floe_broker::open(store, log_settings).await?;
         let log = Arc::new(log);
         tracing::info!(cluster_id = %cluster.cluster_id, applied = log.applied(), "bucket opened");
         let cache = BatchCache::new(settings.cache_bytes);
@@ -39,6 +42,9 @@ impl Agent {
             },
         );
         tokio::spawn(follow(Arc::downgrade(&log), settings.log_poll_interval()));
+        if settings.compactor == CompactorMode::Embedded {
+            tokio::spawn(Compactor::new(log.clone(), settings.compaction.clone()).run());
+        }
         let reader = Reader::new(log.clone(), cache);
         Ok(Arc::new(Self { settings, log, writer, reader, sticky: Sticky::default() }))
     }

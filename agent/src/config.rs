@@ -3,7 +3,16 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
+use floe_compactor::CompactorSettings;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompactorMode {
+    /// Run the compactor inside this agent.
+    Embedded,
+    /// Leave compaction to a standalone `floe-compactor` (or another agent).
+    Off,
+}
 
 #[derive(Args, Clone, Debug)]
 pub struct AgentArgs {
@@ -44,6 +53,18 @@ pub struct AgentArgs {
     /// How often the agent looks for log entries committed by others.
     #[arg(long, env = "FLOE_LOG_POLL_MS", default_value_t = 250)]
     pub log_poll_ms: u64,
+
+    /// How long after its upload a segment may still be committed; recorded
+    /// in the bucket when this agent creates the cluster, ignored otherwise.
+    #[arg(long, env = "FLOE_COMMIT_WINDOW_MS", default_value_t = floe_broker::state::DEFAULT_COMMIT_WINDOW_MS)]
+    pub commit_window_ms: u64,
+
+    /// Where compaction runs.
+    #[arg(long, env = "FLOE_COMPACTOR", value_enum, default_value_t = CompactorMode::Embedded)]
+    pub compactor: CompactorMode,
+
+    #[command(flatten)]
+    pub compaction: CompactorSettings,
 }
 
 impl AgentArgs {

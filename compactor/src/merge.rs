@@ -1,0 +1,129 @@
+//! Merging: runs of small batches of one partition (as left by many small
+//! multi-partition flushes) are rewritten into one per-partition segment and
+//! committed as a replacement, applied only if the batches are still current.
+
+use std::sync::Arc;
+
+use floe_broker::entry::{BatchId, Op, PlacedBatch};
+use floe_broker::segment::{SegmentBuilder, decode_batch};
+use floe_broker::state::{State, StoredBatch};
+use floe_broker::{Record, keys};
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectStore, ObjectStoreExt};
+use ulid::Ulid;
+
+use crate::settings::CompactorSettings;
+
+/// Ranged GETs in flight while reading one run.
+const READ_CONCURRENCY: usize = 8;
+
+#[derive(Clone, Debug)]
+pub struct MergeRun {
+    pub topic: String,
+    pub partition: u32,
+    /// Contiguous batches, in offset order, with their base offsets.
+    pub batches: Vec<(u64, StoredBatch)>,
+}
+
+impl MergeRun {
+    pub fn bytes(&self) -> u64 {
+        self.batches.iter().map(|(_, b)| u64::from(b.len)).sum()
+    }
+}
+
+/// The runs worth merging now. A batch is a candidate when it is small and
+/// still sits in a flush segment (merged segments are never merged again, so
+/// every byte is rewritten at most once). A run is merged when it adds up to
+/// a batch that is no longer small, or holds `merge_min_batches` batches.
+pub fn plan(state: &State, s: &CompactorSettings) -> Vec<MergeRun> {
+    let mut runs = Vec::new();
+    let mut budget = s.merge_max_bytes_per_cycle;
+    let mut close = |run: &mut Vec<(u64, StoredBatch)>, topic: &str, partition: u32| {
+        let bytes: u64 = run.iter().map(|(_, b)| u64::from(b.len)).sum();
+        let worth = run.len() >= 2 && (bytes >= s.merge_small_batch_bytes || run.len() >= s.merge_min_batches);
+        if worth && bytes <= budget {
+            budget -= bytes;
+            runs.push(MergeRun { topic: topic.to_owned(), partition, batches: std::mem::take(run) });
+        }
+        run.clear();
+    };
+    for (name, topic) in &state.topics {
+        for (i, p) in topic.partitions.iter().enumerate() {
+            let mut run: Vec<(u64, StoredBatch)> = Vec::new();
+            let mut run_bytes = 0u64;
+            for (base, b) in &p.batches {
+                let from_flush = state.segments.get(&b.segment).is_some_and(|r| !r.placements.is_empty());
+                let candidate = from_flush && u64::from(b.len) < s.merge_small_batch_bytes;
+                if !candidate || run_bytes + u64::from(b.len) > s.merge_target_bytes {
+                    close(&mut run, name, i as u32);
+                    run_bytes = 0;
+                }
+                if candidate {
+                    run_bytes += u64::from(b.len);
+                    run.push((*base, b.clone()));
+                }
+            }
+            close(&mut run, name, i as u32);
+        }
+    }
+    runs
+}
+
+/// Reads the run's batches, writes them as one per-partition segment, and
+/// returns the replacement op that commits it.
+pub async fn execute(
+    store: &Arc<dyn ObjectStore>,
+    run: &MergeRun,
+    batch_bytes: usize,
+) -> Result<(Ulid, Op), floe_broker::Error> {
+    let fetched: Vec<Vec<Record>> = futures::stream::iter(run.batches.iter().cloned())
+        .map(|(_, b)| {
+            let store = store.clone();
+            async move {
+                let bytes = store.get_range(&keys::segment(b.segment), b.pos..b.pos + u64::from(b.len)).await?;
+                decode_batch(&bytes)
+            }
+        })
+        .buffered(READ_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let (topic, partition) = (run.topic.clone(), run.partition);
+    let first = run.batches.first().map_or(0, |(base, _)| *base);
+    let (bytes, placed) = tokio::task::spawn_blocking(move || encode(&topic, partition, first, fetched, batch_bytes))
+        .await
+        .map_err(|e| floe_broker::Error::corrupt("merged segment", e))??;
+    let segment = Ulid::new();
+    store.put(&keys::segment(segment), bytes.into()).await?;
+    let replaced =
+        run.batches.iter().map(|(base, b)| BatchId { base_offset: *base, segment: b.segment, pos: b.pos }).collect();
+    let op = Op::Replace { topic: run.topic.clone(), partition: run.partition, replaced, segment, batches: placed };
+    Ok((segment, op))
+}
+
+fn encode(
+    topic: &str,
+    partition: u32,
+    first_offset: u64,
+    batches: Vec<Vec<Record>>,
+    batch_bytes: usize,
+) -> Result<(bytes::Bytes, Vec<PlacedBatch>), floe_broker::Error> {
+    let records: Vec<Record> = batches.into_iter().flatten().collect();
+    let mut builder = SegmentBuilder::new();
+    let mut placed = Vec::new();
+    let mut base = first_offset;
+    let mut start = 0;
+    while start < records.len() {
+        let mut end = start;
+        let mut size = 0;
+        while end < records.len() && (end == start || size + records[end].size() <= batch_bytes) {
+            size += records[end].size();
+            end += 1;
+        }
+        let meta = builder.add_batch(topic, partition, &records[start..end])?.clone();
+        placed.push(PlacedBatch { base_offset: base, meta });
+        base += (end - start) as u64;
+        start = end;
+    }
+    let (bytes, _) = builder.finish()?;
+    Ok((bytes, placed))
+}

@@ -1,0 +1,255 @@
+//! The compactor against a real metadata log: bounded buckets after many
+//! small flushes, retention that empties the bucket, a stale agent refused
+//! after snapshot + GC, and two compactors at once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use floe_broker::entry::{LogObject, Op, TopicConfig};
+use floe_broker::segment::{SegmentBuilder, decode_batch};
+use floe_broker::state::OpOutcome;
+use floe_broker::{LogSettings, MetadataLog, Record, keys};
+use floe_compactor::{Compactor, CompactorSettings};
+use futures::TryStreamExt;
+use object_store::memory::InMemory;
+use object_store::{ObjectStore, ObjectStoreExt};
+use ulid::Ulid;
+
+/// Commit window of the test clusters: short, so GC can run within a test.
+const WINDOW_MS: u64 = 100;
+
+async fn open(store: &Arc<dyn ObjectStore>) -> Arc<MetadataLog> {
+    let settings = LogSettings { new_cluster_commit_window_ms: WINDOW_MS, ..LogSettings::default() };
+    Arc::new(floe_broker::open(store.clone(), settings).await.unwrap().1)
+}
+
+fn fast_settings() -> CompactorSettings {
+    CompactorSettings {
+        gc_grace_ms: 0,
+        snapshot_every_entries: 500,
+        merge_min_batches: 8,
+        ..CompactorSettings::default()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn record(n: u64, timestamp: i64) -> Record {
+    Record { key: None, value: Bytes::from(format!("value-{n}")), timestamp, headers: vec![] }
+}
+
+/// Uploads one small multi-partition segment; returns its id and op, uncommitted.
+async fn upload(log: &MetadataLog, topic: &str, parts: &[(u32, Vec<Record>)]) -> (Ulid, Op) {
+    let mut b = SegmentBuilder::new();
+    for (p, records) in parts {
+        b.add_batch(topic, *p, records).unwrap();
+    }
+    let (bytes, batches) = b.finish().unwrap();
+    let segment = Ulid::new();
+    log.store().put(&keys::segment(segment), bytes.into()).await.unwrap();
+    (segment, Op::Append { segment, batches })
+}
+
+async fn create_topic(log: &MetadataLog, name: &str, partitions: u32, config: TopicConfig) {
+    log.commit(vec![Op::CreateTopic { name: name.into(), partitions, config }]).await.unwrap();
+}
+
+async fn segment_objects(store: &dyn ObjectStore) -> Vec<(Ulid, u64)> {
+    store
+        .list(Some(&keys::segments_prefix()))
+        .map_ok(|m| (keys::parse_segment_id(&m.location).unwrap(), m.size))
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+/// Every record of the partition, read through the state as a fetch would.
+async fn read_partition(log: &MetadataLog, topic: &str, partition: u32) -> Vec<(u64, Bytes)> {
+    let p = log.state().partition(topic, partition).unwrap().clone();
+    let mut out = Vec::new();
+    for (base, b) in &p.batches {
+        let bytes = log.store().get_range(&keys::segment(b.segment), b.pos..b.pos + u64::from(b.len)).await.unwrap();
+        for (i, r) in decode_batch(&bytes).unwrap().into_iter().enumerate() {
+            out.push((base + i as u64, r.value));
+        }
+    }
+    out
+}
+
+/// Cycles until a cycle changes nothing that matters, waiting out the commit window between cycles.
+async fn settle(compactor: &mut Compactor) {
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(WINDOW_MS + 20)).await;
+        let r = compactor.run_once().await.unwrap();
+        let busy = r.merged_runs > 0
+            || r.truncated > 0
+            || r.gc.deleted > 0
+            || r.gc.waiting > 0
+            || r.gc.blocked_on_log_clock > 0;
+        if !busy {
+            return;
+        }
+    }
+    panic!("compaction did not settle");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_small_flushes_end_bounded_and_readable() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let log = open(&store).await;
+    let unlimited = TopicConfig { retention_ms: -1, retention_bytes: -1 };
+    create_topic(&log, "t", 3, unlimited).await;
+    let mut compactor = Compactor::new(log.clone(), fast_settings());
+    let flushes = 5_000u64;
+    for f in 0..flushes {
+        let parts: Vec<(u32, Vec<Record>)> =
+            (0..3).map(|p| (p, vec![record(f * 3 + u64::from(p), now_ms())])).collect();
+        let (_, op) = upload(&log, "t", &parts).await;
+        log.commit(vec![op]).await.unwrap();
+        if f % 1_000 == 999 {
+            compactor.run_once().await.unwrap();
+        }
+    }
+    let before = segment_objects(store.as_ref()).await.len();
+    assert!(before > 1_000, "the small flushes were there: {before}");
+    settle(&mut compactor).await;
+
+    let segments = segment_objects(store.as_ref()).await;
+    let total_bytes: u64 = segments.iter().map(|(_, s)| s).sum();
+    let live = log.state().segments.len();
+    println!("after compaction: {} segments, {total_bytes} bytes (from {before} segments)", segments.len());
+    // Bound: per partition, merged segments of at most merge_target_bytes, plus
+    // fewer than merge_min_batches unmerged flushes.
+    assert!(segments.len() <= 3 * (1 + 8), "{} segments left", segments.len());
+    assert_eq!(segments.len(), live, "no garbage is left behind");
+    assert!(total_bytes < 1_000_000, "{total_bytes} bytes for 15,000 tiny records");
+    for p in 0..3u32 {
+        let got = read_partition(&log, "t", p).await;
+        assert_eq!(got.len() as u64, flushes);
+        for (i, (offset, value)) in got.iter().enumerate() {
+            assert_eq!(*offset, i as u64);
+            assert_eq!(value, &format!("value-{}", i as u64 * 3 + u64::from(p)));
+        }
+    }
+    // The log behind the snapshots is shrunk, never deleted.
+    let mut sizes: Vec<(u64, u64)> = store
+        .list(Some(&keys::log_prefix()))
+        .map_ok(|m| (keys::parse_log_seq(&m.location).unwrap(), m.size))
+        .try_collect()
+        .await
+        .unwrap();
+    sizes.sort_unstable();
+    assert_eq!(sizes.iter().map(|(s, _)| *s).collect::<Vec<_>>(), (1..=log.applied()).collect::<Vec<_>>());
+    let full = sizes.iter().filter(|(_, size)| *size >= 64).count();
+    assert!(full <= 2 * 500 + 20, "{full} entries not shrunk");
+    // A fresh agent opens from the snapshot and sees the same state.
+    let fresh = open(&store).await;
+    assert_eq!(*fresh.state(), *log.state());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_old_data_from_the_bucket() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let log = open(&store).await;
+    create_topic(&log, "short", 1, TopicConfig { retention_ms: 1_000, retention_bytes: -1 }).await;
+    create_topic(&log, "kept", 1, TopicConfig { retention_ms: -1, retention_bytes: -1 }).await;
+    let old = now_ms() - 10_000;
+    let mut short_segments = Vec::new();
+    for n in 0..5 {
+        let (seg, op) = upload(&log, "short", &[(0, vec![record(n, old)])]).await;
+        short_segments.push(seg);
+        log.commit(vec![op]).await.unwrap();
+    }
+    let (kept, op) = upload(&log, "kept", &[(0, vec![record(0, old)])]).await;
+    log.commit(vec![op]).await.unwrap();
+
+    let mut compactor = Compactor::new(log.clone(), fast_settings());
+    settle(&mut compactor).await;
+    let p = log.state().partition("short", 0).unwrap().clone();
+    assert_eq!((p.log_start_offset, p.high_watermark, p.batches.len()), (5, 5, 0));
+    let left: Vec<Ulid> = segment_objects(store.as_ref()).await.into_iter().map(|(id, _)| id).collect();
+    assert!(short_segments.iter().all(|s| !left.contains(s)), "expired segments are deleted: {left:?}");
+    assert!(left.contains(&kept), "a topic without retention keeps its data");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_agent_paused_across_snapshot_and_gc_is_refused() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let live = open(&store).await;
+    create_topic(&live, "t", 1, TopicConfig::default()).await;
+    // The stale agent uploads a segment, then pauses before committing it.
+    let stale = open(&store).await;
+    let (orphan, stale_op) = upload(&stale, "t", &[(0, vec![record(0, now_ms())])]).await;
+
+    // Meanwhile the cluster moves on: commits, snapshots, tombstones, GC.
+    let mut compactor =
+        Compactor::new(live.clone(), CompactorSettings { snapshot_every_entries: 5, ..fast_settings() });
+    for n in 1..=30 {
+        let (_, op) = upload(&live, "t", &[(0, vec![record(n, now_ms())])]).await;
+        live.commit(vec![op]).await.unwrap();
+        if n % 5 == 0 {
+            compactor.run_once().await.unwrap();
+        }
+    }
+    settle(&mut compactor).await;
+    let objects: Vec<Ulid> = segment_objects(store.as_ref()).await.into_iter().map(|(id, _)| id).collect();
+    assert!(!objects.contains(&orphan), "the uncommitted segment was collected");
+    let second = store.get(&keys::log_entry(2)).await.unwrap().bytes().await.unwrap();
+    assert!(
+        matches!(LogObject::decode(2, &second).unwrap(), LogObject::Tombstone { .. }),
+        "old entries are tombstones"
+    );
+    let hw = live.state().partition("t", 0).unwrap().high_watermark;
+
+    // The stale agent wakes up (it applied only entry 1) and commits.
+    assert_eq!(stale.applied(), 1);
+    let committed = stale.commit(vec![stale_op]).await.unwrap();
+    assert_eq!(committed.outcomes, vec![OpOutcome::SegmentTooOld], "the log refuses the stale segment");
+    assert_eq!(committed.seq, live.applied() + 1, "it landed after the tail, not in a shrunk position");
+    live.catch_up().await.unwrap();
+    assert_eq!(live.state().partition("t", 0).unwrap().high_watermark, hw, "nothing was appended");
+    assert_eq!(*stale.state(), *live.state(), "one history");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_compactors_at_once_keep_every_record() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let writer = open(&store).await;
+    create_topic(&writer, "t", 2, TopicConfig { retention_ms: -1, retention_bytes: -1 }).await;
+    let compactors: Vec<_> = [open(&store).await, open(&store).await]
+        .into_iter()
+        .map(|log| {
+            tokio::spawn(async move {
+                let mut c = Compactor::new(log, CompactorSettings { snapshot_every_entries: 50, ..fast_settings() });
+                for _ in 0..40 {
+                    c.run_once().await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                c
+            })
+        })
+        .collect();
+    for n in 0..600u64 {
+        let (_, op) = upload(&writer, "t", &[(0, vec![record(n, now_ms())]), (1, vec![record(n, now_ms())])]).await;
+        writer.commit(vec![op]).await.unwrap();
+    }
+    let mut last = None;
+    for c in compactors {
+        last = Some(c.await.unwrap());
+    }
+    let mut c = last.unwrap();
+    settle(&mut c).await;
+    writer.catch_up().await.unwrap();
+    for p in 0..2 {
+        let got = read_partition(&writer, "t", p).await;
+        let expected: Vec<(u64, Bytes)> = (0..600).map(|n| (n, Bytes::from(format!("value-{n}")))).collect();
+        assert_eq!(got, expected, "partition {p}: every record at its offset");
+    }
+    let objects = segment_objects(store.as_ref()).await.len();
+    assert_eq!(objects, writer.state().segments.len(), "losers' merged segments were collected too");
+}
