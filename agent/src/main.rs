@@ -62,7 +62,7 @@ async fn run(args: AgentArgs) -> Result<(), Box<dyn std::error::Error>> {
     let agent = Agent::start(args, store).await?;
     // Scripts and tests wait for this line on stdout.
     println!("floe-agent listening on http://{addr}");
-    agent.serve(listener, shutdown_signal()).await?;
+    agent.serve(listener, floe_broker::shutdown::signal()).await?;
     Ok(())
 }
 
@@ -85,26 +85,4 @@ async fn check_store(args: CheckStoreArgs) -> Result<ExitCode, Box<dyn std::erro
         );
         Ok(ExitCode::from(1))
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("shutting down");
 }

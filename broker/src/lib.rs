@@ -10,6 +10,7 @@ pub mod keys;
 pub mod log;
 pub mod record;
 pub mod segment;
+pub mod shutdown;
 pub mod snapshot;
 pub mod state;
 pub mod store;

@@ -58,7 +58,7 @@ async fn run(cli: Cli) -> Result<(), floe_broker::Error> {
     }
     tokio::select! {
         () = compactor.run() => {}
-        _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+        () = floe_broker::shutdown::signal() => {}
     }
     Ok(())
 }
