@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use floe_broker::entry::Op;
-use floe_broker::segment::{BatchMeta, SegmentBuilder};
-use floe_broker::state::OpOutcome;
+use floe_broker::segment::{BatchMeta, ProducerStamp, SegmentBuilder};
+use floe_broker::state::{OpOutcome, Placement};
 use floe_broker::{MetadataLog, Record, keys};
 use object_store::ObjectStoreExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -31,6 +31,9 @@ pub struct WriterSettings {
 #[derive(Debug)]
 pub struct PartitionRecords {
     pub partition: u32,
+    /// An idempotent producer's stamp: these records become their own batch,
+    /// checked against the producer's epoch and sequence when applied.
+    pub producer: Option<ProducerStamp>,
     pub records: Vec<Record>,
 }
 
@@ -46,6 +49,9 @@ pub enum WriteError {
     Commit(String),
     #[error("topic {topic} partition {partition} did not exist when the records were committed")]
     PartitionGone { topic: String, partition: u32 },
+    /// The log refused an idempotent producer's batch (fenced, out of order, unknown).
+    #[error("the producer's batch was refused: {0:?}")]
+    Producer(Placement),
     #[error("the agent is shutting down")]
     Closed,
 }
@@ -69,6 +75,9 @@ struct Waiter {
     topic: String,
     partitions: Vec<u32>,
 }
+
+/// One batch of a segment: a partition, and the producer stamp if idempotent.
+type BatchKey = (String, u32, Option<ProducerStamp>);
 
 /// One sealed buffer, uploaded.
 struct Uploaded {
@@ -167,32 +176,37 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Builds one segment from the sealed requests (one batch per partition) and PUTs it.
 async fn upload(log: Arc<MetadataLog>, pending: Vec<Pending>) -> Result<Uploaded, (WriteError, Vec<Waiter>)> {
-    let mut groups: BTreeMap<(String, u32), Vec<Record>> = BTreeMap::new();
+    let mut groups: BTreeMap<BatchKey, Vec<Record>> = BTreeMap::new();
     let mut waiters = Vec::with_capacity(pending.len());
-    let mut placed: Vec<Vec<((String, u32), u32)>> = Vec::with_capacity(pending.len());
+    let mut placed: Vec<Vec<(BatchKey, u32)>> = Vec::with_capacity(pending.len());
     for p in pending {
         let mut slots = Vec::with_capacity(p.parts.len());
         for part in p.parts {
-            let group = groups.entry((p.topic.clone(), part.partition)).or_default();
-            slots.push(((p.topic.clone(), part.partition), group.len() as u32));
+            let key = (p.topic.clone(), part.partition, part.producer);
+            let group = groups.entry(key.clone()).or_default();
+            slots.push((key, group.len() as u32));
             group.extend(part.records);
         }
         placed.push(slots);
         waiters.push(p.waiter);
     }
-    let batch_index: BTreeMap<(String, u32), usize> = groups.keys().cloned().enumerate().map(|(i, k)| (k, i)).collect();
+    let batch_index: BTreeMap<BatchKey, usize> = groups.keys().cloned().enumerate().map(|(i, k)| (k, i)).collect();
     for (w, slots) in waiters.iter_mut().zip(placed) {
         w.slots = slots.into_iter().map(|(k, start)| (batch_index[&k], start)).collect();
     }
     let records: Vec<Batch> = groups.into_values().map(Batch::from).collect();
-    let keys: Vec<(String, u32)> = batch_index.into_keys().collect();
+    let keys: Vec<BatchKey> = batch_index.into_keys().collect();
     let encode_input = records.clone();
     let built = tokio::task::spawn_blocking(move || {
         let mut b = SegmentBuilder::new();
-        for ((topic, partition), batch) in keys.iter().zip(&encode_input) {
+        for ((topic, partition, _), batch) in keys.iter().zip(&encode_input) {
             b.add_batch(topic, *partition, batch)?;
         }
-        b.finish()
+        let (bytes, mut metas) = b.finish()?;
+        for (meta, (_, _, producer)) in metas.iter_mut().zip(&keys) {
+            meta.producer = *producer;
+        }
+        Ok::<_, floe_broker::Error>((bytes, metas))
     })
     .await;
     let (bytes, batches) = match built {
@@ -269,8 +283,8 @@ async fn committer(mut uploads: mpsc::Receiver<UploadTask>, log: Arc<MetadataLog
             }
         };
         // Tail readers on this agent are served from RAM, without a GET.
-        for ((meta, records), base) in up.batches.iter().zip(up.records).zip(&placements) {
-            if base.is_some() {
+        for ((meta, records), placement) in up.batches.iter().zip(up.records).zip(&placements) {
+            if matches!(placement, Placement::At(_)) {
                 cache.insert((up.segment, meta.pos), records).await;
             }
         }
@@ -279,13 +293,12 @@ async fn committer(mut uploads: mpsc::Receiver<UploadTask>, log: Arc<MetadataLog
                 .slots
                 .iter()
                 .zip(&w.partitions)
-                .map(|((batch, start), partition)| {
-                    placements
-                        .get(*batch)
-                        .copied()
-                        .flatten()
-                        .map(|base| base + u64::from(*start))
-                        .ok_or_else(|| WriteError::PartitionGone { topic: w.topic.clone(), partition: *partition })
+                .map(|((batch, start), partition)| match placements.get(*batch).copied() {
+                    Some(Placement::At(base) | Placement::Duplicate(base)) => Ok(base + u64::from(*start)),
+                    Some(Placement::NoPartition) | None => {
+                        Err(WriteError::PartitionGone { topic: w.topic.clone(), partition: *partition })
+                    }
+                    Some(refused) => Err(WriteError::Producer(refused)),
                 })
                 .collect();
             let _ = w.reply.send(offsets);

@@ -67,6 +67,10 @@ pub enum Op {
         segment: Ulid,
         batches: Vec<BatchMeta>,
     },
+    /// A new idempotent producer (`None`), or a new epoch for an existing one.
+    InitProducer {
+        producer_id: Option<u64>,
+    },
     /// Retention: the partition's log now starts at `log_start_offset`.
     Truncate {
         topic: String,

@@ -125,7 +125,14 @@ impl MetadataLog {
         let entry = LogEntry::new(ops);
         let body = entry.encode()?;
         let _advance = self.advance.lock().await;
+        let mut lost = 0u32;
         loop {
+            // Many agents race for the same next position; after a few lost
+            // races in a row, a short random pause spreads them out.
+            if lost >= 2 {
+                tokio::time::sleep(jitter(Duration::from_millis(u64::from(lost.min(10))))).await;
+            }
+            lost += 1;
             let seq = self.applied() + 1;
             let put = self.store.put_opts(&keys::log_entry(seq), body.clone().into(), PutMode::Create.into()).await;
             match put {

@@ -47,6 +47,18 @@ pub struct BatchMeta {
     pub len: u32,
     pub records: u32,
     pub max_timestamp: i64,
+    /// Set when the batch comes from an idempotent producer; checked on apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer: Option<ProducerStamp>,
+}
+
+/// An idempotent producer's claim on a batch: its records carry sequences
+/// `sequence ..` in this partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ProducerStamp {
+    pub id: u64,
+    pub epoch: u32,
+    pub sequence: u64,
 }
 
 impl BatchMeta {
@@ -83,6 +95,7 @@ impl SegmentBuilder {
             len: to_u32(batch.len(), "batch")?,
             records: to_u32(records.len(), "record count")?,
             max_timestamp: records.iter().map(|r| r.timestamp).max().unwrap_or(i64::MIN),
+            producer: None,
         };
         self.buf.extend_from_slice(&batch);
         self.index.push(meta);
@@ -269,6 +282,7 @@ pub fn read_index(segment: &[u8]) -> Result<Vec<BatchMeta>> {
             len: idx.get_u32_le(),
             records: idx.get_u32_le(),
             max_timestamp: idx.get_i64_le(),
+            producer: None,
         });
     }
     if idx.has_remaining() {

@@ -30,6 +30,34 @@ pub struct State {
     pub topics: BTreeMap<String, Topic>,
     /// Segments that hold live batches.
     pub segments: BTreeMap<Ulid, SegmentRef>,
+    /// Idempotent producers by id.
+    pub producers: BTreeMap<u64, Producer>,
+    pub next_producer_id: u64,
+}
+
+/// How many of a producer's latest batches per partition are remembered, so a
+/// retry of any of them is answered with its original offsets (Kafka keeps 5).
+pub const PRODUCER_RECENT_BATCHES: usize = 8;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Producer {
+    pub epoch: u32,
+    /// Topic → partition → sequence state.
+    pub partitions: BTreeMap<String, BTreeMap<u32, ProducerPartition>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerPartition {
+    /// The sequence the next batch must start at.
+    pub next_sequence: u64,
+    pub recent: Vec<RecentBatch>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentBatch {
+    pub sequence: u64,
+    pub records: u32,
+    pub base_offset: u64,
 }
 
 impl Default for State {
@@ -78,9 +106,34 @@ impl StoredBatch {
     }
 }
 
-/// Where one committed batch landed: `None` if its topic or partition did not
-/// exist when the entry was applied (the batch is then dropped, deterministically).
-pub type Placement = Option<u64>;
+/// What became of one committed batch. Every outcome but `At` leaves the
+/// partition unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// Appended at this base offset.
+    At(u64),
+    /// A producer's retry of a batch already in the log at this base offset.
+    Duplicate(u64),
+    /// Its topic or partition did not exist.
+    NoPartition,
+    /// Its producer epoch is older than the producer's current one.
+    Fenced,
+    /// Its sequence does not follow the producer's last batch in the partition.
+    OutOfOrder { expected: u64 },
+    /// No such producer id (or an epoch that was never handed out).
+    UnknownProducer,
+}
+
+impl Placement {
+    /// The base offset the batch's records have, if they are in the log.
+    pub fn base(&self) -> Option<u64> {
+        match self {
+            Self::At(b) | Self::Duplicate(b) => Some(*b),
+            _ => None,
+        }
+    }
+}
 
 /// What applying one op did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,13 +148,26 @@ pub enum OpOutcome {
     SegmentTooOld,
     Truncated,
     Replaced,
+    ProducerReady {
+        id: u64,
+        epoch: u32,
+    },
+    ProducerNotFound,
     /// A truncation or replacement that no longer applies (the data moved on); nothing changed.
     Skipped,
 }
 
 impl State {
     pub fn new(commit_window_ms: u64) -> Self {
-        Self { applied: 0, log_clock_ms: 0, commit_window_ms, topics: BTreeMap::new(), segments: BTreeMap::new() }
+        Self {
+            applied: 0,
+            log_clock_ms: 0,
+            commit_window_ms,
+            topics: BTreeMap::new(),
+            segments: BTreeMap::new(),
+            producers: BTreeMap::new(),
+            next_producer_id: 0,
+        }
     }
 
     pub fn topic(&self, name: &str) -> Option<&Topic> {
@@ -146,6 +212,20 @@ impl State {
                 None => OpOutcome::TopicNotFound,
             },
             Op::Append { segment, batches } => self.append(*segment, batches),
+            Op::InitProducer { producer_id: None } => {
+                let id = self.next_producer_id;
+                self.next_producer_id += 1;
+                self.producers.insert(id, Producer::default());
+                OpOutcome::ProducerReady { id, epoch: 0 }
+            }
+            // A new epoch fences the old one; sequences start again at 0.
+            Op::InitProducer { producer_id: Some(id) } => match self.producers.get_mut(id) {
+                Some(p) => {
+                    *p = Producer { epoch: p.epoch + 1, partitions: BTreeMap::new() };
+                    OpOutcome::ProducerReady { id: *id, epoch: p.epoch }
+                }
+                None => OpOutcome::ProducerNotFound,
+            },
             Op::Truncate { topic, partition, log_start_offset } => self.truncate(topic, *partition, *log_start_offset),
             Op::Replace { topic, partition, replaced, segment, batches } => {
                 self.replace(topic, *partition, replaced, *segment, batches)
@@ -160,21 +240,49 @@ impl State {
         if !self.may_commit(segment) {
             return OpOutcome::SegmentTooOld;
         }
-        let placements: Vec<Placement> = batches
-            .iter()
-            .map(|b| {
-                let p = self.topics.get_mut(&b.topic)?.partitions.get_mut(b.partition as usize)?;
-                let base = p.high_watermark;
-                p.high_watermark += u64::from(b.records);
-                p.batches.insert(base, StoredBatch::new(segment, b));
-                Some(base)
-            })
-            .collect();
-        let live_batches = placements.iter().flatten().count() as u32;
+        let placements: Vec<Placement> = batches.iter().map(|b| self.place(segment, b)).collect();
+        let live_batches = placements.iter().filter(|p| matches!(p, Placement::At(_))).count() as u32;
         if live_batches > 0 {
             self.segments.insert(segment, SegmentRef { placements: placements.clone(), live_batches });
         }
         OpOutcome::Appended(placements)
+    }
+
+    /// Appends one batch, unless its producer's epoch or sequence says otherwise.
+    fn place(&mut self, segment: Ulid, b: &BatchMeta) -> Placement {
+        let Some(p) = self.topics.get_mut(&b.topic).and_then(|t| t.partitions.get_mut(b.partition as usize)) else {
+            return Placement::NoPartition;
+        };
+        let Some(stamp) = b.producer else {
+            let base = p.high_watermark;
+            p.high_watermark += u64::from(b.records);
+            p.batches.insert(base, StoredBatch::new(segment, b));
+            return Placement::At(base);
+        };
+        let Some(producer) = self.producers.get_mut(&stamp.id) else { return Placement::UnknownProducer };
+        if stamp.epoch < producer.epoch {
+            return Placement::Fenced;
+        }
+        if stamp.epoch > producer.epoch {
+            return Placement::UnknownProducer;
+        }
+        let seq = producer.partitions.entry(b.topic.clone()).or_default().entry(b.partition).or_default();
+        if stamp.sequence != seq.next_sequence {
+            let retry = seq.recent.iter().find(|r| r.sequence == stamp.sequence && r.records == b.records);
+            return match retry {
+                Some(r) => Placement::Duplicate(r.base_offset),
+                None => Placement::OutOfOrder { expected: seq.next_sequence },
+            };
+        }
+        let base = p.high_watermark;
+        p.high_watermark += u64::from(b.records);
+        p.batches.insert(base, StoredBatch::new(segment, b));
+        seq.next_sequence += u64::from(b.records);
+        seq.recent.push(RecentBatch { sequence: stamp.sequence, records: b.records, base_offset: base });
+        if seq.recent.len() > PRODUCER_RECENT_BATCHES {
+            seq.recent.remove(0);
+        }
+        Placement::At(base)
     }
 
     fn truncate(&mut self, topic: &str, partition: u32, start: u64) -> OpOutcome {
@@ -285,7 +393,7 @@ mod tests {
     use super::*;
 
     fn batch(topic: &str, partition: u32, records: u32) -> BatchMeta {
-        BatchMeta { topic: topic.into(), partition, pos: 8, len: 40, records, max_timestamp: 5 }
+        BatchMeta { topic: topic.into(), partition, pos: 8, len: 40, records, max_timestamp: 5, producer: None }
     }
 
     fn create(name: &str, partitions: u32) -> LogEntry {
@@ -306,9 +414,9 @@ mod tests {
         let mut s = State::default();
         s.apply(1, &create("t", 2)).unwrap();
         let a = s.apply(2, &append(Ulid::new(), vec![batch("t", 0, 3), batch("t", 1, 2), batch("t", 0, 4)])).unwrap();
-        assert_eq!(a, vec![OpOutcome::Appended(vec![Some(0), Some(0), Some(3)])]);
+        assert_eq!(a, vec![OpOutcome::Appended(vec![Placement::At(0), Placement::At(0), Placement::At(3)])]);
         let b = s.apply(3, &append(Ulid::new(), vec![batch("t", 0, 1)])).unwrap();
-        assert_eq!(b, vec![OpOutcome::Appended(vec![Some(7)])]);
+        assert_eq!(b, vec![OpOutcome::Appended(vec![Placement::At(7)])]);
         let p0 = s.partition("t", 0).unwrap();
         assert_eq!(p0.high_watermark, 8);
         assert_eq!(p0.batch_at(5).map(|(base, _)| base), Some(3));
@@ -332,7 +440,10 @@ mod tests {
         let mut s = State::default();
         s.apply(1, &create("t", 1)).unwrap();
         let out = s.apply(2, &append(Ulid::new(), vec![batch("t", 5, 1), batch("u", 0, 1), batch("t", 0, 1)])).unwrap();
-        assert_eq!(out, vec![OpOutcome::Appended(vec![None, None, Some(0)])]);
+        assert_eq!(
+            out,
+            vec![OpOutcome::Appended(vec![Placement::NoPartition, Placement::NoPartition, Placement::At(0)])]
+        );
     }
 
     #[test]
@@ -413,5 +524,32 @@ mod tests {
             OpOutcome::Skipped,
             "a second compactor loses"
         );
+    }
+
+    #[test]
+    fn idempotent_producers_dedup_fence_and_order_on_apply() {
+        let mut s = State::default();
+        s.apply(1, &create("t", 1)).unwrap();
+        let init = |id| LogEntry::new(vec![Op::InitProducer { producer_id: id }]);
+        assert_eq!(one(&mut s, init(None)), OpOutcome::ProducerReady { id: 0, epoch: 0 });
+        let stamped = |epoch, sequence, records| {
+            let mut b = batch("t", 0, records);
+            b.producer = Some(crate::segment::ProducerStamp { id: 0, epoch, sequence });
+            append(Ulid::new(), vec![b])
+        };
+        let placed = |o: OpOutcome| match o {
+            OpOutcome::Appended(p) => p[0],
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(placed(one(&mut s, stamped(0, 0, 3))), Placement::At(0));
+        assert_eq!(placed(one(&mut s, stamped(0, 3, 2))), Placement::At(3));
+        assert_eq!(placed(one(&mut s, stamped(0, 0, 3))), Placement::Duplicate(0), "a retry gets its original offsets");
+        assert_eq!(placed(one(&mut s, stamped(0, 9, 1))), Placement::OutOfOrder { expected: 5 }, "a gap");
+        assert_eq!(s.partition("t", 0).unwrap().high_watermark, 5, "neither wrote anything");
+        assert_eq!(one(&mut s, init(Some(0))), OpOutcome::ProducerReady { id: 0, epoch: 1 });
+        assert_eq!(placed(one(&mut s, stamped(0, 5, 1))), Placement::Fenced, "the old epoch is fenced");
+        assert_eq!(placed(one(&mut s, stamped(1, 0, 1))), Placement::At(5), "the new epoch starts at 0");
+        assert_eq!(placed(one(&mut s, stamped(7, 0, 1))), Placement::UnknownProducer);
+        assert_eq!(one(&mut s, init(Some(42))), OpOutcome::ProducerNotFound);
     }
 }

@@ -29,7 +29,7 @@ fn base_offsets(outcomes: &[OpOutcome]) -> Vec<u64> {
     outcomes
         .iter()
         .flat_map(|o| match o {
-            OpOutcome::Appended(p) => p.iter().map(|b| b.expect("partition exists")).collect(),
+            OpOutcome::Appended(p) => p.iter().map(|b| b.base().expect("partition exists")).collect(),
             _ => vec![],
         })
         .collect()

@@ -48,8 +48,15 @@ mod tests {
         let create = Op::CreateTopic { name: "t".into(), partitions: 1, config };
         s.apply(1, &LogEntry::new(vec![create])).unwrap();
         for (i, (records, ts)) in batches.iter().enumerate() {
-            let meta =
-                BatchMeta { topic: "t".into(), partition: 0, pos: 8, len: 100, records: *records, max_timestamp: *ts };
+            let meta = BatchMeta {
+                topic: "t".into(),
+                partition: 0,
+                pos: 8,
+                len: 100,
+                records: *records,
+                max_timestamp: *ts,
+                producer: None,
+            };
             s.apply(i as u64 + 2, &LogEntry::new(vec![Op::Append { segment: Ulid::new(), batches: vec![meta] }]))
                 .unwrap();
         }

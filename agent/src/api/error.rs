@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::reader::FetchError;
 use crate::writer::WriteError;
+use floe_broker::state::Placement;
 
 /// Seconds a client should wait before retrying an overloaded or unavailable agent.
 const RETRY_AFTER_SECS: u32 = 1;
@@ -35,6 +36,19 @@ impl ApiError {
 
     pub fn partition_not_found(topic: &str, partition: u32) -> Self {
         Self::new(StatusCode::NOT_FOUND, "partition_not_found", format!("topic {topic:?} has no partition {partition}"))
+    }
+
+    pub fn producer_not_found(id: u64) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "producer_not_found", format!("producer {id} does not exist"))
+    }
+
+    pub fn producer_fenced(id: u64, epoch: u32, current: u32) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "producer_fenced",
+            format!("producer {id} epoch {epoch} is not its current epoch {current}"),
+        )
+        .with("current_epoch", current)
     }
 
     pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
@@ -82,6 +96,18 @@ impl From<WriteError> for ApiError {
             WriteError::Commit(_) => Self::unavailable("commit_failed", message),
             WriteError::PartitionGone { topic, partition } => Self::partition_not_found(&topic, partition),
             WriteError::Closed => Self::unavailable("shutting_down", message),
+            WriteError::Producer(Placement::OutOfOrder { expected }) => Self::new(
+                StatusCode::CONFLICT,
+                "out_of_order_sequence",
+                format!("the producer's next sequence in this partition is {expected}"),
+            )
+            .with("expected_sequence", expected),
+            WriteError::Producer(Placement::Fenced) => {
+                Self::new(StatusCode::CONFLICT, "producer_fenced", "the producer's epoch was fenced by a newer one")
+            }
+            WriteError::Producer(_) => {
+                Self::new(StatusCode::NOT_FOUND, "producer_not_found", "the log does not know this producer and epoch")
+            }
         }
     }
 }

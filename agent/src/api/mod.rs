@@ -3,6 +3,7 @@
 mod body;
 mod error;
 mod health;
+mod producers;
 mod records;
 mod topics;
 
@@ -22,6 +23,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/topics", post(topics::create).get(topics::list))
+        .route("/v1/producers", post(producers::init))
         .route("/v1/topics/{topic}", get(topics::describe).patch(topics::update))
         .route("/v1/topics/{topic}/records", post(records::produce))
         .route("/v1/topics/{topic}/partitions/{partition}/records", get(records::fetch))

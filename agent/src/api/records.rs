@@ -11,6 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use bytes::Bytes;
 use floe_broker::Record;
+use floe_broker::segment::ProducerStamp;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, body};
@@ -25,6 +26,17 @@ pub const MAX_FETCH_TIMEOUT_MS: u64 = 60_000;
 #[derive(Deserialize)]
 struct ProduceBody {
     records: Vec<InRecord>,
+    #[serde(default)]
+    producer: Option<ProducerRef>,
+}
+
+/// An idempotent producer's stamp on a request: `sequence` is the sequence of
+/// the request's first record in its (single) partition.
+#[derive(Deserialize, Clone, Copy)]
+struct ProducerRef {
+    id: u64,
+    epoch: u32,
+    sequence: u64,
 }
 
 #[derive(Deserialize)]
@@ -52,11 +64,12 @@ pub struct Produced {
 }
 
 /// NDJSON when the request says so; JSON otherwise (curl's `-d` labels JSON as a form).
-fn parse_records(headers: &HeaderMap, bytes: &[u8]) -> Result<Vec<InRecord>, ApiError> {
+fn parse_records(headers: &HeaderMap, bytes: &[u8]) -> Result<(Vec<InRecord>, Option<ProducerRef>), ApiError> {
     if body::media_type(headers) != "application/x-ndjson" {
-        return Ok(body::json::<ProduceBody>(bytes)?.records);
+        let body = body::json::<ProduceBody>(bytes)?;
+        return Ok((body.records, body.producer));
     }
-    bytes
+    let records = bytes
         .split(|b| *b == b'\n')
         .enumerate()
         .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
@@ -64,7 +77,24 @@ fn parse_records(headers: &HeaderMap, bytes: &[u8]) -> Result<Vec<InRecord>, Api
             serde_json::from_slice(line)
                 .map_err(|e| ApiError::bad_request("invalid_json", format!("line {}: {e}", i + 1)).with("line", i + 1))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((records, None))
+}
+
+/// Refuses, before anything is buffered, a producer the log does not know or
+/// has fenced. The log re-checks on apply; this only answers early.
+async fn check_producer(agent: &Agent, producer: &ProducerRef) -> Result<(), ApiError> {
+    let current = |agent: &Agent| agent.log.state().producers.get(&producer.id).map(|p| p.epoch);
+    let mut epoch = current(agent);
+    if epoch.is_none_or(|e| e < producer.epoch) {
+        agent.log.catch_up().await?;
+        epoch = current(agent);
+    }
+    match epoch {
+        None => Err(ApiError::producer_not_found(producer.id)),
+        Some(e) if e != producer.epoch => Err(ApiError::producer_fenced(producer.id, producer.epoch, e)),
+        Some(_) => Ok(()),
+    }
 }
 
 fn now_ms() -> i64 {
@@ -81,7 +111,7 @@ pub async fn produce(
 ) -> Result<Json<Produced>, ApiError> {
     let Path(topic) = path?;
     let bytes = body::read(raw, agent.settings.max_request_bytes).await?;
-    let records = parse_records(&headers, &bytes)?;
+    let (records, producer) = parse_records(&headers, &bytes)?;
     if records.is_empty() {
         return Err(ApiError::bad_request("invalid_request", "a produce request needs at least one record"));
     }
@@ -116,8 +146,21 @@ pub async fn produce(
             headers: r.headers.into_iter().map(|(k, v)| (k, Bytes::from(v))).collect(),
         });
     }
+    if let Some(producer) = &producer {
+        if groups.len() > 1 {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "an idempotent request (with \"producer\") must put all its records in one partition",
+            ));
+        }
+        check_producer(&agent, producer).await?;
+    }
+    let stamp = producer.map(|p| ProducerStamp { id: p.id, epoch: p.epoch, sequence: p.sequence });
     let order: Vec<u32> = groups.keys().copied().collect();
-    let parts = groups.into_iter().map(|(partition, records)| PartitionRecords { partition, records }).collect();
+    let parts = groups
+        .into_iter()
+        .map(|(partition, records)| PartitionRecords { partition, producer: stamp, records })
+        .collect();
     let bases = agent.writer.append(topic, parts).await?;
     let base_of: BTreeMap<u32, u64> = order.into_iter().zip(bases).collect();
     let offsets = placed
