@@ -65,6 +65,11 @@ pub struct AgentArgs {
 
     #[command(flatten)]
     pub compaction: CompactorSettings,
+
+    /// Testing only: make this fraction of object-store requests on log and
+    /// segment keys fail (half of the failed PUTs after they landed).
+    #[arg(long, env = "FLOE_INJECT_STORE_FAULTS", hide = true)]
+    pub inject_store_faults: Option<f64>,
 }
 
 impl AgentArgs {

@@ -1,4 +1,5 @@
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use floe_agent::{Agent, AgentArgs};
@@ -55,7 +56,12 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: AgentArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let store = floe_broker::store::open(&args.store)?;
+    let mut store = floe_broker::store::open(&args.store)?;
+    if let Some(rate) = args.inject_store_faults {
+        tracing::warn!(rate, "injecting object-store faults (testing only)");
+        let seed = rand::random();
+        store = Arc::new(floe_broker::fault::FaultyStore::new(store).with_random_faults(rate, seed));
+    }
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(store = %args.store, "opening bucket");

@@ -12,6 +12,8 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMode,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpKind {
@@ -44,11 +46,21 @@ struct Rule {
 pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
     rules: Mutex<Vec<Rule>>,
+    /// Random faults: each operation on `log/` or `segments/` fails with this
+    /// probability (a PUT half of the time after it landed).
+    random: Mutex<Option<(f64, StdRng)>>,
 }
 
 impl FaultyStore {
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        Self { inner, rules: Mutex::new(Vec::new()) }
+        Self { inner, rules: Mutex::new(Vec::new()), random: Mutex::new(None) }
+    }
+
+    /// Adds random faults at `rate` (0..1), reproducible from `seed`.
+    pub fn with_random_faults(self, rate: f64, seed: u64) -> Self {
+        *self.random.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((rate, StdRng::seed_from_u64(seed)));
+        self
     }
 
     /// Applies `fault` to the next `times` operations of kind `op` on keys
@@ -66,6 +78,22 @@ impl FaultyStore {
     }
 
     fn take(&self, op: OpKind, key: &str) -> Option<Fault> {
+        self.take_rule(op, key).or_else(|| self.take_random(op, key))
+    }
+
+    fn take_random(&self, op: OpKind, key: &str) -> Option<Fault> {
+        if !(key.starts_with("log/") || key.starts_with("segments/")) || op == OpKind::Delete {
+            return None;
+        }
+        let mut random = self.random.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (rate, rng) = random.as_mut()?;
+        if !rng.random_bool(rate.clamp(0.0, 1.0)) {
+            return None;
+        }
+        Some(if op == OpKind::Put && rng.random_bool(0.5) { Fault::LandThenFail } else { Fault::Fail })
+    }
+
+    fn take_rule(&self, op: OpKind, key: &str) -> Option<Fault> {
         let mut rules = self.lock();
         let i = rules.iter().position(|r| r.op == op && key.starts_with(&r.key_prefix) && r.remaining != Some(0))?;
         let rule = &mut rules[i];

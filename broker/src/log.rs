@@ -127,12 +127,6 @@ impl MetadataLog {
         let _advance = self.advance.lock().await;
         let mut lost = 0u32;
         loop {
-            // Many agents race for the same next position; after a few lost
-            // races in a row, a short random pause spreads them out.
-            if lost >= 2 {
-                tokio::time::sleep(jitter(Duration::from_millis(u64::from(lost.min(10))))).await;
-            }
-            lost += 1;
             let seq = self.applied() + 1;
             let put = self.store.put_opts(&keys::log_entry(seq), body.clone().into(), PutMode::Create.into()).await;
             match put {
@@ -143,6 +137,15 @@ impl MetadataLog {
                         return Ok(done);
                     }
                 }
+            }
+            // Lost the race. Retrying at the next position alone would lose
+            // again and again to writers that commit faster than we can read
+            // one entry; go to the tail first. After several losses in a row,
+            // a short random pause spreads the contenders out.
+            self.catch_up_locked().await?;
+            lost += 1;
+            if lost >= 3 {
+                tokio::time::sleep(jitter(Duration::from_millis(u64::from(lost.min(20))))).await;
             }
         }
     }
@@ -204,10 +207,21 @@ impl MetadataLog {
         Ok(outcomes)
     }
 
+    /// Reads one position, retrying transient store errors a few times: a
+    /// replay reads thousands of entries, and one failed GET must not fail it.
     async fn fetch_entry(&self, seq: u64) -> Result<Option<LogObject>> {
-        match get_if_exists(self.store.as_ref(), &keys::log_entry(seq)).await? {
-            Some(bytes) => LogObject::decode(seq, &bytes).map(Some),
-            None => Ok(None),
+        let mut pause = self.settings.settle_backoff;
+        let mut attempt = 1;
+        loop {
+            match get_if_exists(self.store.as_ref(), &keys::log_entry(seq)).await {
+                Ok(Some(bytes)) => return LogObject::decode(seq, &bytes).map(Some),
+                Ok(None) => return Ok(None),
+                Err(e) if attempt >= self.settings.settle_attempts => return Err(e),
+                Err(e) => tracing::debug!(seq, attempt, error = %e, "retrying a log read"),
+            }
+            tokio::time::sleep(jitter(pause)).await;
+            pause = pause.saturating_mul(2);
+            attempt += 1;
         }
     }
 

@@ -1,0 +1,127 @@
+//! floe-chaos: starts agents on one local store, runs producers (half of them
+//! idempotent, all retrying) and consumers against random agents, kills and
+//! restarts agents with SIGKILL at random times, then drains every partition
+//! through every agent and checks that nothing acknowledged was lost, nothing
+//! was duplicated by an idempotent producer, offsets are dense, order is
+//! kept, no consumer saw a record that is not in the final log, and all
+//! agents agree. Exits 1 on any violation, printing the seed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use floe_bench::chaos::{self, ChaosOptions};
+
+#[derive(Parser)]
+#[command(name = "floe-chaos", version, about)]
+struct Cli {
+    /// How long producers and the killer run, in seconds.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    #[arg(long, default_value_t = 3)]
+    agents: usize,
+    #[arg(long, default_value_t = 4)]
+    partitions: u32,
+    #[arg(long, default_value_t = 6)]
+    producers: usize,
+    #[arg(long, default_value_t = 3)]
+    consumers: usize,
+    /// Seed for every random choice (default: random; printed either way).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Shortest pause between kills, in milliseconds.
+    #[arg(long, default_value_t = 2_000)]
+    kill_min_ms: u64,
+    /// Longest pause between kills, in milliseconds.
+    #[arg(long, default_value_t = 6_000)]
+    kill_max_ms: u64,
+    /// Fraction of agents' object-store requests that fail (0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    store_faults: f64,
+    /// Standalone compactors running at an aggressive interval.
+    #[arg(long, default_value_t = 0)]
+    compactors: usize,
+    /// Where floe-agent and floe-compactor are (default: beside this binary).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Keep the store and logs here instead of a temporary directory.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let seed = cli.seed.unwrap_or_else(rand::random);
+    let bin_dir = cli
+        .bin_dir
+        .or_else(|| std::env::current_exe().ok().and_then(|p| p.parent().map(PathBuf::from)))
+        .unwrap_or_else(|| PathBuf::from("target/debug"));
+    let temp = tempfile::tempdir();
+    let dir = match (&cli.dir, &temp) {
+        (Some(d), _) => d.clone(),
+        (None, Ok(t)) => t.path().to_path_buf(),
+        (None, Err(e)) => {
+            eprintln!("floe-chaos: no temporary directory: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("floe-chaos: {}: {e}", dir.display());
+        return ExitCode::from(2);
+    }
+    let opts = ChaosOptions {
+        duration: Duration::from_secs(cli.duration),
+        agents: cli.agents.max(1),
+        partitions: cli.partitions.max(1),
+        producers: cli.producers,
+        consumers: cli.consumers,
+        seed,
+        kill_every: (Duration::from_millis(cli.kill_min_ms), Duration::from_millis(cli.kill_max_ms)),
+        store_faults: (cli.store_faults > 0.0).then_some(cli.store_faults),
+        compactors: cli.compactors,
+        bin_dir,
+        dir: dir.clone(),
+    };
+    println!(
+        "floe-chaos: seed {seed}, {} s, {} agents, {} partitions, {} producers, {} consumers, store faults {}, {} compactors",
+        cli.duration, opts.agents, opts.partitions, opts.producers, opts.consumers, cli.store_faults, cli.compactors
+    );
+    let outcome = match chaos::run(opts).await {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("floe-chaos: the run could not complete: {e} (seed {seed}; logs in {})", dir.display());
+            keep(cli.dir.is_none(), temp);
+            return ExitCode::from(2);
+        }
+    };
+    let r = &outcome.report;
+    println!("kills: {}", outcome.kills);
+    println!("acknowledged records: {}, records in the final log: {}", r.acked, r.records_in_log);
+    println!("requests refused: {}, given up after retries: {}", outcome.failed_requests, outcome.given_up_requests);
+    println!("lost: {}", r.lost);
+    println!("conflicting acks: {}", r.conflicting_acks);
+    println!("duplicates (idempotent producers): {}", r.duplicates_idempotent);
+    println!("duplicates (plain producers' retries, allowed): {}", r.duplicates_plain);
+    println!("holes: {}", r.holes);
+    println!("order violations: {}", r.order_violations);
+    println!("aborted reads: {}", r.aborted_reads);
+    println!("phantom records: {}", r.phantoms);
+    println!("disagreements between agents or consumers: {}", r.disagreements);
+    if r.ok() && r.acked > 0 {
+        println!("floe-chaos: PASS (seed {seed})");
+        ExitCode::SUCCESS
+    } else {
+        println!("floe-chaos: FAIL (seed {seed}); reproduce with --seed {seed}; logs in {}", dir.display());
+        keep(cli.dir.is_none(), temp);
+        ExitCode::from(1)
+    }
+}
+
+/// Keeps a temporary run directory for inspection after a failure.
+fn keep(is_temp: bool, temp: std::io::Result<tempfile::TempDir>) {
+    if let (true, Ok(t)) = (is_temp, temp) {
+        let _ = t.keep();
+    }
+}

@@ -1,0 +1,439 @@
+//! The chaos run: agents on one store, concurrent producers (half idempotent,
+//! all retrying) and consumers against random agents, `kill -9` and restart of
+//! agents at random times, optional store faults and standalone compactors;
+//! then a drain through every agent and the checks in `history`.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::RwLock;
+use tokio::time::Instant;
+
+use crate::history::{self, Ack, FinalLog, Report, Seen};
+
+#[derive(Clone, Debug)]
+pub struct ChaosOptions {
+    pub duration: Duration,
+    pub agents: usize,
+    pub partitions: u32,
+    pub producers: usize,
+    pub consumers: usize,
+    pub seed: u64,
+    /// Pause between kills is drawn from this range.
+    pub kill_every: (Duration, Duration),
+    pub store_faults: Option<f64>,
+    pub compactors: usize,
+    pub bin_dir: PathBuf,
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub report: Report,
+    pub kills: usize,
+    pub failed_requests: usize,
+    pub given_up_requests: usize,
+}
+
+type Err = Box<dyn std::error::Error + Send + Sync>;
+
+const TOPIC: &str = "chaos";
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long producers keep retrying an unanswered request after the run ends.
+const DRAIN: Duration = Duration::from_secs(30);
+
+struct Node {
+    child: Child,
+    url: String,
+}
+
+struct Cluster {
+    opts: ChaosOptions,
+    nodes: RwLock<Vec<Option<Node>>>,
+    started: Mutex<usize>,
+}
+
+impl Cluster {
+    /// Starts an agent; a start that fails (an injected store fault during
+    /// its replay, say) is retried, as an orchestrator would.
+    async fn spawn_agent(&self) -> Result<Node, Err> {
+        let mut last = None;
+        for _ in 0..5 {
+            match self.spawn_agent_once().await {
+                Ok(node) => return Ok(node),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| "agent did not start".into()))
+    }
+
+    async fn spawn_agent_once(&self) -> Result<Node, Err> {
+        let n = {
+            let mut started = self.started.lock().map_err(|_| "poisoned")?;
+            *started += 1;
+            *started
+        };
+        let log = std::fs::File::create(self.opts.dir.join(format!("agent-{n}.log")))?;
+        let mut cmd = Command::new(self.opts.bin_dir.join("floe-agent"));
+        cmd.env("FLOE_STORE", store_url(&self.opts.dir))
+            .env("FLOE_LISTEN", "127.0.0.1:0")
+            .env("FLOE_FLUSH_INTERVAL_MS", "20")
+            .env("FLOE_LOG_POLL_MS", "100")
+            .env("FLOE_COMMIT_WINDOW_MS", "10000")
+            .env("FLOE_COMPACTOR", "off")
+            .env("FLOE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true);
+        if let Some(rate) = self.opts.store_faults {
+            cmd.env("FLOE_INJECT_STORE_FAULTS", rate.to_string());
+        }
+        let mut child = cmd.spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let url = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(url) = line.strip_prefix("floe-agent listening on ") {
+                    return Some(url.to_owned());
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("agent {n} did not start; see {}/agent-{n}.log", self.opts.dir.display()))?;
+        Ok(Node { child, url })
+    }
+
+    async fn random_url(&self, rng: &mut StdRng) -> Option<String> {
+        let nodes = self.nodes.read().await;
+        let live: Vec<&Node> = nodes.iter().flatten().collect();
+        (!live.is_empty()).then(|| live[rng.random_range(0..live.len())].url.clone())
+    }
+}
+
+fn store_url(dir: &Path) -> String {
+    format!("file://{}", dir.join("store").display())
+}
+
+pub async fn run(opts: ChaosOptions) -> Result<Outcome, Err> {
+    let cluster = Arc::new(Cluster { opts: opts.clone(), nodes: RwLock::new(Vec::new()), started: Mutex::new(0) });
+    for _ in 0..opts.agents {
+        let node = cluster.spawn_agent().await?;
+        cluster.nodes.write().await.push(Some(node));
+    }
+    let mut compactors = Vec::new();
+    for i in 0..opts.compactors {
+        compactors.push(spawn_compactor(&opts, i)?);
+    }
+    let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build()?;
+    let first = cluster.random_url(&mut StdRng::seed_from_u64(opts.seed)).await.ok_or("no agent")?;
+    let created = http
+        .post(format!("{first}/v1/topics"))
+        .json(&json!({"name": TOPIC, "partitions": opts.partitions, "retention_ms": -1}))
+        .send()
+        .await?;
+    if !created.status().is_success() {
+        return Err(format!("cannot create topic: {}", created.text().await?).into());
+    }
+
+    let deadline = Instant::now() + opts.duration;
+    let shared = Arc::new(Shared::default());
+    let mut tasks = Vec::new();
+    for i in 0..opts.producers {
+        let rng = StdRng::seed_from_u64(opts.seed.wrapping_add(1 + i as u64));
+        tasks.push(tokio::spawn(produce(cluster.clone(), http.clone(), shared.clone(), i, i.is_multiple_of(2), rng, deadline)));
+    }
+    for i in 0..opts.consumers {
+        let rng = StdRng::seed_from_u64(opts.seed.wrapping_add(1000 + i as u64));
+        tasks.push(tokio::spawn(consume(cluster.clone(), http.clone(), shared.clone(), rng, deadline)));
+    }
+    let kills = kill_loop(&cluster, StdRng::seed_from_u64(opts.seed.wrapping_add(9999)), deadline).await?;
+    for t in tasks {
+        t.await?;
+    }
+    for c in &mut compactors {
+        let _ = c.kill().await;
+    }
+
+    // Drain through every agent; they must all return the same log.
+    let urls: Vec<String> = cluster.nodes.read().await.iter().flatten().map(|n| n.url.clone()).collect();
+    let mut logs = Vec::new();
+    for url in &urls {
+        logs.push(read_log(&http, url, opts.partitions).await?);
+    }
+    let final_log = logs.first().cloned().unwrap_or_default();
+    let idempotent: HashSet<usize> = (0..opts.producers).filter(|i| i.is_multiple_of(2)).collect();
+    let acks = take(&shared.acks);
+    let seen = take(&shared.seen);
+    let sent = take(&shared.sent);
+    let mut report = history::check(&acks, &seen, &final_log, &sent.into_iter().collect(), &idempotent);
+    for other in &logs[1.min(logs.len())..] {
+        report.disagreements += disagreements(&final_log, other);
+    }
+    for node in cluster.nodes.write().await.iter_mut().flatten() {
+        let _ = node.child.kill().await;
+    }
+    Ok(Outcome {
+        report,
+        kills,
+        failed_requests: *shared.failed.lock().map_err(|_| "poisoned")?,
+        given_up_requests: *shared.given_up.lock().map_err(|_| "poisoned")?,
+    })
+}
+
+fn spawn_compactor(opts: &ChaosOptions, i: usize) -> Result<Child, Err> {
+    let log = std::fs::File::create(opts.dir.join(format!("compactor-{i}.log")))?;
+    // Aggressive on purpose: many merges, snapshots and collections per run.
+    Ok(Command::new(opts.bin_dir.join("floe-compactor"))
+        .env("FLOE_STORE", store_url(&opts.dir))
+        .env("FLOE_COMPACTION_INTERVAL_MS", "200")
+        .env("FLOE_GC_GRACE_MS", "2000")
+        .env("FLOE_SNAPSHOT_EVERY_ENTRIES", "50")
+        .env("FLOE_MERGE_MIN_BATCHES", "4")
+        .env("FLOE_MERGE_SMALL_BATCH_BYTES", "65536")
+        .env("FLOE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()?)
+}
+
+fn disagreements(a: &FinalLog, b: &FinalLog) -> usize {
+    let index = |log: &FinalLog| -> HashMap<(usize, u64), String> {
+        log.iter().enumerate().flat_map(|(p, r)| r.iter().map(move |(o, v)| ((p, *o), v.clone()))).collect()
+    };
+    let (a, b) = (index(a), index(b));
+    let keys: HashSet<&(usize, u64)> = a.keys().chain(b.keys()).collect();
+    keys.into_iter().filter(|k| a.get(k) != b.get(k)).count()
+}
+
+#[derive(Default)]
+struct Shared {
+    acks: Mutex<Vec<Ack>>,
+    seen: Mutex<Vec<Seen>>,
+    sent: Mutex<Vec<String>>,
+    failed: Mutex<usize>,
+    given_up: Mutex<usize>,
+}
+
+fn take<T>(m: &Mutex<Vec<T>>) -> Vec<T> {
+    m.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+}
+
+fn push<T>(m: &Mutex<Vec<T>>, items: impl IntoIterator<Item = T>) {
+    if let Ok(mut v) = m.lock() {
+        v.extend(items);
+    }
+}
+
+fn bump(m: &Mutex<usize>) {
+    if let Ok(mut n) = m.lock() {
+        *n += 1;
+    }
+}
+
+enum Sent {
+    Acked(Vec<u64>),
+    Refused,
+    Unknown,
+}
+
+async fn send(http: &reqwest::Client, url: &str, body: &Value) -> Sent {
+    let Ok(resp) = http.post(format!("{url}/v1/topics/{TOPIC}/records")).json(body).send().await else {
+        return Sent::Unknown;
+    };
+    let status = resp.status();
+    let Ok(answer) = resp.json::<Value>().await else { return Sent::Unknown };
+    if status.is_success() {
+        let offsets = answer["offsets"].as_array().map(|a| a.iter().filter_map(|o| o["offset"].as_u64()).collect());
+        return offsets.map_or(Sent::Unknown, Sent::Acked);
+    }
+    // 5xx: the store or the agent failed, the records may or may not be in.
+    if status.is_server_error() { Sent::Unknown } else { Sent::Refused }
+}
+
+async fn produce(
+    cluster: Arc<Cluster>,
+    http: reqwest::Client,
+    shared: Arc<Shared>,
+    me: usize,
+    idempotent: bool,
+    mut rng: StdRng,
+    deadline: Instant,
+) {
+    let mut producer = None;
+    while idempotent && producer.is_none() && Instant::now() < deadline {
+        if let Some(url) = cluster.random_url(&mut rng).await
+            && let Ok(r) = http.post(format!("{url}/v1/producers")).json(&json!({})).send().await
+            && let Ok(v) = r.json::<Value>().await
+        {
+            producer = v["producer_id"].as_u64().zip(v["epoch"].as_u64());
+        }
+    }
+    let mut next_value = 0u64;
+    let mut sequences: HashMap<u32, u64> = HashMap::new();
+    while Instant::now() < deadline {
+        let partition = rng.random_range(0..cluster.opts.partitions);
+        let count = rng.random_range(1..=5u64);
+        let values: Vec<String> = (next_value..next_value + count).map(|n| format!("p{me}-{n}")).collect();
+        next_value += count;
+        push(&shared.sent, values.iter().cloned());
+        let records: Vec<Value> = values.iter().map(|v| json!({"value": v, "partition": partition})).collect();
+        let mut body = json!({ "records": records });
+        if let Some((id, epoch)) = producer {
+            let seq = sequences.entry(partition).or_default();
+            body["producer"] = json!({"id": id, "epoch": epoch, "sequence": *seq});
+        }
+        // Retry until answered: to another agent each time, the way a client
+        // behind a load balancer would.
+        let mut answered = false;
+        while Instant::now() < deadline + DRAIN {
+            let Some(url) = cluster.random_url(&mut rng).await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            match send(&http, &url, &body).await {
+                Sent::Acked(offsets) => {
+                    let acks = values.iter().zip(offsets).map(|(v, offset)| Ack {
+                        producer: me,
+                        idempotent,
+                        partition,
+                        offset,
+                        value: v.clone(),
+                    });
+                    push(&shared.acks, acks);
+                    if producer.is_some() {
+                        *sequences.entry(partition).or_default() += count;
+                    }
+                    answered = true;
+                    break;
+                }
+                Sent::Refused => {
+                    bump(&shared.failed);
+                    answered = true;
+                    break;
+                }
+                Sent::Unknown => tokio::time::sleep(Duration::from_millis(rng.random_range(10..100))).await,
+            }
+        }
+        if !answered {
+            bump(&shared.given_up);
+            // An idempotent producer cannot go on past an unsettled sequence.
+            if producer.is_some() {
+                return;
+            }
+        }
+    }
+}
+
+async fn consume(
+    cluster: Arc<Cluster>,
+    http: reqwest::Client,
+    shared: Arc<Shared>,
+    mut rng: StdRng,
+    deadline: Instant,
+) {
+    let mut positions: HashMap<u32, u64> = HashMap::new();
+    while Instant::now() < deadline {
+        let partition = rng.random_range(0..cluster.opts.partitions);
+        let Some(url) = cluster.random_url(&mut rng).await else { continue };
+        let pos = positions.entry(partition).or_default();
+        let fetched = http
+            .get(format!(
+                "{url}/v1/topics/{TOPIC}/partitions/{partition}/records?offset={pos}&max_records=200&timeout_ms=100"
+            ))
+            .send()
+            .await;
+        let Ok(resp) = fetched else { continue };
+        if !resp.status().is_success() {
+            continue;
+        }
+        let Ok(page) = resp.json::<Value>().await else { continue };
+        let records = page["records"].as_array().cloned().unwrap_or_default();
+        let seen: Vec<Seen> = records
+            .iter()
+            .filter_map(|r| {
+                Some(Seen { partition, offset: r["offset"].as_u64()?, value: r["value"].as_str()?.to_owned() })
+            })
+            .collect();
+        if let Some(next) = page["next_offset"].as_u64() {
+            *pos = next;
+        }
+        push(&shared.seen, seen);
+    }
+}
+
+async fn kill_loop(cluster: &Cluster, mut rng: StdRng, deadline: Instant) -> Result<usize, Err> {
+    let (lo, hi) = cluster.opts.kill_every;
+    let mut kills = 0;
+    loop {
+        let pause = rng.random_range(lo.as_millis() as u64..=hi.as_millis().max(lo.as_millis()) as u64);
+        if Instant::now() + Duration::from_millis(pause) >= deadline {
+            tokio::time::sleep_until(deadline).await;
+            return Ok(kills);
+        }
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let slot = rng.random_range(0..cluster.opts.agents);
+        let victim = cluster.nodes.write().await.get_mut(slot).and_then(Option::take);
+        if let Some(mut node) = victim {
+            node.child.start_kill()?; // SIGKILL
+            node.child.wait().await?;
+            kills += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..500))).await;
+        let fresh = cluster.spawn_agent().await?;
+        if let Some(s) = cluster.nodes.write().await.get_mut(slot) {
+            *s = Some(fresh);
+        }
+    }
+}
+
+/// Every partition from offset 0, through one agent.
+async fn read_log(http: &reqwest::Client, url: &str, partitions: u32) -> Result<FinalLog, Err> {
+    let mut log = Vec::new();
+    for p in 0..partitions {
+        let mut records = Vec::new();
+        let mut offset = 0u64;
+        loop {
+            let page = read_page(
+                http,
+                &format!("{url}/v1/topics/{TOPIC}/partitions/{p}/records?offset={offset}&max_records=1000"),
+            )
+            .await?;
+            let batch = page["records"].as_array().cloned().unwrap_or_default();
+            if batch.is_empty() {
+                break;
+            }
+            for r in batch {
+                let (Some(o), Some(v)) = (r["offset"].as_u64(), r["value"].as_str()) else { continue };
+                records.push((o, v.to_owned()));
+            }
+            offset = page["next_offset"].as_u64().ok_or("no next_offset")?;
+        }
+        log.push(records);
+    }
+    Ok(log)
+}
+
+/// One fetch, retried through injected store faults (503s) and slow answers.
+async fn read_page(http: &reqwest::Client, url: &str) -> Result<Value, Err> {
+    let mut last: Err = "no attempt".into();
+    for _ in 0..50 {
+        match http.get(url).send().await.and_then(reqwest::Response::error_for_status) {
+            Ok(resp) => return Ok(resp.json().await?),
+            Err(e) => last = e.into(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(last)
+}
