@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use floe_broker::metered::MeteredStore;
 use floe_broker::{LogSettings, MetadataLog};
 use object_store::ObjectStore;
 use tokio::net::TcpListener;
@@ -15,6 +16,8 @@ use floe_compactor::Compactor;
 
 pub struct Agent {
     pub settings: AgentArgs,
+    pub store_stats: Arc<MeteredStore>,
+    pub cache: BatchCache,
     pub log: Arc<MetadataLog>,
     pub writer: Writer,
     pub reader: Reader,
@@ -25,6 +28,8 @@ impl Agent {
     /// Opens the bucket (safety probe, cluster object, snapshot + log replay)
     /// and starts the background tasks.
     pub async fn start(settings: AgentArgs, store: Arc<dyn ObjectStore>) -> Result<Arc<Self>, floe_broker::Error> {
+        let metered = Arc::new(MeteredStore::new(store));
+        let store: Arc<dyn ObjectStore> = metered.clone();
         let log_settings =
             LogSettings { new_cluster_commit_window_ms: settings.commit_window_ms, ..LogSettings::default() };
         let (cluster, log) = floe_broker::open(store, log_settings).await?;
@@ -45,8 +50,8 @@ impl Agent {
         if settings.compactor == CompactorMode::Embedded {
             tokio::spawn(Compactor::new(log.clone(), settings.compaction.clone()).run());
         }
-        let reader = Reader::new(log.clone(), cache);
-        Ok(Arc::new(Self { settings, log, writer, reader, sticky: Sticky::default() }))
+        let reader = Reader::new(log.clone(), cache.clone());
+        Ok(Arc::new(Self { settings, store_stats: metered, cache, log, writer, reader, sticky: Sticky::default() }))
     }
 
     pub fn partition_count(&self, topic: &str) -> Option<u32> {

@@ -208,3 +208,23 @@ async fn health_and_readiness() {
     let (s, b) = c.get("/readyz").await;
     assert_eq!((s, b["status"].as_str()), (200, Some("ready")));
 }
+
+#[tokio::test]
+async fn tail_reads_on_the_producing_agent_cost_no_gets() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProc::start(&file_store(&dir), &[], &[]);
+    let c = agent.client();
+    c.create_topic("t", 1).await;
+    for i in 0..20 {
+        c.produce("t", json!([{"value": format!("v{i}")}])).await;
+        let (s, b) = c.get(&format!("/v1/topics/t/partitions/0/records?offset={i}")).await;
+        assert_eq!((s, b["records"][0]["value"].clone()), (200, json!(format!("v{i}"))));
+    }
+    let (s, stats) = c.get("/v1/stats").await;
+    assert_eq!(s, 200);
+    assert_eq!(stats["store"]["segments"]["get"], 0, "tail reads come from the cache: {stats}");
+    assert_eq!(stats["cache"]["loads"], 0);
+    assert!(stats["cache"]["lookups"].as_u64().unwrap() >= 20);
+    assert_eq!(stats["store"]["segments"]["put"], 20, "one segment per flush");
+    assert!(stats["store"]["log"]["put"].as_u64().unwrap() >= 21, "a create-only PUT per commit");
+}

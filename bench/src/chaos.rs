@@ -151,7 +151,15 @@ pub async fn run(opts: ChaosOptions) -> Result<Outcome, Err> {
     let mut tasks = Vec::new();
     for i in 0..opts.producers {
         let rng = StdRng::seed_from_u64(opts.seed.wrapping_add(1 + i as u64));
-        tasks.push(tokio::spawn(produce(cluster.clone(), http.clone(), shared.clone(), i, i.is_multiple_of(2), rng, deadline)));
+        tasks.push(tokio::spawn(produce(
+            cluster.clone(),
+            http.clone(),
+            shared.clone(),
+            i,
+            i.is_multiple_of(2),
+            rng,
+            deadline,
+        )));
     }
     for i in 0..opts.consumers {
         let rng = StdRng::seed_from_u64(opts.seed.wrapping_add(1000 + i as u64));

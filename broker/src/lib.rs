@@ -8,6 +8,7 @@ mod error;
 pub mod fault;
 pub mod keys;
 pub mod log;
+pub mod metered;
 pub mod record;
 pub mod segment;
 pub mod shutdown;

@@ -25,3 +25,13 @@ pub async fn readyz(State(agent): State<Arc<Agent>>) -> Result<Json<Value>, ApiE
         Err(_) => Err(ApiError::unavailable("not_ready", "the store did not answer in time")),
     }
 }
+
+/// Counters: object-store requests and bytes by kind of key, the read cache,
+/// and the log position. Cheap to read; meant for benchmarks and dashboards.
+pub async fn stats(State(agent): State<Arc<Agent>>) -> Json<Value> {
+    Json(json!({
+        "store": agent.store_stats.stats(),
+        "cache": agent.cache.stats(),
+        "log": { "applied": agent.log.applied() },
+    }))
+}

@@ -22,6 +22,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/v1/stats", get(health::stats))
         .route("/v1/topics", post(topics::create).get(topics::list))
         .route("/v1/producers", post(producers::init))
         .route("/v1/topics/{topic}", get(topics::describe).patch(topics::update))
