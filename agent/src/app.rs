@@ -7,7 +7,10 @@ use floe_broker::{LogSettings, MetadataLog};
 use object_store::ObjectStore;
 use tokio::net::TcpListener;
 
+use std::time::Duration;
+
 use crate::cache::BatchCache;
+use crate::committer::{Committer, LeaseSettings};
 use crate::config::{AgentArgs, CompactorMode};
 use crate::partitioner::Sticky;
 use crate::reader::Reader;
@@ -19,6 +22,7 @@ pub struct Agent {
     pub store_stats: Arc<MeteredStore>,
     pub cache: BatchCache,
     pub log: Arc<MetadataLog>,
+    pub committer: Arc<Committer>,
     pub writer: Writer,
     pub reader: Reader,
     pub sticky: Sticky,
@@ -27,7 +31,12 @@ pub struct Agent {
 impl Agent {
     /// Opens the bucket (safety probe, cluster object, snapshot + log replay)
     /// and starts the background tasks.
-    pub async fn start(settings: AgentArgs, store: Arc<dyn ObjectStore>) -> Result<Arc<Self>, floe_broker::Error> {
+    /// `url` is where this agent is reached (used when `--advertise-url` is not set).
+    pub async fn start(
+        settings: AgentArgs,
+        store: Arc<dyn ObjectStore>,
+        url: &str,
+    ) -> Result<Arc<Self>, floe_broker::Error> {
         let metered = Arc::new(MeteredStore::new(store));
         let store: Arc<dyn ObjectStore> = metered.clone();
         let log_settings =
@@ -36,8 +45,15 @@ impl Agent {
         let log = Arc::new(log);
         tracing::info!(cluster_id = %cluster.cluster_id, applied = log.applied(), "bucket opened");
         let cache = BatchCache::new(settings.cache_bytes);
+        let lease = settings.commit_lease.then(|| LeaseSettings {
+            url: settings.advertise_url.clone().unwrap_or_else(|| url.to_owned()),
+            term: Duration::from_millis(settings.lease_term_ms.max(100)),
+            forward_timeout: Duration::from_secs(2),
+        });
+        let committer = Committer::start(log.clone(), lease);
         let writer = Writer::start(
             log.clone(),
+            committer.clone(),
             cache.clone(),
             WriterSettings {
                 flush_interval: settings.flush_interval(),
@@ -51,7 +67,16 @@ impl Agent {
             tokio::spawn(Compactor::new(log.clone(), settings.compaction.clone()).run());
         }
         let reader = Reader::new(log.clone(), cache.clone());
-        Ok(Arc::new(Self { settings, store_stats: metered, cache, log, writer, reader, sticky: Sticky::default() }))
+        Ok(Arc::new(Self {
+            settings,
+            store_stats: metered,
+            cache,
+            log,
+            committer,
+            writer,
+            reader,
+            sticky: Sticky::default(),
+        }))
     }
 
     pub fn partition_count(&self, topic: &str) -> Option<u32> {

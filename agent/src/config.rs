@@ -59,6 +59,21 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOE_COMMIT_WINDOW_MS", default_value_t = floe_broker::state::DEFAULT_COMMIT_WINDOW_MS)]
     pub commit_window_ms: u64,
 
+    /// Take part in the commit lease: one agent group-commits the others'
+    /// entries (fewer metadata PUTs); needs agents to reach each other at
+    /// --advertise-url.
+    #[arg(long, env = "FLOE_COMMIT_LEASE", default_value_t = false)]
+    pub commit_lease: bool,
+
+    /// The URL other agents use to reach this one (default: http:// and the
+    /// listening address).
+    #[arg(long, env = "FLOE_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
+    /// The commit lease's term, on the log clock.
+    #[arg(long, env = "FLOE_LEASE_TERM_MS", default_value_t = 10_000)]
+    pub lease_term_ms: u64,
+
     /// Where compaction runs.
     #[arg(long, env = "FLOE_COMPACTOR", value_enum, default_value_t = CompactorMode::Embedded)]
     pub compactor: CompactorMode,

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod app;
 pub mod cache;
+pub mod committer;
 pub mod config;
 pub mod partitioner;
 pub mod reader;

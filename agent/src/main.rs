@@ -65,7 +65,7 @@ async fn run(args: AgentArgs) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(store = %args.store, "opening bucket");
-    let agent = Agent::start(args, store).await?;
+    let agent = Agent::start(args, store, &format!("http://{addr}")).await?;
     // Scripts and tests wait for this line on stdout.
     println!("floe-agent listening on http://{addr}");
     agent.serve(listener, floe_broker::shutdown::signal()).await?;

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use ulid::Ulid;
 
 use crate::cache::{Batch, BatchCache};
+use crate::committer::Committer;
 
 #[derive(Clone, Debug)]
 pub struct WriterSettings {
@@ -98,12 +99,17 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(log: Arc<MetadataLog>, cache: BatchCache, settings: WriterSettings) -> Self {
+    pub fn start(
+        log: Arc<MetadataLog>,
+        committer: Arc<Committer>,
+        cache: BatchCache,
+        settings: WriterSettings,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let (uploads_tx, uploads_rx) = mpsc::channel(settings.max_uploads.max(1));
         let budget_bytes = settings.buffer_bytes.min(Semaphore::MAX_PERMITS);
         tokio::spawn(flusher(rx, uploads_tx, log.clone(), settings));
-        tokio::spawn(committer(uploads_rx, log, cache));
+        tokio::spawn(commit_uploads(uploads_rx, log, committer, cache));
         Self { tx, budget: Arc::new(Semaphore::new(budget_bytes)), budget_bytes }
     }
 
@@ -247,7 +253,12 @@ fn now_ms() -> u64 {
 
 /// Commits uploads one at a time, in the order they were sealed, so one
 /// producer's requests keep their order within a partition.
-async fn committer(mut uploads: mpsc::Receiver<UploadTask>, log: Arc<MetadataLog>, cache: BatchCache) {
+async fn commit_uploads(
+    mut uploads: mpsc::Receiver<UploadTask>,
+    log: Arc<MetadataLog>,
+    committer: Arc<Committer>,
+    cache: BatchCache,
+) {
     while let Some(task) = uploads.recv().await {
         let mut up = match task.await {
             Ok(Ok(up)) => up,
@@ -263,7 +274,7 @@ async fn committer(mut uploads: mpsc::Receiver<UploadTask>, log: Arc<MetadataLog
             continue;
         }
         let op = Op::Append { segment: up.segment, batches: up.batches.clone() };
-        let placements = match log.commit(vec![op]).await {
+        let placements = match committer.commit(vec![op]).await {
             Ok(c) => match c.outcomes.into_iter().next() {
                 Some(OpOutcome::Appended(p)) => p,
                 Some(OpOutcome::SegmentTooOld) => {

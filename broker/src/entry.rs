@@ -71,6 +71,14 @@ pub enum Op {
     InitProducer {
         producer_id: Option<u64>,
     },
+    /// The commit lease: `holder` group-commits other agents' entries until
+    /// the log clock passes the term. An optimisation only: anyone may still
+    /// commit directly at any time.
+    AcquireLease {
+        holder: Ulid,
+        url: String,
+        term_ms: u64,
+    },
     /// Retention: the partition's log now starts at `log_start_offset`.
     Truncate {
         topic: String,

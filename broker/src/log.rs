@@ -44,7 +44,7 @@ impl Default for LogSettings {
 }
 
 /// The result of a commit: where the entry landed and what applying it did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Committed {
     pub seq: u64,
     pub outcomes: Vec<OpOutcome>,

@@ -33,6 +33,16 @@ pub struct State {
     /// Idempotent producers by id.
     pub producers: BTreeMap<u64, Producer>,
     pub next_producer_id: u64,
+    /// The commit lease, if one was ever granted (see `valid_lease`).
+    pub lease: Option<Lease>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub holder: Ulid,
+    pub url: String,
+    /// On the log clock.
+    pub expires_ms: u64,
 }
 
 /// How many of a producer's latest batches per partition are remembered, so a
@@ -136,7 +146,8 @@ impl Placement {
 }
 
 /// What applying one op did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
 pub enum OpOutcome {
     TopicCreated,
     TopicAlreadyExisted,
@@ -153,6 +164,12 @@ pub enum OpOutcome {
         epoch: u32,
     },
     ProducerNotFound,
+    LeaseGranted {
+        expires_ms: u64,
+    },
+    LeaseHeld {
+        holder: Ulid,
+    },
     /// A truncation or replacement that no longer applies (the data moved on); nothing changed.
     Skipped,
 }
@@ -167,6 +184,7 @@ impl State {
             segments: BTreeMap::new(),
             producers: BTreeMap::new(),
             next_producer_id: 0,
+            lease: None,
         }
     }
 
@@ -176,6 +194,11 @@ impl State {
 
     pub fn partition(&self, topic: &str, partition: u32) -> Option<&Partition> {
         self.topics.get(topic)?.partitions.get(partition as usize)
+    }
+
+    /// The lease, while the log clock has not passed its term.
+    pub fn valid_lease(&self) -> Option<&Lease> {
+        self.lease.as_ref().filter(|l| l.expires_ms > self.log_clock_ms)
     }
 
     /// Whether a segment uploaded at its ULID time may still be committed.
@@ -212,6 +235,14 @@ impl State {
                 None => OpOutcome::TopicNotFound,
             },
             Op::Append { segment, batches } => self.append(*segment, batches),
+            Op::AcquireLease { holder, url, term_ms } => match self.valid_lease() {
+                Some(l) if l.holder != *holder => OpOutcome::LeaseHeld { holder: l.holder },
+                _ => {
+                    let expires_ms = self.log_clock_ms.saturating_add(*term_ms);
+                    self.lease = Some(Lease { holder: *holder, url: url.clone(), expires_ms });
+                    OpOutcome::LeaseGranted { expires_ms }
+                }
+            },
             Op::InitProducer { producer_id: None } => {
                 let id = self.next_producer_id;
                 self.next_producer_id += 1;
@@ -551,5 +582,27 @@ mod tests {
         assert_eq!(placed(one(&mut s, stamped(1, 0, 1))), Placement::At(5), "the new epoch starts at 0");
         assert_eq!(placed(one(&mut s, stamped(7, 0, 1))), Placement::UnknownProducer);
         assert_eq!(one(&mut s, init(Some(42))), OpOutcome::ProducerNotFound);
+    }
+
+    #[test]
+    fn a_lease_is_granted_renewed_and_expires_on_the_log_clock() {
+        let mut s = State::default();
+        let (a, b) = (Ulid::new(), Ulid::new());
+        let acquire =
+            |who, term_ms| LogEntry::new(vec![Op::AcquireLease { holder: who, url: "http://a".into(), term_ms }]);
+        assert!(matches!(one(&mut s, acquire(a, 60_000)), OpOutcome::LeaseGranted { .. }));
+        assert_eq!(one(&mut s, acquire(b, 60_000)), OpOutcome::LeaseHeld { holder: a });
+        assert!(matches!(one(&mut s, acquire(a, 60_000)), OpOutcome::LeaseGranted { .. }), "the holder renews");
+        // An entry committed a minute later moves the log clock past the term.
+        let later = LogEntry { commit_id: Ulid::from_parts(s.log_clock_ms + 61_000, 7), ..LogEntry::new(vec![]) };
+        one_or_none(&mut s, later);
+        assert!(s.valid_lease().is_none());
+        assert!(matches!(one(&mut s, acquire(b, 60_000)), OpOutcome::LeaseGranted { .. }));
+        assert_eq!(s.valid_lease().map(|l| l.holder), Some(b));
+    }
+
+    fn one_or_none(s: &mut State, entry: LogEntry) {
+        let seq = s.applied + 1;
+        s.apply(seq, &entry).unwrap();
     }
 }

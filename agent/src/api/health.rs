@@ -33,5 +33,9 @@ pub async fn stats(State(agent): State<Arc<Agent>>) -> Json<Value> {
         "store": agent.store_stats.stats(),
         "cache": agent.cache.stats(),
         "log": { "applied": agent.log.applied() },
+        "lease": {
+            "enabled": agent.settings.commit_lease,
+            "holder_url": agent.log.state().valid_lease().map(|l| l.url.clone()),
+        },
     }))
 }

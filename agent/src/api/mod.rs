@@ -3,6 +3,7 @@
 mod body;
 mod error;
 mod health;
+mod internal;
 mod producers;
 mod records;
 mod topics;
@@ -25,6 +26,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/stats", get(health::stats))
         .route("/v1/topics", post(topics::create).get(topics::list))
         .route("/v1/producers", post(producers::init))
+        .route("/internal/v1/commit", post(internal::commit))
         .route("/v1/topics/{topic}", get(topics::describe).patch(topics::update))
         .route("/v1/topics/{topic}/records", post(records::produce))
         .route("/v1/topics/{topic}/partitions/{partition}/records", get(records::fetch))

@@ -1,0 +1,181 @@
+//! Group commit and the commit lease.
+//!
+//! Every commit of this agent's flushes goes through one queue: whatever
+//! accumulates while a commit is in flight becomes the next entry, so a busy
+//! agent writes one log entry per store round trip, not one per flush.
+//!
+//! With the lease on (`--commit-lease`), one agent at a time holds a lease
+//! recorded in the log, and the others send their entries to it over HTTP,
+//! so the whole cluster writes about one metadata PUT per round trip. The
+//! lease is only an optimisation: if the holder does not answer, an agent
+//! commits directly, and a retry of the same segment or producer sequence is
+//! answered on apply with the original offsets, so nothing is written twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use floe_broker::entry::Op;
+use floe_broker::{Committed, MetadataLog};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use ulid::Ulid;
+
+/// Entries at most in one group commit.
+const MAX_GROUP: usize = 1024;
+
+#[derive(Clone, Debug)]
+pub struct LeaseSettings {
+    /// Where other agents reach this one.
+    pub url: String,
+    /// Lease term on the log clock.
+    pub term: Duration,
+    /// How long a follower waits for the holder before committing directly.
+    pub forward_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("{0}")]
+    Failed(String),
+    #[error("this agent does not hold the commit lease")]
+    NotHolder,
+}
+
+struct Submission {
+    ops: Vec<Op>,
+    reply: oneshot::Sender<Result<Committed, CommitError>>,
+}
+
+/// `POST /internal/v1/commit` body.
+#[derive(Serialize, Deserialize)]
+pub struct ForwardedOps {
+    pub ops: Vec<Op>,
+}
+
+pub struct Committer {
+    log: Arc<MetadataLog>,
+    id: Ulid,
+    lease: Option<LeaseSettings>,
+    http: reqwest::Client,
+    queue: mpsc::Sender<Submission>,
+}
+
+impl Committer {
+    pub fn start(log: Arc<MetadataLog>, lease: Option<LeaseSettings>) -> Arc<Self> {
+        let (queue, rx) = mpsc::channel(MAX_GROUP);
+        let timeout = lease.as_ref().map_or(Duration::from_secs(2), |l| l.forward_timeout);
+        let http = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
+        let committer = Arc::new(Self { log, id: Ulid::new(), lease, http, queue });
+        tokio::spawn(group_commits(Arc::downgrade(&committer), rx));
+        if committer.lease.is_some() {
+            tokio::spawn(keep_lease(Arc::downgrade(&committer)));
+        }
+        committer
+    }
+
+    /// Commits `ops` as part of one entry: through the lease holder when
+    /// another agent holds the lease, else in this agent's next group commit.
+    pub async fn commit(&self, ops: Vec<Op>) -> Result<Committed, CommitError> {
+        if self.lease.is_some() {
+            let holder = self.log.state().valid_lease().map(|l| (l.holder, l.url.clone()));
+            if let Some((holder, url)) = holder.filter(|(h, _)| *h != self.id) {
+                match self.forward(&url, &ops).await {
+                    Ok(done) => return Ok(done),
+                    Err(e) => tracing::debug!(%holder, error = %e, "lease holder did not commit; committing directly"),
+                }
+            }
+        }
+        self.submit(ops).await
+    }
+
+    /// Commits entries sent by another agent, if this agent holds the lease.
+    pub async fn commit_for_follower(&self, ops: Vec<Op>) -> Result<Committed, CommitError> {
+        let holds = self.lease.is_some() && self.log.state().valid_lease().is_some_and(|l| l.holder == self.id);
+        if !holds {
+            return Err(CommitError::NotHolder);
+        }
+        self.submit(ops).await
+    }
+
+    async fn submit(&self, ops: Vec<Op>) -> Result<Committed, CommitError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send(Submission { ops, reply }).await.map_err(|_| CommitError::Failed("shutting down".into()))?;
+        answer.await.unwrap_or_else(|_| Err(CommitError::Failed("shutting down".into())))
+    }
+
+    async fn forward(&self, url: &str, ops: &[Op]) -> Result<Committed, String> {
+        let body = ForwardedOps { ops: ops.to_vec() };
+        let resp =
+            self.http.post(format!("{url}/internal/v1/commit")).json(&body).send().await.map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("holder answered {}", resp.status()));
+        }
+        resp.json::<Committed>().await.map_err(|e| e.to_string())
+    }
+
+    /// A lease op to add to the next entry: acquire when nobody holds a valid
+    /// lease, renew once half of ours has passed.
+    fn lease_op(&self) -> Option<Op> {
+        let settings = self.lease.as_ref()?;
+        let term_ms = settings.term.as_millis() as u64;
+        let state = self.log.state();
+        let wanted = match state.valid_lease() {
+            None => true,
+            Some(l) => l.holder == self.id && l.expires_ms.saturating_sub(state.log_clock_ms) < term_ms / 2,
+        };
+        wanted.then(|| Op::AcquireLease { holder: self.id, url: settings.url.clone(), term_ms })
+    }
+}
+
+/// Drains the queue: everything waiting becomes one entry.
+async fn group_commits(committer: std::sync::Weak<Committer>, mut rx: mpsc::Receiver<Submission>) {
+    while let Some(first) = rx.recv().await {
+        let Some(committer) = committer.upgrade() else { return };
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(more) => group.push(more),
+                Err(_) => break,
+            }
+        }
+        let sizes: Vec<usize> = group.iter().map(|s| s.ops.len()).collect();
+        let mut ops: Vec<Op> = group.iter_mut().flat_map(|s| std::mem::take(&mut s.ops)).collect();
+        ops.extend(committer.lease_op());
+        if ops.is_empty() {
+            for s in group {
+                let _ = s.reply.send(Ok(Committed { seq: committer.log.applied(), outcomes: Vec::new() }));
+            }
+            continue;
+        }
+        match committer.log.commit(ops).await {
+            Ok(done) => {
+                let mut outcomes = done.outcomes.into_iter();
+                for (s, n) in group.into_iter().zip(sizes) {
+                    let mine = outcomes.by_ref().take(n).collect();
+                    let _ = s.reply.send(Ok(Committed { seq: done.seq, outcomes: mine }));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for s in group {
+                    let _ = s.reply.send(Err(CommitError::Failed(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Acquires the lease when nobody holds it (renewals ride on group commits).
+async fn keep_lease(committer: std::sync::Weak<Committer>) {
+    loop {
+        let Some(c) = committer.upgrade() else { return };
+        let Some(settings) = c.lease.clone() else { return };
+        if c.log.state().valid_lease().is_none()
+            && let Err(e) = c.submit(Vec::new()).await
+        {
+            tracing::debug!(error = %e, "could not acquire the commit lease");
+        }
+        drop(c);
+        tokio::time::sleep(settings.term / 4).await;
+    }
+}
