@@ -4,20 +4,18 @@
 //! then a drain through every agent and the checks in `history`.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::sync::RwLock;
 use tokio::time::Instant;
 
 use crate::history::{self, Ack, FinalLog, Report, Seen};
+use crate::procs::{AgentProcess, Err, Procs};
 
 #[derive(Clone, Debug)]
 pub struct ChaosOptions {
@@ -31,6 +29,7 @@ pub struct ChaosOptions {
     pub kill_every: (Duration, Duration),
     pub store_faults: Option<f64>,
     pub compactors: usize,
+    pub commit_lease: bool,
     pub bin_dir: PathBuf,
     pub dir: PathBuf,
 }
@@ -43,97 +42,54 @@ pub struct Outcome {
     pub given_up_requests: usize,
 }
 
-type Err = Box<dyn std::error::Error + Send + Sync>;
 
 const TOPIC: &str = "chaos";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long producers keep retrying an unanswered request after the run ends.
 const DRAIN: Duration = Duration::from_secs(30);
 
-struct Node {
-    child: Child,
-    url: String,
-}
-
 struct Cluster {
     opts: ChaosOptions,
-    nodes: RwLock<Vec<Option<Node>>>,
-    started: Mutex<usize>,
+    procs: Procs,
+    nodes: RwLock<Vec<Option<AgentProcess>>>,
 }
 
 impl Cluster {
-    /// Starts an agent; a start that fails (an injected store fault during
-    /// its replay, say) is retried, as an orchestrator would.
-    async fn spawn_agent(&self) -> Result<Node, Err> {
-        let mut last = None;
-        for _ in 0..5 {
-            match self.spawn_agent_once().await {
-                Ok(node) => return Ok(node),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| "agent did not start".into()))
-    }
-
-    async fn spawn_agent_once(&self) -> Result<Node, Err> {
-        let n = {
-            let mut started = self.started.lock().map_err(|_| "poisoned")?;
-            *started += 1;
-            *started
-        };
-        let log = std::fs::File::create(self.opts.dir.join(format!("agent-{n}.log")))?;
-        let mut cmd = Command::new(self.opts.bin_dir.join("floe-agent"));
-        cmd.env("FLOE_STORE", store_url(&self.opts.dir))
-            .env("FLOE_LISTEN", "127.0.0.1:0")
-            .env("FLOE_FLUSH_INTERVAL_MS", "20")
-            .env("FLOE_LOG_POLL_MS", "100")
-            .env("FLOE_COMMIT_WINDOW_MS", "10000")
-            .env("FLOE_COMPACTOR", "off")
-            .env("FLOE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .kill_on_drop(true);
-        if let Some(rate) = self.opts.store_faults {
-            cmd.env("FLOE_INJECT_STORE_FAULTS", rate.to_string());
-        }
-        let mut child = cmd.spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let url = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(url) = line.strip_prefix("floe-agent listening on ") {
-                    return Some(url.to_owned());
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten()
-        .ok_or_else(|| format!("agent {n} did not start; see {}/agent-{n}.log", self.opts.dir.display()))?;
-        Ok(Node { child, url })
-    }
-
     async fn random_url(&self, rng: &mut StdRng) -> Option<String> {
         let nodes = self.nodes.read().await;
-        let live: Vec<&Node> = nodes.iter().flatten().collect();
+        let live: Vec<&AgentProcess> = nodes.iter().flatten().collect();
         (!live.is_empty()).then(|| live[rng.random_range(0..live.len())].url.clone())
     }
 }
 
-fn store_url(dir: &Path) -> String {
-    format!("file://{}", dir.join("store").display())
-}
-
 pub async fn run(opts: ChaosOptions) -> Result<Outcome, Err> {
-    let cluster = Arc::new(Cluster { opts: opts.clone(), nodes: RwLock::new(Vec::new()), started: Mutex::new(0) });
+    let mut agent_env = vec![
+        ("FLOE_FLUSH_INTERVAL_MS".to_owned(), "20".to_owned()),
+        ("FLOE_LOG_POLL_MS".to_owned(), "100".to_owned()),
+        ("FLOE_COMMIT_WINDOW_MS".to_owned(), "10000".to_owned()),
+        ("FLOE_COMMIT_LEASE".to_owned(), opts.commit_lease.to_string()),
+        ("FLOE_LEASE_TERM_MS".to_owned(), "2000".to_owned()),
+    ];
+    if let Some(rate) = opts.store_faults {
+        agent_env.push(("FLOE_INJECT_STORE_FAULTS".to_owned(), rate.to_string()));
+    }
+    let procs = Procs::new(opts.dir.clone(), opts.bin_dir.clone(), agent_env);
+    let cluster = Arc::new(Cluster { opts: opts.clone(), procs, nodes: RwLock::new(Vec::new()) });
     for _ in 0..opts.agents {
-        let node = cluster.spawn_agent().await?;
+        let node = cluster.procs.spawn_agent().await?;
         cluster.nodes.write().await.push(Some(node));
     }
+    // Aggressive on purpose: many merges, snapshots and collections per run.
+    let aggressive = [
+        ("FLOE_COMPACTION_INTERVAL_MS", "200"),
+        ("FLOE_GC_GRACE_MS", "2000"),
+        ("FLOE_SNAPSHOT_EVERY_ENTRIES", "50"),
+        ("FLOE_MERGE_MIN_BATCHES", "4"),
+        ("FLOE_MERGE_SMALL_BATCH_BYTES", "65536"),
+    ];
     let mut compactors = Vec::new();
     for i in 0..opts.compactors {
-        compactors.push(spawn_compactor(&opts, i)?);
+        compactors.push(cluster.procs.spawn_compactor(i, &aggressive)?);
     }
     let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build()?;
     let first = cluster.random_url(&mut StdRng::seed_from_u64(opts.seed)).await.ok_or("no agent")?;
@@ -197,23 +153,6 @@ pub async fn run(opts: ChaosOptions) -> Result<Outcome, Err> {
         failed_requests: *shared.failed.lock().map_err(|_| "poisoned")?,
         given_up_requests: *shared.given_up.lock().map_err(|_| "poisoned")?,
     })
-}
-
-fn spawn_compactor(opts: &ChaosOptions, i: usize) -> Result<Child, Err> {
-    let log = std::fs::File::create(opts.dir.join(format!("compactor-{i}.log")))?;
-    // Aggressive on purpose: many merges, snapshots and collections per run.
-    Ok(Command::new(opts.bin_dir.join("floe-compactor"))
-        .env("FLOE_STORE", store_url(&opts.dir))
-        .env("FLOE_COMPACTION_INTERVAL_MS", "200")
-        .env("FLOE_GC_GRACE_MS", "2000")
-        .env("FLOE_SNAPSHOT_EVERY_ENTRIES", "50")
-        .env("FLOE_MERGE_MIN_BATCHES", "4")
-        .env("FLOE_MERGE_SMALL_BATCH_BYTES", "65536")
-        .env("FLOE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()?)
 }
 
 fn disagreements(a: &FinalLog, b: &FinalLog) -> usize {
@@ -399,7 +338,7 @@ async fn kill_loop(cluster: &Cluster, mut rng: StdRng, deadline: Instant) -> Res
             kills += 1;
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..500))).await;
-        let fresh = cluster.spawn_agent().await?;
+        let fresh = cluster.procs.spawn_agent().await?;
         if let Some(s) = cluster.nodes.write().await.get_mut(slot) {
             *s = Some(fresh);
         }

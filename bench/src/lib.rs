@@ -5,3 +5,4 @@
 
 pub mod chaos;
 pub mod history;
+pub mod procs;

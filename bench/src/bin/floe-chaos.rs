@@ -42,6 +42,9 @@ struct Cli {
     /// Standalone compactors running at an aggressive interval.
     #[arg(long, default_value_t = 0)]
     compactors: usize,
+    /// Agents take part in the commit lease (the holder is killed like any other).
+    #[arg(long)]
+    commit_lease: bool,
     /// Where floe-agent and floe-compactor are (default: beside this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -81,12 +84,20 @@ async fn main() -> ExitCode {
         kill_every: (Duration::from_millis(cli.kill_min_ms), Duration::from_millis(cli.kill_max_ms)),
         store_faults: (cli.store_faults > 0.0).then_some(cli.store_faults),
         compactors: cli.compactors,
+        commit_lease: cli.commit_lease,
         bin_dir,
         dir: dir.clone(),
     };
     println!(
-        "floe-chaos: seed {seed}, {} s, {} agents, {} partitions, {} producers, {} consumers, store faults {}, {} compactors",
-        cli.duration, opts.agents, opts.partitions, opts.producers, opts.consumers, cli.store_faults, cli.compactors
+        "floe-chaos: seed {seed}, {} s, {} agents, {} partitions, {} producers, {} consumers, store faults {}, {} compactors, commit lease {}",
+        cli.duration,
+        opts.agents,
+        opts.partitions,
+        opts.producers,
+        opts.consumers,
+        cli.store_faults,
+        cli.compactors,
+        cli.commit_lease
     );
     let outcome = match chaos::run(opts).await {
         Ok(o) => o,

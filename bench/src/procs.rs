@@ -1,0 +1,91 @@
+//! Starting Floe processes for a run: agents on free loopback ports and
+//! standalone compactors, all on one local store, with logs in the run directory.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub type Err = Box<dyn std::error::Error + Send + Sync>;
+
+pub struct AgentProcess {
+    pub child: Child,
+    pub url: String,
+}
+
+pub struct Procs {
+    dir: PathBuf,
+    bin_dir: PathBuf,
+    agent_env: Vec<(String, String)>,
+    started: AtomicUsize,
+}
+
+impl Procs {
+    /// `agent_env` is added to (and overrides) the defaults of every agent.
+    pub fn new(dir: PathBuf, bin_dir: PathBuf, agent_env: Vec<(String, String)>) -> Self {
+        Self { dir, bin_dir, agent_env, started: AtomicUsize::new(0) }
+    }
+
+    pub fn store_url(&self) -> String {
+        format!("file://{}", self.dir.join("store").display())
+    }
+
+    /// Starts an agent; a start that fails (an injected store fault during
+    /// its replay, say) is retried, as an orchestrator would.
+    pub async fn spawn_agent(&self) -> Result<AgentProcess, Err> {
+        let mut last = None;
+        for _ in 0..5 {
+            match self.spawn_agent_once().await {
+                Ok(agent) => return Ok(agent),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| "agent did not start".into()))
+    }
+
+    async fn spawn_agent_once(&self) -> Result<AgentProcess, Err> {
+        let n = self.started.fetch_add(1, Ordering::Relaxed) + 1;
+        let log = std::fs::File::create(self.dir.join(format!("agent-{n}.log")))?;
+        let mut child = Command::new(self.bin_dir.join("floe-agent"))
+            .env("FLOE_STORE", self.store_url())
+            .env("FLOE_LISTEN", "127.0.0.1:0")
+            .env("FLOE_COMPACTOR", "off")
+            .env("FLOE_LOG", "warn")
+            .envs(self.agent_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let url = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(url) = line.strip_prefix("floe-agent listening on ") {
+                    return Some(url.to_owned());
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("agent {n} did not start; see {}/agent-{n}.log", self.dir.display()))?;
+        Ok(AgentProcess { child, url })
+    }
+
+    /// A standalone compactor with `env` on top of the defaults.
+    pub fn spawn_compactor(&self, i: usize, env: &[(&str, &str)]) -> Result<Child, Err> {
+        let log = std::fs::File::create(self.dir.join(format!("compactor-{i}.log")))?;
+        Ok(Command::new(self.bin_dir.join("floe-compactor"))
+            .env("FLOE_STORE", self.store_url())
+            .env("FLOE_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()?)
+    }
+}
