@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use std::time::Duration;
 
 use crate::cache::BatchCache;
-use crate::committer::{Committer, LeaseSettings};
+use crate::committer::{Committer, GroupSettings, LeaseSettings};
 use crate::config::{AgentArgs, CompactorMode};
 use crate::partitioner::Sticky;
 use crate::reader::Reader;
@@ -50,7 +50,8 @@ impl Agent {
             term: Duration::from_millis(settings.lease_term_ms.max(100)),
             forward_timeout: Duration::from_secs(2),
         });
-        let committer = Committer::start(log.clone(), lease);
+        let group = GroupSettings { window: Duration::from_millis(settings.group_commit_ms) };
+        let committer = Committer::start(log.clone(), lease, group);
         let writer = Writer::start(
             log.clone(),
             committer.clone(),

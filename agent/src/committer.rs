@@ -33,6 +33,13 @@ pub struct LeaseSettings {
     pub forward_timeout: Duration,
 }
 
+#[derive(Clone, Debug)]
+pub struct GroupSettings {
+    /// After the first entry of a group arrives, wait this long for more
+    /// (0: commit at once; entries that arrive during a commit form the next group).
+    pub window: Duration,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
     #[error("{0}")]
@@ -56,16 +63,17 @@ pub struct Committer {
     log: Arc<MetadataLog>,
     id: Ulid,
     lease: Option<LeaseSettings>,
+    group: GroupSettings,
     http: reqwest::Client,
     queue: mpsc::Sender<Submission>,
 }
 
 impl Committer {
-    pub fn start(log: Arc<MetadataLog>, lease: Option<LeaseSettings>) -> Arc<Self> {
+    pub fn start(log: Arc<MetadataLog>, lease: Option<LeaseSettings>, group: GroupSettings) -> Arc<Self> {
         let (queue, rx) = mpsc::channel(MAX_GROUP);
         let timeout = lease.as_ref().map_or(Duration::from_secs(2), |l| l.forward_timeout);
         let http = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
-        let committer = Arc::new(Self { log, id: Ulid::new(), lease, http, queue });
+        let committer = Arc::new(Self { log, id: Ulid::new(), lease, group, http, queue });
         tokio::spawn(group_commits(Arc::downgrade(&committer), rx));
         if committer.lease.is_some() {
             tokio::spawn(keep_lease(Arc::downgrade(&committer)));
@@ -131,6 +139,9 @@ impl Committer {
 async fn group_commits(committer: std::sync::Weak<Committer>, mut rx: mpsc::Receiver<Submission>) {
     while let Some(first) = rx.recv().await {
         let Some(committer) = committer.upgrade() else { return };
+        if !committer.group.window.is_zero() {
+            tokio::time::sleep(committer.group.window).await;
+        }
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {

@@ -70,6 +70,12 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOE_ADVERTISE_URL")]
     pub advertise_url: Option<String>,
 
+    /// Group commit: after an entry is ready, wait this long for more before
+    /// writing them as one log entry (0: at once). With the lease, this caps
+    /// the whole cluster near one metadata PUT per window.
+    #[arg(long, env = "FLOE_GROUP_COMMIT_MS", default_value_t = 0)]
+    pub group_commit_ms: u64,
+
     /// The commit lease's term, on the log clock.
     #[arg(long, env = "FLOE_LEASE_TERM_MS", default_value_t = 10_000)]
     pub lease_term_ms: u64,

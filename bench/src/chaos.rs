@@ -42,7 +42,6 @@ pub struct Outcome {
     pub given_up_requests: usize,
 }
 
-
 const TOPIC: &str = "chaos";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long producers keep retrying an unanswered request after the run ends.

@@ -5,4 +5,5 @@
 
 pub mod chaos;
 pub mod history;
+pub mod metadata;
 pub mod procs;
