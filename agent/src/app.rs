@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::cache::BatchCache;
 use crate::committer::{Committer, GroupSettings, LeaseSettings};
 use crate::config::{AgentArgs, CompactorMode};
+use crate::groups::Groups;
 use crate::partitioner::Sticky;
 use crate::reader::Reader;
 use crate::writer::{Writer, WriterSettings};
@@ -23,6 +24,7 @@ pub struct Agent {
     pub cache: BatchCache,
     pub log: Arc<MetadataLog>,
     pub committer: Arc<Committer>,
+    pub groups: Groups,
     pub writer: Writer,
     pub reader: Reader,
     pub sticky: Sticky,
@@ -45,8 +47,11 @@ impl Agent {
         let log = Arc::new(log);
         tracing::info!(cluster_id = %cluster.cluster_id, applied = log.applied(), "bucket opened");
         let cache = BatchCache::new(settings.cache_bytes);
+        let advertised = settings.advertise_url.clone().unwrap_or_else(|| url.to_owned());
+        let groups =
+            Groups::new(advertised.clone(), Duration::from_millis(settings.group_coordinator_term_ms.max(1_000)));
         let lease = settings.commit_lease.then(|| LeaseSettings {
-            url: settings.advertise_url.clone().unwrap_or_else(|| url.to_owned()),
+            url: advertised.clone(),
             term: Duration::from_millis(settings.lease_term_ms.max(100)),
             forward_timeout: Duration::from_secs(2),
         });
@@ -68,16 +73,19 @@ impl Agent {
             tokio::spawn(Compactor::new(log.clone(), settings.compaction.clone()).run());
         }
         let reader = Reader::new(log.clone(), cache.clone());
-        Ok(Arc::new(Self {
+        let agent = Arc::new(Self {
             settings,
             store_stats: metered,
             cache,
             log,
             committer,
+            groups,
             writer,
             reader,
             sticky: Sticky::default(),
-        }))
+        });
+        tokio::spawn(maintain_groups(Arc::downgrade(&agent)));
+        Ok(agent)
     }
 
     pub fn partition_count(&self, topic: &str) -> Option<u32> {
@@ -91,6 +99,17 @@ impl Agent {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         axum::serve(listener, crate::api::router(self)).with_graceful_shutdown(shutdown).await
+    }
+}
+
+/// Expires group members and renews coordinator leases.
+async fn maintain_groups(agent: std::sync::Weak<Agent>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(agent) = agent.upgrade() else { return };
+        agent.groups.maintain(&agent).await;
     }
 }
 

@@ -23,6 +23,9 @@ use ulid::Ulid;
 /// Entries at most in one group commit.
 const MAX_GROUP: usize = 1024;
 
+/// The lease's name in the log.
+pub const COMMIT_LEASE: &str = "commit";
+
 #[derive(Clone, Debug)]
 pub struct LeaseSettings {
     /// Where other agents reach this one.
@@ -85,7 +88,7 @@ impl Committer {
     /// another agent holds the lease, else in this agent's next group commit.
     pub async fn commit(&self, ops: Vec<Op>) -> Result<Committed, CommitError> {
         if self.lease.is_some() {
-            let holder = self.log.state().valid_lease().map(|l| (l.holder, l.url.clone()));
+            let holder = self.log.state().valid_lease(COMMIT_LEASE).map(|l| (l.holder, l.url.clone()));
             if let Some((holder, url)) = holder.filter(|(h, _)| *h != self.id) {
                 match self.forward(&url, &ops).await {
                     Ok(done) => return Ok(done),
@@ -98,7 +101,8 @@ impl Committer {
 
     /// Commits entries sent by another agent, if this agent holds the lease.
     pub async fn commit_for_follower(&self, ops: Vec<Op>) -> Result<Committed, CommitError> {
-        let holds = self.lease.is_some() && self.log.state().valid_lease().is_some_and(|l| l.holder == self.id);
+        let holds =
+            self.lease.is_some() && self.log.state().valid_lease(COMMIT_LEASE).is_some_and(|l| l.holder == self.id);
         if !holds {
             return Err(CommitError::NotHolder);
         }
@@ -127,11 +131,16 @@ impl Committer {
         let settings = self.lease.as_ref()?;
         let term_ms = settings.term.as_millis() as u64;
         let state = self.log.state();
-        let wanted = match state.valid_lease() {
+        let wanted = match state.valid_lease(COMMIT_LEASE) {
             None => true,
             Some(l) => l.holder == self.id && l.expires_ms.saturating_sub(state.log_clock_ms) < term_ms / 2,
         };
-        wanted.then(|| Op::AcquireLease { holder: self.id, url: settings.url.clone(), term_ms })
+        wanted.then(|| Op::AcquireLease {
+            name: COMMIT_LEASE.into(),
+            holder: self.id,
+            url: settings.url.clone(),
+            term_ms,
+        })
     }
 }
 
@@ -181,7 +190,7 @@ async fn keep_lease(committer: std::sync::Weak<Committer>) {
     loop {
         let Some(c) = committer.upgrade() else { return };
         let Some(settings) = c.lease.clone() else { return };
-        if c.log.state().valid_lease().is_none()
+        if c.log.state().valid_lease(COMMIT_LEASE).is_none()
             && let Err(e) = c.submit(Vec::new()).await
         {
             tracing::debug!(error = %e, "could not acquire the commit lease");

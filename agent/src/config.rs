@@ -80,6 +80,11 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOE_LEASE_TERM_MS", default_value_t = 10_000)]
     pub lease_term_ms: u64,
 
+    /// How long a consumer group's coordinator keeps the group after it
+    /// stops renewing (on the log clock); another agent takes over after that.
+    #[arg(long, env = "FLOE_GROUP_COORDINATOR_TERM_MS", default_value_t = 10_000)]
+    pub group_coordinator_term_ms: u64,
+
     /// Where compaction runs.
     #[arg(long, env = "FLOE_COMPACTOR", value_enum, default_value_t = CompactorMode::Embedded)]
     pub compactor: CompactorMode,

@@ -5,6 +5,7 @@ pub mod app;
 pub mod cache;
 pub mod committer;
 pub mod config;
+pub mod groups;
 pub mod partitioner;
 pub mod reader;
 pub mod writer;

@@ -75,9 +75,16 @@ pub enum Op {
     /// the log clock passes the term. An optimisation only: anyone may still
     /// commit directly at any time.
     AcquireLease {
+        /// `commit` for the commit lease, `group/{g}` for a group's coordinator.
+        name: String,
         holder: Ulid,
         url: String,
         term_ms: u64,
+    },
+    /// A consumer group's committed offsets (the next offset to read).
+    CommitOffsets {
+        group: String,
+        offsets: Vec<GroupOffset>,
     },
     /// Retention: the partition's log now starts at `log_start_offset`.
     Truncate {
@@ -94,6 +101,13 @@ pub enum Op {
         segment: Ulid,
         batches: Vec<PlacedBatch>,
     },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupOffset {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
 }
 
 /// What a `log/{seq}` object holds: an entry, or the tombstone an old entry

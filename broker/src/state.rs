@@ -33,8 +33,10 @@ pub struct State {
     /// Idempotent producers by id.
     pub producers: BTreeMap<u64, Producer>,
     pub next_producer_id: u64,
-    /// The commit lease, if one was ever granted (see `valid_lease`).
-    pub lease: Option<Lease>,
+    /// Leases by name (`commit`, `group/{g}`), as last granted (see `valid_lease`).
+    pub leases: BTreeMap<String, Lease>,
+    /// Committed consumer-group offsets: group → topic → partition → next offset to read.
+    pub group_offsets: BTreeMap<String, BTreeMap<String, BTreeMap<u32, u64>>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +172,7 @@ pub enum OpOutcome {
     LeaseHeld {
         holder: Ulid,
     },
+    OffsetsCommitted,
     /// A truncation or replacement that no longer applies (the data moved on); nothing changed.
     Skipped,
 }
@@ -184,7 +187,8 @@ impl State {
             segments: BTreeMap::new(),
             producers: BTreeMap::new(),
             next_producer_id: 0,
-            lease: None,
+            leases: BTreeMap::new(),
+            group_offsets: BTreeMap::new(),
         }
     }
 
@@ -196,9 +200,9 @@ impl State {
         self.topics.get(topic)?.partitions.get(partition as usize)
     }
 
-    /// The lease, while the log clock has not passed its term.
-    pub fn valid_lease(&self) -> Option<&Lease> {
-        self.lease.as_ref().filter(|l| l.expires_ms > self.log_clock_ms)
+    /// The lease called `name`, while the log clock has not passed its term.
+    pub fn valid_lease(&self, name: &str) -> Option<&Lease> {
+        self.leases.get(name).filter(|l| l.expires_ms > self.log_clock_ms)
     }
 
     /// Whether a segment uploaded at its ULID time may still be committed.
@@ -235,14 +239,21 @@ impl State {
                 None => OpOutcome::TopicNotFound,
             },
             Op::Append { segment, batches } => self.append(*segment, batches),
-            Op::AcquireLease { holder, url, term_ms } => match self.valid_lease() {
+            Op::AcquireLease { name, holder, url, term_ms } => match self.valid_lease(name) {
                 Some(l) if l.holder != *holder => OpOutcome::LeaseHeld { holder: l.holder },
                 _ => {
                     let expires_ms = self.log_clock_ms.saturating_add(*term_ms);
-                    self.lease = Some(Lease { holder: *holder, url: url.clone(), expires_ms });
+                    self.leases.insert(name.clone(), Lease { holder: *holder, url: url.clone(), expires_ms });
                     OpOutcome::LeaseGranted { expires_ms }
                 }
             },
+            Op::CommitOffsets { group, offsets } => {
+                let g = self.group_offsets.entry(group.clone()).or_default();
+                for o in offsets {
+                    g.entry(o.topic.clone()).or_default().insert(o.partition, o.offset);
+                }
+                OpOutcome::OffsetsCommitted
+            }
             Op::InitProducer { producer_id: None } => {
                 let id = self.next_producer_id;
                 self.next_producer_id += 1;
@@ -588,17 +599,23 @@ mod tests {
     fn a_lease_is_granted_renewed_and_expires_on_the_log_clock() {
         let mut s = State::default();
         let (a, b) = (Ulid::new(), Ulid::new());
-        let acquire =
-            |who, term_ms| LogEntry::new(vec![Op::AcquireLease { holder: who, url: "http://a".into(), term_ms }]);
+        let acquire = |who, term_ms| {
+            LogEntry::new(vec![Op::AcquireLease {
+                name: "commit".into(),
+                holder: who,
+                url: "http://a".into(),
+                term_ms,
+            }])
+        };
         assert!(matches!(one(&mut s, acquire(a, 60_000)), OpOutcome::LeaseGranted { .. }));
         assert_eq!(one(&mut s, acquire(b, 60_000)), OpOutcome::LeaseHeld { holder: a });
         assert!(matches!(one(&mut s, acquire(a, 60_000)), OpOutcome::LeaseGranted { .. }), "the holder renews");
         // An entry committed a minute later moves the log clock past the term.
         let later = LogEntry { commit_id: Ulid::from_parts(s.log_clock_ms + 61_000, 7), ..LogEntry::new(vec![]) };
         one_or_none(&mut s, later);
-        assert!(s.valid_lease().is_none());
+        assert!(s.valid_lease("commit").is_none());
         assert!(matches!(one(&mut s, acquire(b, 60_000)), OpOutcome::LeaseGranted { .. }));
-        assert_eq!(s.valid_lease().map(|l| l.holder), Some(b));
+        assert_eq!(s.valid_lease("commit").map(|l| l.holder), Some(b));
     }
 
     fn one_or_none(s: &mut State, entry: LogEntry) {

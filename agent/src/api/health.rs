@@ -35,7 +35,7 @@ pub async fn stats(State(agent): State<Arc<Agent>>) -> Json<Value> {
         "log": { "applied": agent.log.applied() },
         "lease": {
             "enabled": agent.settings.commit_lease,
-            "holder_url": agent.log.state().valid_lease().map(|l| l.url.clone()),
+            "holder_url": agent.log.state().valid_lease(crate::committer::COMMIT_LEASE).map(|l| l.url.clone()),
         },
     }))
 }

@@ -2,10 +2,12 @@
 
 mod body;
 mod error;
+mod groups;
 mod health;
 mod internal;
 mod producers;
 mod records;
+mod tail;
 mod topics;
 
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 
 pub use error::ApiError;
+pub use records::OutRecord;
 
 use crate::app::Agent;
 
@@ -27,6 +30,12 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/topics", post(topics::create).get(topics::list))
         .route("/v1/producers", post(producers::init))
         .route("/internal/v1/commit", post(internal::commit))
+        .route("/internal/v1/groups/{group}", post(groups::internal))
+        .route("/v1/groups/{group}/members", post(groups::join))
+        .route("/v1/groups/{group}/members/{member}", axum::routing::delete(groups::leave))
+        .route("/v1/groups/{group}/members/{member}/heartbeat", post(groups::heartbeat))
+        .route("/v1/groups/{group}/members/{member}/records", get(groups::records))
+        .route("/v1/groups/{group}/offsets", post(groups::commit).get(groups::offsets))
         .route("/v1/topics/{topic}", get(topics::describe).patch(topics::update))
         .route("/v1/topics/{topic}/records", post(records::produce))
         .route("/v1/topics/{topic}/partitions/{partition}/records", get(records::fetch))

@@ -9,12 +9,13 @@ use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use floe_broker::Record;
 use floe_broker::segment::ProducerStamp;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, body};
+use super::{ApiError, body, tail};
 use crate::app::Agent;
 use crate::partitioner;
 use crate::writer::PartitionRecords;
@@ -214,25 +215,43 @@ fn text(b: &Bytes) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+pub fn check_fetch_limits(max_records: usize, max_bytes: usize, timeout_ms: u64) -> Result<(), ApiError> {
+    let in_range = (1..=MAX_FETCH_RECORDS).contains(&max_records)
+        && (1..=MAX_FETCH_BYTES).contains(&max_bytes)
+        && timeout_ms <= MAX_FETCH_TIMEOUT_MS;
+    if in_range {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(
+        "invalid_query",
+        format!(
+            "max_records must be 1..={MAX_FETCH_RECORDS}, max_bytes 1..={MAX_FETCH_BYTES}, timeout_ms 0..={MAX_FETCH_TIMEOUT_MS}"
+        ),
+    ))
+}
+
+impl OutRecord {
+    pub fn new(offset: u64, r: &Record) -> Self {
+        Self {
+            offset,
+            key: r.key.as_ref().map(text),
+            value: text(&r.value),
+            timestamp: r.timestamp,
+            headers: r.headers.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+        }
+    }
+}
+
 pub async fn fetch(
     State(agent): State<Arc<Agent>>,
     path: Result<Path<(String, u32)>, PathRejection>,
     query: Result<Query<FetchQuery>, QueryRejection>,
-) -> Result<Json<FetchResponse>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let Path((topic, partition)) = path?;
     let Query(q) = query?;
-    let in_range = (1..=MAX_FETCH_RECORDS).contains(&q.max_records)
-        && (1..=MAX_FETCH_BYTES).contains(&q.max_bytes)
-        && q.timeout_ms <= MAX_FETCH_TIMEOUT_MS;
-    if !in_range {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!(
-                "max_records must be 1..={MAX_FETCH_RECORDS}, max_bytes 1..={MAX_FETCH_BYTES}, timeout_ms 0..={MAX_FETCH_TIMEOUT_MS}"
-            ),
-        ));
-    }
-    let req = crate::reader::FetchRequest {
+    check_fetch_limits(q.max_records, q.max_bytes, q.timeout_ms)?;
+    let mut req = crate::reader::FetchRequest {
         topic,
         partition,
         offset: q.offset,
@@ -240,22 +259,20 @@ pub async fn fetch(
         max_bytes: q.max_bytes,
         timeout: Duration::from_millis(q.timeout_ms),
     };
+    if tail::wants_stream(&headers) {
+        // Resuming: the last event id is the next offset to read.
+        if let Some(resume) = tail::last_event_id(&headers) {
+            req.offset = resume;
+        }
+        return tail::stream(agent, req).await;
+    }
     let fetched = agent.reader.fetch(&req).await?;
-    let records = fetched
-        .records
-        .into_iter()
-        .map(|(offset, r)| OutRecord {
-            offset,
-            key: r.key.as_ref().map(text),
-            value: text(&r.value),
-            timestamp: r.timestamp,
-            headers: r.headers.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
-        })
-        .collect();
+    let records = fetched.records.iter().map(|(offset, r)| OutRecord::new(*offset, r)).collect();
     Ok(Json(FetchResponse {
         records,
         next_offset: fetched.next_offset,
         high_watermark: fetched.high_watermark,
         log_start_offset: fetched.log_start_offset,
-    }))
+    })
+    .into_response())
 }

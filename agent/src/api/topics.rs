@@ -81,6 +81,17 @@ fn with_settings(
     Ok(config)
 }
 
+/// Group ids follow the topic-name rule (they travel in URL paths).
+pub fn validate_group(name: &str) -> Result<(), ApiError> {
+    validate_name(name).map_err(|mut e| {
+        e.code = "invalid_group_name";
+        e.message = format!(
+            "group ids are 1 to {MAX_TOPIC_NAME} characters of letters, digits, '.', '_' and '-'; got {name:?}"
+        );
+        e
+    })
+}
+
 /// Kafka's rule: 1–249 characters of `[a-zA-Z0-9._-]`, and not `.` or `..`.
 pub fn validate_name(name: &str) -> Result<(), ApiError> {
     let ok = (1..=MAX_TOPIC_NAME).contains(&name.len())

@@ -1,0 +1,395 @@
+//! Consumer groups. Offsets are durable in the metadata log; membership lives
+//! in memory on the group's coordinator, the agent holding the lease
+//! `group/{g}` in the log. Any agent accepts a group request and forwards it
+//! to the coordinator; if the coordinator does not answer and its lease has
+//! run out on the log clock, the agent claims the lease, becomes the
+//! coordinator with empty membership, and members rejoin (their heartbeats
+//! get `unknown_member`).
+
+pub mod assign;
+pub mod coordinator;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use floe_broker::entry::{GroupOffset, Op};
+use floe_broker::state::OpOutcome;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use ulid::Ulid;
+
+use crate::api::ApiError;
+use crate::app::Agent;
+use crate::reader::{FetchError, FetchRequest};
+use coordinator::{GroupState, Member, OffsetReset};
+
+/// A group request, as the public API receives it and as agents forward it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum GroupRequest {
+    Join { topics: Vec<String>, session_timeout_ms: u64, auto_offset_reset: OffsetReset },
+    Heartbeat { member_id: String },
+    Leave { member_id: String },
+    Fetch { member_id: String, max_records: usize, max_bytes: usize, timeout_ms: u64 },
+    Commit { member_id: String, generation: u64, offsets: Vec<GroupOffset> },
+}
+
+/// A status and JSON body, from the coordinator to whoever forwarded.
+#[derive(Serialize, Deserialize)]
+pub struct GroupAnswer {
+    pub status: u16,
+    pub body: Value,
+}
+
+pub struct Groups {
+    id: Ulid,
+    url: String,
+    term: Duration,
+    http: reqwest::Client,
+    local: Mutex<HashMap<String, Arc<tokio::sync::Mutex<GroupState>>>>,
+}
+
+fn lease_name(group: &str) -> String {
+    format!("group/{group}")
+}
+
+impl Groups {
+    pub fn new(url: String, term: Duration) -> Self {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(70)).build().unwrap_or_default();
+        Self { id: Ulid::new(), url, term, http, local: Mutex::new(HashMap::new()) }
+    }
+
+    fn local_groups(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<GroupState>>>> {
+        self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `req` on the group's coordinator, wherever it is.
+    pub async fn handle(&self, agent: &Agent, group: &str, req: GroupRequest) -> Result<GroupAnswer, ApiError> {
+        for _ in 0..3 {
+            let holder = agent.log.state().valid_lease(&lease_name(group)).map(|l| (l.holder, l.url.clone()));
+            match holder {
+                Some((h, _)) if h == self.id => return Ok(self.run_local(agent, group, req).await),
+                Some((_, url)) => match self.forward(&url, group, &req).await {
+                    Ok(answer) if answer.status != StatusCode::MISDIRECTED_REQUEST.as_u16() => return Ok(answer),
+                    // The holder moved on, or does not answer: look again, and claim if its lease ran out.
+                    _ => {
+                        agent.log.catch_up().await?;
+                        self.claim(agent, group).await?;
+                    }
+                },
+                None => self.claim(agent, group).await?,
+            }
+        }
+        Err(ApiError::unavailable(
+            "coordinator_unavailable",
+            format!("group {group:?} has no reachable coordinator yet"),
+        ))
+    }
+
+    /// Tries to become the coordinator (the log decides).
+    async fn claim(&self, agent: &Agent, group: &str) -> Result<(), ApiError> {
+        let op = Op::AcquireLease {
+            name: lease_name(group),
+            holder: self.id,
+            url: self.url.clone(),
+            term_ms: self.term.as_millis() as u64,
+        };
+        let done = agent.log.commit(vec![op]).await?;
+        if matches!(done.outcomes.first(), Some(OpOutcome::LeaseGranted { .. })) {
+            tracing::info!(group, "became the group's coordinator");
+            self.local_groups().insert(group.to_owned(), Arc::default());
+        }
+        Ok(())
+    }
+
+    async fn forward(&self, url: &str, group: &str, req: &GroupRequest) -> Result<GroupAnswer, reqwest::Error> {
+        self.http.post(format!("{url}/internal/v1/groups/{group}")).json(req).send().await?.json().await
+    }
+
+    /// Runs a request on this agent, which must be the coordinator.
+    pub async fn run_local(&self, agent: &Agent, group: &str, req: GroupRequest) -> GroupAnswer {
+        let holds = agent.log.state().valid_lease(&lease_name(group)).is_some_and(|l| l.holder == self.id);
+        let state = self.local_groups().get(group).cloned();
+        let Some(state) = state.filter(|_| holds) else {
+            self.local_groups().remove(group);
+            return answer(Err(ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                "not_coordinator",
+                "not this group's coordinator",
+            )));
+        };
+        answer(self.execute(agent, group, &state, req).await)
+    }
+
+    async fn execute(
+        &self,
+        agent: &Agent,
+        group: &str,
+        state: &tokio::sync::Mutex<GroupState>,
+        req: GroupRequest,
+    ) -> Result<Value, ApiError> {
+        match req {
+            GroupRequest::Join { topics, session_timeout_ms, auto_offset_reset } => {
+                let partitions = subscribed_partitions(agent, &topics)?;
+                let id = format!("{}-{}", group, Ulid::new().to_string().to_lowercase());
+                let mut s = state.lock().await;
+                s.members.insert(
+                    id.clone(),
+                    Member {
+                        topics,
+                        session_timeout: Duration::from_millis(session_timeout_ms.clamp(1_000, 300_000)),
+                        reset: auto_offset_reset,
+                        last_seen: Instant::now(),
+                        assignments: Vec::new(),
+                        positions: BTreeMap::new(),
+                        next_partition: 0,
+                    },
+                );
+                let all = all_partitions(agent, &s, partitions);
+                s.rebalance(&all);
+                let m = &s.members[&id];
+                Ok(json!({ "member_id": id, "generation": s.generation, "assignments": assignments(m) }))
+            }
+            GroupRequest::Heartbeat { member_id } => {
+                let mut s = state.lock().await;
+                let generation = s.generation;
+                let m = member(&mut s, &member_id)?;
+                m.last_seen = Instant::now();
+                Ok(json!({ "generation": generation, "assignments": assignments(m) }))
+            }
+            GroupRequest::Leave { member_id } => {
+                let mut s = state.lock().await;
+                member(&mut s, &member_id)?;
+                s.members.remove(&member_id);
+                let all = all_partitions(agent, &s, BTreeMap::new());
+                s.rebalance(&all);
+                Ok(json!({}))
+            }
+            GroupRequest::Commit { member_id, generation, offsets } => {
+                {
+                    let mut s = state.lock().await;
+                    let current = s.generation;
+                    member(&mut s, &member_id)?.last_seen = Instant::now();
+                    if generation != current {
+                        return Err(ApiError::new(
+                            StatusCode::CONFLICT,
+                            "illegal_generation",
+                            format!("generation {generation} is not the group's current generation {current}"),
+                        )
+                        .with("generation", current));
+                    }
+                }
+                agent.log.commit(vec![Op::CommitOffsets { group: group.to_owned(), offsets }]).await?;
+                Ok(json!({}))
+            }
+            GroupRequest::Fetch { member_id, max_records, max_bytes, timeout_ms } => {
+                self.fetch(agent, group, state, &member_id, max_records, max_bytes, Duration::from_millis(timeout_ms))
+                    .await
+            }
+        }
+    }
+
+    /// Reads from the member's partitions at its positions, and advances them.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch(
+        &self,
+        agent: &Agent,
+        group: &str,
+        state: &tokio::sync::Mutex<GroupState>,
+        member_id: &str,
+        max_records: usize,
+        max_bytes: usize,
+        timeout: Duration,
+    ) -> Result<Value, ApiError> {
+        let deadline = Instant::now() + timeout;
+        let mut applied = agent.log.subscribe();
+        loop {
+            // Copy what is needed and release the lock: heartbeats must not wait for reads.
+            let (generation, order, reset) = {
+                let mut s = state.lock().await;
+                let generation = s.generation;
+                let m = member(&mut s, member_id)?;
+                m.last_seen = Instant::now();
+                let n = m.assignments.len().max(1);
+                let start = m.next_partition % n;
+                m.next_partition = (start + 1) % n;
+                let order: Vec<((String, u32), Option<u64>)> = (0..m.assignments.len())
+                    .map(|i| {
+                        let tp = m.assignments[(start + i) % n].clone();
+                        let pos = m.positions.get(&tp).copied();
+                        (tp, pos)
+                    })
+                    .collect();
+                (generation, order, m.reset)
+            };
+            let mut out = Vec::new();
+            let mut moved = Vec::new();
+            for ((topic, partition), pos) in order {
+                if out.len() >= max_records {
+                    break;
+                }
+                let offset = match pos {
+                    Some(p) => p,
+                    None => start_position(agent, group, &topic, partition, reset)?,
+                };
+                let req = FetchRequest {
+                    topic: topic.clone(),
+                    partition,
+                    offset,
+                    max_records: max_records - out.len(),
+                    max_bytes,
+                    timeout: Duration::ZERO,
+                };
+                let fetched = match agent.reader.fetch(&req).await {
+                    Ok(f) => f,
+                    Err(FetchError::OffsetOutOfRange { log_start_offset, high_watermark, .. }) => {
+                        let reset_to = if reset == OffsetReset::Latest { high_watermark } else { log_start_offset };
+                        moved.push(((topic, partition), reset_to));
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                for (offset, r) in &fetched.records {
+                    let mut v = serde_json::to_value(crate::api::OutRecord::new(*offset, r)).unwrap_or_default();
+                    v["topic"] = json!(topic);
+                    v["partition"] = json!(partition);
+                    out.push(v);
+                }
+                moved.push(((topic, partition), fetched.next_offset));
+            }
+            {
+                let mut s = state.lock().await;
+                // A rebalance while reading: the records stay valid, positions of the old plan do not.
+                if s.generation == generation
+                    && let Some(m) = s.members.get_mut(member_id)
+                {
+                    m.positions.extend(moved);
+                }
+            }
+            if !out.is_empty() || Instant::now() >= deadline {
+                return Ok(json!({ "records": out }));
+            }
+            if tokio::time::timeout_at(deadline, applied.changed()).await.is_err() {
+                return Ok(json!({ "records": [] }));
+            }
+        }
+    }
+
+    /// Coordinator housekeeping: expire members, renew the leases of groups
+    /// that have members.
+    pub async fn maintain(&self, agent: &Agent) {
+        let groups: Vec<(String, Arc<tokio::sync::Mutex<GroupState>>)> =
+            self.local_groups().iter().map(|(g, s)| (g.clone(), s.clone())).collect();
+        let mut renew = Vec::new();
+        for (group, state) in groups {
+            let mut s = state.lock().await;
+            if s.expire(Instant::now()) {
+                let all = all_partitions(agent, &s, BTreeMap::new());
+                s.rebalance(&all);
+                tracing::info!(group, generation = s.generation, "members expired; rebalanced");
+            }
+            let lease = agent.log.state().valid_lease(&lease_name(&group)).map(|l| (l.holder, l.expires_ms));
+            let clock = agent.log.state().log_clock_ms;
+            match lease {
+                Some((h, expires)) if h == self.id => {
+                    if !s.members.is_empty() && expires.saturating_sub(clock) < self.term.as_millis() as u64 / 2 {
+                        renew.push(Op::AcquireLease {
+                            name: lease_name(&group),
+                            holder: self.id,
+                            url: self.url.clone(),
+                            term_ms: self.term.as_millis() as u64,
+                        });
+                    }
+                }
+                _ => {
+                    drop(s);
+                    self.local_groups().remove(&group);
+                }
+            }
+        }
+        if !renew.is_empty()
+            && let Err(e) = agent.log.commit(renew).await
+        {
+            tracing::warn!(error = %e, "could not renew group coordinator leases");
+        }
+    }
+}
+
+fn answer(result: Result<Value, ApiError>) -> GroupAnswer {
+    match result {
+        Ok(body) => GroupAnswer { status: 200, body },
+        Err(e) => {
+            let status = e.status.as_u16();
+            let mut error = serde_json::Map::new();
+            error.insert("code".into(), e.code.into());
+            error.insert("message".into(), e.message.into());
+            error.extend(e.details);
+            GroupAnswer { status, body: json!({ "error": error }) }
+        }
+    }
+}
+
+fn member<'a>(s: &'a mut GroupState, id: &str) -> Result<&'a mut Member, ApiError> {
+    s.members.get_mut(id).ok_or_else(|| {
+        ApiError::new(StatusCode::CONFLICT, "unknown_member", format!("member {id:?} is not in the group; join again"))
+    })
+}
+
+fn assignments(m: &Member) -> Vec<Value> {
+    m.assignments.iter().map(|(t, p)| json!({ "topic": t, "partition": p })).collect()
+}
+
+/// Partition counts of `topics`, which must all exist.
+fn subscribed_partitions(agent: &Agent, topics: &[String]) -> Result<BTreeMap<String, u32>, ApiError> {
+    if topics.is_empty() {
+        return Err(ApiError::bad_request("invalid_request", "a member subscribes to at least one topic"));
+    }
+    let state = agent.log.state();
+    topics
+        .iter()
+        .map(|t| {
+            let n = state.topic(t).map(|x| x.partitions.len() as u32).ok_or_else(|| ApiError::topic_not_found(t))?;
+            Ok((t.clone(), n))
+        })
+        .collect()
+}
+
+/// Partition counts of every topic any member subscribes to.
+fn all_partitions(agent: &Agent, s: &GroupState, mut known: BTreeMap<String, u32>) -> BTreeMap<String, u32> {
+    let state = agent.log.state();
+    for m in s.members.values() {
+        for t in &m.topics {
+            if let Some(topic) = state.topic(t) {
+                known.insert(t.clone(), topic.partitions.len() as u32);
+            }
+        }
+    }
+    known
+}
+
+/// Where a member starts in a partition: the committed offset, else the reset policy.
+fn start_position(
+    agent: &Agent,
+    group: &str,
+    topic: &str,
+    partition: u32,
+    reset: OffsetReset,
+) -> Result<u64, ApiError> {
+    let state = agent.log.state();
+    if let Some(o) = state.group_offsets.get(group).and_then(|g| g.get(topic)).and_then(|t| t.get(&partition)) {
+        return Ok(*o);
+    }
+    let p = state.partition(topic, partition).ok_or_else(|| ApiError::partition_not_found(topic, partition))?;
+    match reset {
+        OffsetReset::Earliest => Ok(p.log_start_offset),
+        OffsetReset::Latest => Ok(p.high_watermark),
+        OffsetReset::None => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_committed_offset",
+            format!("no committed offset for {topic}/{partition} and auto_offset_reset is none"),
+        )),
+    }
+}

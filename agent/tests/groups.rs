@@ -1,0 +1,192 @@
+//! Consumer groups end to end: three members over six partitions behind two
+//! agents consume everything with commits; one member dies mid-way; after the
+//! rebalance every record is processed and committed, and no committed offset
+//! ever moves backwards. Also: SSE tails resume with Last-Event-ID.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{AgentProc, Client};
+use serde_json::{Value, json};
+
+const RECORDS: u64 = 6_000;
+const PARTITIONS: u64 = 6;
+
+/// One member: joins, fetches, commits; rejoins when fenced. Stops after
+/// `stop_after` records (a member that dies: it just stops heartbeating).
+async fn member(c: Client, processed: Arc<Mutex<BTreeSet<String>>>, stop_after: Option<usize>, done: Arc<Mutex<bool>>) {
+    let join = || async {
+        let (s, b) = c
+            .post(
+                "/v1/groups/g/members",
+                &json!({"topics": ["t"], "session_timeout_ms": 2000, "auto_offset_reset": "earliest"}),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        (b["member_id"].as_str().unwrap().to_owned(), b["generation"].as_u64().unwrap())
+    };
+    let (mut id, mut generation) = join().await;
+    let mut seen = 0usize;
+    while !*done.lock().unwrap() {
+        if stop_after.is_some_and(|n| seen >= n) {
+            return;
+        }
+        let (s, b) = c.get(&format!("/v1/groups/g/members/{id}/records?max_records=100&timeout_ms=200")).await;
+        if s == 409 {
+            (id, generation) = join().await;
+            continue;
+        }
+        assert_eq!(s, 200, "{b}");
+        let records = b["records"].as_array().unwrap();
+        let mut next: BTreeMap<(String, u64), u64> = BTreeMap::new();
+        for r in records {
+            processed.lock().unwrap().insert(r["value"].as_str().unwrap().to_owned());
+            let key = (r["topic"].as_str().unwrap().to_owned(), r["partition"].as_u64().unwrap());
+            next.insert(key, r["offset"].as_u64().unwrap() + 1);
+            seen += 1;
+        }
+        if next.is_empty() {
+            let (s, hb) = c.post(&format!("/v1/groups/g/members/{id}/heartbeat"), &json!({})).await;
+            match s {
+                200 => generation = hb["generation"].as_u64().unwrap(),
+                _ => (id, generation) = join().await,
+            }
+            continue;
+        }
+        let offsets: Vec<Value> =
+            next.iter().map(|((t, p), o)| json!({"topic": t, "partition": p, "offset": o})).collect();
+        let (s, b) = c
+            .post("/v1/groups/g/offsets", &json!({"member_id": id, "generation": generation, "offsets": offsets}))
+            .await;
+        match s {
+            200 => {}
+            409 if b["error"]["code"] == "illegal_generation" => {
+                generation = b["error"]["generation"].as_u64().unwrap()
+            }
+            409 => (id, generation) = join().await,
+            other => panic!("commit answered {other}: {b}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_survives_a_member_dying_and_commits_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("file://{}", dir.path().display());
+    let (a, b) = (AgentProc::start(&store, &[], &[]), AgentProc::start(&store, &[], &[]));
+    let (ca, cb) = (a.client(), b.client());
+    ca.create_topic("t", PARTITIONS as u32).await;
+    for chunk in 0..(RECORDS / 500) {
+        let records: Vec<Value> = (0..500).map(|i| json!({"value": format!("v{}", chunk * 500 + i)})).collect();
+        ca.produce("t", Value::Array(records)).await;
+    }
+
+    let processed = Arc::new(Mutex::new(BTreeSet::new()));
+    let done = Arc::new(Mutex::new(false));
+    // Watch the committed offsets through agent b while the group runs.
+    let watcher = {
+        let (cb, done) = (cb.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut last: BTreeMap<u64, u64> = BTreeMap::new();
+            let mut backwards = 0;
+            while !*done.lock().unwrap() {
+                let (_, b) = cb.get("/v1/groups/g/offsets").await;
+                for o in b["offsets"].as_array().unwrap() {
+                    let (p, off) = (o["partition"].as_u64().unwrap(), o["offset"].as_u64().unwrap());
+                    if last.get(&p).is_some_and(|prev| off < *prev) {
+                        backwards += 1;
+                    }
+                    last.insert(p, off);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            backwards
+        })
+    };
+    let members = vec![
+        tokio::spawn(member(ca.clone(), processed.clone(), None, done.clone())),
+        tokio::spawn(member(cb.clone(), processed.clone(), None, done.clone())),
+        tokio::spawn(member(cb.clone(), processed.clone(), Some(600), done.clone())),
+    ];
+    // Wait (bounded) until every partition's committed offset reaches the end.
+    let mut complete = false;
+    for _ in 0..600 {
+        let (_, b) = ca.get("/v1/groups/g/offsets").await;
+        let offsets = b["offsets"].as_array().unwrap();
+        if offsets.len() as u64 == PARTITIONS && offsets.iter().all(|o| o["lag"] == 0) {
+            complete = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    *done.lock().unwrap() = true;
+    for m in members {
+        m.await.unwrap();
+    }
+    assert!(complete, "the group did not commit every partition to its end");
+    assert_eq!(watcher.await.unwrap(), 0, "a committed offset moved backwards");
+    let processed = processed.lock().unwrap().len() as u64;
+    assert_eq!(processed, RECORDS, "every record was processed at least once");
+    let (_, b) = cb.get("/v1/groups/g/offsets").await;
+    let total: u64 = b["offsets"].as_array().unwrap().iter().map(|o| o["offset"].as_u64().unwrap()).sum();
+    assert_eq!(total, RECORDS);
+}
+
+#[tokio::test]
+async fn group_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProc::start(&format!("file://{}", dir.path().display()), &[], &[]);
+    let c = agent.client();
+    c.create_topic("t", 2).await;
+    let (s, b) = c.post("/v1/groups/g/members", &json!({"topics": ["missing"]})).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("topic_not_found")));
+    let (s, b) = c.post("/v1/groups/g/members/nobody/heartbeat", &json!({})).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("unknown_member")));
+    let (s, joined) = c.post("/v1/groups/g/members", &json!({"topics": ["t"]})).await;
+    assert_eq!(s, 200);
+    assert_eq!(joined["assignments"].as_array().unwrap().len(), 2, "a lone member gets every partition");
+    let id = joined["member_id"].as_str().unwrap();
+    let stale = json!({"member_id": id, "generation": 99, "offsets": [{"topic": "t", "partition": 0, "offset": 1}]});
+    let (s, b) = c.post("/v1/groups/g/offsets", &stale).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("illegal_generation")));
+    let (s, b) = c.post("/v1/groups/bad%20name/members", &json!({"topics": ["t"]})).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("invalid_group_name")));
+    let r = c.http.delete(format!("{}/v1/groups/g/members/{id}", c.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let (s, _) = c.post(&format!("/v1/groups/g/members/{id}/heartbeat"), &json!({})).await;
+    assert_eq!(s, 409, "a member that left is gone");
+}
+
+#[tokio::test]
+async fn sse_tail_streams_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProc::start(&format!("file://{}", dir.path().display()), &[], &[]);
+    let c = agent.client();
+    c.create_topic("t", 1).await;
+    c.produce("t", json!([{"value": "zero"}])).await;
+    let url = format!("{}/v1/topics/t/partitions/0/records?offset=0", c.base);
+    let mut stream = c.http.get(&url).header("accept", "text/event-stream").send().await.unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    c.produce("t", json!([{"value": "one"}, {"value": "two"}])).await;
+    let mut text = String::new();
+    while text.matches("data:").count() < 3 {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), stream.chunk()).await.unwrap().unwrap().unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("id: 1\n") && text.contains("id: 3\n"), "event ids are next offsets: {text}");
+    assert!(text.contains("\"value\":\"two\""), "{text}");
+    drop(stream);
+    let mut resumed =
+        c.http.get(&url).header("accept", "text/event-stream").header("last-event-id", "2").send().await.unwrap();
+    let mut text = String::new();
+    while !text.contains("data:") {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), resumed.chunk()).await.unwrap().unwrap().unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("\"offset\":2") && !text.contains("\"offset\":1"), "resumes at Last-Event-ID: {text}");
+}
