@@ -46,7 +46,9 @@ impl Agent {
         let (cluster, log) = floe_broker::open(store, log_settings).await?;
         let log = Arc::new(log);
         tracing::info!(cluster_id = %cluster.cluster_id, applied = log.applied(), "bucket opened");
-        let cache = BatchCache::new(settings.cache_bytes);
+        let disk = settings.cache_dir.clone().map(|d| (d, settings.cache_dir_bytes));
+        let cache = BatchCache::new(settings.cache_bytes, disk)
+            .map_err(|source| floe_broker::Error::LocalIo { what: "cache directory".into(), source })?;
         let advertised = settings.advertise_url.clone().unwrap_or_else(|| url.to_owned());
         let groups =
             Groups::new(advertised.clone(), Duration::from_millis(settings.group_coordinator_term_ms.max(1_000)));

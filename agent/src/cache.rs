@@ -1,10 +1,15 @@
-//! The decoded-batch cache (RAM, `moka`): one entry per committed batch,
-//! weighed by record bytes. Concurrent misses on one batch share one GET.
+//! The batch cache: decoded batches in RAM (`moka`, weighed by record bytes),
+//! and optionally their raw bytes on local NVMe as a second tier. Concurrent
+//! misses on one batch share one load; a load reads the disk tier first, and
+//! only then makes one ranged GET.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use floe_broker::Record;
+use floe_broker::segment::decode_batch;
 use moka::future::Cache;
 use ulid::Ulid;
 
@@ -14,57 +19,169 @@ pub type Batch = Arc<[Record]>;
 
 #[derive(Clone)]
 pub struct BatchCache {
-    cache: Cache<BatchKey, Batch>,
-    lookups: Arc<AtomicU64>,
-    loads: Arc<AtomicU64>,
+    ram: Cache<BatchKey, Batch>,
+    disk: Option<DiskTier>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    lookups: AtomicU64,
+    loads: AtomicU64,
+    disk_hits: AtomicU64,
+    fetched_bytes: AtomicU64,
+}
+
+/// Raw batch bytes in files under `dir`, indexed (and evicted) by a moka cache
+/// weighed by file size; an evicted entry deletes its file.
+#[derive(Clone)]
+struct DiskTier {
+    dir: PathBuf,
+    index: Cache<BatchKey, u32>,
 }
 
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct CacheStats {
     /// Batches asked for.
     pub lookups: u64,
-    /// Of those, loaded from the store (one ranged GET each).
+    /// Of those, not in RAM.
     pub loads: u64,
+    /// Of the loads, served from the disk tier (the rest cost one ranged GET each).
+    pub disk_hits: u64,
+    /// Bytes read from the object store for loads.
+    pub fetched_bytes: u64,
     pub entries: u64,
     pub bytes: u64,
+    pub disk_entries: u64,
+    pub disk_bytes: u64,
+}
+
+fn file_of(dir: &std::path::Path, key: &BatchKey) -> PathBuf {
+    dir.join(format!("{}-{}", key.0, key.1))
 }
 
 impl BatchCache {
-    pub fn new(max_bytes: u64) -> Self {
-        let cache = Cache::builder()
+    /// `disk`: a directory and byte budget for the NVMe tier. The directory is
+    /// emptied first: nothing in it outlives the process that wrote it.
+    pub fn new(max_bytes: u64, disk: Option<(PathBuf, u64)>) -> std::io::Result<Self> {
+        let ram = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_, batch: &Batch| {
                 let bytes: usize = batch.iter().map(Record::size).sum();
                 u32::try_from(bytes).unwrap_or(u32::MAX)
             })
             .build();
-        Self { cache, lookups: Arc::default(), loads: Arc::default() }
+        let disk = match disk {
+            None => None,
+            Some((dir, budget)) => {
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir)?;
+                }
+                std::fs::create_dir_all(&dir)?;
+                let evict_dir = dir.clone();
+                let index = Cache::builder()
+                    .max_capacity(budget)
+                    .weigher(|_, len: &u32| *len)
+                    .eviction_listener(move |key: Arc<BatchKey>, _, _| {
+                        let _ = std::fs::remove_file(file_of(&evict_dir, &key));
+                    })
+                    .build();
+                Some(DiskTier { dir, index })
+            }
+        };
+        Ok(Self { ram, disk, counters: Arc::default() })
     }
 
     pub async fn insert(&self, key: BatchKey, batch: Batch) {
-        self.cache.insert(key, batch).await;
+        self.ram.insert(key, batch).await;
     }
 
-    pub fn stats(&self) -> CacheStats {
+    pub async fn stats(&self) -> CacheStats {
+        // moka counts entries lazily; settle it so the figures are exact.
+        self.ram.run_pending_tasks().await;
+        if let Some(d) = &self.disk {
+            d.index.run_pending_tasks().await;
+        }
+        let c = &self.counters;
         CacheStats {
-            lookups: self.lookups.load(Ordering::Relaxed),
-            loads: self.loads.load(Ordering::Relaxed),
-            entries: self.cache.entry_count(),
-            bytes: self.cache.weighted_size(),
+            lookups: c.lookups.load(Ordering::Relaxed),
+            loads: c.loads.load(Ordering::Relaxed),
+            disk_hits: c.disk_hits.load(Ordering::Relaxed),
+            fetched_bytes: c.fetched_bytes.load(Ordering::Relaxed),
+            entries: self.ram.entry_count(),
+            bytes: self.ram.weighted_size(),
+            disk_entries: self.disk.as_ref().map_or(0, |d| d.index.entry_count()),
+            disk_bytes: self.disk.as_ref().map_or(0, |d| d.index.weighted_size()),
         }
     }
 
-    /// The cached batch, or the result of `load` (run once for concurrent callers).
-    pub async fn get_or_load<F>(&self, key: BatchKey, load: F) -> Result<Batch, Arc<floe_broker::Error>>
+    /// The batch from RAM, else the disk tier, else `fetch` (its raw bytes:
+    /// one ranged GET), decoded. Concurrent callers share one load.
+    pub async fn get_or_load<F>(&self, key: BatchKey, fetch: F) -> Result<Batch, Arc<floe_broker::Error>>
     where
-        F: std::future::Future<Output = Result<Batch, floe_broker::Error>>,
+        F: std::future::Future<Output = Result<Bytes, floe_broker::Error>>,
     {
-        self.lookups.fetch_add(1, Ordering::Relaxed);
-        let loads = self.loads.clone();
-        let counted = async move {
-            loads.fetch_add(1, Ordering::Relaxed);
-            load.await
+        self.counters.lookups.fetch_add(1, Ordering::Relaxed);
+        let (counters, disk) = (self.counters.clone(), self.disk.clone());
+        let load = async move {
+            counters.loads.fetch_add(1, Ordering::Relaxed);
+            let from_disk = match &disk {
+                Some(d) if d.index.contains_key(&key) => tokio::fs::read(file_of(&d.dir, &key)).await.ok(),
+                _ => None,
+            };
+            let raw = match from_disk {
+                Some(raw) => {
+                    counters.disk_hits.fetch_add(1, Ordering::Relaxed);
+                    Bytes::from(raw)
+                }
+                None => {
+                    let raw = fetch.await?;
+                    counters.fetched_bytes.fetch_add(raw.len() as u64, Ordering::Relaxed);
+                    if let Some(d) = &disk
+                        && tokio::fs::write(file_of(&d.dir, &key), &raw).await.is_ok()
+                    {
+                        d.index.insert(key, u32::try_from(raw.len()).unwrap_or(u32::MAX)).await;
+                    }
+                    raw
+                }
+            };
+            let records = tokio::task::spawn_blocking(move || decode_batch(&raw))
+                .await
+                .map_err(|e| floe_broker::Error::corrupt("batch", e))??;
+            Ok(Batch::from(records))
         };
-        self.cache.try_get_with(key, counted).await
+        self.ram.try_get_with(key, load).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use floe_broker::segment::SegmentBuilder;
+
+    fn raw_batch() -> Bytes {
+        let r = Record { key: None, value: Bytes::from_static(b"v"), timestamp: 1, headers: vec![] };
+        let mut b = SegmentBuilder::new();
+        let meta = b.add_batch("t", 0, &[r]).unwrap().clone();
+        let (bytes, _) = b.finish().unwrap();
+        bytes.slice(meta.pos as usize..(meta.pos + u64::from(meta.len)) as usize)
+    }
+
+    #[tokio::test]
+    async fn the_disk_tier_serves_what_ram_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = (Ulid::new(), 8);
+        let raw = raw_batch();
+        // RAM of 1 byte: nothing stays there, so the second read must come from disk.
+        let cache = BatchCache::new(1, Some((dir.path().join("tier"), 1 << 20))).unwrap();
+        let first = cache.get_or_load(key, async { Ok(raw.clone()) }).await.unwrap();
+        cache.ram.run_pending_tasks().await;
+        let second = cache
+            .get_or_load(key, async { Err(floe_broker::Error::corrupt("test", "no GET expected")) })
+            .await
+            .unwrap();
+        assert_eq!(first, second);
+        let s = cache.stats().await;
+        assert_eq!((s.loads, s.disk_hits, s.fetched_bytes), (2, 1, raw.len() as u64));
     }
 }

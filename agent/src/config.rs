@@ -46,6 +46,14 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOE_CACHE_BYTES", default_value_t = 256 << 20)]
     pub cache_bytes: u64,
 
+    /// A directory on local NVMe for a second cache tier (emptied at start).
+    #[arg(long, env = "FLOE_CACHE_DIR")]
+    pub cache_dir: Option<std::path::PathBuf>,
+
+    /// Bytes the NVMe cache tier may hold.
+    #[arg(long, env = "FLOE_CACHE_DIR_BYTES", default_value_t = 10 << 30)]
+    pub cache_dir_bytes: u64,
+
     /// Largest accepted request body.
     #[arg(long, env = "FLOE_MAX_REQUEST_BYTES", default_value_t = 16 << 20)]
     pub max_request_bytes: usize,

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use floe_broker::segment::decode_batch;
 use floe_broker::state::StoredBatch;
 use floe_broker::{MetadataLog, Record, keys};
 use object_store::ObjectStoreExt;
@@ -57,7 +56,12 @@ struct View {
     log_start_offset: u64,
     high_watermark: u64,
     batches: Vec<(u64, StoredBatch)>,
+    /// The batches after those, for read-ahead.
+    ahead: Vec<StoredBatch>,
 }
+
+/// Batches loaded ahead of a catch-up consumer.
+const READ_AHEAD: usize = 2;
 
 #[derive(Clone)]
 pub struct Reader {
@@ -130,19 +134,20 @@ impl Reader {
             .get(req.partition as usize)
             .ok_or_else(|| FetchError::PartitionNotFound { topic: req.topic.clone(), partition: req.partition })?;
         let mut wanted = 0u64;
-        let batches = p
-            .batches_from(req.offset)
-            .take_while(|(base, b)| {
-                let take = wanted < req.max_records as u64;
-                wanted += (base + u64::from(b.records)).saturating_sub(req.offset.max(*base));
-                take
-            })
-            .map(|(base, b)| (base, b.clone()))
-            .collect();
-        Ok(View { log_start_offset: p.log_start_offset, high_watermark: p.high_watermark, batches })
+        let mut from = p.batches_from(req.offset).peekable();
+        let mut batches = Vec::new();
+        while let Some((base, b)) = from.next_if(|_| wanted < req.max_records as u64) {
+            wanted += (base + u64::from(b.records)).saturating_sub(req.offset.max(base));
+            batches.push((base, b.clone()));
+        }
+        let ahead = from.take(READ_AHEAD).map(|(_, b)| b.clone()).collect();
+        Ok(View { log_start_offset: p.log_start_offset, high_watermark: p.high_watermark, batches, ahead })
     }
 
     async fn read(&self, req: &FetchRequest, view: View) -> Result<Fetched, FetchError> {
+        // A consumer that is behind will want the next batches; a tail
+        // consumer has none ahead.
+        self.read_ahead(view.ahead);
         let mut records = Vec::new();
         let mut bytes = 0usize;
         let mut next = req.offset;
@@ -171,13 +176,17 @@ impl Reader {
     async fn batch(&self, stored: &StoredBatch) -> Result<Batch, FetchError> {
         let store = self.log.store().clone();
         let (segment, range) = (stored.segment, stored.pos..stored.pos + u64::from(stored.len));
-        let load = async move {
-            let bytes = store.get_range(&keys::segment(segment), range).await?;
-            let records = tokio::task::spawn_blocking(move || decode_batch(&bytes))
-                .await
-                .map_err(|e| floe_broker::Error::corrupt("batch", e))??;
-            Ok(Batch::from(records))
-        };
-        Ok(self.cache.get_or_load((segment, stored.pos), load).await?)
+        let fetch = async move { Ok(store.get_range(&keys::segment(segment), range).await?) };
+        Ok(self.cache.get_or_load((segment, stored.pos), fetch).await?)
+    }
+
+    /// Loads batches a catch-up consumer will ask for next, in the background.
+    fn read_ahead(&self, batches: Vec<StoredBatch>) {
+        for stored in batches {
+            let reader = self.clone();
+            tokio::spawn(async move {
+                let _ = reader.batch(&stored).await;
+            });
+        }
     }
 }

@@ -228,3 +228,31 @@ async fn tail_reads_on_the_producing_agent_cost_no_gets() {
     assert_eq!(stats["store"]["segments"]["put"], 20, "one segment per flush");
     assert!(stats["store"]["log"]["put"].as_u64().unwrap() >= 21, "a create-only PUT per commit");
 }
+
+#[tokio::test]
+async fn a_catch_up_read_gets_each_needed_batch_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // No compaction anywhere: merging would change (and read) the batches.
+    let writer = AgentProc::start(&file_store(&dir), &[], &["--compactor", "off"]);
+    let c = writer.client();
+    c.create_topic("t", 1).await;
+    let batches = 60;
+    for i in 0..batches {
+        let records: Vec<Value> = (0..10).map(|j| json!({"value": format!("{i}-{j}")})).collect();
+        c.produce("t", Value::Array(records)).await;
+    }
+    // A fresh agent with an empty cache reads everything, 7 records at a time
+    // (fetches that straddle batches, with read-ahead running).
+    let nvme = dir.path().join("nvme").display().to_string();
+    let reader = AgentProc::start(&file_store(&dir), &[], &["--cache-dir", &nvme, "--compactor", "off"]);
+    let r = reader.client();
+    let mut offset = 0;
+    while offset < batches * 10 {
+        let (s, b) = r.get(&format!("/v1/topics/t/partitions/0/records?offset={offset}&max_records=7")).await;
+        assert_eq!(s, 200, "{b}");
+        offset = b["next_offset"].as_u64().unwrap();
+    }
+    let (_, stats) = r.get("/v1/stats").await;
+    assert_eq!(stats["store"]["segments"]["get"], batches, "one ranged GET per batch, none twice: {stats}");
+    assert_eq!(stats["cache"]["disk_entries"], batches, "every fetched batch also went to the NVMe tier");
+}

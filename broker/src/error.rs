@@ -37,6 +37,10 @@ pub enum Error {
     #[error("log entry {seq} is missing")]
     MissingLogEntry { seq: u64 },
 
+    /// A local file or directory (a cache tier) could not be used.
+    #[error("{what}: {source}")]
+    LocalIo { what: String, source: std::io::Error },
+
     /// An entry could not be applied in order.
     #[error("log apply out of order: expected position {expected}, got {got}")]
     OutOfOrder { expected: u64, got: u64 },

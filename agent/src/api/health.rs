@@ -31,7 +31,7 @@ pub async fn readyz(State(agent): State<Arc<Agent>>) -> Result<Json<Value>, ApiE
 pub async fn stats(State(agent): State<Arc<Agent>>) -> Json<Value> {
     Json(json!({
         "store": agent.store_stats.stats(),
-        "cache": agent.cache.stats(),
+        "cache": agent.cache.stats().await,
         "log": { "applied": agent.log.applied() },
         "lease": {
             "enabled": agent.settings.commit_lease,
