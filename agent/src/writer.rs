@@ -273,6 +273,13 @@ async fn commit_uploads(
             fail_all(up.waiters, &WriteError::Upload(e.to_string()));
             continue;
         }
+        // Tail readers on this agent are served from RAM, without a GET. The
+        // batches go in before the commit: a long-poll wakes the moment the
+        // entry is applied, and must find them there. (Entries for a commit
+        // that fails are never referenced, and age out.)
+        for (meta, records) in up.batches.iter().zip(std::mem::take(&mut up.records)) {
+            cache.insert((up.segment, meta.pos), records).await;
+        }
         let op = Op::Append { segment: up.segment, batches: up.batches.clone() };
         let placements = match committer.commit(vec![op]).await {
             Ok(c) => match c.outcomes.into_iter().next() {
@@ -293,12 +300,6 @@ async fn commit_uploads(
                 continue;
             }
         };
-        // Tail readers on this agent are served from RAM, without a GET.
-        for ((meta, records), placement) in up.batches.iter().zip(up.records).zip(&placements) {
-            if matches!(placement, Placement::At(_)) {
-                cache.insert((up.segment, meta.pos), records).await;
-            }
-        }
         for w in up.waiters {
             let offsets = w
                 .slots
