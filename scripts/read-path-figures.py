@@ -7,7 +7,11 @@ catchup: produces --mib of 1 KiB records through one agent, then a fresh
          agent (empty cache) reads every partition from offset 0; reports
          segment GETs against the number of batches it had to read.
 
-Usage: scripts/read-path-figures.py tail|catchup [--bin target/release/floe-agent]
+startup: times a fresh agent on an existing bucket (--store, e.g. one made by
+         `cargo run --release -p floe-compactor --example big_bucket -- DIR 1000000`)
+         from process start to its first successful fetch.
+
+Usage: scripts/read-path-figures.py tail|catchup|startup [--bin target/release/floe-agent]
 """
 import argparse, json, os, subprocess, sys, tempfile, threading, time, urllib.request
 
@@ -85,6 +89,19 @@ def catchup(args, store):
                       "fetched_mib": round(s["cache"]["fetched_bytes"] / (1 << 20), 1)}))
 
 
+def startup(args, _store):
+    t0 = time.time()
+    agent, url = start(args.bin, args.store)
+    listening = time.time() - t0
+    page = call("GET", f"{url}/v1/topics/big/partitions/3/records?offset=1000&max_records=1")
+    first_fetch = time.time() - t0
+    meta = call("GET", f"{url}/v1/topics/big")
+    agent.kill()
+    print(json.dumps({"listening_s": round(listening, 2), "first_fetch_s": round(first_fetch, 2),
+                      "record": page["records"][0]["value"],
+                      "records_in_topic": sum(p["high_watermark"] for p in meta["partitions"])}))
+
+
 def open_batches(store):
     """Counts committed batches from the log entries on disk (local store only)."""
     log_dir = os.path.join(store.removeprefix("file://"), "log")
@@ -97,10 +114,11 @@ def open_batches(store):
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["tail", "catchup"])
+    ap.add_argument("mode", choices=["tail", "catchup", "startup"])
+    ap.add_argument("--store", help="startup: the bucket to open")
     ap.add_argument("--bin", default="target/release/floe-agent")
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--mib", type=int, default=1024)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        {"tail": tail, "catchup": catchup}[args.mode](args, f"file://{d}/store")
+        {"tail": tail, "catchup": catchup, "startup": startup}[args.mode](args, f"file://{d}/store")

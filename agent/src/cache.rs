@@ -11,6 +11,7 @@ use bytes::Bytes;
 use floe_broker::Record;
 use floe_broker::segment::decode_batch;
 use moka::future::Cache;
+use moka::policy::EvictionPolicy;
 use ulid::Ulid;
 
 /// A batch is named by its segment and byte position.
@@ -64,7 +65,11 @@ impl BatchCache {
     /// `disk`: a directory and byte budget for the NVMe tier. The directory is
     /// emptied first: nothing in it outlives the process that wrote it.
     pub fn new(max_bytes: u64, disk: Option<(PathBuf, u64)>) -> std::io::Result<Self> {
+        // LRU, not moka's default TinyLFU: TinyLFU may refuse to admit a new
+        // batch, and a batch loaded by read-ahead and refused would be fetched
+        // a second time by the read it was loaded for.
         let ram = Cache::builder()
+            .eviction_policy(EvictionPolicy::lru())
             .max_capacity(max_bytes)
             .weigher(|_, batch: &Batch| {
                 let bytes: usize = batch.iter().map(Record::size).sum();
