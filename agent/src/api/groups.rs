@@ -77,22 +77,16 @@ pub async fn leave(
     run(&agent, &group, GroupRequest::Leave { member_id }).await
 }
 
+/// A member's fetch: the partition fetch's limits, without an offset (the
+/// coordinator keeps the member's positions).
 #[derive(Deserialize)]
 pub struct FetchQuery {
-    #[serde(default = "default_max_records")]
+    #[serde(default = "super::records::default_max_records")]
     max_records: usize,
-    #[serde(default = "default_max_bytes")]
+    #[serde(default = "super::records::default_max_bytes")]
     max_bytes: usize,
     #[serde(default)]
     timeout_ms: u64,
-}
-
-fn default_max_records() -> usize {
-    500
-}
-
-fn default_max_bytes() -> usize {
-    1 << 20
 }
 
 pub async fn records(

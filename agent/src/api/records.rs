@@ -186,11 +186,11 @@ pub struct FetchQuery {
     timeout_ms: u64,
 }
 
-fn default_max_records() -> usize {
+pub fn default_max_records() -> usize {
     500
 }
 
-fn default_max_bytes() -> usize {
+pub fn default_max_bytes() -> usize {
     1 << 20
 }
 
