@@ -13,6 +13,13 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     agent: AgentArgs,
+    /// Delay every object-store request by a sample from this latency profile
+    /// (none, s3-standard, s3-express; see docs/benchmarks.md). For benchmarks.
+    #[arg(long, env = "FLOE_STORE_PROFILE", default_value = "none")]
+    store_profile: floe_broker::latency::Profile,
+    /// Seed for the profile's delays (default: random).
+    #[arg(long, env = "FLOE_STORE_PROFILE_SEED")]
+    store_profile_seed: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -43,7 +50,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Some(Command::CheckStore(args)) => check_store(args).await,
-        None => run(cli.agent).await.map(|()| ExitCode::SUCCESS),
+        None => run(cli.agent, cli.store_profile, cli.store_profile_seed).await.map(|()| ExitCode::SUCCESS),
     };
     match outcome {
         Ok(code) => code,
@@ -55,8 +62,16 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(args: AgentArgs) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(
+    args: AgentArgs,
+    profile: floe_broker::latency::Profile,
+    profile_seed: Option<u64>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let mut store = floe_broker::store::open(&args.store)?;
+    if profile != floe_broker::latency::Profile::None {
+        tracing::warn!(%profile, "delaying object-store requests (benchmarking only)");
+        store = floe_broker::latency::LatencyStore::wrap(store, profile, profile_seed.unwrap_or_else(rand::random));
+    }
     if let Some(rate) = args.inject_store_faults {
         tracing::warn!(rate, "injecting object-store faults (testing only)");
         let seed = rand::random();

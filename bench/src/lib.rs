@@ -1,9 +1,12 @@
-//! `floe-bench`: measuring tools for Floe. Today it holds the chaos checker
-//! (`floe-chaos`): agents killed at random while producers and consumers run,
-//! then every queue invariant checked. The benchmark scenarios (`produce`,
-//! `consume`, `e2e`, `floor`) arrive with the benchmark issue.
+//! `floe-bench`: measuring tools for Floe. The benchmark scenarios
+//! (`floor`, `produce`, `consume`, `e2e`, `all`, and `metadata`) are in
+//! `scenarios.rs` and `metadata.rs`, with their reporting in `report.rs`; the
+//! chaos checker (`floe-chaos`) kills agents at random while producers and
+//! consumers run, then checks every queue invariant.
 
 pub mod chaos;
 pub mod history;
 pub mod metadata;
 pub mod procs;
+pub mod report;
+pub mod scenarios;

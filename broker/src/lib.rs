@@ -7,6 +7,7 @@ pub mod entry;
 mod error;
 pub mod fault;
 pub mod keys;
+pub mod latency;
 pub mod log;
 pub mod metered;
 pub mod record;
