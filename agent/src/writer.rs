@@ -259,44 +259,74 @@ async fn commit_uploads(
     committer: Arc<Committer>,
     cache: BatchCache,
 ) {
-    while let Some(task) = uploads.recv().await {
-        let mut up = match task.await {
-            Ok(Ok(up)) => up,
-            Ok(Err((e, waiters))) => {
-                fail_all(waiters, &e);
-                continue;
-            }
-            // The waiters were dropped with the task; their callers see `Closed`.
-            Err(_) => continue,
+    let mut next: Option<UploadTask> = None;
+    loop {
+        let task = match next.take() {
+            Some(task) => task,
+            None => match uploads.recv().await {
+                Some(task) => task,
+                None => return,
+            },
         };
-        if let Err(e) = refresh_if_stale(&log, &mut up).await {
-            fail_all(up.waiters, &WriteError::Upload(e.to_string()));
-            continue;
+        // Uploads that finished while the previous commit was in flight join
+        // this one: one log entry for all of them, in seal order.
+        let mut ready = vec![task.await];
+        while let Ok(more) = uploads.try_recv() {
+            if !more.is_finished() {
+                next = Some(more);
+                break;
+            }
+            ready.push(more.await);
         }
-        // Tail readers on this agent are served from RAM, without a GET. The
-        // batches go in before the commit: a long-poll wakes the moment the
-        // entry is applied, and must find them there. (Entries for a commit
-        // that fails are never referenced, and age out.)
+        let mut group = Vec::with_capacity(ready.len());
+        for done in ready {
+            match done {
+                Ok(Ok(mut up)) => match refresh_if_stale(&log, &mut up).await {
+                    Ok(()) => group.push(up),
+                    Err(e) => fail_all(up.waiters, &WriteError::Upload(e.to_string())),
+                },
+                Ok(Err((e, waiters))) => fail_all(waiters, &e),
+                // The waiters were dropped with the task; their callers see `Closed`.
+                Err(_) => {}
+            }
+        }
+        if !group.is_empty() {
+            commit_group(group, &committer, &cache).await;
+        }
+    }
+}
+
+async fn commit_group(mut group: Vec<Uploaded>, committer: &Committer, cache: &BatchCache) {
+    // Tail readers on this agent are served from RAM, without a GET. The
+    // batches go in before the commit: a long-poll wakes the moment the entry
+    // is applied, and must find them there. (Entries for a commit that fails
+    // are never referenced, and age out.)
+    for up in &mut group {
         for (meta, records) in up.batches.iter().zip(std::mem::take(&mut up.records)) {
             cache.insert((up.segment, meta.pos), records).await;
         }
-        let op = Op::Append { segment: up.segment, batches: up.batches.clone() };
-        let placements = match committer.commit(vec![op]).await {
-            Ok(c) => match c.outcomes.into_iter().next() {
-                Some(OpOutcome::Appended(p)) => p,
-                Some(OpOutcome::SegmentTooOld) => {
-                    let e =
-                        WriteError::Commit("the segment outlived the commit window before its commit landed".into());
-                    fail_all(up.waiters, &e);
-                    continue;
-                }
-                _ => {
-                    fail_all(up.waiters, &WriteError::Commit("unexpected apply outcome".into()));
-                    continue;
-                }
-            },
-            Err(e) => {
+    }
+    let ops = group.iter().map(|up| Op::Append { segment: up.segment, batches: up.batches.clone() }).collect();
+    let outcomes = match committer.commit(ops).await {
+        Ok(c) => c.outcomes,
+        Err(e) => {
+            for up in group {
                 fail_all(up.waiters, &WriteError::Commit(e.to_string()));
+            }
+            return;
+        }
+    };
+    let mut outcomes = outcomes.into_iter();
+    for up in group {
+        let placements = match outcomes.next() {
+            Some(OpOutcome::Appended(p)) => p,
+            Some(OpOutcome::SegmentTooOld) => {
+                let e = WriteError::Commit("the segment outlived the commit window before its commit landed".into());
+                fail_all(up.waiters, &e);
+                continue;
+            }
+            _ => {
+                fail_all(up.waiters, &WriteError::Commit("unexpected apply outcome".into()));
                 continue;
             }
         };
