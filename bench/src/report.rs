@@ -23,45 +23,12 @@ pub fn price_table() -> String {
     )
 }
 
-/// Requests and bytes for one kind of key (or a sum).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    pub put: u64,
-    pub get: u64,
-    pub list: u64,
-    pub delete: u64,
-    pub put_bytes: u64,
-    pub get_bytes: u64,
-}
+/// Requests and bytes for one kind of key (or a sum): the agent's own type.
+pub type Counts = floe_broker::metered::CounterSnapshot;
 
-impl Counts {
-    fn from_json(v: &Value) -> Self {
-        let n = |k: &str| v[k].as_u64().unwrap_or(0);
-        Self {
-            put: n("put"),
-            get: n("get"),
-            list: n("list"),
-            delete: n("delete"),
-            put_bytes: n("put_bytes"),
-            get_bytes: n("get_bytes"),
-        }
-    }
-
-    fn zip(self, o: Self, f: impl Fn(u64, u64) -> u64) -> Self {
-        Self {
-            put: f(self.put, o.put),
-            get: f(self.get, o.get),
-            list: f(self.list, o.list),
-            delete: f(self.delete, o.delete),
-            put_bytes: f(self.put_bytes, o.put_bytes),
-            get_bytes: f(self.get_bytes, o.get_bytes),
-        }
-    }
-
-    /// Dollars for these requests at S3 Standard prices.
-    pub fn dollars(&self) -> f64 {
-        (self.put + self.list) as f64 * PUT_LIST_PER_1000 / 1000.0 + self.get as f64 * GET_PER_1000 / 1000.0
-    }
+/// Dollars for these requests at S3 Standard prices.
+pub fn dollars(c: &Counts) -> f64 {
+    (c.put + c.list) as f64 * PUT_LIST_PER_1000 / 1000.0 + c.get as f64 * GET_PER_1000 / 1000.0
 }
 
 /// One agent's `/v1/stats`, or the difference of two.
@@ -77,12 +44,12 @@ pub struct Stats {
 
 impl Stats {
     pub fn from_json(v: &Value) -> Self {
-        let s = &v["store"];
+        let s: floe_broker::metered::StoreStats = serde_json::from_value(v["store"].clone()).unwrap_or_default();
         Self {
-            log: Counts::from_json(&s["log"]),
-            segments: Counts::from_json(&s["segments"]),
-            snapshots: Counts::from_json(&s["snapshots"]),
-            other: Counts::from_json(&s["other"]),
+            log: s.log,
+            segments: s.segments,
+            snapshots: s.snapshots,
+            other: s.other,
             cache_lookups: v["cache"]["lookups"].as_u64().unwrap_or(0),
             cache_loads: v["cache"]["loads"].as_u64().unwrap_or(0),
         }
@@ -130,7 +97,7 @@ impl PerGib {
             get: c.get as f64 / gib,
             list: c.list as f64 / gib,
             delete: c.delete as f64 / gib,
-            dollars: c.dollars() / gib,
+            dollars: dollars(c) / gib,
         }
     }
 }
@@ -300,7 +267,7 @@ mod tests {
         let t = d.total();
         assert_eq!((t.put, t.get, t.list, t.delete, t.put_bytes), (11, 102, 1, 3, 50));
         // 12 PUT/LIST at $0.005/1000 + 102 GET at $0.0004/1000.
-        assert!((t.dollars() - (12.0 * 0.005 + 102.0 * 0.0004) / 1000.0).abs() < 1e-12);
+        assert!((dollars(&t) - (12.0 * 0.005 + 102.0 * 0.0004) / 1000.0).abs() < 1e-12);
         let per = PerGib::of(&t, (GIB / 2.0) as u64);
         assert!((per.put - 22.0).abs() < 1e-9 && (per.get - 204.0).abs() < 1e-9);
     }

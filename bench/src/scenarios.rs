@@ -768,7 +768,7 @@ pub async fn consume_scenario(cluster: &Cluster, load: &Load, seed: u64) -> Resu
         catchup_mib_s: catchup.bytes as f64 / MIB / catchup.seconds.max(0.001),
         catchup_bytes: catchup.bytes,
         catchup_get_per_gib: catchup_store.total().get as f64 / read_gib,
-        catchup_dollars_per_gib: catchup_store.total().dollars() / read_gib,
+        catchup_dollars_per_gib: crate::report::dollars(&catchup_store.total()) / read_gib,
         catchup_store,
         catchup_agent_cpu_s_per_gib: cpu.map(|c| c / read_gib),
     })

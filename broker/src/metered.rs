@@ -14,7 +14,7 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
     PutOptions, PutPayload, PutResult, Result,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Request counts for one kind of key.
 #[derive(Debug, Default)]
@@ -27,7 +27,8 @@ struct Counters {
     get_bytes: AtomicU64,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CounterSnapshot {
     pub put: u64,
     pub get: u64,
@@ -35,6 +36,20 @@ pub struct CounterSnapshot {
     pub delete: u64,
     pub put_bytes: u64,
     pub get_bytes: u64,
+}
+
+impl CounterSnapshot {
+    /// Combines two snapshots counter by counter (sums, differences).
+    pub fn zip(self, o: Self, f: impl Fn(u64, u64) -> u64) -> Self {
+        Self {
+            put: f(self.put, o.put),
+            get: f(self.get, o.get),
+            list: f(self.list, o.list),
+            delete: f(self.delete, o.delete),
+            put_bytes: f(self.put_bytes, o.put_bytes),
+            get_bytes: f(self.get_bytes, o.get_bytes),
+        }
+    }
 }
 
 impl Counters {
@@ -52,7 +67,8 @@ impl Counters {
 }
 
 /// Counters by kind of key: `log/`, `segments/`, `snapshots/`, everything else.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StoreStats {
     pub log: CounterSnapshot,
     pub segments: CounterSnapshot,
