@@ -239,16 +239,12 @@ async fn put_segment(log: &MetadataLog, bytes: bytes::Bytes) -> Result<Ulid, obj
 /// for the commit itself.
 async fn refresh_if_stale(log: &MetadataLog, up: &mut Uploaded) -> Result<(), object_store::Error> {
     let window = log.state().commit_window_ms;
-    let age = now_ms().saturating_sub(up.segment.timestamp_ms());
+    let age = floe_broker::clock::now_ms().saturating_sub(up.segment.timestamp_ms());
     if age > window / 2 {
         tracing::info!(segment = %up.segment, age_ms = age, "segment waited too long for its commit; uploading it again");
         up.segment = put_segment(log, up.bytes.clone()).await?;
     }
     Ok(())
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Commits uploads one at a time, in the order they were sealed, so one

@@ -252,7 +252,6 @@ async fn produce(
                 Sent::Acked(offsets) => {
                     let acks = values.iter().zip(offsets).map(|(v, offset)| Ack {
                         producer: me,
-                        idempotent,
                         partition,
                         offset,
                         value: v.clone(),

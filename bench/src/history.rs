@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 #[derive(Clone, Debug)]
 pub struct Ack {
     pub producer: usize,
-    pub idempotent: bool,
     pub partition: u32,
     pub offset: u64,
     pub value: String,
@@ -142,7 +141,7 @@ mod tests {
     use super::*;
 
     fn ack(producer: usize, partition: u32, offset: u64, value: &str) -> Ack {
-        Ack { producer, idempotent: producer.is_multiple_of(2), partition, offset, value: value.into() }
+        Ack { producer, partition, offset, value: value.into() }
     }
 
     fn sent(values: &[&str]) -> HashSet<String> {

@@ -63,7 +63,7 @@ impl Gc {
             .try_filter_map(|m| futures::future::ready(Ok(keys::parse_segment_id(&m.location))))
             .try_collect()
             .await?;
-        let now_ms = wall_ms();
+        let now_ms = floe_broker::clock::now_ms();
         let mut report = GcReport::default();
         let mut deletable = Vec::new();
         {
@@ -102,8 +102,4 @@ impl Gc {
         }
         Ok(report)
     }
-}
-
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

@@ -94,7 +94,7 @@ impl Compactor {
     }
 
     async fn retention(&self) -> Result<usize> {
-        let ops = retention::plan(&self.log.state(), wall_ms());
+        let ops = retention::plan(&self.log.state(), i64::try_from(floe_broker::clock::now_ms()).unwrap_or(i64::MAX));
         if ops.is_empty() {
             return Ok(0);
         }
@@ -111,7 +111,7 @@ impl Compactor {
         let mut ops = Vec::new();
         let mut batches = Vec::new();
         for run in &runs {
-            let (_, op) = merge::execute(&store, run, self.settings.merge_batch_bytes).await?;
+            let op = merge::execute(&store, run, self.settings.merge_batch_bytes).await?;
             ops.push(op);
             batches.push(run.batches.len());
         }
@@ -125,10 +125,4 @@ impl Compactor {
             .collect();
         Ok((merged.len(), merged.iter().sum()))
     }
-}
-
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -25,12 +25,6 @@ pub struct MergeRun {
     pub batches: Vec<(u64, StoredBatch)>,
 }
 
-impl MergeRun {
-    pub fn bytes(&self) -> u64 {
-        self.batches.iter().map(|(_, b)| u64::from(b.len)).sum()
-    }
-}
-
 /// The runs worth merging now. A batch is a candidate when it is small and
 /// still sits in a flush segment (merged segments are never merged again, so
 /// every byte is rewritten at most once). A run is merged when it adds up to
@@ -75,7 +69,7 @@ pub async fn execute(
     store: &Arc<dyn ObjectStore>,
     run: &MergeRun,
     batch_bytes: usize,
-) -> Result<(Ulid, Op), floe_broker::Error> {
+) -> Result<Op, floe_broker::Error> {
     let fetched: Vec<Vec<Record>> = futures::stream::iter(run.batches.iter().cloned())
         .map(|(_, b)| {
             let store = store.clone();
@@ -97,7 +91,7 @@ pub async fn execute(
     let replaced =
         run.batches.iter().map(|(base, b)| BatchId { base_offset: *base, segment: b.segment, pos: b.pos }).collect();
     let op = Op::Replace { topic: run.topic.clone(), partition: run.partition, replaced, segment, batches: placed };
-    Ok((segment, op))
+    Ok(op)
 }
 
 fn encode(

@@ -98,12 +98,6 @@ async fn check_producer(agent: &Agent, producer: &ProducerRef) -> Result<(), Api
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 pub async fn produce(
     State(agent): State<Arc<Agent>>,
     path: Result<Path<String>, PathRejection>,
@@ -125,7 +119,7 @@ pub async fn produce(
     };
 
     // Validate and place every record before buffering any: nothing is half-applied.
-    let now = now_ms();
+    let now = i64::try_from(floe_broker::clock::now_ms()).unwrap_or(i64::MAX);
     let mut sticky = None;
     let mut groups: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
     let mut placed = Vec::with_capacity(records.len());
