@@ -3,7 +3,7 @@
 //! uploaded as one segment, and committed with a create-only log entry. Only
 //! then is each request answered with its offsets.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +38,7 @@ pub struct PartitionRecords {
     pub records: Vec<Record>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum WriteError {
     #[error("the agent's write buffer is full; retry shortly")]
     Overloaded,
@@ -60,6 +60,21 @@ pub enum WriteError {
 /// Base offset of each `PartitionRecords` of a request, in the same order.
 type Reply = Result<Vec<u64>, WriteError>;
 
+/// An idempotent batch: its partition, stamp and record count. While one is
+/// buffered, uploading or committing, a retry of it waits for its answer
+/// instead of being written again.
+type StampKey = (String, u32, ProducerStamp, u32);
+
+/// Idempotent batches in flight on this agent, each with the retries waiting for it.
+#[derive(Default)]
+struct InFlight(std::sync::Mutex<HashMap<StampKey, Vec<oneshot::Sender<Reply>>>>);
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StampKey, Vec<oneshot::Sender<Reply>>>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 struct Pending {
     topic: String,
     parts: Vec<PartitionRecords>,
@@ -68,17 +83,49 @@ struct Pending {
 }
 
 struct Waiter {
-    reply: oneshot::Sender<Reply>,
+    /// `None` once answered.
+    reply: Option<oneshot::Sender<Reply>>,
+    /// Set for an idempotent batch: retries of it wait in `InFlight` for this answer.
+    stamp: Option<(StampKey, Arc<InFlight>)>,
     /// Returned to the buffer budget when the request is answered.
-    _permit: OwnedSemaphorePermit,
+    _permit: Option<OwnedSemaphorePermit>,
     /// For each part of the request: (batch index in the segment, index of its first record in that batch).
     slots: Vec<(usize, u32)>,
     topic: String,
     partitions: Vec<u32>,
 }
 
-/// One batch of a segment: a partition, and the producer stamp if idempotent.
-type BatchKey = (String, u32, Option<ProducerStamp>);
+impl Waiter {
+    /// Answers the request and every retry that waited for it.
+    fn answer(mut self, reply: Reply) {
+        self.finish(reply);
+    }
+
+    fn finish(&mut self, reply: Reply) {
+        if let Some((key, inflight)) = self.stamp.take() {
+            for retry in inflight.lock().remove(&key).unwrap_or_default() {
+                let _ = retry.send(reply.clone());
+            }
+        }
+        if let Some(tx) = self.reply.take() {
+            let _ = tx.send(reply);
+        }
+    }
+}
+
+impl Drop for Waiter {
+    /// A waiter dropped unanswered (its task ended) still releases its retries.
+    fn drop(&mut self) {
+        if self.reply.is_some() {
+            self.finish(Err(WriteError::Closed));
+        }
+    }
+}
+
+/// One batch of a segment: a partition, and for an idempotent request its
+/// stamp and the request's place in the flush (each such request is a batch
+/// of its own, checked on apply on its own).
+type BatchKey = (String, u32, Option<(ProducerStamp, usize)>);
 
 /// One sealed buffer, uploaded.
 struct Uploaded {
@@ -96,6 +143,8 @@ pub struct Writer {
     tx: mpsc::UnboundedSender<Pending>,
     budget: Arc<Semaphore>,
     budget_bytes: usize,
+    log: Arc<MetadataLog>,
+    inflight: Arc<InFlight>,
 }
 
 impl Writer {
@@ -109,28 +158,88 @@ impl Writer {
         let (uploads_tx, uploads_rx) = mpsc::channel(settings.max_uploads.max(1));
         let budget_bytes = settings.buffer_bytes.min(Semaphore::MAX_PERMITS);
         tokio::spawn(flusher(rx, uploads_tx, log.clone(), settings));
-        tokio::spawn(commit_uploads(uploads_rx, log, committer, cache));
-        Self { tx, budget: Arc::new(Semaphore::new(budget_bytes)), budget_bytes }
+        tokio::spawn(commit_uploads(uploads_rx, log.clone(), committer, cache));
+        Self { tx, budget: Arc::new(Semaphore::new(budget_bytes)), budget_bytes, log, inflight: Arc::default() }
     }
 
     /// Buffers the records and waits until they are committed; returns the
     /// base offset of each part.
+    ///
+    /// An idempotent request (one part with a producer stamp) that retries a
+    /// batch this agent is still writing waits for that batch's answer; one
+    /// that retries a batch the log already holds is answered from the state.
+    /// Neither writes anything. (The log dedups on apply as well, which covers
+    /// retries through other agents.)
     pub async fn append(&self, topic: String, parts: Vec<PartitionRecords>) -> Reply {
         let bytes: usize = parts.iter().flat_map(|p| &p.records).map(Record::size).sum();
         let permits = u32::try_from(bytes).ok().filter(|_| bytes <= self.budget_bytes);
         let permits = permits.ok_or(WriteError::TooLarge { bytes, budget: self.budget_bytes })?;
-        let permit = self.budget.clone().try_acquire_many_owned(permits).map_err(|_| WriteError::Overloaded)?;
+        let stamp = match stamp_key(&topic, &parts) {
+            Some(key) => match self.claim_stamp(key) {
+                Claim::Answered(reply) => return reply,
+                Claim::Wait(answer) => return answer.await.unwrap_or(Err(WriteError::Closed)),
+                Claim::Write(key) => Some((key, self.inflight.clone())),
+            },
+            None => None,
+        };
         let (reply, answer) = oneshot::channel();
-        let waiter = Waiter {
-            reply,
-            _permit: permit,
+        let mut waiter = Waiter {
+            reply: Some(reply),
+            stamp,
+            _permit: None,
             slots: Vec::new(),
             topic: topic.clone(),
             partitions: parts.iter().map(|p| p.partition).collect(),
         };
+        // Dropping the waiter on an early return answers the retries waiting for it.
+        let Ok(permit) = self.budget.clone().try_acquire_many_owned(permits) else {
+            waiter.answer(Err(WriteError::Overloaded));
+            return Err(WriteError::Overloaded);
+        };
+        waiter._permit = Some(permit);
         self.tx.send(Pending { topic, parts, bytes, waiter }).map_err(|_| WriteError::Closed)?;
         answer.await.unwrap_or(Err(WriteError::Closed))
     }
+
+    /// Decides what an idempotent request does: write its batch, wait for the
+    /// same batch already in flight here, or take the log's answer for a batch
+    /// it already holds. The map is checked before the state, under its lock:
+    /// a batch leaves the map only after its commit is applied, so a retry
+    /// never misses both.
+    fn claim_stamp(&self, key: StampKey) -> Claim {
+        let mut inflight = self.inflight.lock();
+        if let Some(retries) = inflight.get_mut(&key) {
+            let (tx, rx) = oneshot::channel();
+            retries.push(tx);
+            return Claim::Wait(rx);
+        }
+        let (topic, partition, stamp, records) = &key;
+        match self.log.state().check_sequence(topic, *partition, *stamp, *records) {
+            Placement::Duplicate(base) => return Claim::Answered(Ok(vec![base])),
+            // Sequences and epochs only grow: what is refused now is refused at commit.
+            refused @ (Placement::Fenced | Placement::OutOfOrder { .. }) if !matches!(refused, Placement::OutOfOrder { expected } if stamp.sequence > expected) =>
+            {
+                return Claim::Answered(Err(WriteError::Producer(refused)));
+            }
+            // The next batch, or one this agent's state is too old to judge: the log decides.
+            _ => {}
+        }
+        inflight.insert(key.clone(), Vec::new());
+        Claim::Write(key)
+    }
+}
+
+enum Claim {
+    Write(StampKey),
+    Wait(oneshot::Receiver<Reply>),
+    Answered(Reply),
+}
+
+/// The stamp key of an idempotent request (which has exactly one part).
+fn stamp_key(topic: &str, parts: &[PartitionRecords]) -> Option<StampKey> {
+    let [part] = parts else { return None };
+    let stamp = part.producer?;
+    Some((topic.to_owned(), part.partition, stamp, u32::try_from(part.records.len()).ok()?))
 }
 
 /// Collects requests into the open buffer and seals it on time or size.
@@ -185,10 +294,10 @@ async fn upload(log: Arc<MetadataLog>, pending: Vec<Pending>) -> Result<Uploaded
     let mut groups: BTreeMap<BatchKey, Vec<Record>> = BTreeMap::new();
     let mut waiters = Vec::with_capacity(pending.len());
     let mut placed: Vec<Vec<(BatchKey, u32)>> = Vec::with_capacity(pending.len());
-    for p in pending {
+    for (i, p) in pending.into_iter().enumerate() {
         let mut slots = Vec::with_capacity(p.parts.len());
         for part in p.parts {
-            let key = (p.topic.clone(), part.partition, part.producer);
+            let key = (p.topic.clone(), part.partition, part.producer.map(|stamp| (stamp, i)));
             let group = groups.entry(key.clone()).or_default();
             slots.push((key, group.len() as u32));
             group.extend(part.records);
@@ -210,7 +319,7 @@ async fn upload(log: Arc<MetadataLog>, pending: Vec<Pending>) -> Result<Uploaded
         }
         let (bytes, mut metas) = b.finish()?;
         for (meta, (_, _, producer)) in metas.iter_mut().zip(&keys) {
-            meta.producer = *producer;
+            meta.producer = producer.map(|(stamp, _)| stamp);
         }
         Ok::<_, floe_broker::Error>((bytes, metas))
     })
@@ -339,17 +448,13 @@ async fn commit_group(mut group: Vec<Uploaded>, committer: &Committer, cache: &B
                     Some(refused) => Err(WriteError::Producer(refused)),
                 })
                 .collect();
-            let _ = w.reply.send(offsets);
+            w.answer(offsets);
         }
     }
 }
 
 fn fail_all(waiters: Vec<Waiter>, e: &WriteError) {
     for w in waiters {
-        let copy = match e {
-            WriteError::Upload(m) => WriteError::Upload(m.clone()),
-            other => WriteError::Commit(other.to_string()),
-        };
-        let _ = w.reply.send(Err(copy));
+        w.answer(Err(e.clone()));
     }
 }

@@ -54,7 +54,7 @@ pub struct BatchMeta {
 
 /// An idempotent producer's claim on a batch: its records carry sequences
 /// `sequence ..` in this partition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ProducerStamp {
     pub id: u64,
     pub epoch: u32,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
 use crate::entry::{BatchId, LogEntry, Op, PlacedBatch, TopicConfig};
-use crate::segment::BatchMeta;
+use crate::segment::{BatchMeta, ProducerStamp};
 use crate::{Error, Result};
 
 /// How long after its upload a segment may still be committed (measured on
@@ -290,39 +290,55 @@ impl State {
         OpOutcome::Appended(placements)
     }
 
-    /// Appends one batch, unless its producer's epoch or sequence says otherwise.
-    fn place(&mut self, segment: Ulid, b: &BatchMeta) -> Placement {
-        let Some(p) = self.topics.get_mut(&b.topic).and_then(|t| t.partitions.get_mut(b.partition as usize)) else {
-            return Placement::NoPartition;
-        };
-        let Some(stamp) = b.producer else {
-            let base = p.high_watermark;
-            p.high_watermark += u64::from(b.records);
-            p.batches.insert(base, StoredBatch::new(segment, b));
-            return Placement::At(base);
-        };
-        let Some(producer) = self.producers.get_mut(&stamp.id) else { return Placement::UnknownProducer };
+    /// How the log would place an idempotent producer's batch of `records`
+    /// stamped `stamp` in `topic`/`partition`: `At` (with the offset it would
+    /// get) when it is the next batch, `Duplicate` for a retry of a batch still
+    /// remembered, or why it is refused. Apply uses this; so do agents, to
+    /// answer a retry of a committed batch without writing anything.
+    pub fn check_sequence(&self, topic: &str, partition: u32, stamp: ProducerStamp, records: u32) -> Placement {
+        let Some(p) = self.partition(topic, partition) else { return Placement::NoPartition };
+        let Some(producer) = self.producers.get(&stamp.id) else { return Placement::UnknownProducer };
         if stamp.epoch < producer.epoch {
             return Placement::Fenced;
         }
         if stamp.epoch > producer.epoch {
             return Placement::UnknownProducer;
         }
-        let seq = producer.partitions.entry(b.topic.clone()).or_default().entry(b.partition).or_default();
-        if stamp.sequence != seq.next_sequence {
-            let retry = seq.recent.iter().find(|r| r.sequence == stamp.sequence && r.records == b.records);
-            return match retry {
-                Some(r) => Placement::Duplicate(r.base_offset),
-                None => Placement::OutOfOrder { expected: seq.next_sequence },
-            };
+        let seq = producer.partitions.get(topic).and_then(|t| t.get(&partition));
+        let next = seq.map_or(0, |s| s.next_sequence);
+        if stamp.sequence == next {
+            return Placement::At(p.high_watermark);
         }
+        let retry = seq.and_then(|s| s.recent.iter().find(|r| r.sequence == stamp.sequence && r.records == records));
+        match retry {
+            Some(r) => Placement::Duplicate(r.base_offset),
+            None => Placement::OutOfOrder { expected: next },
+        }
+    }
+
+    /// Appends one batch, unless its producer's epoch or sequence says otherwise.
+    fn place(&mut self, segment: Ulid, b: &BatchMeta) -> Placement {
+        if let Some(stamp) = b.producer {
+            let check = self.check_sequence(&b.topic, b.partition, stamp, b.records);
+            if !matches!(check, Placement::At(_)) {
+                return check;
+            }
+        }
+        let Some(p) = self.topics.get_mut(&b.topic).and_then(|t| t.partitions.get_mut(b.partition as usize)) else {
+            return Placement::NoPartition;
+        };
         let base = p.high_watermark;
         p.high_watermark += u64::from(b.records);
         p.batches.insert(base, StoredBatch::new(segment, b));
-        seq.next_sequence += u64::from(b.records);
-        seq.recent.push(RecentBatch { sequence: stamp.sequence, records: b.records, base_offset: base });
-        if seq.recent.len() > PRODUCER_RECENT_BATCHES {
-            seq.recent.remove(0);
+        if let Some(stamp) = b.producer
+            && let Some(producer) = self.producers.get_mut(&stamp.id)
+        {
+            let seq = producer.partitions.entry(b.topic.clone()).or_default().entry(b.partition).or_default();
+            seq.next_sequence += u64::from(b.records);
+            seq.recent.push(RecentBatch { sequence: stamp.sequence, records: b.records, base_offset: base });
+            if seq.recent.len() > PRODUCER_RECENT_BATCHES {
+                seq.recent.remove(0);
+            }
         }
         Placement::At(base)
     }
