@@ -85,6 +85,11 @@ pub enum Op {
     CommitOffsets {
         group: String,
         offsets: Vec<GroupOffset>,
+        /// The coordinator tenure that accepted the commit; applied only while
+        /// that tenure of the group's lease is current. (Absent only in
+        /// entries written before the fence existed.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        coordinator: Option<LeaseRef>,
     },
     /// Retention: the partition's log now starts at `log_start_offset`.
     Truncate {
@@ -101,6 +106,13 @@ pub enum Op {
         segment: Ulid,
         batches: Vec<PlacedBatch>,
     },
+}
+
+/// One tenure of a lease: its holder and the log position that began it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRef {
+    pub holder: Ulid,
+    pub since: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

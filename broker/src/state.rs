@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
-use crate::entry::{BatchId, LogEntry, Op, PlacedBatch, TopicConfig};
+use crate::entry::{BatchId, LeaseRef, LogEntry, Op, PlacedBatch, TopicConfig};
 use crate::segment::{BatchMeta, ProducerStamp};
 use crate::{Error, Result};
 
@@ -37,6 +37,24 @@ pub struct State {
     pub leases: BTreeMap<String, Lease>,
     /// Committed consumer-group offsets: group → topic → partition → next offset to read.
     pub group_offsets: BTreeMap<String, BTreeMap<String, BTreeMap<u32, u64>>>,
+    /// Segments appended while they can still be committed (their ULID time
+    /// is within the commit window), with what each batch became: a re-commit
+    /// of one (a lease holder's lost reply, a retried settle) is answered with
+    /// it and appends nothing, whatever was merged or truncated since. Older
+    /// segments need no entry: the log refuses to commit them at all.
+    #[serde(default)]
+    pub appended: BTreeMap<Ulid, Vec<Placement>>,
+    /// Commit ids of the entries applied within the commit window, with their
+    /// positions: the same entry created again at another position (after a
+    /// settle found only a tombstone at its first one) changes nothing. Older
+    /// entries are refused whole, so none can be missed.
+    #[serde(default)]
+    pub recent_commits: BTreeMap<Ulid, u64>,
+}
+
+/// The lease through which the group `group`'s coordinator is elected.
+pub fn group_lease(group: &str) -> String {
+    format!("group/{group}")
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +63,10 @@ pub struct Lease {
     pub url: String,
     /// On the log clock.
     pub expires_ms: u64,
+    /// The log position that began this holder's current tenure (renewals
+    /// keep it): names the tenure in fenced ops such as offset commits.
+    #[serde(default)]
+    pub since: u64,
 }
 
 /// How many of a producer's latest batches per partition are remembered, so a
@@ -80,11 +102,11 @@ impl Default for State {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentRef {
-    /// The offsets an `append` of this segment received, so a re-commit of the
-    /// same segment is answered with them instead of appending twice.
-    pub placements: Vec<Placement>,
     /// Batches of this segment still in some partition's index.
     pub live_batches: u32,
+    /// Written by a merge (never merged again), not by an agent's flush.
+    #[serde(default)]
+    pub merged: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +195,14 @@ pub enum OpOutcome {
         holder: Ulid,
     },
     OffsetsCommitted,
+    /// An offset commit from a coordinator whose lease tenure is over: nothing changed.
+    NotCoordinator,
+    /// The entry's commit id is older than the commit window: nothing in it was applied.
+    EntryTooOld,
+    /// The same entry (by commit id) was applied before, at `seq`; this copy changed nothing.
+    AlreadyCommitted {
+        seq: u64,
+    },
     /// A truncation or replacement that no longer applies (the data moved on); nothing changed.
     Skipped,
 }
@@ -189,6 +219,8 @@ impl State {
             next_producer_id: 0,
             leases: BTreeMap::new(),
             group_offsets: BTreeMap::new(),
+            appended: BTreeMap::new(),
+            recent_commits: BTreeMap::new(),
         }
     }
 
@@ -205,23 +237,68 @@ impl State {
         self.leases.get(name).filter(|l| l.expires_ms > self.log_clock_ms)
     }
 
-    /// Whether a segment uploaded at its ULID time may still be committed.
-    pub fn may_commit(&self, segment: Ulid) -> bool {
-        segment.timestamp_ms().saturating_add(self.commit_window_ms) >= self.log_clock_ms
+    /// Whether a segment uploaded, or an entry created, at this ULID's time
+    /// may still be committed.
+    pub fn may_commit(&self, id: Ulid) -> bool {
+        id.timestamp_ms().saturating_add(self.commit_window_ms) >= self.log_clock_ms
     }
 
     /// Applies the entry at log position `seq`, which must be the next one.
+    ///
+    /// An entry older than the commit window is refused whole, and a second
+    /// copy of an entry already applied changes nothing: so an entry takes
+    /// effect at most once, wherever and however often it is created.
     pub fn apply(&mut self, seq: u64, entry: &LogEntry) -> Result<Vec<OpOutcome>> {
         if seq != self.applied + 1 {
             return Err(Error::OutOfOrder { expected: self.applied + 1, got: seq });
         }
-        self.log_clock_ms = self.log_clock_ms.max(entry.commit_id.timestamp_ms());
-        let outcomes = entry.ops.iter().map(|op| self.apply_op(op)).collect();
+        let outcomes = if !self.may_commit(entry.commit_id) {
+            vec![OpOutcome::EntryTooOld; entry.ops.len()]
+        } else if let Some(first) = self.recent_commits.get(&entry.commit_id).copied() {
+            entry.ops.iter().map(|op| self.repeated_op(first, op)).collect()
+        } else {
+            self.log_clock_ms = self.log_clock_ms.max(entry.commit_id.timestamp_ms());
+            self.recent_commits.insert(entry.commit_id, seq);
+            self.forget_expired();
+            entry.ops.iter().map(|op| self.apply_op(seq, op)).collect()
+        };
         self.applied = seq;
         Ok(outcomes)
     }
 
-    fn apply_op(&mut self, op: &Op) -> OpOutcome {
+    /// What an op of an entry applied before at `first` answers now.
+    fn repeated_op(&self, first: u64, op: &Op) -> OpOutcome {
+        match op {
+            Op::Append { segment, .. } => match self.appended.get(segment) {
+                Some(placements) => OpOutcome::Appended(placements.clone()),
+                None => OpOutcome::AlreadyCommitted { seq: first },
+            },
+            _ => OpOutcome::AlreadyCommitted { seq: first },
+        }
+    }
+
+    /// Drops what the log clock has made unnecessary: dedup records for
+    /// segments and entries past the commit window (ULIDs sort by time, so
+    /// they are at the front), and leases that have expired.
+    fn forget_expired(&mut self) {
+        let live = |s: &Self, id: &Ulid| s.may_commit(*id);
+        while let Some((id, _)) = self.appended.first_key_value() {
+            if live(self, id) {
+                break;
+            }
+            self.appended.pop_first();
+        }
+        while let Some((id, _)) = self.recent_commits.first_key_value() {
+            if live(self, id) {
+                break;
+            }
+            self.recent_commits.pop_first();
+        }
+        let clock = self.log_clock_ms;
+        self.leases.retain(|_, l| l.expires_ms > clock);
+    }
+
+    fn apply_op(&mut self, seq: u64, op: &Op) -> OpOutcome {
         match op {
             Op::CreateTopic { name, partitions, config } => {
                 if self.topics.contains_key(name) {
@@ -239,15 +316,24 @@ impl State {
                 None => OpOutcome::TopicNotFound,
             },
             Op::Append { segment, batches } => self.append(*segment, batches),
-            Op::AcquireLease { name, holder, url, term_ms } => match self.valid_lease(name) {
-                Some(l) if l.holder != *holder => OpOutcome::LeaseHeld { holder: l.holder },
-                _ => {
-                    let expires_ms = self.log_clock_ms.saturating_add(*term_ms);
-                    self.leases.insert(name.clone(), Lease { holder: *holder, url: url.clone(), expires_ms });
-                    OpOutcome::LeaseGranted { expires_ms }
+            Op::AcquireLease { name, holder, url, term_ms } => {
+                let since = match self.valid_lease(name) {
+                    Some(l) if l.holder != *holder => return OpOutcome::LeaseHeld { holder: l.holder },
+                    Some(l) => l.since,
+                    None => seq,
+                };
+                let expires_ms = self.log_clock_ms.saturating_add(*term_ms);
+                self.leases.insert(name.clone(), Lease { holder: *holder, url: url.clone(), expires_ms, since });
+                OpOutcome::LeaseGranted { expires_ms }
+            }
+            Op::CommitOffsets { group, offsets, coordinator } => {
+                // Fenced on apply: a coordinator that was cut off and lost its
+                // lease cannot move offsets once another tenure has begun.
+                let tenure =
+                    self.valid_lease(&group_lease(group)).map(|l| LeaseRef { holder: l.holder, since: l.since });
+                if coordinator.is_some() && *coordinator != tenure {
+                    return OpOutcome::NotCoordinator;
                 }
-            },
-            Op::CommitOffsets { group, offsets } => {
                 let g = self.group_offsets.entry(group.clone()).or_default();
                 for o in offsets {
                     g.entry(o.topic.clone()).or_default().insert(o.partition, o.offset);
@@ -276,17 +362,18 @@ impl State {
     }
 
     fn append(&mut self, segment: Ulid, batches: &[BatchMeta]) -> OpOutcome {
-        if let Some(known) = self.segments.get(&segment) {
-            return OpOutcome::Appended(known.placements.clone());
+        if let Some(known) = self.appended.get(&segment) {
+            return OpOutcome::Appended(known.clone());
         }
-        if !self.may_commit(segment) {
+        if !self.may_commit(segment) || self.segments.contains_key(&segment) {
             return OpOutcome::SegmentTooOld;
         }
         let placements: Vec<Placement> = batches.iter().map(|b| self.place(segment, b)).collect();
         let live_batches = placements.iter().filter(|p| matches!(p, Placement::At(_))).count() as u32;
         if live_batches > 0 {
-            self.segments.insert(segment, SegmentRef { placements: placements.clone(), live_batches });
+            self.segments.insert(segment, SegmentRef { live_batches, merged: false });
         }
+        self.appended.insert(segment, placements.clone());
         OpOutcome::Appended(placements)
     }
 
@@ -410,7 +497,7 @@ impl State {
         for b in batches {
             p.batches.insert(b.base_offset, StoredBatch::new(segment, &b.meta));
         }
-        self.segments.insert(segment, SegmentRef { placements: Vec::new(), live_batches: batches.len() as u32 });
+        self.segments.insert(segment, SegmentRef { live_batches: batches.len() as u32, merged: true });
         for s in released {
             self.release(s);
         }
@@ -449,6 +536,7 @@ impl Partition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entry::GroupOffset;
 
     fn batch(topic: &str, partition: u32, records: u32) -> BatchMeta {
         BatchMeta { topic: topic.into(), partition, pos: 8, len: 40, records, max_timestamp: 5, producer: None }
@@ -615,23 +703,131 @@ mod tests {
     fn a_lease_is_granted_renewed_and_expires_on_the_log_clock() {
         let mut s = State::default();
         let (a, b) = (Ulid::new(), Ulid::new());
-        let acquire = |who, term_ms| {
-            LogEntry::new(vec![Op::AcquireLease {
+        // Each entry is created at the log clock (a minute later, after `later`).
+        let acquire = |s: &State, who, term_ms| LogEntry {
+            commit_id: Ulid::from_parts(s.log_clock_ms.max(1), Ulid::new().random()),
+            ..LogEntry::new(vec![Op::AcquireLease {
                 name: "commit".into(),
                 holder: who,
                 url: "http://a".into(),
                 term_ms,
             }])
         };
-        assert!(matches!(one(&mut s, acquire(a, 60_000)), OpOutcome::LeaseGranted { .. }));
-        assert_eq!(one(&mut s, acquire(b, 60_000)), OpOutcome::LeaseHeld { holder: a });
-        assert!(matches!(one(&mut s, acquire(a, 60_000)), OpOutcome::LeaseGranted { .. }), "the holder renews");
+        let acquire = |s: &mut State, who, term_ms| {
+            let e = acquire(s, who, term_ms);
+            one(s, e)
+        };
+        assert!(matches!(acquire(&mut s, a, 60_000), OpOutcome::LeaseGranted { .. }));
+        assert_eq!(acquire(&mut s, b, 60_000), OpOutcome::LeaseHeld { holder: a });
+        assert!(matches!(acquire(&mut s, a, 60_000), OpOutcome::LeaseGranted { .. }), "the holder renews");
         // An entry committed a minute later moves the log clock past the term.
         let later = LogEntry { commit_id: Ulid::from_parts(s.log_clock_ms + 61_000, 7), ..LogEntry::new(vec![]) };
         one_or_none(&mut s, later);
         assert!(s.valid_lease("commit").is_none());
-        assert!(matches!(one(&mut s, acquire(b, 60_000)), OpOutcome::LeaseGranted { .. }));
+        assert!(matches!(acquire(&mut s, b, 60_000), OpOutcome::LeaseGranted { .. }));
         assert_eq!(s.valid_lease("commit").map(|l| l.holder), Some(b));
+    }
+
+    /// Hole 4: a plain batch committed twice (a lease holder's reply lost,
+    /// the follower committing directly) after a merge released its segment.
+    #[test]
+    fn hole4_a_plain_batch_is_not_appended_twice_after_its_segment_was_merged() {
+        let mut s = State::default();
+        s.apply(1, &create("t", 1)).unwrap();
+        let a = Ulid::new();
+        let first = one(&mut s, append(a, vec![batch("t", 0, 3)]));
+        assert_eq!(first, OpOutcome::Appended(vec![Placement::At(0)]));
+        let merged = LogEntry::new(vec![Op::Replace {
+            topic: "t".into(),
+            partition: 0,
+            replaced: vec![BatchId { base_offset: 0, segment: a, pos: 8 }],
+            segment: Ulid::new(),
+            batches: vec![PlacedBatch { base_offset: 0, meta: batch("t", 0, 3) }],
+        }]);
+        assert_eq!(one(&mut s, merged), OpOutcome::Replaced);
+        assert!(!s.segments.contains_key(&a), "the merge released the flush segment");
+        assert_eq!(one(&mut s, append(a, vec![batch("t", 0, 3)])), first, "the original offsets");
+        assert_eq!(s.partition("t", 0).unwrap().high_watermark, 3, "nothing appended twice");
+    }
+
+    /// Hole 4, second half: a writer whose settle met a tombstone creates its
+    /// entry again at the tail; the second copy must change nothing.
+    #[test]
+    fn hole4_an_entry_created_again_at_another_position_applies_once() {
+        let mut s = State::default();
+        s.apply(1, &create("t", 1)).unwrap();
+        let entry = LogEntry::new(vec![
+            Op::InitProducer { producer_id: None },
+            Op::Append { segment: Ulid::new(), batches: vec![batch("t", 0, 2)] },
+        ]);
+        let first = s.apply(2, &entry).unwrap();
+        let again = s.apply(3, &entry).unwrap();
+        assert_eq!(again[0], OpOutcome::AlreadyCommitted { seq: 2 });
+        assert_eq!(again[1], first[1], "the append answers with its original offsets");
+        assert_eq!((s.next_producer_id, s.partition("t", 0).unwrap().high_watermark), (1, 2));
+    }
+
+    #[test]
+    fn an_entry_older_than_the_commit_window_is_refused_whole() {
+        let mut s = State::new(1_000);
+        s.apply(1, &create("t", 1)).unwrap();
+        let old = LogEntry {
+            commit_id: Ulid::from_parts(s.log_clock_ms - 5_000, 1),
+            ..LogEntry::new(vec![Op::InitProducer { producer_id: None }])
+        };
+        assert_eq!(one(&mut s, old), OpOutcome::EntryTooOld);
+        assert!(s.producers.is_empty());
+    }
+
+    #[test]
+    fn dedup_records_and_expired_leases_are_forgotten_after_the_window() {
+        let mut s = State::new(1_000);
+        s.apply(1, &create("t", 1)).unwrap();
+        one(&mut s, append(Ulid::new(), vec![batch("t", 0, 1)]));
+        let lease =
+            Op::AcquireLease { name: group_lease("g"), holder: Ulid::new(), url: "http://a".into(), term_ms: 500 };
+        one(&mut s, LogEntry::new(vec![lease]));
+        assert_eq!((s.appended.len(), s.recent_commits.len(), s.leases.len()), (1, 3, 1));
+        let later = LogEntry { commit_id: Ulid::from_parts(s.log_clock_ms + 5_000, 7), ..LogEntry::new(vec![]) };
+        one_or_none(&mut s, later);
+        assert_eq!((s.appended.len(), s.recent_commits.len(), s.leases.len()), (0, 1, 0));
+    }
+
+    /// Hole 3: a coordinator cut off after its generation check, whose lease
+    /// passed to another tenure, cannot move the group's offsets backwards.
+    #[test]
+    fn hole3_a_zombie_coordinator_cannot_commit_offsets() {
+        let mut s = State::default();
+        s.apply(1, &create("t", 1)).unwrap();
+        let (zombie, fresh) = (Ulid::new(), Ulid::new());
+        let acquire = |who: Ulid, clock: u64| LogEntry {
+            commit_id: Ulid::from_parts(clock, 3),
+            ..LogEntry::new(vec![Op::AcquireLease {
+                name: group_lease("g"),
+                holder: who,
+                url: "http://x".into(),
+                term_ms: 10_000,
+            }])
+        };
+        let start = s.log_clock_ms;
+        one(&mut s, acquire(zombie, start));
+        let zombie_tenure = LeaseRef { holder: zombie, since: s.applied };
+        let commit = |offset, tenure| {
+            LogEntry::new(vec![Op::CommitOffsets {
+                group: "g".into(),
+                offsets: vec![GroupOffset { topic: "t".into(), partition: 0, offset }],
+                coordinator: Some(tenure),
+            }])
+        };
+        // The zombie's lease runs out; another agent takes the group and commits 10.
+        one(&mut s, acquire(fresh, start + 11_000));
+        let fresh_tenure = LeaseRef { holder: fresh, since: s.applied };
+        assert_eq!(one(&mut s, commit(10, fresh_tenure)), OpOutcome::OffsetsCommitted);
+        assert_eq!(one(&mut s, commit(3, zombie_tenure)), OpOutcome::NotCoordinator);
+        // Even once the zombie holds the lease again, its old tenure stays fenced.
+        one(&mut s, acquire(zombie, start + 22_000));
+        assert_eq!(one(&mut s, commit(3, zombie_tenure)), OpOutcome::NotCoordinator);
+        assert_eq!(s.group_offsets["g"]["t"][&0], 10);
     }
 
     fn one_or_none(s: &mut State, entry: LogEntry) {

@@ -46,7 +46,7 @@ pub fn plan(state: &State, s: &CompactorSettings) -> Vec<MergeRun> {
             let mut run: Vec<(u64, StoredBatch)> = Vec::new();
             let mut run_bytes = 0u64;
             for (base, b) in &p.batches {
-                let from_flush = state.segments.get(&b.segment).is_some_and(|r| !r.placements.is_empty());
+                let from_flush = state.segments.get(&b.segment).is_some_and(|r| !r.merged);
                 let candidate = from_flush && u64::from(b.len) < s.merge_small_batch_bytes;
                 if !candidate || run_bytes + u64::from(b.len) > s.merge_target_bytes {
                     close(&mut run, name, i as u32);

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use floe_broker::entry::{GroupOffset, Op};
+use floe_broker::entry::{GroupOffset, LeaseRef, Op};
 use floe_broker::state::OpOutcome;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -37,6 +37,19 @@ pub enum GroupRequest {
     Commit { member_id: String, generation: u64, offsets: Vec<GroupOffset> },
 }
 
+impl GroupRequest {
+    /// The member a request speaks for (a join has none yet).
+    pub fn member_id(&self) -> Option<&str> {
+        match self {
+            Self::Join { .. } => None,
+            Self::Heartbeat { member_id }
+            | Self::Leave { member_id }
+            | Self::Fetch { member_id, .. }
+            | Self::Commit { member_id, .. } => Some(member_id),
+        }
+    }
+}
+
 /// A status and JSON body, from the coordinator to whoever forwarded.
 #[derive(Serialize, Deserialize)]
 pub struct GroupAnswer {
@@ -52,9 +65,7 @@ pub struct Groups {
     local: Mutex<HashMap<String, Arc<tokio::sync::Mutex<GroupState>>>>,
 }
 
-fn lease_name(group: &str) -> String {
-    format!("group/{group}")
-}
+use floe_broker::state::group_lease as lease_name;
 
 impl Groups {
     pub fn new(url: String, term: Duration) -> Self {
@@ -66,21 +77,25 @@ impl Groups {
         self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Runs `req` on the group's coordinator, wherever it is.
+    /// Runs `req` on the group's coordinator, wherever it is. Only a join
+    /// may elect a coordinator: a request for a group that has none names a
+    /// member that cannot exist, and is answered without writing anything.
     pub async fn handle(&self, agent: &Agent, group: &str, req: GroupRequest) -> Result<GroupAnswer, ApiError> {
-        for _ in 0..3 {
+        for attempt in 0..3 {
+            if attempt > 0 {
+                agent.log.catch_up().await?;
+            }
             let holder = agent.log.state().valid_lease(&lease_name(group)).map(|l| (l.holder, l.url.clone()));
             match holder {
                 Some((h, _)) if h == self.id => return Ok(self.run_local(agent, group, req).await),
                 Some((_, url)) => match self.forward(&url, group, &req).await {
                     Ok(answer) if answer.status != StatusCode::MISDIRECTED_REQUEST.as_u16() => return Ok(answer),
-                    // The holder moved on, or does not answer: look again, and claim if its lease ran out.
-                    _ => {
-                        agent.log.catch_up().await?;
-                        self.claim(agent, group).await?;
-                    }
+                    // The holder moved on, or does not answer: look again (a join claims once its lease ran out).
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(group, error = %e, "group coordinator did not answer"),
                 },
-                None => self.claim(agent, group).await?,
+                None if matches!(req, GroupRequest::Join { .. }) => self.claim(agent, group).await?,
+                None => return Ok(answer(Err(unknown_member(req.member_id().unwrap_or_default())))),
             }
         }
         Err(ApiError::unavailable(
@@ -115,11 +130,7 @@ impl Groups {
         let state = self.local_groups().get(group).cloned();
         let Some(state) = state.filter(|_| holds) else {
             self.local_groups().remove(group);
-            return answer(Err(ApiError::new(
-                StatusCode::MISDIRECTED_REQUEST,
-                "not_coordinator",
-                "not this group's coordinator",
-            )));
+            return answer(Err(not_coordinator()));
         };
         answer(self.execute(agent, group, &state, req).await)
     }
@@ -169,7 +180,7 @@ impl Groups {
                 Ok(json!({}))
             }
             GroupRequest::Commit { member_id, generation, offsets } => {
-                {
+                let tenure = {
                     let mut s = state.lock().await;
                     let current = s.generation;
                     member(&mut s, &member_id)?.last_seen = Instant::now();
@@ -181,9 +192,22 @@ impl Groups {
                         )
                         .with("generation", current));
                     }
+                    let state = agent.log.state();
+                    let lease = state.valid_lease(&lease_name(group)).filter(|l| l.holder == self.id);
+                    lease.map(|l| LeaseRef { holder: l.holder, since: l.since }).ok_or_else(not_coordinator)?
+                };
+                check_offsets(agent, &offsets).await?;
+                let op = Op::CommitOffsets { group: group.to_owned(), offsets, coordinator: Some(tenure) };
+                let done = agent.log.commit(vec![op]).await?;
+                match done.outcomes.first() {
+                    Some(OpOutcome::OffsetsCommitted) => Ok(json!({})),
+                    // Our tenure ended while the member waited: the log refused the commit.
+                    Some(OpOutcome::NotCoordinator) => {
+                        self.local_groups().remove(group);
+                        Err(not_coordinator())
+                    }
+                    other => Err(ApiError::internal(format!("unexpected outcome of an offset commit: {other:?}"))),
                 }
-                agent.log.commit(vec![Op::CommitOffsets { group: group.to_owned(), offsets }]).await?;
-                Ok(json!({}))
             }
             GroupRequest::Fetch { member_id, max_records, max_bytes, timeout_ms } => {
                 self.fetch(agent, group, state, &member_id, max_records, max_bytes, Duration::from_millis(timeout_ms))
@@ -245,6 +269,10 @@ impl Groups {
                 };
                 let fetched = match agent.reader.fetch(&req).await {
                     Ok(f) => f,
+                    // As Kafka: with no reset policy, an out-of-range position is the consumer's to handle.
+                    Err(e @ FetchError::OffsetOutOfRange { .. }) if reset == OffsetReset::None => {
+                        return Err(e.into());
+                    }
                     Err(FetchError::OffsetOutOfRange { log_start_offset, high_watermark, .. }) => {
                         let reset_to = if reset == OffsetReset::Latest { high_watermark } else { log_start_offset };
                         moved.push(((topic, partition), reset_to));
@@ -333,13 +361,50 @@ fn answer(result: Result<Value, ApiError>) -> GroupAnswer {
 }
 
 fn member<'a>(s: &'a mut GroupState, id: &str) -> Result<&'a mut Member, ApiError> {
-    s.members.get_mut(id).ok_or_else(|| {
-        ApiError::new(StatusCode::CONFLICT, "unknown_member", format!("member {id:?} is not in the group; join again"))
-    })
+    s.members.get_mut(id).ok_or_else(|| unknown_member(id))
+}
+
+fn unknown_member(id: &str) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "unknown_member", format!("member {id:?} is not in the group; join again"))
+}
+
+fn not_coordinator() -> ApiError {
+    ApiError::new(StatusCode::MISDIRECTED_REQUEST, "not_coordinator", "not this group's coordinator")
 }
 
 fn assignments(m: &Member) -> Vec<Value> {
     m.assignments.iter().map(|(t, p)| json!({ "topic": t, "partition": p })).collect()
+}
+
+/// Refuses offsets for partitions that do not exist or beyond their high
+/// watermark (catching up first, so a partition just created elsewhere is known).
+async fn check_offsets(agent: &Agent, offsets: &[GroupOffset]) -> Result<(), ApiError> {
+    let check = |agent: &Agent| -> Result<(), ApiError> {
+        let state = agent.log.state();
+        for o in offsets {
+            let topic = state.topic(&o.topic).ok_or_else(|| ApiError::topic_not_found(&o.topic))?;
+            let p = topic
+                .partitions
+                .get(o.partition as usize)
+                .ok_or_else(|| ApiError::partition_not_found(&o.topic, o.partition))?;
+            if o.offset > p.high_watermark {
+                return Err(ApiError::bad_request(
+                    "offset_out_of_range",
+                    format!(
+                        "offset {} is beyond {}/{}'s high watermark {}",
+                        o.offset, o.topic, o.partition, p.high_watermark
+                    ),
+                )
+                .with("high_watermark", p.high_watermark));
+            }
+        }
+        Ok(())
+    };
+    if check(agent).is_ok() {
+        return Ok(());
+    }
+    agent.log.catch_up().await?;
+    check(agent)
 }
 
 /// Partition counts of `topics`, which must all exist.
