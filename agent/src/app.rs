@@ -14,12 +14,14 @@ use crate::committer::{Committer, GroupSettings, LeaseSettings};
 use crate::config::{AgentArgs, CompactorMode};
 use crate::groups::Groups;
 use crate::partitioner::Sticky;
+use crate::peers::PeerAuth;
 use crate::reader::Reader;
 use crate::writer::{Writer, WriterSettings};
 use floe_compactor::Compactor;
 
 pub struct Agent {
     pub settings: AgentArgs,
+    pub peers: Arc<PeerAuth>,
     pub store_stats: Arc<MeteredStore>,
     pub cache: BatchCache,
     pub log: Arc<MetadataLog>,
@@ -49,16 +51,21 @@ impl Agent {
         let disk = settings.cache_dir.clone().map(|d| (d, settings.cache_dir_bytes));
         let cache = BatchCache::new(settings.cache_bytes, disk)
             .map_err(|source| floe_broker::Error::LocalIo { what: "cache directory".into(), source })?;
+        let secret = floe_broker::cluster::internal_secret(log.store().as_ref()).await?;
+        let auth = Arc::new(PeerAuth::new(cluster.cluster_id, secret));
         let advertised = settings.advertise_url.clone().unwrap_or_else(|| url.to_owned());
-        let groups =
-            Groups::new(advertised.clone(), Duration::from_millis(settings.group_coordinator_term_ms.max(1_000)));
+        let groups = Groups::new(
+            advertised.clone(),
+            Duration::from_millis(settings.group_coordinator_term_ms.max(1_000)),
+            auth.clone(),
+        );
         let lease = settings.commit_lease.then(|| LeaseSettings {
             url: advertised.clone(),
             term: Duration::from_millis(settings.lease_term_ms.max(100)),
             forward_timeout: Duration::from_secs(2),
         });
         let group = GroupSettings { window: Duration::from_millis(settings.group_commit_ms) };
-        let committer = Committer::start(log.clone(), lease, group);
+        let committer = Committer::start(log.clone(), auth.clone(), lease, group);
         let writer = Writer::start(
             log.clone(),
             committer.clone(),
@@ -77,6 +84,7 @@ impl Agent {
         let reader = Reader::new(log.clone(), cache.clone());
         let agent = Arc::new(Self {
             settings,
+            peers: auth,
             store_stats: metered,
             cache,
             log,

@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
 
+use crate::peers::PeerAuth;
+
 /// Entries at most in one group commit.
 const MAX_GROUP: usize = 1024;
 
@@ -65,6 +67,7 @@ pub struct ForwardedOps {
 pub struct Committer {
     log: Arc<MetadataLog>,
     id: Ulid,
+    auth: Arc<PeerAuth>,
     lease: Option<LeaseSettings>,
     group: GroupSettings,
     http: reqwest::Client,
@@ -72,11 +75,16 @@ pub struct Committer {
 }
 
 impl Committer {
-    pub fn start(log: Arc<MetadataLog>, lease: Option<LeaseSettings>, group: GroupSettings) -> Arc<Self> {
+    pub fn start(
+        log: Arc<MetadataLog>,
+        auth: Arc<PeerAuth>,
+        lease: Option<LeaseSettings>,
+        group: GroupSettings,
+    ) -> Arc<Self> {
         let (queue, rx) = mpsc::channel(MAX_GROUP);
         let timeout = lease.as_ref().map_or(Duration::from_secs(2), |l| l.forward_timeout);
         let http = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
-        let committer = Arc::new(Self { log, id: Ulid::new(), lease, group, http, queue });
+        let committer = Arc::new(Self { log, id: Ulid::new(), auth, lease, group, http, queue });
         tokio::spawn(group_commits(Arc::downgrade(&committer), rx));
         if committer.lease.is_some() {
             tokio::spawn(keep_lease(Arc::downgrade(&committer)));
@@ -90,7 +98,7 @@ impl Committer {
         if self.lease.is_some() {
             let holder = self.log.state().valid_lease(COMMIT_LEASE).map(|l| (l.holder, l.url.clone()));
             if let Some((holder, url)) = holder.filter(|(h, _)| *h != self.id) {
-                match self.forward(&url, &ops).await {
+                match self.forward(&url, holder, &ops).await {
                     Ok(done) => return Ok(done),
                     Err(e) => tracing::debug!(%holder, error = %e, "lease holder did not commit; committing directly"),
                 }
@@ -99,10 +107,12 @@ impl Committer {
         self.submit(ops).await
     }
 
-    /// Commits entries sent by another agent, if this agent holds the lease.
-    pub async fn commit_for_follower(&self, ops: Vec<Op>) -> Result<Committed, CommitError> {
-        let holds =
-            self.lease.is_some() && self.log.state().valid_lease(COMMIT_LEASE).is_some_and(|l| l.holder == self.id);
+    /// Commits entries sent by another agent that expects to reach lease
+    /// holder `expected`, if this agent is that holder and holds the lease.
+    pub async fn commit_for_follower(&self, expected: Ulid, ops: Vec<Op>) -> Result<Committed, CommitError> {
+        let holds = expected == self.id
+            && self.lease.is_some()
+            && self.log.state().valid_lease(COMMIT_LEASE).is_some_and(|l| l.holder == self.id);
         if !holds {
             return Err(CommitError::NotHolder);
         }
@@ -115,10 +125,10 @@ impl Committer {
         answer.await.unwrap_or_else(|_| Err(CommitError::Failed("shutting down".into())))
     }
 
-    async fn forward(&self, url: &str, ops: &[Op]) -> Result<Committed, String> {
+    async fn forward(&self, url: &str, holder: Ulid, ops: &[Op]) -> Result<Committed, String> {
         let body = ForwardedOps { ops: ops.to_vec() };
-        let resp =
-            self.http.post(format!("{url}/internal/v1/commit")).json(&body).send().await.map_err(|e| e.to_string())?;
+        let request = self.auth.sign(self.http.post(format!("{url}/internal/v1/commit")), holder);
+        let resp = request.json(&body).send().await.map_err(|e| e.to_string())?;
         if !resp.status().is_success() {
             return Err(format!("holder answered {}", resp.status()));
         }

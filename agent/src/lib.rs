@@ -7,6 +7,7 @@ pub mod committer;
 pub mod config;
 pub mod groups;
 pub mod partitioner;
+pub mod peers;
 pub mod reader;
 pub mod writer;
 

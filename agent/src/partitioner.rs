@@ -35,9 +35,9 @@ pub fn murmur2(data: &[u8]) -> i32 {
     h as i32
 }
 
-/// Kafka's default partition for a keyed record.
+/// Kafka's default partition for a keyed record (0 for a topic without partitions).
 pub fn for_key(key: &[u8], partitions: u32) -> u32 {
-    ((murmur2(key) & 0x7fff_ffff) as u32) % partitions
+    ((murmur2(key) & 0x7fff_ffff) as u32).checked_rem(partitions).unwrap_or(0)
 }
 
 /// Sticky round-robin for records with neither key nor partition: every such
@@ -47,13 +47,20 @@ pub struct Sticky(AtomicU32);
 
 impl Sticky {
     pub fn next(&self, partitions: u32) -> u32 {
-        self.0.fetch_add(1, Ordering::Relaxed) % partitions
+        self.0.fetch_add(1, Ordering::Relaxed).checked_rem(partitions).unwrap_or(0)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hole 8: a topic without partitions (only an old log can hold one) must not panic the partitioner.
+    #[test]
+    fn hole8_no_partitions_does_not_divide_by_zero() {
+        assert_eq!(for_key(b"k", 0), 0);
+        assert_eq!(Sticky::default().next(0), 0);
+    }
 
     #[test]
     fn matches_kafka_murmur2() {

@@ -66,3 +66,127 @@ async fn hole1_idempotent_retry_inside_one_flush_window_is_written_once() {
     assert_eq!((s, code(&stale)), (409, "out_of_order_sequence"), "{stale}");
     assert_eq!(values(&c.read_all("t", 0, 0).await), vec!["a", "b", "c", "d"]);
 }
+
+/// Hole 2: agent-to-agent routes refuse callers without the cluster's
+/// credentials, even on the agent that holds the commit lease, and write nothing.
+#[tokio::test]
+async fn hole2_internal_routes_refuse_plain_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(&store_url(&dir), &[], &["--commit-lease", "--compactor", "off"]);
+    let c = a.client();
+    c.create_topic("t", 1).await;
+    let mut held = false;
+    for _ in 0..100 {
+        if c.get("/v1/stats").await.1["lease"]["holder_url"].as_str() == Some(a.url.as_str()) {
+            held = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(held, "the lone agent holds the commit lease");
+    let made_up = json!({"ops": [{"op": "append", "segment": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        "batches": [{"topic": "t", "partition": 0, "pos": 8, "len": 40, "records": 1, "max_timestamp": 5}]}]});
+    let truncate = json!({"ops": [{"op": "truncate", "topic": "t", "partition": 0, "log_start_offset": 0}]});
+    let lease = json!({"kind": "join", "topics": ["t"], "session_timeout_ms": 10000, "auto_offset_reset": "earliest"});
+    let before = puts(&c).await;
+    for (path, body) in
+        [("/internal/v1/commit", &made_up), ("/internal/v1/commit", &truncate), ("/internal/v1/groups/g", &lease)]
+    {
+        let (s, b) = c.post(path, body).await;
+        assert_eq!((s, code(&b)), (401, "unauthenticated"), "{path}: {b}");
+        let r = c
+            .http
+            .post(format!("{}{path}", c.base))
+            .header("authorization", "Floe-Internal 00000000000000000000000000000000")
+            .header("x-floe-cluster", "01ARZ3NDEKTSV4RRFFQ69G5FAV")
+            .header("x-floe-expected-holder", "01ARZ3NDEKTSV4RRFFQ69G5FAV")
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path} with a guessed secret");
+    }
+    assert_eq!(puts(&c).await, before, "nothing was written");
+    let (s, topic) = c.get("/v1/topics/t").await;
+    assert_eq!((s, topic["partitions"][0]["high_watermark"].as_u64()), (200, Some(0)));
+}
+
+/// Hole 8: probes from outside that wrote to the log or were accepted.
+#[tokio::test]
+async fn hole8_unknown_members_offsets_noop_patches_and_bad_records_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(&store_url(&dir), &[], &["--compactor", "off"]);
+    let c = a.client();
+    c.create_topic("t", 1).await;
+    c.produce("t", json!([{"value": "a", "partition": 0}, {"value": "b", "partition": 0}])).await;
+    let before = puts(&c).await;
+    // A heartbeat or leave for a member of a group nobody joined.
+    let (s, b) = c.post("/v1/groups/nobody-joined/members/ghost/heartbeat", &json!({})).await;
+    assert_eq!((s, code(&b)), (409, "unknown_member"), "{b}");
+    let r = c.http.delete(format!("{}/v1/groups/other-group/members/ghost", c.base)).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    // A PATCH that changes nothing.
+    let r = c.http.patch(format!("{}/v1/topics/t", c.base)).json(&json!({})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // Negative timestamps and a producer stamp on an NDJSON line.
+    let (s, b) = c.post("/v1/topics/t/records", &json!({"records": [{"value": "x", "timestamp": -5}]})).await;
+    assert_eq!((s, code(&b)), (400, "invalid_timestamp"), "{b}");
+    let ndjson = "{\"value\":\"x\",\"producer\":{\"id\":0,\"epoch\":0,\"sequence\":0}}\n";
+    let r = c
+        .http
+        .post(format!("{}/v1/topics/t/records", c.base))
+        .header("content-type", "application/x-ndjson")
+        .body(ndjson)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a producer field on an NDJSON line is refused, not ignored");
+    // Internal group routes validate like public ones (an unauthenticated call is refused first).
+    let (s, _) = c.get("/v1/groups/g/members/m/records?timeout_ms=18446744073709551615").await;
+    assert_eq!(s, 400);
+    assert_eq!(puts(&c).await, before, "none of these wrote anything");
+
+    // Offset commits for unknown partitions or beyond the high watermark.
+    let (s, joined) = c.post("/v1/groups/g/members", &json!({"topics": ["t"], "auto_offset_reset": "none"})).await;
+    assert_eq!(s, 200, "{joined}");
+    let (id, generation) = (joined["member_id"].as_str().unwrap(), joined["generation"].as_u64().unwrap());
+    let commit = |topic: &str, partition: u32, offset: u64| json!({"member_id": id, "generation": generation, "offsets": [{"topic": topic, "partition": partition, "offset": offset}]});
+    let (s, b) = c.post("/v1/groups/g/offsets", &commit("missing", 0, 1)).await;
+    assert_eq!((s, code(&b)), (404, "topic_not_found"));
+    let (s, b) = c.post("/v1/groups/g/offsets", &commit("t", 7, 1)).await;
+    assert_eq!((s, code(&b)), (404, "partition_not_found"));
+    let (s, b) = c.post("/v1/groups/g/offsets", &commit("t", 0, 3)).await;
+    assert_eq!((s, code(&b)), (400, "offset_out_of_range"));
+    let (_, offsets) = c.get("/v1/groups/g/offsets").await;
+    assert_eq!(offsets["offsets"], json!([]), "nothing was stored");
+}
+
+/// Hole 8: with `auto_offset_reset: none`, a committed offset that retention
+/// has passed is an error, as in Kafka, not a silent restart from the earliest.
+#[tokio::test]
+async fn hole8_reset_none_with_an_out_of_range_offset_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(&store_url(&dir), &[], &["--compaction-interval-ms", "100"]);
+    let c = a.client();
+    c.create_topic("t", 1).await;
+    c.produce("t", json!([{"value": "a", "partition": 0}])).await;
+    let (s, joined) = c.post("/v1/groups/g/members", &json!({"topics": ["t"], "auto_offset_reset": "none"})).await;
+    assert_eq!(s, 200, "{joined}");
+    let id = joined["member_id"].as_str().unwrap().to_owned();
+    let commit = json!({"member_id": id, "generation": joined["generation"], "offsets": [{"topic": "t", "partition": 0, "offset": 0}]});
+    assert_eq!(c.post("/v1/groups/g/offsets", &commit).await.0, 200);
+    let r = c.http.patch(format!("{}/v1/topics/t", c.base)).json(&json!({"retention_bytes": 1})).send().await;
+    assert_eq!(r.unwrap().status(), 200);
+    c.produce("t", json!([{"value": "b", "partition": 0}])).await;
+    let mut truncated = false;
+    for _ in 0..200 {
+        if c.get("/v1/topics/t").await.1["partitions"][0]["log_start_offset"].as_u64() > Some(0) {
+            truncated = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(truncated, "retention moved the log start past the committed offset");
+    let (s, b) = c.get(&format!("/v1/groups/g/members/{id}/records?timeout_ms=0")).await;
+    assert_eq!((s, code(&b)), (416, "offset_out_of_range"), "{b}");
+}

@@ -41,6 +41,23 @@ pub async fn probe_create_only(store: &dyn ObjectStore) -> Result<()> {
     }
 }
 
+/// The cluster's agent-to-agent token: created by the first agent that asks
+/// (create-only, so every agent ends up with the same one), read by the rest.
+pub async fn internal_secret(store: &dyn ObjectStore) -> Result<String> {
+    let mine: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+    if put_if_absent(store, &keys::secret(), mine.clone().into()).await? {
+        return Ok(mine);
+    }
+    let bytes = get_if_exists(store, &keys::secret())
+        .await?
+        .ok_or_else(|| Error::corrupt("secret", "reported as existing, then not found"))?;
+    let secret = String::from_utf8(bytes.to_vec()).map_err(|e| Error::corrupt("secret", e))?;
+    if secret.len() < 32 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::corrupt("secret", "not a hex token of at least 32 digits"));
+    }
+    Ok(secret)
+}
+
 /// Creates the `cluster` object on a fresh bucket (with `commit_window_ms`),
 /// or reads and checks the existing one.
 pub async fn init(store: &dyn ObjectStore, commit_window_ms: u64) -> Result<ClusterInfo> {

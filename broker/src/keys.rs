@@ -9,6 +9,7 @@ const SEGMENTS: &str = "segments";
 const LOG: &str = "log";
 const SNAPSHOTS: &str = "snapshots";
 const PROBES: &str = "probes";
+const SECRET: &str = "secret";
 const SEGMENT_SUFFIX: &str = ".seg";
 
 /// `cluster`: the cluster id and format version, created once.
@@ -29,6 +30,12 @@ pub fn log_entry(seq: u64) -> Path {
 /// `snapshots/{seq:020}`: the full state as of log position `seq`.
 pub fn snapshot(seq: u64) -> Path {
     Path::from(format!("{SNAPSHOTS}/{seq:020}"))
+}
+
+/// `secret`: the token agents of this cluster present to each other on
+/// agent-to-agent routes, created once; whoever can read the bucket is the cluster.
+pub fn secret() -> Path {
+    Path::from(SECRET)
 }
 
 /// `probes/{ulid}`: scratch keys for the start-up safety probe.

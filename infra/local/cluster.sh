@@ -12,7 +12,8 @@
 #   FLOE_CLUSTER_DIR        pid files and logs (.floe-cluster)
 #   FLOE_STORE              the store (file://$FLOE_CLUSTER_DIR/data); s3:// works with the usual AWS_* variables
 #   FLOE_BIN_DIR            where floe-agent and floe-compactor are (target/release, built when missing)
-# Other FLOE_* variables (flush interval, compaction interval, …) pass through.
+# Other FLOE_* variables (flush interval, compaction interval, …) pass through,
+# except FLOE_LISTEN and FLOE_ADVERTISE_URL, which the script sets per agent.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -42,9 +43,12 @@ up() {
   fi
   echo "==> store $store"
   # The first agent creates the cluster object; start it alone, then the rest.
+  # Each agent advertises its own loopback URL to the others (group
+  # coordinator, commit lease); set here so that a FLOE_ADVERTISE_URL in the
+  # caller's environment cannot give every agent the same one.
   for i in $(seq 1 "$agents"); do
     port=$((base_port + i))
-    FLOE_STORE=$store FLOE_COMPACTOR=off FLOE_LISTEN=127.0.0.1:$port \
+    FLOE_STORE=$store FLOE_COMPACTOR=off FLOE_LISTEN=127.0.0.1:$port FLOE_ADVERTISE_URL=http://127.0.0.1:$port \
       nohup "$bin/floe-agent" >"$dir/agent-$i.out" 2>"$dir/agent-$i.log" </dev/null &
     echo $! >"$dir/agent-$i.pid"
     wait_listening "$dir/agent-$i" "agent $i"

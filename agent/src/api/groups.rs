@@ -30,7 +30,20 @@ fn respond(answer: GroupAnswer) -> Response {
 
 async fn run(agent: &Agent, group: &str, req: GroupRequest) -> Result<Response, ApiError> {
     super::topics::validate_group(group)?;
+    validate(&req)?;
     Ok(respond(agent.groups.handle(agent, group, req).await?))
+}
+
+/// The checks every group request passes, from a client or forwarded by an agent.
+pub fn validate(req: &GroupRequest) -> Result<(), ApiError> {
+    match req {
+        GroupRequest::Fetch { max_records, max_bytes, timeout_ms, .. } => {
+            super::records::check_fetch_limits(*max_records, *max_bytes, *timeout_ms)
+        }
+        GroupRequest::Commit { offsets, .. } => offsets.iter().try_for_each(|o| super::topics::validate_name(&o.topic)),
+        GroupRequest::Join { topics, .. } => topics.iter().try_for_each(|t| super::topics::validate_name(t)),
+        GroupRequest::Heartbeat { .. } | GroupRequest::Leave { .. } => Ok(()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -142,15 +155,4 @@ pub async fn offsets(
         }
     }
     Ok(Json(json!({ "group": group, "offsets": out })))
-}
-
-/// `POST /internal/v1/groups/{g}`: run a forwarded request here, as coordinator.
-pub async fn internal(
-    State(agent): State<Arc<Agent>>,
-    path: Result<Path<String>, PathRejection>,
-    raw: Body,
-) -> Result<Json<GroupAnswer>, ApiError> {
-    let Path(group) = path?;
-    let req: GroupRequest = body::json(&body::read(raw, agent.settings.max_request_bytes).await?)?;
-    Ok(Json(agent.groups.run_local(&agent, &group, req).await))
 }

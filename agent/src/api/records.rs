@@ -25,6 +25,7 @@ pub const MAX_FETCH_BYTES: usize = 64 << 20;
 pub const MAX_FETCH_TIMEOUT_MS: u64 = 60_000;
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ProduceBody {
     records: Vec<InRecord>,
     #[serde(default)]
@@ -40,7 +41,10 @@ struct ProducerRef {
     sequence: u64,
 }
 
+/// Unknown fields are refused: a misspelt field, or a `producer` on an NDJSON
+/// line (idempotence is per request, in the JSON body), must not be ignored.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct InRecord {
     #[serde(default)]
     key: Option<String>,
@@ -117,6 +121,10 @@ pub async fn produce(
             agent.partition_count(&topic).ok_or_else(|| ApiError::topic_not_found(&topic))?
         }
     };
+    // Topics are created with at least one partition; an old log may hold one without.
+    if partitions == 0 {
+        return Err(ApiError::partition_not_found(&topic, 0));
+    }
 
     // Validate and place every record before buffering any: nothing is half-applied.
     let now = i64::try_from(floe_broker::clock::now_ms()).unwrap_or(i64::MAX);
@@ -124,6 +132,13 @@ pub async fn produce(
     let mut groups: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
     let mut placed = Vec::with_capacity(records.len());
     for (i, r) in records.into_iter().enumerate() {
+        if r.timestamp.is_some_and(|t| t < 0) {
+            return Err(ApiError::bad_request(
+                "invalid_timestamp",
+                "record timestamps are milliseconds since the Unix epoch, never negative",
+            )
+            .with("record_index", i));
+        }
         let partition = match (r.partition, &r.key) {
             (Some(p), _) if p >= partitions => {
                 return Err(ApiError::partition_not_found(&topic, p).with("record_index", i));

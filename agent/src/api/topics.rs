@@ -32,6 +32,7 @@ pub struct CreateTopic {
 
 /// `PATCH /v1/topics/{t}`: the settings to change; absent ones keep their value.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateTopic {
     #[serde(default)]
     retention_ms: Option<i64>,
@@ -184,6 +185,9 @@ pub async fn update(
     agent.log.catch_up().await?;
     let current = agent.log.state().topic(&name).map(|t| t.config).ok_or_else(|| ApiError::topic_not_found(&name))?;
     let config = with_settings(current, req.retention_ms, req.retention_bytes)?;
+    if config == current {
+        return describe_applied(&agent, &name);
+    }
     let committed = agent.log.commit(vec![Op::UpdateTopic { name: name.clone(), config }]).await?;
     match committed.outcomes.first() {
         Some(OpOutcome::TopicUpdated) => describe_applied(&agent, &name),

@@ -59,6 +59,7 @@ pub struct GroupAnswer {
 
 pub struct Groups {
     id: Ulid,
+    auth: Arc<crate::peers::PeerAuth>,
     url: String,
     term: Duration,
     http: reqwest::Client,
@@ -68,9 +69,9 @@ pub struct Groups {
 use floe_broker::state::group_lease as lease_name;
 
 impl Groups {
-    pub fn new(url: String, term: Duration) -> Self {
+    pub fn new(url: String, term: Duration, auth: Arc<crate::peers::PeerAuth>) -> Self {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(70)).build().unwrap_or_default();
-        Self { id: Ulid::new(), url, term, http, local: Mutex::new(HashMap::new()) }
+        Self { id: Ulid::new(), auth, url, term, http, local: Mutex::new(HashMap::new()) }
     }
 
     fn local_groups(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<GroupState>>>> {
@@ -88,7 +89,7 @@ impl Groups {
             let holder = agent.log.state().valid_lease(&lease_name(group)).map(|l| (l.holder, l.url.clone()));
             match holder {
                 Some((h, _)) if h == self.id => return Ok(self.run_local(agent, group, req).await),
-                Some((_, url)) => match self.forward(&url, group, &req).await {
+                Some((holder, url)) => match self.forward(&url, holder, group, &req).await {
                     Ok(answer) if answer.status != StatusCode::MISDIRECTED_REQUEST.as_u16() => return Ok(answer),
                     // The holder moved on, or does not answer: look again (a join claims once its lease ran out).
                     Ok(_) => {}
@@ -120,12 +121,28 @@ impl Groups {
         Ok(())
     }
 
-    async fn forward(&self, url: &str, group: &str, req: &GroupRequest) -> Result<GroupAnswer, reqwest::Error> {
-        self.http.post(format!("{url}/internal/v1/groups/{group}")).json(req).send().await?.json().await
+    async fn forward(
+        &self,
+        url: &str,
+        holder: Ulid,
+        group: &str,
+        req: &GroupRequest,
+    ) -> Result<GroupAnswer, reqwest::Error> {
+        let request = self.auth.sign(self.http.post(format!("{url}/internal/v1/groups/{group}")), holder);
+        request.json(req).send().await?.json().await
+    }
+
+    /// Runs a request forwarded by an agent that expects this one to be the
+    /// coordinator `expected`.
+    pub async fn run_forwarded(&self, agent: &Agent, expected: Ulid, group: &str, req: GroupRequest) -> GroupAnswer {
+        if expected != self.id {
+            return answer(Err(not_coordinator()));
+        }
+        self.run_local(agent, group, req).await
     }
 
     /// Runs a request on this agent, which must be the coordinator.
-    pub async fn run_local(&self, agent: &Agent, group: &str, req: GroupRequest) -> GroupAnswer {
+    async fn run_local(&self, agent: &Agent, group: &str, req: GroupRequest) -> GroupAnswer {
         let holds = agent.log.state().valid_lease(&lease_name(group)).is_some_and(|l| l.holder == self.id);
         let state = self.local_groups().get(group).cloned();
         let Some(state) = state.filter(|_| holds) else {

@@ -29,6 +29,32 @@ locals {
     },
     var.extra_environment,
   )
+
+  # FLOE_ADVERTISE_URL is the URL the other agents use to reach this one: they
+  # forward consumer-group requests to a group's coordinator and commits to
+  # the commit-lease holder there. The agent listens on 0.0.0.0 and refuses to
+  # advertise that, and a Fargate task gets a new private IP at every start,
+  # so no fixed value fits; a DNS name (Cloud Map, Service Connect) would name
+  # the service rather than one task. The container therefore starts through
+  # this script, which reads its task's IP from the ECS task metadata endpoint
+  # (v4, Fargate platform 1.4.0 and later) and advertises http://IP:PORT,
+  # reachable by the other tasks (see agents_from_agents in network.tf). The
+  # image's /bin/sh and curl are enough; no jq. A FLOE_ADVERTISE_URL given in
+  # var.extra_environment skips the lookup.
+  entrypoint_script = <<-EOT
+    set -eu
+    if [ -z "$${FLOE_ADVERTISE_URL:-}" ]; then
+      meta="$${ECS_CONTAINER_METADATA_URI_V4:?not on ECS: set FLOE_ADVERTISE_URL}/task"
+      ip=$(curl -fsS --retry 5 --retry-connrefused --max-time 5 "$meta" | tr -d ' \t\r\n' | sed -n 's/.*"IPv4Addresses":\["\([0-9.]*\)".*/\1/p')
+      if [ -z "$ip" ]; then
+        echo "floe: no IPv4 address for this task in $meta" >&2
+        exit 1
+      fi
+      export FLOE_ADVERTISE_URL="http://$ip:${local.container_port}"
+    fi
+    echo "floe: advertising $FLOE_ADVERTISE_URL" >&2
+    exec floe-agent
+  EOT
 }
 
 resource "aws_cloudwatch_log_group" "agents" {
@@ -75,6 +101,9 @@ resource "aws_ecs_task_definition" "agent" {
       user                   = "10001:10001"
       readonlyRootFilesystem = true
       privileged             = false
+      # Sets FLOE_ADVERTISE_URL to the task's private IP, then execs floe-agent.
+      entryPoint = ["/bin/sh", "-c"]
+      command    = [local.entrypoint_script]
       portMappings = [
         {
           containerPort = local.container_port

@@ -1,6 +1,7 @@
 # Load balancer and security groups. Clients reach the ALB from
-# var.allowed_cidr_blocks; only the ALB reaches the agents; the agents reach
-# AWS APIs (S3, ECR, CloudWatch Logs) over HTTPS.
+# var.allowed_cidr_blocks; only the ALB and the other agents reach the agents;
+# the agents reach each other on their HTTP port and AWS APIs (S3, ECR,
+# CloudWatch Logs) over HTTPS.
 
 resource "aws_security_group" "alb" {
   name        = "${var.name}-alb"
@@ -40,7 +41,7 @@ resource "aws_security_group_rule" "alb_https_in" {
 
 resource "aws_security_group_rule" "alb_to_agents" {
   type                     = "egress"
-  description              = "Load balancer to the agents' HTTP port"
+  description              = "Load balancer to the HTTP port of the agents"
   security_group_id        = aws_security_group.alb.id
   protocol                 = "tcp"
   from_port                = local.container_port
@@ -50,12 +51,35 @@ resource "aws_security_group_rule" "alb_to_agents" {
 
 resource "aws_security_group_rule" "agents_from_alb" {
   type                     = "ingress"
-  description              = "Agents' HTTP port from the load balancer only"
+  description              = "HTTP port of the agents from the load balancer only"
   security_group_id        = aws_security_group.agents.id
   protocol                 = "tcp"
   from_port                = local.container_port
   to_port                  = local.container_port
   source_security_group_id = aws_security_group.alb.id
+}
+
+# Agents forward consumer-group requests to a group's coordinator and commits
+# to the commit-lease holder, at the task IP each advertises (FLOE_ADVERTISE_URL,
+# see main.tf): agent to agent on the HTTP port, within this group only.
+resource "aws_security_group_rule" "agents_from_agents" {
+  type              = "ingress"
+  description       = "HTTP port of the agents from the other agents (forwards to group coordinators and the commit lease holder)"
+  security_group_id = aws_security_group.agents.id
+  protocol          = "tcp"
+  from_port         = local.container_port
+  to_port           = local.container_port
+  self              = true
+}
+
+resource "aws_security_group_rule" "agents_to_agents" {
+  type              = "egress"
+  description       = "Agents to the HTTP port of the other agents (forwards to group coordinators and the commit lease holder)"
+  security_group_id = aws_security_group.agents.id
+  protocol          = "tcp"
+  from_port         = local.container_port
+  to_port           = local.container_port
+  self              = true
 }
 
 resource "aws_security_group_rule" "agents_https_out" {
