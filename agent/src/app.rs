@@ -21,6 +21,9 @@ use floe_compactor::Compactor;
 
 pub struct Agent {
     pub settings: AgentArgs,
+    /// Set when the agent cannot go on (a log entry that does not decode):
+    /// `serve` stops, and the process exits with the error.
+    fatal: tokio::sync::watch::Sender<Option<Arc<floe_broker::Error>>>,
     pub peers: Arc<PeerAuth>,
     pub store_stats: Arc<MeteredStore>,
     pub cache: BatchCache,
@@ -35,7 +38,7 @@ pub struct Agent {
 impl Agent {
     /// Opens the bucket (safety probe, cluster object, snapshot + log replay)
     /// and starts the background tasks.
-    /// `url` is where this agent is reached (used when `--advertise-url` is not set).
+    /// `url` is where other agents reach this one (`AgentArgs::advertised_url`).
     pub async fn start(
         settings: AgentArgs,
         store: Arc<dyn ObjectStore>,
@@ -53,7 +56,7 @@ impl Agent {
             .map_err(|source| floe_broker::Error::LocalIo { what: "cache directory".into(), source })?;
         let secret = floe_broker::cluster::internal_secret(log.store().as_ref()).await?;
         let auth = Arc::new(PeerAuth::new(cluster.cluster_id, secret));
-        let advertised = settings.advertise_url.clone().unwrap_or_else(|| url.to_owned());
+        let advertised = url.to_owned();
         let groups = Groups::new(
             advertised.clone(),
             Duration::from_millis(settings.group_coordinator_term_ms.max(1_000)),
@@ -77,13 +80,15 @@ impl Agent {
                 max_uploads: settings.max_uploads,
             },
         );
-        tokio::spawn(follow(Arc::downgrade(&log), settings.log_poll_interval()));
+        let (fatal, _) = tokio::sync::watch::channel(None);
+        tokio::spawn(follow(Arc::downgrade(&log), settings.log_poll_interval(), fatal.clone()));
         if settings.compactor == CompactorMode::Embedded {
             tokio::spawn(Compactor::new(log.clone(), settings.compaction.clone()).run());
         }
         let reader = Reader::new(log.clone(), cache.clone());
         let agent = Arc::new(Self {
             settings,
+            fatal,
             peers: auth,
             store_stats: metered,
             cache,
@@ -102,13 +107,25 @@ impl Agent {
         self.log.state().topic(topic).map(|t| t.partitions.len() as u32)
     }
 
-    /// Serves the HTTP API until `shutdown` resolves.
+    /// Serves the HTTP API until `shutdown` resolves, or until the agent
+    /// meets an error it cannot go on from (returned).
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, crate::api::router(self)).with_graceful_shutdown(shutdown).await
+        let mut fatal = self.fatal.subscribe();
+        let stop = async move {
+            tokio::select! {
+                () = shutdown => {}
+                _ = fatal.wait_for(Option::is_some) => {}
+            }
+        };
+        axum::serve(listener, crate::api::router(self.clone())).with_graceful_shutdown(stop).await?;
+        match self.fatal.borrow().clone() {
+            Some(e) => Err(std::io::Error::other(e)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -123,15 +140,27 @@ async fn maintain_groups(agent: std::sync::Weak<Agent>) {
     }
 }
 
-/// Learns entries committed by other agents, so long-polls wake and reads stay fresh.
-async fn follow(log: std::sync::Weak<MetadataLog>, every: std::time::Duration) {
+/// Learns entries committed by other agents, so long-polls wake and reads
+/// stay fresh. A log entry that does not decode stops the agent: nothing
+/// after it can be applied, and retrying would only spin.
+async fn follow(
+    log: std::sync::Weak<MetadataLog>,
+    every: std::time::Duration,
+    fatal: tokio::sync::watch::Sender<Option<Arc<floe_broker::Error>>>,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let Some(log) = log.upgrade() else { return };
-        if let Err(e) = log.catch_up().await {
-            tracing::warn!(error = %e, "cannot read the metadata log");
+        match log.catch_up().await {
+            Ok(_) => {}
+            Err(e @ floe_broker::Error::CorruptLogEntry { .. }) => {
+                tracing::error!(error = %e, "stopping");
+                fatal.send_replace(Some(Arc::new(e)));
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the metadata log"),
         }
     }
 }

@@ -45,12 +45,14 @@ pub struct GroupSettings {
     pub window: Duration,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum CommitError {
-    #[error("{0}")]
-    Failed(String),
+    #[error(transparent)]
+    Failed(Arc<floe_broker::Error>),
     #[error("this agent does not hold the commit lease")]
     NotHolder,
+    #[error("the agent is shutting down")]
+    Closed,
 }
 
 struct Submission {
@@ -121,8 +123,8 @@ impl Committer {
 
     async fn submit(&self, ops: Vec<Op>) -> Result<Committed, CommitError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send(Submission { ops, reply }).await.map_err(|_| CommitError::Failed("shutting down".into()))?;
-        answer.await.unwrap_or_else(|_| Err(CommitError::Failed("shutting down".into())))
+        self.queue.send(Submission { ops, reply }).await.map_err(|_| CommitError::Closed)?;
+        answer.await.unwrap_or(Err(CommitError::Closed))
     }
 
     async fn forward(&self, url: &str, holder: Ulid, ops: &[Op]) -> Result<Committed, String> {
@@ -186,9 +188,9 @@ async fn group_commits(committer: std::sync::Weak<Committer>, mut rx: mpsc::Rece
                 }
             }
             Err(e) => {
-                let message = e.to_string();
+                let e = Arc::new(e);
                 for s in group {
-                    let _ = s.reply.send(Err(CommitError::Failed(message.clone())));
+                    let _ = s.reply.send(Err(CommitError::Failed(e.clone())));
                 }
             }
         }

@@ -107,11 +107,61 @@ pub struct AgentArgs {
 }
 
 impl AgentArgs {
+    /// The URL other agents reach this one at: `--advertise-url`, else the
+    /// address it listens on. A wildcard address (0.0.0.0, [::]) reaches no
+    /// one, so it must be named explicitly.
+    pub fn advertised_url(&self, bound: SocketAddr) -> Result<String, String> {
+        let url = self.advertise_url.clone().unwrap_or_else(|| format!("http://{bound}"));
+        let parsed = reqwest::Url::parse(&url).map_err(|e| format!("--advertise-url {url:?} is not a URL: {e}"))?;
+        let unusable = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_unspecified(),
+            Some(url::Host::Ipv6(ip)) => ip.is_unspecified(),
+            Some(url::Host::Domain(d)) => d.is_empty(),
+            None => true,
+        };
+        if unusable || !matches!(parsed.scheme(), "http" | "https") {
+            return Err(format!(
+                "other agents cannot reach this agent at {url}: listening on {bound}, set --advertise-url \
+                 (FLOE_ADVERTISE_URL) to an http:// URL with this agent's reachable address (see docs/deploy.md)"
+            ));
+        }
+        Ok(url.trim_end_matches('/').to_owned())
+    }
+
     pub fn flush_interval(&self) -> Duration {
         Duration::from_millis(self.flush_interval_ms.max(1))
     }
 
     pub fn log_poll_interval(&self) -> Duration {
         Duration::from_millis(self.log_poll_ms.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::AgentArgs;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+
+    fn args(extra: &[&str]) -> AgentArgs {
+        Cli::parse_from([&["floe-agent"], extra].concat()).agent
+    }
+
+    /// Hole 10: behind a wildcard address an agent would advertise a URL nobody can reach.
+    #[test]
+    fn hole10_wildcard_addresses_need_an_advertise_url() {
+        let bound = "0.0.0.0:8080".parse().unwrap();
+        assert!(args(&["--listen", "0.0.0.0:8080"]).advertised_url(bound).is_err());
+        assert!(args(&["--listen", "[::]:8080"]).advertised_url("[::]:8080".parse().unwrap()).is_err());
+        assert!(args(&["--advertise-url", "http://0.0.0.0:1"]).advertised_url("127.0.0.1:1".parse().unwrap()).is_err());
+        let ok = args(&["--listen", "0.0.0.0:8080", "--advertise-url", "http://agent-1:8080/"]).advertised_url(bound);
+        assert_eq!(ok.as_deref(), Ok("http://agent-1:8080"));
+        assert_eq!(args(&[]).advertised_url("127.0.0.1:9".parse().unwrap()).as_deref(), Ok("http://127.0.0.1:9"));
     }
 }

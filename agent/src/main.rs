@@ -77,10 +77,13 @@ async fn run(
         let seed = rand::random();
         store = Arc::new(floe_broker::fault::FaultyStore::new(store).with_random_faults(rate, seed));
     }
+    // Refuse an unusable advertise URL before binding anything.
+    args.advertised_url(args.listen)?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(store = %args.store, "opening bucket");
-    let agent = Agent::start(args, store, &format!("http://{addr}")).await?;
+    let advertised = args.advertised_url(addr)?;
+    let agent = Agent::start(args, store, &advertised).await?;
     // Scripts and tests wait for this line on stdout.
     println!("floe-agent listening on http://{addr}");
     agent.serve(listener, floe_broker::shutdown::signal()).await?;

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use ulid::Ulid;
 
 use crate::cache::{Batch, BatchCache};
-use crate::committer::Committer;
+use crate::committer::{CommitError, Committer};
 
 #[derive(Clone, Debug)]
 pub struct WriterSettings {
@@ -44,10 +44,15 @@ pub enum WriteError {
     Overloaded,
     #[error("the request holds {bytes} bytes of records, more than the agent's whole write buffer ({budget} bytes)")]
     TooLarge { bytes: usize, budget: usize },
-    #[error("uploading the segment failed: {0}")]
-    Upload(String),
-    #[error("committing the log entry failed: {0}")]
-    Commit(String),
+    #[error("uploading the segment failed")]
+    Upload(#[source] Arc<floe_broker::Error>),
+    #[error("committing the log entry failed")]
+    Commit(#[source] Arc<floe_broker::Error>),
+    /// The flush waited longer than the commit window allows; nothing was written.
+    #[error("the flush outlived the commit window before its commit landed; nothing was written")]
+    Expired,
+    #[error("the log answered the commit with {0}")]
+    UnexpectedOutcome(String),
     #[error("topic {topic} partition {partition} did not exist when the records were committed")]
     PartitionGone { topic: String, partition: u32 },
     /// The log refused an idempotent producer's batch (fenced, out of order, unknown).
@@ -326,12 +331,12 @@ async fn upload(log: Arc<MetadataLog>, pending: Vec<Pending>) -> Result<Uploaded
     .await;
     let (bytes, batches) = match built {
         Ok(Ok(built)) => built,
-        Ok(Err(e)) => return Err((WriteError::Upload(e.to_string()), waiters)),
-        Err(e) => return Err((WriteError::Upload(e.to_string()), waiters)),
+        Ok(Err(e)) => return Err((WriteError::Upload(Arc::new(e)), waiters)),
+        Err(e) => return Err((WriteError::UnexpectedOutcome(format!("segment encoder stopped: {e}")), waiters)),
     };
     match put_segment(&log, bytes.clone()).await {
         Ok(segment) => Ok(Uploaded { segment, bytes, batches, records, waiters }),
-        Err(e) => Err((WriteError::Upload(e.to_string()), waiters)),
+        Err(e) => Err((WriteError::Upload(Arc::new(e.into())), waiters)),
     }
 }
 
@@ -388,7 +393,7 @@ async fn commit_uploads(
             match done {
                 Ok(Ok(mut up)) => match refresh_if_stale(&log, &mut up).await {
                     Ok(()) => group.push(up),
-                    Err(e) => fail_all(up.waiters, &WriteError::Upload(e.to_string())),
+                    Err(e) => fail_all(up.waiters, &WriteError::Upload(Arc::new(e.into()))),
                 },
                 Ok(Err((e, waiters))) => fail_all(waiters, &e),
                 // The waiters were dropped with the task; their callers see `Closed`.
@@ -415,8 +420,13 @@ async fn commit_group(mut group: Vec<Uploaded>, committer: &Committer, cache: &B
     let outcomes = match committer.commit(ops).await {
         Ok(c) => c.outcomes,
         Err(e) => {
+            let e = match e {
+                CommitError::Failed(e) => WriteError::Commit(e),
+                CommitError::Closed => WriteError::Closed,
+                other => WriteError::UnexpectedOutcome(other.to_string()),
+            };
             for up in group {
-                fail_all(up.waiters, &WriteError::Commit(e.to_string()));
+                fail_all(up.waiters, &e);
             }
             return;
         }
@@ -425,13 +435,12 @@ async fn commit_group(mut group: Vec<Uploaded>, committer: &Committer, cache: &B
     for up in group {
         let placements = match outcomes.next() {
             Some(OpOutcome::Appended(p)) => p,
-            Some(OpOutcome::SegmentTooOld) => {
-                let e = WriteError::Commit("the segment outlived the commit window before its commit landed".into());
-                fail_all(up.waiters, &e);
+            Some(OpOutcome::SegmentTooOld | OpOutcome::EntryTooOld) => {
+                fail_all(up.waiters, &WriteError::Expired);
                 continue;
             }
-            _ => {
-                fail_all(up.waiters, &WriteError::Commit("unexpected apply outcome".into()));
+            other => {
+                fail_all(up.waiters, &WriteError::UnexpectedOutcome(format!("{other:?}")));
                 continue;
             }
         };

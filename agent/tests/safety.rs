@@ -190,3 +190,67 @@ async fn hole8_reset_none_with_an_out_of_range_offset_is_an_error() {
     let (s, b) = c.get(&format!("/v1/groups/g/members/{id}/records?timeout_ms=0")).await;
     assert_eq!((s, code(&b)), (416, "offset_out_of_range"), "{b}");
 }
+
+fn agent_command(store: &str, extra: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_floe-agent"));
+    c.args(["--listen", "127.0.0.1:0", "--store", store]).args(extra).env("FLOE_LOG", "warn");
+    c
+}
+
+/// Hole 6: a log entry that does not decode (a torn write on a store without
+/// fsync) stops every agent with an error naming the key and the recovery
+/// procedure, instead of retrying forever; a new agent refuses to start.
+#[tokio::test]
+async fn hole6_an_undecodable_log_entry_stops_the_agent_and_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_url(&dir);
+    let mut running = agent_command(&store, &["--compactor", "off", "--log-poll-ms", "20"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Once the agent serves, write a torn entry at the next log position.
+    let stdout = running.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the agent started");
+    assert!(line.starts_with("floe-agent listening on"), "{line}");
+    let log_dir = dir.path().join("log");
+    let last = std::fs::read_dir(&log_dir)
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok()).max().unwrap_or(0))
+        .unwrap_or(0);
+    let next = last + 1;
+    std::fs::create_dir_all(&log_dir).unwrap();
+    std::fs::write(log_dir.join(format!("{next:020}")), b"{\"format\":1,\"commit_id\":").unwrap();
+    let mut status = None;
+    for _ in 0..200 {
+        status = running.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = running.kill();
+    let status = status.expect("the running agent stopped by itself");
+    assert!(!status.success());
+
+    let out = agent_command(&store, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&format!("log/{next:020}")) && stderr.contains("docs/recovery.md"), "{stderr}");
+}
+
+/// Hole 10: an agent must not advertise an address no other agent can reach.
+#[tokio::test]
+async fn hole10_an_unusable_advertise_url_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = agent_command(&store_url(&dir), &["--advertise-url", "http://0.0.0.0:8080"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--advertise-url"), "{stderr}");
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "refused before touching the bucket");
+}

@@ -62,7 +62,7 @@ pub async fn internal_secret(store: &dyn ObjectStore) -> Result<String> {
 /// or reads and checks the existing one.
 pub async fn init(store: &dyn ObjectStore, commit_window_ms: u64) -> Result<ClusterInfo> {
     let mine = ClusterInfo { cluster_id: Ulid::new(), format: CLUSTER_FORMAT, commit_window_ms };
-    let body = serde_json::to_vec(&mine).map_err(|e| Error::corrupt("cluster", e))?;
+    let body = serde_json::to_vec(&mine).map_err(|e| Error::encode("cluster", e))?;
     if put_if_absent(store, &keys::cluster(), body.into()).await? {
         return Ok(mine);
     }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
 use crate::segment::BatchMeta;
-use crate::{Error, Result};
+use crate::{Error, Result, keys};
 
 pub const ENTRY_FORMAT: u32 = 1;
 
@@ -157,19 +157,19 @@ impl LogEntry {
     }
 
     pub fn encode(&self) -> Result<Bytes> {
-        serde_json::to_vec(self).map(Bytes::from).map_err(|e| Error::corrupt("log entry", e))
+        serde_json::to_vec(self).map(Bytes::from).map_err(|e| Error::encode("log entry", e))
     }
 }
 
 impl LogObject {
     pub fn tombstone_bytes(snapshot: u64) -> Result<Bytes> {
         let t = TombstoneJson { format: ENTRY_FORMAT, truncated: TruncatedJson { snapshot } };
-        serde_json::to_vec(&t).map(Bytes::from).map_err(|e| Error::corrupt("tombstone", e))
+        serde_json::to_vec(&t).map(Bytes::from).map_err(|e| Error::encode("tombstone", e))
     }
 
     pub fn decode(seq: u64, bytes: &[u8]) -> Result<Self> {
-        let raw: RawObject =
-            serde_json::from_slice(bytes).map_err(|e| Error::corrupt(format!("log entry {seq}"), e))?;
+        let corrupt = |reason: String| Error::CorruptLogEntry { seq, key: keys::log_entry(seq).to_string(), reason };
+        let raw: RawObject = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
         let (format, object) = match raw {
             RawObject::Tombstone(t) => (t.format, Self::Tombstone { snapshot: t.truncated.snapshot }),
             RawObject::Entry(e) => (e.format, Self::Entry(e)),

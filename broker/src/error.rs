@@ -21,6 +21,18 @@ pub enum Error {
     #[error("corrupt {what}: {reason}")]
     Corrupt { what: String, reason: String },
 
+    /// A log entry that cannot be decoded: no agent can apply anything after
+    /// it, so every agent stops and says so (docs/recovery.md).
+    #[error(
+        "log entry {seq} (key {key}) cannot be decoded: {reason}; every agent stops here until it is \
+         repaired (see docs/recovery.md)"
+    )]
+    CorruptLogEntry { seq: u64, key: String, reason: String },
+
+    /// Something Floe itself produced could not be encoded (too large, or a bug).
+    #[error("cannot encode {what}: {reason}")]
+    Encode { what: String, reason: String },
+
     /// The bucket was written by a Floe with a format this build does not know.
     #[error("unsupported format: {0}")]
     UnsupportedFormat(String),
@@ -46,8 +58,60 @@ pub enum Error {
     OutOfOrder { expected: u64, got: u64 },
 }
 
+/// What an error means for whoever asked, so each gets the right answer
+/// (see the agent's `api/error.rs`, the one place that maps them to HTTP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The store did not answer or the outcome is unknown: a retry may succeed.
+    Unavailable,
+    /// Data the log references is not in the store.
+    Missing,
+    /// Bytes in the bucket do not decode, or fail their checksum.
+    Corrupt,
+    /// A misconfiguration (store permissions, an unsafe store) or a bug: a
+    /// retry will not help; an operator must.
+    Internal,
+}
+
 impl Error {
     pub fn corrupt(what: impl Into<String>, reason: impl ToString) -> Self {
         Self::Corrupt { what: what.into(), reason: reason.to_string() }
+    }
+
+    pub fn encode(what: impl Into<String>, reason: impl ToString) -> Self {
+        Self::Encode { what: what.into(), reason: reason.to_string() }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Store(e) => store_error_kind(e),
+            Self::CommitUnresolved { .. } => ErrorKind::Unavailable,
+            Self::Corrupt { .. } | Self::CorruptLogEntry { .. } | Self::MissingLogEntry { .. } => ErrorKind::Corrupt,
+            Self::UnsafeStore { .. }
+            | Self::UnsupportedFormat(_)
+            | Self::InvalidStoreUrl { .. }
+            | Self::LocalIo { .. }
+            | Self::OutOfOrder { .. }
+            | Self::Encode { .. } => ErrorKind::Internal,
+        }
+    }
+}
+
+/// How an object-store error classifies. Anything the store did not say
+/// precisely (timeouts, 5xx, resets: `Generic`) is taken as transient.
+pub fn store_error_kind(e: &object_store::Error) -> ErrorKind {
+    use object_store::Error as E;
+    match e {
+        E::NotFound { .. } => ErrorKind::Missing,
+        E::PermissionDenied { .. }
+        | E::Unauthenticated { .. }
+        | E::InvalidPath { .. }
+        | E::NotSupported { .. }
+        | E::NotImplemented { .. }
+        | E::UnknownConfigurationKey { .. }
+        | E::AlreadyExists { .. }
+        | E::Precondition { .. }
+        | E::NotModified { .. } => ErrorKind::Internal,
+        _ => ErrorKind::Unavailable,
     }
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use object_store::ObjectStore;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result, store_error_kind};
 pub use log::{Committed, LogSettings, MetadataLog};
 pub use record::Record;
 

@@ -112,7 +112,7 @@ impl SegmentBuilder {
         for b in &self.index {
             let topic = b.topic.as_bytes();
             self.buf
-                .put_u16_le(u16::try_from(topic.len()).map_err(|_| Error::corrupt("segment", "topic name too long"))?);
+                .put_u16_le(u16::try_from(topic.len()).map_err(|_| Error::encode("segment", "topic name too long"))?);
             self.buf.put_slice(topic);
             self.buf.put_u32_le(b.partition);
             self.buf.put_u64_le(b.pos);
@@ -131,19 +131,19 @@ impl SegmentBuilder {
 }
 
 fn to_u32(n: usize, what: &str) -> Result<u32> {
-    u32::try_from(n).map_err(|_| Error::corrupt("segment", format!("{what} exceeds 4 GiB")))
+    u32::try_from(n).map_err(|_| Error::encode("segment", format!("{what} exceeds 4 GiB")))
 }
 
 fn encode_batch(records: &[Record]) -> Result<Vec<u8>> {
     if records.is_empty() {
-        return Err(Error::corrupt("segment", "empty batch"));
+        return Err(Error::encode("segment", "empty batch"));
     }
     let mut raw = Vec::with_capacity(records.iter().map(Record::size).sum());
     for r in records {
         raw.put_i64_le(r.timestamp);
         match &r.key {
             Some(k) => {
-                raw.put_i32_le(i32::try_from(k.len()).map_err(|_| Error::corrupt("record", "key too large"))?);
+                raw.put_i32_le(i32::try_from(k.len()).map_err(|_| Error::encode("record", "key too large"))?);
                 raw.put_slice(k);
             }
             None => raw.put_i32_le(-1),
@@ -158,7 +158,7 @@ fn encode_batch(records: &[Record]) -> Result<Vec<u8>> {
             raw.put_slice(value);
         }
     }
-    let payload = zstd::bulk::compress(&raw, ZSTD_LEVEL).map_err(|e| Error::corrupt("batch", e))?;
+    let payload = zstd::bulk::compress(&raw, ZSTD_LEVEL).map_err(|e| Error::encode("batch", e))?;
     let mut out = Vec::with_capacity(BATCH_HEADER_LEN + payload.len());
     out.put_u32_le(to_u32(payload.len(), "payload")?);
     out.put_u32_le(0); // crc, filled below

@@ -19,8 +19,8 @@ struct Stored<S> {
 
 pub fn encode(state: &State) -> Result<Vec<u8>> {
     let json =
-        serde_json::to_vec(&Stored { format: SNAPSHOT_FORMAT, state }).map_err(|e| Error::corrupt("snapshot", e))?;
-    zstd::bulk::compress(&json, 3).map_err(|e| Error::corrupt("snapshot", e))
+        serde_json::to_vec(&Stored { format: SNAPSHOT_FORMAT, state }).map_err(|e| Error::encode("snapshot", e))?;
+    zstd::bulk::compress(&json, 3).map_err(|e| Error::encode("snapshot", e))
 }
 
 pub fn decode(seq: u64, bytes: &[u8]) -> Result<State> {

@@ -49,7 +49,9 @@ pub fn open(url: &str) -> Result<Arc<dyn ObjectStore>> {
         return Err(invalid("no directory"));
     }
     std::fs::create_dir_all(dir).map_err(|e| invalid(&format!("cannot create directory: {e}")))?;
-    Ok(Arc::new(LocalFileSystem::new_with_prefix(dir)?))
+    // Synced before a PUT returns (data, then the directory entry): an
+    // acknowledged record must survive a power loss, as it would on S3.
+    Ok(Arc::new(LocalFileSystem::new_with_prefix(dir)?.with_fsync(true)))
 }
 
 /// GETs a whole object; `None` if it does not exist.
@@ -98,6 +100,15 @@ mod tests {
         assert!(open(&url).unwrap().to_string().starts_with("LocalFileSystem"));
         assert!(nested.is_dir(), "file:// creates the directory");
         assert!(open("memory://").unwrap().to_string().starts_with("InMemory"));
+    }
+
+    /// Hole 6: the embedded default store must sync what it writes before
+    /// a PUT returns (object_store's `LocalFileSystem` does not by default).
+    #[test]
+    fn hole6_the_local_directory_store_syncs_before_acknowledging() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&format!("file://{}", dir.path().display())).unwrap();
+        assert!(format!("{store:?}").contains("fsync: true"), "{store:?}");
     }
 
     #[test]

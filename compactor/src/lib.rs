@@ -12,6 +12,7 @@ pub mod settings;
 pub mod snapshots;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use floe_broker::state::OpOutcome;
 use floe_broker::{MetadataLog, Result};
@@ -24,15 +25,27 @@ pub struct CycleReport {
     pub truncated: usize,
     pub merged_runs: usize,
     pub merged_batches: usize,
+    /// Runs skipped because their batches could not be read or rewritten;
+    /// the rest of the cycle went on.
+    pub failed_runs: usize,
     pub snapshot: Option<u64>,
     pub tombstoned: usize,
     pub deleted_snapshots: usize,
     pub gc: gc::GcReport,
 }
 
+/// Counters over the compactor's life, readable while it runs.
+#[derive(Debug, Default)]
+pub struct CompactorStats {
+    pub cycles: AtomicU64,
+    pub failed_cycles: AtomicU64,
+    pub failed_merge_runs: AtomicU64,
+}
+
 pub struct Compactor {
     log: Arc<MetadataLog>,
     settings: CompactorSettings,
+    stats: Arc<CompactorStats>,
     gc: gc::Gc,
     tombstoned_through: u64,
 }
@@ -40,7 +53,11 @@ pub struct Compactor {
 impl Compactor {
     pub fn new(log: Arc<MetadataLog>, settings: CompactorSettings) -> Self {
         let gc = gc::Gc::new(settings.gc_grace());
-        Self { log, settings, gc, tombstoned_through: 0 }
+        Self { log, settings, stats: Arc::default(), gc, tombstoned_through: 0 }
+    }
+
+    pub fn stats(&self) -> Arc<CompactorStats> {
+        self.stats.clone()
     }
 
     /// Runs cycles every `compaction_interval_ms` until the task is dropped.
@@ -49,10 +66,14 @@ impl Compactor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            self.stats.cycles.fetch_add(1, Ordering::Relaxed);
             match self.run_once().await {
                 Ok(r) if r != CycleReport::default() => tracing::debug!(report = ?r, "compaction cycle"),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "compaction cycle failed"),
+                Err(e) => {
+                    self.stats.failed_cycles.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "compaction cycle failed");
+                }
             }
         }
     }
@@ -61,7 +82,7 @@ impl Compactor {
         let mut report = CycleReport::default();
         self.log.catch_up().await?;
         report.truncated = self.retention().await?;
-        (report.merged_runs, report.merged_batches) = self.merge().await?;
+        (report.merged_runs, report.merged_batches, report.failed_runs) = self.merge().await?;
 
         let store = self.log.store().clone();
         let mut snaps = snapshots::list(store.as_ref()).await?;
@@ -102,18 +123,31 @@ impl Compactor {
         Ok(committed.outcomes.iter().filter(|o| **o == OpOutcome::Truncated).count())
     }
 
-    async fn merge(&self) -> Result<(usize, usize)> {
+    /// Merges what the plan finds worth it; a run that cannot be read (a
+    /// missing or corrupt batch) is skipped and reported, so one bad batch
+    /// never stops the merges, GC, snapshots and tombstones after it.
+    /// Returns (runs merged, batches merged, runs skipped).
+    async fn merge(&self) -> Result<(usize, usize, usize)> {
         let runs = merge::plan(&self.log.state(), &self.settings);
-        if runs.is_empty() {
-            return Ok((0, 0));
-        }
         let store = self.log.store().clone();
         let mut ops = Vec::new();
         let mut batches = Vec::new();
+        let mut failed = 0;
         for run in &runs {
-            let op = merge::execute(&store, run, self.settings.merge_batch_bytes).await?;
-            ops.push(op);
-            batches.push(run.batches.len());
+            match merge::execute(&store, run, self.settings.merge_batch_bytes).await {
+                Ok(op) => {
+                    ops.push(op);
+                    batches.push(run.batches.len());
+                }
+                Err(e) => {
+                    failed += 1;
+                    self.stats.failed_merge_runs.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(topic = %run.topic, partition = run.partition, error = %e, "skipping a merge run");
+                }
+            }
+        }
+        if ops.is_empty() {
+            return Ok((0, 0, failed));
         }
         let committed = self.log.commit(ops).await?;
         let merged: Vec<usize> = committed
@@ -123,6 +157,6 @@ impl Compactor {
             .filter(|(o, _)| **o == OpOutcome::Replaced)
             .map(|(_, n)| n)
             .collect();
-        Ok((merged.len(), merged.iter().sum()))
+        Ok((merged.len(), merged.iter().sum(), failed))
     }
 }

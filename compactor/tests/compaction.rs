@@ -253,3 +253,34 @@ async fn two_compactors_at_once_keep_every_record() {
     let objects = segment_objects(store.as_ref()).await.len();
     assert_eq!(objects, writer.state().segments.len(), "losers' merged segments were collected too");
 }
+
+/// Hole 7: one unreadable batch used to abort the whole cycle, so GC,
+/// snapshots and tombstones never ran again. Its run is skipped and reported;
+/// everything else goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hole7_an_unreadable_batch_skips_its_run_and_the_cycle_goes_on() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let log = open(&store).await;
+    let unlimited = TopicConfig { retention_ms: -1, retention_bytes: -1 };
+    create_topic(&log, "bad", 1, unlimited).await;
+    create_topic(&log, "good", 1, unlimited).await;
+    let mut corrupt = None;
+    for f in 0..10u64 {
+        for topic in ["bad", "good"] {
+            let (segment, op) = upload(&log, topic, &[(0, vec![record(f, now_ms())])]).await;
+            log.commit(vec![op]).await.unwrap();
+            if topic == "bad" && f == 3 {
+                corrupt = Some(segment);
+            }
+        }
+    }
+    let corrupt = corrupt.unwrap();
+    log.store().put(&keys::segment(corrupt), Bytes::from_static(b"not a segment at all").into()).await.unwrap();
+    let settings = CompactorSettings { snapshot_every_entries: 5, ..fast_settings() };
+    let mut compactor = Compactor::new(log.clone(), settings);
+    let report = compactor.run_once().await.expect("the cycle survives a bad batch");
+    assert_eq!((report.merged_runs, report.failed_runs), (1, 1), "{report:?}");
+    assert!(report.snapshot.is_some(), "the rest of the cycle ran: {report:?}");
+    assert_eq!(compactor.stats().failed_merge_runs.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(read_partition(&log, "good", 0).await.len(), 10);
+}

@@ -79,14 +79,52 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Errors of the broker core, by kind: a client learns what it can act on
+/// (retry, or not) and never sees server paths; the full error goes to the log.
+impl From<&floe_broker::Error> for ApiError {
+    fn from(e: &floe_broker::Error) -> Self {
+        use floe_broker::{Error as E, ErrorKind as K};
+        let internal = |code, message: &str| Self::new(StatusCode::INTERNAL_SERVER_ERROR, code, message);
+        match e.kind() {
+            K::Unavailable => {
+                tracing::warn!(error = %e, "request failed; the client may retry");
+                match e {
+                    E::CommitUnresolved { .. } => Self::unavailable(
+                        "commit_outcome_unknown",
+                        "the store did not confirm the commit; retry (an idempotent producer's retry is never written twice)",
+                    ),
+                    _ => Self::unavailable("store_unavailable", "the object store did not answer; retry shortly"),
+                }
+            }
+            K::Missing => {
+                tracing::error!(error = %e, "data the log references is missing from the store");
+                internal("data_missing", "data the log references is missing from the object store")
+            }
+            K::Corrupt => {
+                tracing::error!(error = %e, "corrupt data in the bucket");
+                let what = match e {
+                    E::Corrupt { what, .. } => what.clone(),
+                    E::CorruptLogEntry { seq, .. } | E::MissingLogEntry { seq } => format!("log entry {seq}"),
+                    _ => "data".into(),
+                };
+                internal("corrupt_data", &format!("{what} in the bucket is corrupt; see the agent's log"))
+            }
+            K::Internal => {
+                tracing::error!(error = %e, "internal error");
+                match e {
+                    E::Store(
+                        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. },
+                    ) => internal("store_permission_denied", "the object store refused the agent's credentials"),
+                    _ => internal("internal", "internal error; see the agent's log"),
+                }
+            }
+        }
+    }
+}
+
 impl From<floe_broker::Error> for ApiError {
     fn from(e: floe_broker::Error) -> Self {
-        use floe_broker::Error as E;
-        match e {
-            E::CommitUnresolved { .. } => Self::unavailable("commit_outcome_unknown", e.to_string()),
-            E::Store(_) => Self::unavailable("store_unavailable", e.to_string()),
-            _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-        }
+        Self::from(&e)
     }
 }
 
@@ -96,8 +134,12 @@ impl From<WriteError> for ApiError {
         match e {
             WriteError::Overloaded => Self::unavailable("overloaded", message),
             WriteError::TooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", message),
-            WriteError::Upload(_) => Self::unavailable("store_unavailable", message),
-            WriteError::Commit(_) => Self::unavailable("commit_failed", message),
+            WriteError::Upload(e) | WriteError::Commit(e) => Self::from(e.as_ref()),
+            WriteError::Expired => Self::unavailable("commit_expired", message),
+            WriteError::UnexpectedOutcome(_) => {
+                tracing::error!(error = %message, "unexpected commit outcome");
+                Self::internal("internal error; see the agent's log")
+            }
             WriteError::PartitionGone { topic, partition } => Self::partition_not_found(&topic, partition),
             WriteError::Closed => Self::unavailable("shutting_down", message),
             WriteError::Producer(Placement::OutOfOrder { expected }) => Self::new(
@@ -128,7 +170,7 @@ impl From<FetchError> for ApiError {
             )
             .with("log_start_offset", log_start_offset)
             .with("high_watermark", high_watermark),
-            FetchError::Store(e) => Self::unavailable("store_unavailable", e.to_string()),
+            FetchError::Store(e) => Self::from(e.as_ref()),
         }
     }
 }

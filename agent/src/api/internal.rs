@@ -36,7 +36,8 @@ pub async fn commit(
         Err(CommitError::NotHolder) => {
             Err(ApiError::new(StatusCode::CONFLICT, "not_lease_holder", "this agent does not hold the commit lease"))
         }
-        Err(CommitError::Failed(e)) => Err(ApiError::unavailable("commit_failed", e)),
+        Err(CommitError::Failed(e)) => Err(ApiError::from(e.as_ref())),
+        Err(CommitError::Closed) => Err(ApiError::unavailable("shutting_down", "the agent is shutting down")),
     }
 }
 
