@@ -48,7 +48,11 @@ impl Agent {
         let store: Arc<dyn ObjectStore> = metered.clone();
         let log_settings =
             LogSettings { new_cluster_commit_window_ms: settings.commit_window_ms, ..LogSettings::default() };
-        let (cluster, log) = floe_broker::open(store, log_settings).await?;
+        let clock: Arc<dyn floe_broker::clock::Clock> = match settings.test_clock_offset_ms {
+            Some(offset) => Arc::new(floe_broker::clock::OffsetClock::new(offset)),
+            None => floe_broker::clock::system(),
+        };
+        let (cluster, log) = floe_broker::open_with_clock(store, clock, log_settings).await?;
         let log = Arc::new(log);
         tracing::info!(cluster_id = %cluster.cluster_id, applied = log.applied(), "bucket opened");
         let disk = settings.cache_dir.clone().map(|d| (d, settings.cache_dir_bytes));

@@ -100,6 +100,11 @@ pub struct AgentArgs {
     #[command(flatten)]
     pub compaction: CompactorSettings,
 
+    /// Testing only: run this agent's clock this many milliseconds off
+    /// (negative: behind), to check that a skewed node stops committing.
+    #[arg(long, env = "FLOE_TEST_CLOCK_OFFSET_MS", hide = true, allow_hyphen_values = true)]
+    pub test_clock_offset_ms: Option<i64>,
+
     /// Testing only: make this fraction of object-store requests on log and
     /// segment keys fail (half of the failed PUTs after they landed).
     #[arg(long, env = "FLOE_INJECT_STORE_FAULTS", hide = true)]

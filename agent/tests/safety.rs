@@ -254,3 +254,71 @@ async fn hole10_an_unusable_advertise_url_is_refused_at_start() {
     assert!(!out.status.success() && stderr.contains("--advertise-url"), "{stderr}");
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "refused before touching the bucket");
 }
+
+/// Hole 9: a corrupt or missing segment is a permanent error: 500 with a
+/// stable code, no `Retry-After`, and no server path in the message.
+#[tokio::test]
+async fn hole9_corrupt_and_missing_data_are_not_retryable_and_hide_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_url(&dir);
+    {
+        let a = AgentProc::start(&store, &[], &["--compactor", "off"]);
+        let c = a.client();
+        c.create_topic("t", 2).await;
+        c.produce("t", json!([{"value": "zero", "partition": 0}])).await;
+        c.produce("t", json!([{"value": "one", "partition": 1}])).await;
+    }
+    let mut segments: Vec<std::path::PathBuf> =
+        std::fs::read_dir(dir.path().join("segments")).unwrap().map(|e| e.unwrap().path()).collect();
+    segments.sort();
+    assert_eq!(segments.len(), 2);
+    // Flip a byte inside the first segment's batch (the CRC catches it); delete the second.
+    let mut bytes = std::fs::read(&segments[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&segments[0], bytes).unwrap();
+    std::fs::remove_file(&segments[1]).unwrap();
+
+    let a = AgentProc::start(&store, &[], &["--compactor", "off"]);
+    let c = a.client();
+    let root = dir.path().display().to_string();
+    for (partition, expected) in [(0, "corrupt_data"), (1, "data_missing")] {
+        let r =
+            c.http.get(format!("{}/v1/topics/t/partitions/{partition}/records?offset=0", c.base)).send().await.unwrap();
+        assert_eq!(r.status(), 500);
+        assert!(r.headers().get("retry-after").is_none(), "a retry cannot fix it");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(code(&body), expected, "{body}");
+        assert!(!body.to_string().contains(&root), "no server paths: {body}");
+    }
+}
+
+/// Hole 5: one node with a fast clock used to drag the log clock a minute
+/// ahead, after which every other node's uploads were refused as too old. A
+/// node whose clock is off from the store's stops committing and says so;
+/// the others go on.
+#[tokio::test]
+async fn hole5_one_fast_clock_does_not_stall_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_url(&dir);
+    let good = AgentProc::start(&store, &[], &["--compactor", "off"]);
+    let (g, _) = (good.client(), ());
+    g.create_topic("t", 1).await;
+    for offset in ["60000", "-60000"] {
+        let skewed =
+            AgentProc::start(&store, &[("FLOE_TEST_CLOCK_OFFSET_MS", offset.to_owned())], &["--compactor", "off"]);
+        let s = skewed.client();
+        let (status, ready) = s.get("/readyz").await;
+        assert_eq!((status, code(&ready)), (503, "clock_skew"), "{ready}");
+        let (status, refused) =
+            s.post("/v1/topics/t/records", &json!({"records": [{"value": "from the skewed node"}]})).await;
+        assert_eq!((status, code(&refused)), (503, "clock_skew"), "{refused}");
+        let (_, stats) = s.get("/v1/stats").await;
+        let measured = stats["clock"]["offset_ms"].as_i64().unwrap();
+        assert!((measured - offset.parse::<i64>().unwrap()).abs() < 5_000, "measured {measured} ms");
+        // The healthy node still commits: the log clock was not dragged along.
+        g.produce("t", json!([{"value": format!("after a node {offset} ms off")}])).await;
+    }
+    assert_eq!(values(&g.read_all("t", 0, 0).await).len(), 2);
+    assert_eq!(g.get("/readyz").await.0, 200);
+}

@@ -1,7 +1,169 @@
-//! Wall-clock time in milliseconds since the Unix epoch. Used for record
-//! timestamps, retention and delaying garbage collection; never for
-//! correctness (the log clock in `state` does that job).
+//! Wall-clock time, injected: the log takes a [`Clock`] so tests, the chaos
+//! checker and simulations can run a node with its clock off. Correctness
+//! never rests on wall clocks (the log clock in `state` does that job); the
+//! one place they matter — how far a node may push the log clock — is
+//! guarded by [`SkewGuard`].
 
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use object_store::{ObjectStore, ObjectStoreExt};
+use tokio::time::Instant;
+use ulid::Ulid;
+
+use crate::{Error, Result, keys};
+
+/// Milliseconds since the Unix epoch.
+pub trait Clock: Send + Sync + fmt::Debug {
+    fn now_ms(&self) -> u64;
+
+    /// A fresh ULID stamped with this clock's time (commit ids, segment names).
+    fn ulid(&self) -> Ulid {
+        Ulid::from_parts(self.now_ms(), rand::random())
+    }
+}
+
+/// The machine's clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        now_ms()
+    }
+}
+
+/// The machine's clock shifted by an offset that can change while running:
+/// for tests and the chaos checker (a node minutes fast, a clock that jumps).
+#[derive(Debug, Default)]
+pub struct OffsetClock {
+    offset_ms: AtomicI64,
+}
+
+impl OffsetClock {
+    pub fn new(offset_ms: i64) -> Self {
+        Self { offset_ms: AtomicI64::new(offset_ms) }
+    }
+
+    pub fn set_offset_ms(&self, offset_ms: i64) {
+        self.offset_ms.store(offset_ms, Ordering::Relaxed);
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now_ms(&self) -> u64 {
+        now_ms().saturating_add_signed(self.offset_ms.load(Ordering::Relaxed))
+    }
+}
+
+pub fn system() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
+
+/// The system clock, for what has not been given an injected one yet
+/// (record timestamps, retention, GC grace).
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How often a committing node measures its clock against the store's again.
+/// Between measurements, a jump of the wall clock is seen at once by comparing
+/// it with the monotonic clock; only slow drift waits for the next one.
+pub const CLOCK_RECHECK: Duration = Duration::from_secs(600);
+
+/// Keeps a node whose clock is off from committing. Commit ids carry the
+/// committer's time and the log clock is their maximum, so one node running
+/// a minute fast would make every other node's uploads look a minute old
+/// (refused once past the commit window) and end leases early. The store's
+/// own clock (the `Last-Modified` of an object this node just wrote) is the
+/// reference every node shares; a node further from it than `bound_ms` stops
+/// committing until it is back within.
+#[derive(Debug)]
+pub struct SkewGuard {
+    clock: Arc<dyn Clock>,
+    bound_ms: u64,
+    last: Mutex<Option<Measurement>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Measurement {
+    /// This node's clock minus the store's, when measured.
+    offset_ms: i64,
+    wall_ms: u64,
+    mono: Instant,
+}
+
+impl SkewGuard {
+    pub fn new(clock: Arc<dyn Clock>, bound_ms: u64) -> Self {
+        Self { clock, bound_ms, last: Mutex::new(None) }
+    }
+
+    pub fn bound_ms(&self) -> u64 {
+        self.bound_ms
+    }
+
+    /// This node's clock minus the store's, as last measured and corrected
+    /// for any jump of the wall clock since (against the monotonic clock).
+    pub fn offset_ms(&self) -> Option<i64> {
+        let m = (*self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner))?;
+        let wall = i64::try_from(self.clock.now_ms()).unwrap_or(i64::MAX) - m.wall_ms as i64;
+        let mono = i64::try_from(m.mono.elapsed().as_millis()).unwrap_or(i64::MAX);
+        Some(m.offset_ms + (wall - mono))
+    }
+
+    /// The error committing would meet now, if any.
+    pub fn refusal(&self) -> Option<Error> {
+        let offset_ms = self.offset_ms()?;
+        (offset_ms.unsigned_abs() > self.bound_ms).then_some(Error::ClockSkew { offset_ms, bound_ms: self.bound_ms })
+    }
+
+    /// Measures if there is no recent measurement, then refuses if the clock is off.
+    pub async fn check(&self, store: &dyn ObjectStore) -> Result<()> {
+        let stale = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_none_or(|m| m.mono.elapsed() >= CLOCK_RECHECK);
+        if stale {
+            self.measure(store).await?;
+        }
+        match self.refusal() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes a scratch object and reads its `Last-Modified`: the store's time
+    /// between our two readings of ours (to S3's one-second resolution).
+    pub async fn measure(&self, store: &dyn ObjectStore) -> Result<i64> {
+        let key = keys::probe(self.clock.ulid());
+        let (before, mono) = (self.clock.now_ms(), Instant::now());
+        store.put(&key, bytes::Bytes::from_static(b"clock probe").into()).await?;
+        let meta = store.head(&key).await;
+        let after = self.clock.now_ms();
+        // The key is this node's alone; leaving it behind would only cost bytes.
+        if let Err(e) = store.delete(&key).await {
+            tracing::debug!(%key, error = %e, "could not delete clock probe");
+        }
+        let stored_ms = meta?.last_modified.timestamp_millis();
+        // Whole seconds on S3: the true time lies in [stored, stored + 1 s).
+        let stored_mid = if stored_ms % 1000 == 0 { stored_ms + 500 } else { stored_ms };
+        let mid = i64::try_from(before / 2 + after / 2).unwrap_or(i64::MAX);
+        let offset_ms = mid - stored_mid;
+        let wall_ms = before / 2 + after / 2;
+        *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(Measurement { offset_ms, wall_ms, mono: mono + (Instant::now() - mono) / 2 });
+        if offset_ms.unsigned_abs() > self.bound_ms {
+            tracing::error!(
+                offset_ms,
+                bound_ms = self.bound_ms,
+                "this node's clock is off from the object store's; it will not commit until fixed"
+            );
+        } else {
+            tracing::debug!(offset_ms, "clock measured against the object store");
+        }
+        Ok(offset_ms)
+    }
 }

@@ -153,7 +153,12 @@ enum RawObject {
 
 impl LogEntry {
     pub fn new(ops: Vec<Op>) -> Self {
-        Self { format: ENTRY_FORMAT, commit_id: Ulid::new(), ops }
+        Self::with_id(Ulid::new(), ops)
+    }
+
+    /// An entry whose commit id was made by an injected clock.
+    pub fn with_id(commit_id: Ulid, ops: Vec<Op>) -> Self {
+        Self { format: ENTRY_FORMAT, commit_id, ops }
     }
 
     pub fn encode(&self) -> Result<Bytes> {

@@ -53,6 +53,13 @@ pub enum Error {
     #[error("{what}: {source}")]
     LocalIo { what: String, source: std::io::Error },
 
+    /// This node's clock is too far from the store's for it to commit safely.
+    #[error(
+        "this node's clock is {offset_ms} ms off from the object store's (the bound is {bound_ms} ms); \
+         it commits nothing until its clock is fixed (see docs/commit-protocol.md)"
+    )]
+    ClockSkew { offset_ms: i64, bound_ms: u64 },
+
     /// An entry could not be applied in order.
     #[error("log apply out of order: expected position {expected}, got {got}")]
     OutOfOrder { expected: u64, got: u64 },
@@ -85,7 +92,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Store(e) => store_error_kind(e),
-            Self::CommitUnresolved { .. } => ErrorKind::Unavailable,
+            Self::CommitUnresolved { .. } | Self::ClockSkew { .. } => ErrorKind::Unavailable,
             Self::Corrupt { .. } | Self::CorruptLogEntry { .. } | Self::MissingLogEntry { .. } => ErrorKind::Corrupt,
             Self::UnsafeStore { .. }
             | Self::UnsupportedFormat(_)

@@ -31,8 +31,17 @@ pub use record::Record;
 /// create-only PUTs, creates or checks the `cluster` object, then loads the
 /// newest snapshot and replays the log.
 pub async fn open(store: Arc<dyn ObjectStore>, settings: LogSettings) -> Result<(cluster::ClusterInfo, MetadataLog)> {
+    open_with_clock(store, clock::system(), settings).await
+}
+
+/// `open`, with the clock that stamps this node's commits injected.
+pub async fn open_with_clock(
+    store: Arc<dyn ObjectStore>,
+    clock: Arc<dyn clock::Clock>,
+    settings: LogSettings,
+) -> Result<(cluster::ClusterInfo, MetadataLog)> {
     cluster::probe_create_only(store.as_ref()).await?;
     let info = cluster::init(store.as_ref(), settings.new_cluster_commit_window_ms).await?;
-    let log = MetadataLog::open(store, settings, info.commit_window_ms).await?;
+    let log = MetadataLog::open(store, clock, settings, info.commit_window_ms).await?;
     Ok((info, log))
 }

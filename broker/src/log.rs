@@ -14,6 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, PutMode};
 use tokio::sync::{Mutex, watch};
 
+use crate::clock::{Clock, SkewGuard};
 use crate::entry::{LogEntry, LogObject, Op};
 use crate::state::{OpOutcome, State};
 use crate::store::{definitely_not_written, get_if_exists};
@@ -30,6 +31,10 @@ pub struct LogSettings {
     /// The commit window written into the `cluster` object when this process
     /// creates it; an existing cluster's value always wins (see `State::commit_window_ms`).
     pub new_cluster_commit_window_ms: u64,
+    /// How far this node's clock may be from the store's before it stops
+    /// committing; `None`: an eighth of the cluster's commit window, and at
+    /// least `MIN_CLOCK_SKEW_BOUND_MS` (S3 reports times in whole seconds).
+    pub max_clock_skew_ms: Option<u64>,
 }
 
 impl Default for LogSettings {
@@ -39,6 +44,7 @@ impl Default for LogSettings {
             settle_backoff: Duration::from_millis(20),
             replay_concurrency: 32,
             new_cluster_commit_window_ms: crate::state::DEFAULT_COMMIT_WINDOW_MS,
+            max_clock_skew_ms: None,
         }
     }
 }
@@ -50,8 +56,14 @@ pub struct Committed {
     pub outcomes: Vec<OpOutcome>,
 }
 
+/// The smallest default bound on a node's clock skew: the store's clock is
+/// read to one second, so anything tighter would refuse healthy nodes.
+pub const MIN_CLOCK_SKEW_BOUND_MS: u64 = 2_000;
+
 pub struct MetadataLog {
     store: Arc<dyn ObjectStore>,
+    clock: Arc<dyn Clock>,
+    skew: SkewGuard,
     settings: LogSettings,
     state: RwLock<State>,
     applied: watch::Sender<u64>,
@@ -67,11 +79,23 @@ pub struct MetadataLog {
 impl MetadataLog {
     /// Loads the newest snapshot and replays the log after it. A bucket with
     /// no snapshot starts from an empty state with `commit_window_ms`.
-    pub async fn open(store: Arc<dyn ObjectStore>, settings: LogSettings, commit_window_ms: u64) -> Result<Self> {
+    /// `clock` stamps commit ids; it is measured against the store's clock
+    /// first, and kept from committing while it is off (`SkewGuard`).
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        clock: Arc<dyn Clock>,
+        settings: LogSettings,
+        commit_window_ms: u64,
+    ) -> Result<Self> {
         let state = snapshot::load_latest(store.as_ref()).await?.unwrap_or_else(|| State::new(commit_window_ms));
         let (applied, _) = watch::channel(state.applied);
+        let bound = settings.max_clock_skew_ms.unwrap_or((state.commit_window_ms / 8).max(MIN_CLOCK_SKEW_BOUND_MS));
+        let skew = SkewGuard::new(clock.clone(), bound);
+        skew.measure(store.as_ref()).await?;
         let log = Self {
             store,
+            clock,
+            skew,
             settings,
             state: RwLock::new(state),
             applied,
@@ -85,6 +109,15 @@ impl MetadataLog {
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// How this node's clock compares with the store's, and whether it may commit.
+    pub fn skew(&self) -> &SkewGuard {
+        &self.skew
     }
 
     /// The state as applied so far. Do not hold the guard across an await.
@@ -121,8 +154,12 @@ impl MetadataLog {
 
     /// Commits `ops` as one entry at the next free position, applies it, and
     /// returns what applying it did.
+    ///
+    /// Refused (`Error::ClockSkew`) while this node's clock is too far from
+    /// the store's: its commit id would drag the log clock with it.
     pub async fn commit(&self, ops: Vec<Op>) -> Result<Committed> {
-        let entry = LogEntry::new(ops);
+        self.skew.check(self.store.as_ref()).await?;
+        let entry = LogEntry::with_id(self.clock.ulid(), ops);
         let body = entry.encode()?;
         let _advance = self.advance.lock().await;
         let mut lost = 0u32;

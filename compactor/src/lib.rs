@@ -134,7 +134,7 @@ impl Compactor {
         let mut batches = Vec::new();
         let mut failed = 0;
         for run in &runs {
-            match merge::execute(&store, run, self.settings.merge_batch_bytes).await {
+            match merge::execute(&store, self.log.clock().as_ref(), run, self.settings.merge_batch_bytes).await {
                 Ok(op) => {
                     ops.push(op);
                     batches.push(run.batches.len());

@@ -89,6 +89,7 @@ impl From<&floe_broker::Error> for ApiError {
             K::Unavailable => {
                 tracing::warn!(error = %e, "request failed; the client may retry");
                 match e {
+                    E::ClockSkew { .. } => Self::unavailable("clock_skew", e.to_string()),
                     E::CommitUnresolved { .. } => Self::unavailable(
                         "commit_outcome_unknown",
                         "the store did not confirm the commit; retry (an idempotent producer's retry is never written twice)",

@@ -17,8 +17,12 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when the store answers and the log is caught up.
+/// Ready when the store answers, the log is caught up, and this agent's
+/// clock is close enough to the store's for it to commit.
 pub async fn readyz(State(agent): State<Arc<Agent>>) -> Result<Json<Value>, ApiError> {
+    if let Some(e) = agent.log.skew().refusal() {
+        return Err(ApiError::unavailable("clock_skew", e.to_string()));
+    }
     match tokio::time::timeout(READY_TIMEOUT, agent.log.catch_up()).await {
         Ok(Ok(applied)) => Ok(Json(json!({ "status": "ready", "applied": applied }))),
         Ok(Err(e)) => Err(ApiError::unavailable("not_ready", format!("cannot read the log: {e}"))),
@@ -33,6 +37,7 @@ pub async fn stats(State(agent): State<Arc<Agent>>) -> Json<Value> {
         "store": agent.store_stats.stats(),
         "cache": agent.cache.stats().await,
         "log": { "applied": agent.log.applied() },
+        "clock": { "offset_ms": agent.log.skew().offset_ms(), "bound_ms": agent.log.skew().bound_ms() },
         "lease": {
             "enabled": agent.settings.commit_lease,
             "holder_url": agent.log.state().valid_lease(crate::committer::COMMIT_LEASE).map(|l| l.url.clone()),
