@@ -24,6 +24,8 @@ pub struct Agent {
     /// Set when the agent cannot go on (a log entry that does not decode):
     /// `serve` stops, and the process exits with the error.
     fatal: tokio::sync::watch::Sender<Option<Arc<floe_broker::Error>>>,
+    /// The embedded compactor's counters (none when compaction runs elsewhere).
+    pub compactor_stats: Option<Arc<floe_compactor::CompactorStats>>,
     pub peers: Arc<PeerAuth>,
     pub store_stats: Arc<MeteredStore>,
     pub cache: BatchCache,
@@ -86,13 +88,17 @@ impl Agent {
         );
         let (fatal, _) = tokio::sync::watch::channel(None);
         tokio::spawn(follow(Arc::downgrade(&log), settings.log_poll_interval(), fatal.clone()));
-        if settings.compactor == CompactorMode::Embedded {
-            tokio::spawn(Compactor::new(log.clone(), settings.compaction.clone()).run());
-        }
+        let compactor_stats = (settings.compactor == CompactorMode::Embedded).then(|| {
+            let compactor = Compactor::new(log.clone(), settings.compaction.clone());
+            let stats = compactor.stats();
+            tokio::spawn(compactor.run());
+            stats
+        });
         let reader = Reader::new(log.clone(), cache.clone());
         let agent = Arc::new(Self {
             settings,
             fatal,
+            compactor_stats,
             peers: auth,
             store_stats: metered,
             cache,

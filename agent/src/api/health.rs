@@ -38,6 +38,10 @@ pub async fn stats(State(agent): State<Arc<Agent>>) -> Json<Value> {
         "cache": agent.cache.stats().await,
         "log": { "applied": agent.log.applied() },
         "clock": { "offset_ms": agent.log.skew().offset_ms(), "bound_ms": agent.log.skew().bound_ms() },
+        "compactor": agent.compactor_stats.as_ref().map(|s| {
+            let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            json!({ "cycles": n(&s.cycles), "failed_cycles": n(&s.failed_cycles), "failed_merge_runs": n(&s.failed_merge_runs) })
+        }),
         "lease": {
             "enabled": agent.settings.commit_lease,
             "holder_url": agent.log.state().valid_lease(crate::committer::COMMIT_LEASE).map(|l| l.url.clone()),
