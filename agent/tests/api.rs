@@ -7,15 +7,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::AgentProc;
+use common::{AgentProc, code};
 use serde_json::{Value, json};
 
 fn file_store(dir: &tempfile::TempDir) -> String {
     format!("file://{}", dir.path().display())
-}
-
-fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {body}"))
 }
 
 #[tokio::test]

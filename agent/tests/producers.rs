@@ -5,12 +5,8 @@
 
 mod common;
 
-use common::AgentProc;
+use common::{AgentProc, code};
 use serde_json::{Value, json};
-
-fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {body}"))
-}
 
 fn request(id: u64, epoch: u64, sequence: u64, values: &[&str]) -> Value {
     let records: Vec<Value> = values.iter().map(|v| json!({"value": v, "partition": 0})).collect();

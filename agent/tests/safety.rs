@@ -5,12 +5,8 @@
 
 mod common;
 
-use common::AgentProc;
+use common::{AgentProc, code};
 use serde_json::{Value, json};
-
-fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {body}"))
-}
 
 fn stamped(id: u64, epoch: u64, sequence: u64, values: &[&str]) -> Value {
     let records: Vec<Value> = values.iter().map(|v| json!({"value": v, "partition": 0})).collect();
@@ -191,6 +187,24 @@ async fn hole8_reset_none_with_an_out_of_range_offset_is_an_error() {
     assert_eq!((s, code(&b)), (416, "offset_out_of_range"), "{b}");
 }
 
+/// Runs an agent that is expected to exit by itself; `None` if it was still
+/// running after 30 s (it is killed then). Returns its success and stderr.
+fn run_to_exit(mut command: std::process::Command) -> Option<(bool, String)> {
+    use std::io::Read;
+    let mut child = command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    for _ in 0..600 {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+            return Some((status.success(), stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
 fn agent_command(store: &str, extra: &[&str]) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_floe-agent"));
     c.args(["--listen", "127.0.0.1:0", "--store", store]).args(extra).env("FLOE_LOG", "warn");
@@ -239,9 +253,8 @@ async fn hole6_an_undecodable_log_entry_stops_the_agent_and_names_the_key() {
     let status = status.expect("the running agent stopped by itself");
     assert!(!status.success());
 
-    let out = agent_command(&store, &[]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (success, stderr) = run_to_exit(agent_command(&store, &[])).expect("a new agent refuses to start");
+    assert!(!success);
     assert!(stderr.contains(&format!("log/{next:020}")) && stderr.contains("docs/recovery.md"), "{stderr}");
 }
 
@@ -249,9 +262,9 @@ async fn hole6_an_undecodable_log_entry_stops_the_agent_and_names_the_key() {
 #[tokio::test]
 async fn hole10_an_unusable_advertise_url_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let out = agent_command(&store_url(&dir), &["--advertise-url", "http://0.0.0.0:8080"]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("--advertise-url"), "{stderr}");
+    let command = agent_command(&store_url(&dir), &["--advertise-url", "http://0.0.0.0:8080"]);
+    let (success, stderr) = run_to_exit(command).expect("the agent refuses to start");
+    assert!(!success && stderr.contains("--advertise-url"), "{stderr}");
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "refused before touching the bucket");
 }
 

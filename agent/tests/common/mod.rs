@@ -64,6 +64,11 @@ impl Drop for AgentProc {
     }
 }
 
+/// The stable error code of an error answer.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {body}"))
+}
+
 #[derive(Clone)]
 pub struct Client {
     pub base: String,
