@@ -48,9 +48,12 @@ pub enum WriteError {
     Upload(#[source] Arc<floe_broker::Error>),
     #[error("committing the log entry failed")]
     Commit(#[source] Arc<floe_broker::Error>),
-    /// The flush waited longer than the commit window allows; nothing was written.
-    #[error("the flush outlived the commit window before its commit landed; nothing was written")]
-    Expired,
+    /// The log refused this attempt as too old, or found it was a copy of an
+    /// entry applied before. An earlier attempt (through the lease holder, or
+    /// a PUT whose outcome was unknown) may have landed, so the records may or
+    /// may not be in the log: like a Kafka produce that timed out.
+    #[error("the commit could not be confirmed: the records may or may not be in the log")]
+    OutcomeUnknown,
     #[error("the log answered the commit with {0}")]
     UnexpectedOutcome(String),
     #[error("topic {topic} partition {partition} did not exist when the records were committed")]
@@ -435,8 +438,8 @@ async fn commit_group(mut group: Vec<Uploaded>, committer: &Committer, cache: &B
     for up in group {
         let placements = match outcomes.next() {
             Some(OpOutcome::Appended(p)) => p,
-            Some(OpOutcome::SegmentTooOld | OpOutcome::EntryTooOld) => {
-                fail_all(up.waiters, &WriteError::Expired);
+            Some(OpOutcome::SegmentTooOld | OpOutcome::EntryTooOld | OpOutcome::AlreadyCommitted { .. }) => {
+                fail_all(up.waiters, &WriteError::OutcomeUnknown);
                 continue;
             }
             other => {

@@ -73,6 +73,10 @@ pub fn now_ms() -> u64 {
 /// it with the monotonic clock; only slow drift waits for the next one.
 pub const CLOCK_RECHECK: Duration = Duration::from_secs(600);
 
+/// While a node refuses to commit, it measures again this often, so it
+/// resumes soon after its clock is fixed (or a slow measurement is redone).
+pub const CLOCK_RECHECK_WHILE_REFUSING: Duration = Duration::from_secs(5);
+
 /// Keeps a node whose clock is off from committing. Commit ids carry the
 /// committer's time and the log clock is their maximum, so one node running
 /// a minute fast would make every other node's uploads look a minute old
@@ -89,8 +93,11 @@ pub struct SkewGuard {
 
 #[derive(Clone, Copy, Debug)]
 struct Measurement {
-    /// This node's clock minus the store's, when measured.
+    /// This node's clock minus the store's, when measured …
     offset_ms: i64,
+    /// … give or take this much (half the round trip, and half a second when
+    /// the store reports whole seconds).
+    uncertainty_ms: u64,
     wall_ms: u64,
     mono: Instant,
 }
@@ -113,19 +120,24 @@ impl SkewGuard {
         Some(m.offset_ms + (wall - mono))
     }
 
-    /// The error committing would meet now, if any.
+    /// The error committing would meet now, if any: only when the clock is
+    /// off by more than the bound even at the near end of the measurement's
+    /// uncertainty (a slow probe must not stop a healthy node).
     pub fn refusal(&self) -> Option<Error> {
+        let uncertainty = (*self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner))?.uncertainty_ms;
         let offset_ms = self.offset_ms()?;
-        (offset_ms.unsigned_abs() > self.bound_ms).then_some(Error::ClockSkew { offset_ms, bound_ms: self.bound_ms })
+        let surely_off = offset_ms.unsigned_abs().saturating_sub(uncertainty) > self.bound_ms;
+        surely_off.then_some(Error::ClockSkew { offset_ms, bound_ms: self.bound_ms })
     }
 
     /// Measures if there is no recent measurement, then refuses if the clock is off.
     pub async fn check(&self, store: &dyn ObjectStore) -> Result<()> {
-        let stale = self
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_none_or(|m| m.mono.elapsed() >= CLOCK_RECHECK);
+        let age = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner).map(|m| m.mono.elapsed());
+        let stale = match age {
+            None => true,
+            Some(age) if self.refusal().is_some() => age >= CLOCK_RECHECK_WHILE_REFUSING,
+            Some(age) => age >= CLOCK_RECHECK,
+        };
         if stale {
             self.measure(store).await?;
         }
@@ -149,13 +161,14 @@ impl SkewGuard {
         }
         let stored_ms = meta?.last_modified.timestamp_millis();
         // Whole seconds on S3: the true time lies in [stored, stored + 1 s).
-        let stored_mid = if stored_ms % 1000 == 0 { stored_ms + 500 } else { stored_ms };
-        let mid = i64::try_from(before / 2 + after / 2).unwrap_or(i64::MAX);
-        let offset_ms = mid - stored_mid;
+        let whole_seconds = stored_ms % 1000 == 0;
+        let stored_mid = if whole_seconds { stored_ms + 500 } else { stored_ms };
         let wall_ms = before / 2 + after / 2;
+        let offset_ms = i64::try_from(wall_ms).unwrap_or(i64::MAX) - stored_mid;
+        let uncertainty_ms = after.saturating_sub(before) / 2 + if whole_seconds { 500 } else { 0 };
         *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(Measurement { offset_ms, wall_ms, mono: mono + (Instant::now() - mono) / 2 });
-        if offset_ms.unsigned_abs() > self.bound_ms {
+            Some(Measurement { offset_ms, uncertainty_ms, wall_ms, mono: mono + (Instant::now() - mono) / 2 });
+        if self.refusal().is_some() {
             tracing::error!(
                 offset_ms,
                 bound_ms = self.bound_ms,
@@ -165,5 +178,31 @@ impl SkewGuard {
             tracing::debug!(offset_ms, "clock measured against the object store");
         }
         Ok(offset_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    #[tokio::test]
+    async fn a_skewed_or_jumping_clock_is_refused_and_a_fixed_one_resumes() {
+        let store = InMemory::new();
+        let clock = Arc::new(OffsetClock::new(0));
+        let guard = SkewGuard::new(clock.clone(), 2_000);
+        guard.check(&store).await.unwrap();
+        assert!(guard.offset_ms().unwrap().abs() < 1_000);
+        // A jump of the wall clock is seen without measuring again.
+        clock.set_offset_ms(60_000);
+        assert!(matches!(guard.refusal(), Some(Error::ClockSkew { .. })));
+        assert!(guard.check(&store).await.is_err());
+        // Measured while 60 s slow: refused too.
+        clock.set_offset_ms(-60_000);
+        guard.measure(&store).await.unwrap();
+        assert!((guard.offset_ms().unwrap() + 60_000).abs() < 1_000);
+        assert!(guard.refusal().is_some());
+        clock.set_offset_ms(0);
+        assert!(guard.check(&store).await.is_ok(), "back within the bound");
     }
 }

@@ -7,7 +7,13 @@ use ulid::Ulid;
 use crate::segment::BatchMeta;
 use crate::{Error, Result, keys};
 
-pub const ENTRY_FORMAT: u32 = 1;
+/// The format written. 2 added commit-window dedup and refusal of stale
+/// entries, and fenced offset commits: a build that reads only format 1 must
+/// stop at such entries rather than apply them differently.
+pub const ENTRY_FORMAT: u32 = 2;
+
+/// Formats this build reads (format-1 entries apply by the same rules).
+const READABLE_FORMATS: std::ops::RangeInclusive<u32> = 1..=ENTRY_FORMAT;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
@@ -179,7 +185,7 @@ impl LogObject {
             RawObject::Tombstone(t) => (t.format, Self::Tombstone { snapshot: t.truncated.snapshot }),
             RawObject::Entry(e) => (e.format, Self::Entry(e)),
         };
-        if format != ENTRY_FORMAT {
+        if !READABLE_FORMATS.contains(&format) {
             return Err(Error::UnsupportedFormat(format!(
                 "log entry {seq} has format {format}, this build reads {ENTRY_FORMAT}"
             )));
@@ -206,7 +212,9 @@ mod tests {
     fn unknown_ops_and_formats_are_refused() {
         let unknown = br#"{"format":1,"commit_id":"01ARZ3NDEKTSV4RRFFQ69G5FAV","ops":[{"op":"drop_everything"}]}"#;
         assert!(LogObject::decode(1, unknown).is_err());
-        let future = br#"{"format":2,"commit_id":"01ARZ3NDEKTSV4RRFFQ69G5FAV","ops":[]}"#;
+        let future = br#"{"format":3,"commit_id":"01ARZ3NDEKTSV4RRFFQ69G5FAV","ops":[]}"#;
+        let old = br#"{"format":1,"commit_id":"01ARZ3NDEKTSV4RRFFQ69G5FAV","ops":[]}"#;
+        assert!(LogObject::decode(1, old).is_ok(), "entries written before format 2 still read");
         assert!(matches!(LogObject::decode(1, future), Err(Error::UnsupportedFormat(_))));
     }
 }

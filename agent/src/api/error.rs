@@ -136,7 +136,7 @@ impl From<WriteError> for ApiError {
             WriteError::Overloaded => Self::unavailable("overloaded", message),
             WriteError::TooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", message),
             WriteError::Upload(e) | WriteError::Commit(e) => Self::from(e.as_ref()),
-            WriteError::Expired => Self::unavailable("commit_expired", message),
+            WriteError::OutcomeUnknown => Self::unavailable("commit_outcome_unknown", message),
             WriteError::UnexpectedOutcome(_) => {
                 tracing::error!(error = %message, "unexpected commit outcome");
                 Self::internal("internal error; see the agent's log")

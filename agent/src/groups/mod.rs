@@ -63,7 +63,16 @@ pub struct Groups {
     url: String,
     term: Duration,
     http: reqwest::Client,
-    local: Mutex<HashMap<String, Arc<tokio::sync::Mutex<GroupState>>>>,
+    local: Mutex<HashMap<String, Local>>,
+}
+
+/// A group this agent coordinates, for one tenure of the group's lease. A
+/// later tenure (even this agent's own, after its lease lapsed) starts from
+/// empty membership: whatever the old one decided may be stale.
+#[derive(Clone)]
+struct Local {
+    tenure: LeaseRef,
+    state: Arc<tokio::sync::Mutex<GroupState>>,
 }
 
 use floe_broker::state::group_lease as lease_name;
@@ -74,8 +83,15 @@ impl Groups {
         Self { id: Ulid::new(), auth, url, term, http, local: Mutex::new(HashMap::new()) }
     }
 
-    fn local_groups(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<GroupState>>>> {
+    fn local_groups(&self) -> std::sync::MutexGuard<'_, HashMap<String, Local>> {
         self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The tenure of the group's lease this agent holds now, if any.
+    fn tenure(&self, agent: &Agent, group: &str) -> Option<LeaseRef> {
+        let state = agent.log.state();
+        let lease = state.valid_lease(&lease_name(group)).filter(|l| l.holder == self.id)?;
+        Some(LeaseRef { holder: lease.holder, since: lease.since })
     }
 
     /// Runs `req` on the group's coordinator, wherever it is. Only a join
@@ -91,9 +107,16 @@ impl Groups {
                 Some((h, _)) if h == self.id => return Ok(self.run_local(agent, group, req).await),
                 Some((holder, url)) => match self.forward(&url, holder, group, &req).await {
                     Ok(answer) if answer.status != StatusCode::MISDIRECTED_REQUEST.as_u16() => return Ok(answer),
-                    // The holder moved on, or does not answer: look again (a join claims once its lease ran out).
-                    Ok(_) => {}
-                    Err(e) => tracing::debug!(group, error = %e, "group coordinator did not answer"),
+                    // The holder moved on or does not answer. Claiming writes an
+                    // entry either way, which also moves the log clock, so a
+                    // dead holder's lease runs out even when nothing else commits.
+                    other => {
+                        if let Err(e) = other {
+                            tracing::debug!(group, error = %e, "group coordinator did not answer");
+                        }
+                        agent.log.catch_up().await?;
+                        self.claim(agent, group).await?;
+                    }
                 },
                 None if matches!(req, GroupRequest::Join { .. }) => self.claim(agent, group).await?,
                 None => return Ok(answer(Err(unknown_member(req.member_id().unwrap_or_default())))),
@@ -113,11 +136,8 @@ impl Groups {
             url: self.url.clone(),
             term_ms: self.term.as_millis() as u64,
         };
-        let done = agent.log.commit(vec![op]).await?;
-        if matches!(done.outcomes.first(), Some(OpOutcome::LeaseGranted { .. })) {
-            tracing::info!(group, "became the group's coordinator");
-            self.local_groups().insert(group.to_owned(), Arc::default());
-        }
+        // The state decides, not the outcome: a copy of an earlier claim may have granted it.
+        agent.log.commit(vec![op]).await?;
         Ok(())
     }
 
@@ -141,24 +161,31 @@ impl Groups {
         self.run_local(agent, group, req).await
     }
 
-    /// Runs a request on this agent, which must be the coordinator.
+    /// Runs a request on this agent, which must be the coordinator, in its
+    /// current tenure: a tenure this agent has no state for yet starts with
+    /// no members (members of an older one get `unknown_member` and rejoin).
     async fn run_local(&self, agent: &Agent, group: &str, req: GroupRequest) -> GroupAnswer {
-        let holds = agent.log.state().valid_lease(&lease_name(group)).is_some_and(|l| l.holder == self.id);
-        let state = self.local_groups().get(group).cloned();
-        let Some(state) = state.filter(|_| holds) else {
+        let Some(current) = self.tenure(agent, group) else {
             self.local_groups().remove(group);
             return answer(Err(not_coordinator()));
         };
-        answer(self.execute(agent, group, &state, req).await)
+        let local = {
+            let mut groups = self.local_groups();
+            match groups.get(group) {
+                Some(l) if l.tenure == current => l.clone(),
+                _ => {
+                    tracing::info!(group, since = current.since, "coordinating the group");
+                    let l = Local { tenure: current, state: Arc::default() };
+                    groups.insert(group.to_owned(), l.clone());
+                    l
+                }
+            }
+        };
+        answer(self.execute(agent, group, &local, req).await)
     }
 
-    async fn execute(
-        &self,
-        agent: &Agent,
-        group: &str,
-        state: &tokio::sync::Mutex<GroupState>,
-        req: GroupRequest,
-    ) -> Result<Value, ApiError> {
+    async fn execute(&self, agent: &Agent, group: &str, local: &Local, req: GroupRequest) -> Result<Value, ApiError> {
+        let state = local.state.as_ref();
         match req {
             GroupRequest::Join { topics, session_timeout_ms, auto_offset_reset } => {
                 let partitions = subscribed_partitions(agent, &topics)?;
@@ -197,7 +224,10 @@ impl Groups {
                 Ok(json!({}))
             }
             GroupRequest::Commit { member_id, generation, offsets } => {
-                let tenure = {
+                // The group stays locked until the commit is in the log, so a
+                // rebalance cannot slip between the generation check and the
+                // commit, and commits of one group land in the order checked.
+                {
                     let mut s = state.lock().await;
                     let current = s.generation;
                     member(&mut s, &member_id)?.last_seen = Instant::now();
@@ -209,21 +239,20 @@ impl Groups {
                         )
                         .with("generation", current));
                     }
-                    let state = agent.log.state();
-                    let lease = state.valid_lease(&lease_name(group)).filter(|l| l.holder == self.id);
-                    lease.map(|l| LeaseRef { holder: l.holder, since: l.since }).ok_or_else(not_coordinator)?
-                };
-                check_offsets(agent, &offsets).await?;
-                let op = Op::CommitOffsets { group: group.to_owned(), offsets, coordinator: Some(tenure) };
-                let done = agent.log.commit(vec![op]).await?;
-                match done.outcomes.first() {
-                    Some(OpOutcome::OffsetsCommitted) => Ok(json!({})),
-                    // Our tenure ended while the member waited: the log refused the commit.
-                    Some(OpOutcome::NotCoordinator) => {
-                        self.local_groups().remove(group);
-                        Err(not_coordinator())
+                    check_offsets(agent, &offsets).await?;
+                    // Stamped with the tenure this group state belongs to: if
+                    // the lease moved on meanwhile, the log refuses it.
+                    let op = Op::CommitOffsets { group: group.to_owned(), offsets, coordinator: Some(local.tenure) };
+                    let done = agent.log.commit(vec![op]).await?;
+                    match done.outcomes.first() {
+                        Some(OpOutcome::OffsetsCommitted) => Ok(json!({})),
+                        Some(OpOutcome::NotCoordinator) => {
+                            drop(s);
+                            self.local_groups().remove(group);
+                            Err(not_coordinator())
+                        }
+                        other => Err(ApiError::internal(format!("unexpected outcome of an offset commit: {other:?}"))),
                     }
-                    other => Err(ApiError::internal(format!("unexpected outcome of an offset commit: {other:?}"))),
                 }
             }
             GroupRequest::Fetch { member_id, max_records, max_bytes, timeout_ms } => {
@@ -326,20 +355,20 @@ impl Groups {
     /// Coordinator housekeeping: expire members, renew the leases of groups
     /// that have members.
     pub async fn maintain(&self, agent: &Agent) {
-        let groups: Vec<(String, Arc<tokio::sync::Mutex<GroupState>>)> =
-            self.local_groups().iter().map(|(g, s)| (g.clone(), s.clone())).collect();
+        let groups: Vec<(String, Local)> = self.local_groups().iter().map(|(g, l)| (g.clone(), l.clone())).collect();
         let mut renew = Vec::new();
-        for (group, state) in groups {
-            let mut s = state.lock().await;
+        for (group, local) in groups {
+            let mut s = local.state.lock().await;
             if s.expire(Instant::now()) {
                 let all = all_partitions(agent, &s, BTreeMap::new());
                 s.rebalance(&all);
                 tracing::info!(group, generation = s.generation, "members expired; rebalanced");
             }
-            let lease = agent.log.state().valid_lease(&lease_name(&group)).map(|l| (l.holder, l.expires_ms));
+            let lease = agent.log.state().valid_lease(&lease_name(&group)).map(|l| (l.holder, l.since, l.expires_ms));
             let clock = agent.log.state().log_clock_ms;
             match lease {
-                Some((h, expires)) if h == self.id => {
+                // Renewed only within the tenure this state belongs to; a lapsed one is let go.
+                Some((h, since, expires)) if h == self.id && since == local.tenure.since => {
                     if !s.members.is_empty() && expires.saturating_sub(clock) < self.term.as_millis() as u64 / 2 {
                         renew.push(Op::AcquireLease {
                             name: lease_name(&group),
