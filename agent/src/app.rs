@@ -50,17 +50,17 @@ impl Agent {
         let store: Arc<dyn ObjectStore> = metered.clone();
         let log_settings =
             LogSettings { new_cluster_commit_window_ms: settings.commit_window_ms, ..LogSettings::default() };
-        let clock: Arc<dyn floe_broker::clock::Clock> = match settings.test_clock_offset_ms {
-            Some(offset) => Arc::new(floe_broker::clock::OffsetClock::new(offset)),
-            None => floe_broker::clock::system(),
-        };
-        let (cluster, log) = floe_broker::open_with_clock(store, clock, log_settings).await?;
+        let mut node = floe_broker::Components::default();
+        if let Some(offset) = settings.test_clock_offset_ms {
+            node.clock = Arc::new(floe_broker::clock::OffsetClock::new(offset));
+        }
+        let (cluster, log) = floe_broker::open_with(store, node, log_settings).await?;
         let log = Arc::new(log);
         tracing::info!(cluster_id = %cluster.cluster_id, applied = log.applied(), "bucket opened");
         let disk = settings.cache_dir.clone().map(|d| (d, settings.cache_dir_bytes));
         let cache = BatchCache::new(settings.cache_bytes, disk)
             .map_err(|source| floe_broker::Error::LocalIo { what: "cache directory".into(), source })?;
-        let secret = floe_broker::cluster::internal_secret(log.store().as_ref()).await?;
+        let secret = floe_broker::cluster::internal_secret(log.store().as_ref(), log.node()).await?;
         let auth = Arc::new(PeerAuth::new(cluster.cluster_id, secret));
         let advertised = url.to_owned();
         let groups = Groups::new(

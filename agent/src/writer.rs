@@ -345,7 +345,7 @@ async fn upload(log: Arc<MetadataLog>, pending: Vec<Pending>) -> Result<Uploaded
 
 /// A plain PUT under a fresh name: nothing references it until a commit does.
 async fn put_segment(log: &MetadataLog, bytes: bytes::Bytes) -> Result<Ulid, object_store::Error> {
-    let segment = log.clock().ulid();
+    let segment = log.node().ulid();
     log.store().put(&keys::segment(segment), bytes.into()).await?;
     Ok(segment)
 }
@@ -356,7 +356,7 @@ async fn put_segment(log: &MetadataLog, bytes: bytes::Bytes) -> Result<Ulid, obj
 /// for the commit itself.
 async fn refresh_if_stale(log: &MetadataLog, up: &mut Uploaded) -> Result<(), object_store::Error> {
     let window = log.state().commit_window_ms;
-    let age = log.clock().now_ms().saturating_sub(up.segment.timestamp_ms());
+    let age = log.node().now_ms().saturating_sub(up.segment.timestamp_ms());
     if age > window / 2 {
         tracing::info!(segment = %up.segment, age_ms = age, "segment waited too long for its commit; uploading it again");
         up.segment = put_segment(log, up.bytes.clone()).await?;

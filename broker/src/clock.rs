@@ -11,18 +11,13 @@ use std::time::Duration;
 
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::time::Instant;
-use ulid::Ulid;
 
+use crate::components::Components;
 use crate::{Error, Result, keys};
 
 /// Milliseconds since the Unix epoch.
 pub trait Clock: Send + Sync + fmt::Debug {
     fn now_ms(&self) -> u64;
-
-    /// A fresh ULID stamped with this clock's time (commit ids, segment names).
-    fn ulid(&self) -> Ulid {
-        Ulid::from_parts(self.now_ms(), rand::random())
-    }
 }
 
 /// The machine's clock.
@@ -86,7 +81,7 @@ pub const CLOCK_RECHECK_WHILE_REFUSING: Duration = Duration::from_secs(5);
 /// committing until it is back within.
 #[derive(Debug)]
 pub struct SkewGuard {
-    clock: Arc<dyn Clock>,
+    node: Components,
     bound_ms: u64,
     last: Mutex<Option<Measurement>>,
 }
@@ -103,8 +98,8 @@ struct Measurement {
 }
 
 impl SkewGuard {
-    pub fn new(clock: Arc<dyn Clock>, bound_ms: u64) -> Self {
-        Self { clock, bound_ms, last: Mutex::new(None) }
+    pub fn new(node: Components, bound_ms: u64) -> Self {
+        Self { node, bound_ms, last: Mutex::new(None) }
     }
 
     pub fn bound_ms(&self) -> u64 {
@@ -115,7 +110,7 @@ impl SkewGuard {
     /// for any jump of the wall clock since (against the monotonic clock).
     pub fn offset_ms(&self) -> Option<i64> {
         let m = (*self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner))?;
-        let wall = i64::try_from(self.clock.now_ms()).unwrap_or(i64::MAX) - m.wall_ms as i64;
+        let wall = i64::try_from(self.node.now_ms()).unwrap_or(i64::MAX) - m.wall_ms as i64;
         let mono = i64::try_from(m.mono.elapsed().as_millis()).unwrap_or(i64::MAX);
         Some(m.offset_ms + (wall - mono))
     }
@@ -150,11 +145,11 @@ impl SkewGuard {
     /// Writes a scratch object and reads its `Last-Modified`: the store's time
     /// between our two readings of ours (to S3's one-second resolution).
     pub async fn measure(&self, store: &dyn ObjectStore) -> Result<i64> {
-        let key = keys::probe(self.clock.ulid());
-        let (before, mono) = (self.clock.now_ms(), Instant::now());
+        let key = keys::probe(self.node.ulid());
+        let (before, mono) = (self.node.now_ms(), Instant::now());
         store.put(&key, bytes::Bytes::from_static(b"clock probe").into()).await?;
         let meta = store.head(&key).await;
-        let after = self.clock.now_ms();
+        let after = self.node.now_ms();
         // The key is this node's alone; leaving it behind would only cost bytes.
         if let Err(e) = store.delete(&key).await {
             tracing::debug!(%key, error = %e, "could not delete clock probe");
@@ -190,7 +185,8 @@ mod tests {
     async fn a_skewed_or_jumping_clock_is_refused_and_a_fixed_one_resumes() {
         let store = InMemory::new();
         let clock = Arc::new(OffsetClock::new(0));
-        let guard = SkewGuard::new(clock.clone(), 2_000);
+        let node = Components { clock: clock.clone(), ..Components::default() };
+        let guard = SkewGuard::new(node, 2_000);
         guard.check(&store).await.unwrap();
         assert!(guard.offset_ms().unwrap().abs() < 1_000);
         // A jump of the wall clock is seen without measuring again.

@@ -4,6 +4,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
+use crate::components::Components;
 use crate::store::{get_if_exists, put_if_absent};
 use crate::{Error, Result, keys};
 
@@ -24,8 +25,8 @@ fn default_commit_window() -> u64 {
 
 /// Refuses a store that ignores `If-None-Match: *`: creates one fresh key
 /// twice; the second create must fail. Every invariant rests on this.
-pub async fn probe_create_only(store: &dyn ObjectStore) -> Result<()> {
-    let key = keys::probe(Ulid::new());
+pub async fn probe_create_only(store: &dyn ObjectStore, node: &Components) -> Result<()> {
+    let key = keys::probe(node.ulid());
     let body = bytes::Bytes::from_static(b"create-only probe");
     if !put_if_absent(store, &key, body.clone()).await? {
         return Err(Error::UnsafeStore { key: key.to_string() });
@@ -43,8 +44,8 @@ pub async fn probe_create_only(store: &dyn ObjectStore) -> Result<()> {
 
 /// The cluster's agent-to-agent token: created by the first agent that asks
 /// (create-only, so every agent ends up with the same one), read by the rest.
-pub async fn internal_secret(store: &dyn ObjectStore) -> Result<String> {
-    let mine: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+pub async fn internal_secret(store: &dyn ObjectStore, node: &Components) -> Result<String> {
+    let mine: String = (0..4).map(|_| format!("{:016x}", node.random.next_u64())).collect();
     if put_if_absent(store, &keys::secret(), mine.clone().into()).await? {
         return Ok(mine);
     }
@@ -60,8 +61,8 @@ pub async fn internal_secret(store: &dyn ObjectStore) -> Result<String> {
 
 /// Creates the `cluster` object on a fresh bucket (with `commit_window_ms`),
 /// or reads and checks the existing one.
-pub async fn init(store: &dyn ObjectStore, commit_window_ms: u64) -> Result<ClusterInfo> {
-    let mine = ClusterInfo { cluster_id: Ulid::new(), format: CLUSTER_FORMAT, commit_window_ms };
+pub async fn init(store: &dyn ObjectStore, node: &Components, commit_window_ms: u64) -> Result<ClusterInfo> {
+    let mine = ClusterInfo { cluster_id: node.ulid(), format: CLUSTER_FORMAT, commit_window_ms };
     let body = serde_json::to_vec(&mine).map_err(|e| Error::encode("cluster", e))?;
     if put_if_absent(store, &keys::cluster(), body.into()).await? {
         return Ok(mine);

@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod cluster;
+pub mod components;
 pub mod conformance;
 pub mod entry;
 mod error;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 
 use object_store::ObjectStore;
 
+pub use components::Components;
 pub use error::{Error, ErrorKind, Result, store_error_kind};
 pub use log::{Committed, LogSettings, MetadataLog};
 pub use record::Record;
@@ -31,17 +33,17 @@ pub use record::Record;
 /// create-only PUTs, creates or checks the `cluster` object, then loads the
 /// newest snapshot and replays the log.
 pub async fn open(store: Arc<dyn ObjectStore>, settings: LogSettings) -> Result<(cluster::ClusterInfo, MetadataLog)> {
-    open_with_clock(store, clock::system(), settings).await
+    open_with(store, Components::default(), settings).await
 }
 
-/// `open`, with the clock that stamps this node's commits injected.
-pub async fn open_with_clock(
+/// `open`, with this node's clock and random source injected.
+pub async fn open_with(
     store: Arc<dyn ObjectStore>,
-    clock: Arc<dyn clock::Clock>,
+    node: Components,
     settings: LogSettings,
 ) -> Result<(cluster::ClusterInfo, MetadataLog)> {
-    cluster::probe_create_only(store.as_ref()).await?;
-    let info = cluster::init(store.as_ref(), settings.new_cluster_commit_window_ms).await?;
-    let log = MetadataLog::open(store, clock, settings, info.commit_window_ms).await?;
+    cluster::probe_create_only(store.as_ref(), &node).await?;
+    let info = cluster::init(store.as_ref(), &node, settings.new_cluster_commit_window_ms).await?;
+    let log = MetadataLog::open(store, node, settings, info.commit_window_ms).await?;
     Ok((info, log))
 }

@@ -14,7 +14,8 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, PutMode};
 use tokio::sync::{Mutex, watch};
 
-use crate::clock::{Clock, SkewGuard};
+use crate::clock::SkewGuard;
+use crate::components::Components;
 use crate::entry::{LogEntry, LogObject, Op};
 use crate::state::{OpOutcome, State};
 use crate::store::{definitely_not_written, get_if_exists};
@@ -62,7 +63,7 @@ pub const MIN_CLOCK_SKEW_BOUND_MS: u64 = 2_000;
 
 pub struct MetadataLog {
     store: Arc<dyn ObjectStore>,
-    clock: Arc<dyn Clock>,
+    node: Components,
     skew: SkewGuard,
     settings: LogSettings,
     state: RwLock<State>,
@@ -79,22 +80,22 @@ pub struct MetadataLog {
 impl MetadataLog {
     /// Loads the newest snapshot and replays the log after it. A bucket with
     /// no snapshot starts from an empty state with `commit_window_ms`.
-    /// `clock` stamps commit ids; it is measured against the store's clock
-    /// first, and kept from committing while it is off (`SkewGuard`).
+    /// `node`'s clock stamps commit ids; it is measured against the store's
+    /// clock first, and kept from committing while it is off (`SkewGuard`).
     pub async fn open(
         store: Arc<dyn ObjectStore>,
-        clock: Arc<dyn Clock>,
+        node: Components,
         settings: LogSettings,
         commit_window_ms: u64,
     ) -> Result<Self> {
         let state = snapshot::load_latest(store.as_ref()).await?.unwrap_or_else(|| State::new(commit_window_ms));
         let (applied, _) = watch::channel(state.applied);
         let bound = settings.max_clock_skew_ms.unwrap_or((state.commit_window_ms / 8).max(MIN_CLOCK_SKEW_BOUND_MS));
-        let skew = SkewGuard::new(clock.clone(), bound);
+        let skew = SkewGuard::new(node.clone(), bound);
         skew.measure(store.as_ref()).await?;
         let log = Self {
             store,
-            clock,
+            node,
             skew,
             settings,
             state: RwLock::new(state),
@@ -111,8 +112,9 @@ impl MetadataLog {
         &self.store
     }
 
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
+    /// This node's clock and random source.
+    pub fn node(&self) -> &Components {
+        &self.node
     }
 
     /// How this node's clock compares with the store's, and whether it may commit.
@@ -159,7 +161,7 @@ impl MetadataLog {
     /// the store's: its commit id would drag the log clock with it.
     pub async fn commit(&self, ops: Vec<Op>) -> Result<Committed> {
         self.skew.check(self.store.as_ref()).await?;
-        let entry = LogEntry::with_id(self.clock.ulid(), ops);
+        let entry = LogEntry::with_id(self.node.ulid(), ops);
         let body = entry.encode()?;
         let _advance = self.advance.lock().await;
         let mut lost = 0u32;
@@ -182,7 +184,7 @@ impl MetadataLog {
             self.catch_up_locked().await?;
             lost += 1;
             if lost >= 3 {
-                tokio::time::sleep(jitter(Duration::from_millis(u64::from(lost.min(20))))).await;
+                tokio::time::sleep(self.node.jitter(Duration::from_millis(u64::from(lost.min(20))))).await;
             }
         }
     }
@@ -227,7 +229,7 @@ impl MetadataLog {
                 }
                 Err(e) => last = e.to_string(),
             }
-            tokio::time::sleep(jitter(pause)).await;
+            tokio::time::sleep(self.node.jitter(pause)).await;
             pause = pause.saturating_mul(2);
         }
         Err(Error::CommitUnresolved { seq, attempts: self.settings.settle_attempts, last })
@@ -256,7 +258,7 @@ impl MetadataLog {
                 Err(e) if attempt >= self.settings.settle_attempts => return Err(e),
                 Err(e) => tracing::debug!(seq, attempt, error = %e, "retrying a log read"),
             }
-            tokio::time::sleep(jitter(pause)).await;
+            tokio::time::sleep(self.node.jitter(pause)).await;
             pause = pause.saturating_mul(2);
             attempt += 1;
         }
@@ -333,8 +335,4 @@ impl MetadataLog {
         drop(entries);
         self.catch_up_locked().await
     }
-}
-
-fn jitter(d: Duration) -> Duration {
-    d.mul_f64(rand::random_range(0.5..1.5))
 }

@@ -63,7 +63,7 @@ impl Gc {
             .try_filter_map(|m| futures::future::ready(Ok(keys::parse_segment_id(&m.location))))
             .try_collect()
             .await?;
-        let now_ms = floe_broker::clock::now_ms();
+        let now_ms = log.node().now_ms();
         let mut report = GcReport::default();
         let mut deletable = Vec::new();
         {

@@ -115,7 +115,7 @@ impl Compactor {
     }
 
     async fn retention(&self) -> Result<usize> {
-        let ops = retention::plan(&self.log.state(), i64::try_from(floe_broker::clock::now_ms()).unwrap_or(i64::MAX));
+        let ops = retention::plan(&self.log.state(), i64::try_from(self.log.node().now_ms()).unwrap_or(i64::MAX));
         if ops.is_empty() {
             return Ok(0);
         }
@@ -134,7 +134,7 @@ impl Compactor {
         let mut batches = Vec::new();
         let mut failed = 0;
         for run in &runs {
-            match merge::execute(&store, self.log.clock().as_ref(), run, self.settings.merge_batch_bytes).await {
+            match merge::execute(&store, self.log.node(), run, self.settings.merge_batch_bytes).await {
                 Ok(op) => {
                     ops.push(op);
                     batches.push(run.batches.len());

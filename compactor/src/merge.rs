@@ -64,11 +64,11 @@ pub fn plan(state: &State, s: &CompactorSettings) -> Vec<MergeRun> {
 
 /// Reads the run's batches, writes them as one per-partition segment, and
 /// returns the replacement op that commits it.
-/// The new segment is named by `clock` just before its upload: the name's time
+/// The new segment is named by `node`'s clock just before its upload: the name's time
 /// starts its commit window.
 pub async fn execute(
     store: &Arc<dyn ObjectStore>,
-    clock: &dyn floe_broker::clock::Clock,
+    node: &floe_broker::Components,
     run: &MergeRun,
     batch_bytes: usize,
 ) -> Result<Op, floe_broker::Error> {
@@ -88,7 +88,7 @@ pub async fn execute(
     let (bytes, placed) = tokio::task::spawn_blocking(move || encode(&topic, partition, first, fetched, batch_bytes))
         .await
         .map_err(|e| floe_broker::Error::corrupt("merged segment", e))??;
-    let segment = clock.ulid();
+    let segment = node.ulid();
     store.put(&keys::segment(segment), bytes.into()).await?;
     let replaced =
         run.batches.iter().map(|(base, b)| BatchId { base_offset: *base, segment: b.segment, pos: b.pos }).collect();
