@@ -33,6 +33,19 @@ pub enum Fault {
     Delay(Duration),
     /// Turn a create-only PUT into an overwrite (a store that ignores `If-None-Match`).
     IgnoreCreateMode,
+    /// Report a failure at once, and perform the PUT this much later (a
+    /// request that lands after its writer gave up or retried).
+    LandLate(Duration),
+}
+
+/// What random faults look like.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RandomFaults {
+    /// Probability that an operation on `log/` or `segments/` is faulted.
+    pub rate: f64,
+    /// Besides failing (a PUT half of the time after it landed), faults may
+    /// delay an operation or land a PUT late, by up to this long.
+    pub max_delay: Option<Duration>,
 }
 
 struct Rule {
@@ -46,20 +59,36 @@ struct Rule {
 pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
     rules: Mutex<Vec<Rule>>,
-    /// Random faults: each operation on `log/` or `segments/` fails with this
-    /// probability (a PUT half of the time after it landed).
-    random: Mutex<Option<(f64, StdRng)>>,
+    random: Mutex<Option<(RandomFaults, StdRng)>>,
+    /// The store's own clock, reported as `last_modified` (else the inner store's).
+    clock: Option<Arc<dyn crate::clock::Clock>>,
 }
 
 impl FaultyStore {
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        Self { inner, rules: Mutex::new(Vec::new()), random: Mutex::new(None) }
+        Self { inner, rules: Mutex::new(Vec::new()), random: Mutex::new(None), clock: None }
     }
 
-    /// Adds random faults at `rate` (0..1), reproducible from `seed`.
+    /// Adds random faults at `rate` (0..1), reproducible from `seed`: each
+    /// operation on `log/` or `segments/` fails with this probability (a PUT
+    /// half of the time after it landed).
     pub fn with_random_faults(self, rate: f64, seed: u64) -> Self {
+        self.with_faults(RandomFaults { rate, max_delay: None }, seed)
+    }
+
+    /// Random faults as `faults` describes, reproducible from `seed` (when
+    /// operations run in a reproducible order, as in the simulation).
+    pub fn with_faults(self, faults: RandomFaults, seed: u64) -> Self {
         *self.random.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((rate, StdRng::seed_from_u64(seed)));
+            Some((faults, StdRng::seed_from_u64(seed)));
+        self
+    }
+
+    /// Reports `clock`'s time as every object's `last_modified`: a store with
+    /// a clock of its own, for simulated time. (The time of the read, not of
+    /// the write: right for a probe read just after its write.)
+    pub fn with_clock(mut self, clock: Arc<dyn crate::clock::Clock>) -> Self {
+        self.clock = Some(clock);
         self
     }
 
@@ -86,9 +115,15 @@ impl FaultyStore {
             return None;
         }
         let mut random = self.random.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (rate, rng) = random.as_mut()?;
-        if !rng.random_bool(rate.clamp(0.0, 1.0)) {
+        let (faults, rng) = random.as_mut()?;
+        if !rng.random_bool(faults.rate.clamp(0.0, 1.0)) {
             return None;
+        }
+        if let Some(max) = faults.max_delay
+            && rng.random_bool(0.5)
+        {
+            let d = max.mul_f64(rng.random());
+            return Some(if op == OpKind::Put && rng.random_bool(0.5) { Fault::LandLate(d) } else { Fault::Delay(d) });
         }
         Some(if op == OpKind::Put && rng.random_bool(0.5) { Fault::LandThenFail } else { Fault::Fail })
     }
@@ -101,6 +136,23 @@ impl FaultyStore {
             *n -= 1;
         }
         Some(rule.fault)
+    }
+}
+
+impl FaultyStore {
+    async fn get_faulted(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        match self.take(OpKind::Get, location.as_ref()) {
+            Some(Fault::Fail) => Err(injected("get failed")),
+            Some(Fault::LandThenFail) => {
+                self.inner.get_opts(location, options).await?;
+                Err(injected("get timed out"))
+            }
+            Some(Fault::Delay(d)) => {
+                tokio::time::sleep(d).await;
+                self.inner.get_opts(location, options).await
+            }
+            None | Some(Fault::IgnoreCreateMode | Fault::LandLate(_)) => self.inner.get_opts(location, options).await,
+        }
     }
 }
 
@@ -140,6 +192,14 @@ impl ObjectStore for FaultyStore {
                 }
                 self.inner.put_opts(location, payload, opts).await
             }
+            Some(Fault::LandLate(d)) => {
+                let (inner, location) = (self.inner.clone(), location.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    let _ = inner.put_opts(&location, payload, opts).await;
+                });
+                Err(injected("put timed out (it will land later)"))
+            }
         }
     }
 
@@ -148,18 +208,12 @@ impl ObjectStore for FaultyStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        match self.take(OpKind::Get, location.as_ref()) {
-            Some(Fault::Fail) => Err(injected("get failed")),
-            Some(Fault::LandThenFail) => {
-                self.inner.get_opts(location, options).await?;
-                Err(injected("get timed out"))
-            }
-            Some(Fault::Delay(d)) => {
-                tokio::time::sleep(d).await;
-                self.inner.get_opts(location, options).await
-            }
-            None | Some(Fault::IgnoreCreateMode) => self.inner.get_opts(location, options).await,
+        let mut got = self.get_faulted(location, options).await?;
+        if let Some(clock) = &self.clock {
+            let ms = i64::try_from(clock.now_ms()).unwrap_or(i64::MAX);
+            got.meta.last_modified = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
         }
+        Ok(got)
     }
 
     fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {

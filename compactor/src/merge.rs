@@ -85,9 +85,18 @@ pub async fn execute(
         .await?;
     let (topic, partition) = (run.topic.clone(), run.partition);
     let first = run.batches.first().map_or(0, |(base, _)| *base);
-    let (bytes, placed) = tokio::task::spawn_blocking(move || encode(&topic, partition, first, fetched, batch_bytes))
-        .await
-        .map_err(|e| floe_broker::Error::corrupt("merged segment", e))??;
+    // Compression is CPU work: off the async threads, except on a
+    // current-thread runtime (the simulation), which has none to keep free
+    // and must not let a thread pool decide the order of events.
+    let current_thread =
+        tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
+    let (bytes, placed) = if current_thread {
+        encode(&topic, partition, first, fetched, batch_bytes)?
+    } else {
+        tokio::task::spawn_blocking(move || encode(&topic, partition, first, fetched, batch_bytes))
+            .await
+            .map_err(|e| floe_broker::Error::encode("merged segment", e))??
+    };
     let segment = node.ulid();
     store.put(&keys::segment(segment), bytes.into()).await?;
     let replaced =
