@@ -64,6 +64,7 @@ impl Agent {
         let auth = Arc::new(PeerAuth::new(cluster.cluster_id, secret));
         let advertised = url.to_owned();
         let groups = Groups::new(
+            log.node().ulid(),
             advertised.clone(),
             Duration::from_millis(settings.group_coordinator_term_ms.max(1_000)),
             auth.clone(),

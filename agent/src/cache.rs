@@ -173,6 +173,7 @@ mod tests {
     }
 
     #[tokio::test]
+    #[allow(clippy::disallowed_methods)] // tests
     async fn the_disk_tier_serves_what_ram_evicted() {
         let dir = tempfile::tempdir().unwrap();
         let key = (Ulid::new(), 8);

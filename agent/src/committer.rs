@@ -86,7 +86,7 @@ impl Committer {
         let (queue, rx) = mpsc::channel(MAX_GROUP);
         let timeout = lease.as_ref().map_or(Duration::from_secs(2), |l| l.forward_timeout);
         let http = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
-        let committer = Arc::new(Self { log, id: Ulid::new(), auth, lease, group, http, queue });
+        let committer = Arc::new(Self { id: log.node().ulid(), log, auth, lease, group, http, queue });
         tokio::spawn(group_commits(Arc::downgrade(&committer), rx));
         if committer.lease.is_some() {
             tokio::spawn(keep_lease(Arc::downgrade(&committer)));

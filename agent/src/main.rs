@@ -62,6 +62,7 @@ async fn main() -> ExitCode {
     }
 }
 
+#[allow(clippy::disallowed_methods)] // the binary wires the machine's randomness into test-only store wrappers
 async fn run(
     args: AgentArgs,
     profile: floe_broker::latency::Profile,

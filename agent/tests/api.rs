@@ -1,7 +1,7 @@
 //! The HTTP API's contract: shapes, error codes and statuses, long-polls,
 //! overload, and reads through a second agent on the same store.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod common;
 

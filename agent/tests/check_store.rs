@@ -2,7 +2,7 @@
 //! under a race. (The "unsafe" verdict is tested in `floe_broker::conformance`
 //! with a wrapper that ignores the create mode.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use std::process::Command;
 

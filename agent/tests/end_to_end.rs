@@ -4,7 +4,7 @@
 //! records, and offsets that continue without a gap. Run on a local directory
 //! and, when the test script provides one, on an S3-protocol server.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod common;
 

@@ -3,7 +3,7 @@
 //! rebalance every record is processed and committed, and no committed offset
 //! ever moves backwards. Also: SSE tails resume with Last-Event-ID.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! log entries themselves); when the holder is killed, they commit directly
 //! and nothing is lost.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod common;
 

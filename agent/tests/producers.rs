@@ -1,7 +1,7 @@
 //! Idempotent producers over HTTP: retries return the original offsets and
 //! write nothing (also through another agent), gaps and old epochs are refused.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod common;
 

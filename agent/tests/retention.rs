@@ -2,7 +2,7 @@
 //! `retention_ms` of one second loses its old data from the bucket after the
 //! grace period; a topic without retention keeps it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod common;
 

@@ -23,6 +23,7 @@ pub trait Random: Send + Sync + fmt::Debug {
 pub struct ThreadRandom;
 
 impl Random for ThreadRandom {
+    #[allow(clippy::disallowed_methods)] // the machine's randomness, behind ThreadRandom
     fn next_u64(&self) -> u64 {
         rand::random()
     }

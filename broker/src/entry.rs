@@ -158,6 +158,7 @@ enum RawObject {
 }
 
 impl LogEntry {
+    #[allow(clippy::disallowed_methods)] // for tests; the log stamps entries with its node's components
     pub fn new(ops: Vec<Op>) -> Self {
         Self::with_id(Ulid::new(), ops)
     }

@@ -93,6 +93,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // tests
     fn keys_round_trip() {
         let id = Ulid::new();
         assert_eq!(parse_segment_id(&segment(id)), Some(id));

@@ -534,6 +534,7 @@ impl Partition {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests
 mod tests {
     use super::*;
     use crate::entry::GroupOffset;

@@ -37,6 +37,7 @@ impl S3Target {
     }
 
     /// A fresh, empty prefix of the bucket, so tests never see each other's objects.
+    #[allow(clippy::disallowed_methods)] // test prefixes
     pub fn fresh_prefix(&self) -> String {
         format!("test-{}", Ulid::new().to_string().to_lowercase())
     }

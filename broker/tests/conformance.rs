@@ -4,7 +4,7 @@
 //! properties the design relies on: create-only PUTs under a race, strongly
 //! consistent GET and LIST, ranged GETs, and a working metadata log.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod common;
 

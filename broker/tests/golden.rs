@@ -2,7 +2,7 @@
 //! change, and the stored golden file must always decode to the same records.
 //! Regenerate (only for a new format version) with `FLOE_BLESS=1`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use std::path::PathBuf;
 

@@ -43,6 +43,7 @@ mod tests {
     use floe_broker::segment::BatchMeta;
     use ulid::Ulid;
 
+    #[allow(clippy::disallowed_methods)] // tests
     fn state_with(config: TopicConfig, batches: &[(u32, i64)]) -> State {
         let mut s = State::default();
         let create = Op::CreateTopic { name: "t".into(), partitions: 1, config };

@@ -2,7 +2,7 @@
 //! small flushes, retention that empties the bucket, a stale agent refused
 //! after snapshot + GC, and two compactors at once.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use std::sync::Arc;
 use std::time::Duration;

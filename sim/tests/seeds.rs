@@ -1,7 +1,7 @@
 //! The simulation is deterministic and passes a handful of seeds here; CI
 //! runs 1,000 through `scripts/test` (see docs/simulation.md).
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 use floe_sim::{Settings, run};
 

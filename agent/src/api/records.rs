@@ -127,7 +127,7 @@ pub async fn produce(
     }
 
     // Validate and place every record before buffering any: nothing is half-applied.
-    let now = i64::try_from(floe_broker::clock::now_ms()).unwrap_or(i64::MAX);
+    let now = i64::try_from(agent.log.node().now_ms()).unwrap_or(i64::MAX);
     let mut sticky = None;
     let mut groups: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
     let mut placed = Vec::with_capacity(records.len());

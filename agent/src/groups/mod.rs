@@ -78,9 +78,10 @@ struct Local {
 use floe_broker::state::group_lease as lease_name;
 
 impl Groups {
-    pub fn new(url: String, term: Duration, auth: Arc<crate::peers::PeerAuth>) -> Self {
+    /// `id` names this agent as a coordinator in group leases.
+    pub fn new(id: Ulid, url: String, term: Duration, auth: Arc<crate::peers::PeerAuth>) -> Self {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(70)).build().unwrap_or_default();
-        Self { id: Ulid::new(), auth, url, term, http, local: Mutex::new(HashMap::new()) }
+        Self { id, auth, url, term, http, local: Mutex::new(HashMap::new()) }
     }
 
     fn local_groups(&self) -> std::sync::MutexGuard<'_, HashMap<String, Local>> {
@@ -189,7 +190,7 @@ impl Groups {
         match req {
             GroupRequest::Join { topics, session_timeout_ms, auto_offset_reset } => {
                 let partitions = subscribed_partitions(agent, &topics)?;
-                let id = format!("{}-{}", group, Ulid::new().to_string().to_lowercase());
+                let id = format!("{}-{}", group, agent.log.node().ulid().to_string().to_lowercase());
                 let mut s = state.lock().await;
                 s.members.insert(
                     id.clone(),
