@@ -1,7 +1,8 @@
 //! The chaos run: agents on one store, concurrent producers (half idempotent,
 //! all retrying) and consumers against random agents, `kill -9` and restart of
-//! agents at random times, optional store faults and standalone compactors;
-//! then a drain through every agent and the checks in `history`.
+//! agents at random times, optional store faults and standalone compactors,
+//! and the optional fault classes of `Faults`; then a drain through every
+//! agent and the checks in `history`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -30,8 +31,33 @@ pub struct ChaosOptions {
     pub store_faults: Option<f64>,
     pub compactors: usize,
     pub commit_lease: bool,
+    pub faults: Faults,
     pub bin_dir: PathBuf,
     pub dir: PathBuf,
+}
+
+/// Fault classes beyond kills and store faults (docs/multi-agent.md lists
+/// each with the invariant it threatens).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    /// Producers send a request a second time at once, concurrently, to the
+    /// same or another agent.
+    pub immediate_retries: bool,
+    /// Agents are paused (SIGSTOP) for longer than the lease and group
+    /// coordinator terms, then resumed as zombies.
+    pub pauses: bool,
+    /// Each agent runs with its clock up to a second off, and now and then
+    /// one starts two minutes fast.
+    pub clock_skew: bool,
+    /// Consumer groups commit offsets; a watcher per agent checks that no
+    /// committed offset ever moves backwards.
+    pub groups: bool,
+}
+
+impl Faults {
+    pub fn all() -> Self {
+        Self { immediate_retries: true, pauses: true, clock_skew: true, groups: true }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -40,9 +66,13 @@ pub struct Outcome {
     pub kills: usize,
     pub failed_requests: usize,
     pub given_up_requests: usize,
+    /// Changes of committed group offsets the watchers saw (`--groups`).
+    pub group_offsets_seen: usize,
 }
 
 const TOPIC: &str = "chaos";
+/// Plain producers' concurrent twin attempts are told apart as producer `TWIN + n`.
+const TWIN: usize = 10_000;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long producers keep retrying an unanswered request after the run ends.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -68,14 +98,16 @@ pub async fn run(opts: ChaosOptions) -> Result<Outcome, Err> {
         ("FLOE_COMMIT_WINDOW_MS".to_owned(), "10000".to_owned()),
         ("FLOE_COMMIT_LEASE".to_owned(), opts.commit_lease.to_string()),
         ("FLOE_LEASE_TERM_MS".to_owned(), "2000".to_owned()),
+        ("FLOE_GROUP_COORDINATOR_TERM_MS".to_owned(), "2000".to_owned()),
     ];
     if let Some(rate) = opts.store_faults {
         agent_env.push(("FLOE_INJECT_STORE_FAULTS".to_owned(), rate.to_string()));
     }
     let procs = Procs::new(opts.dir.clone(), opts.bin_dir.clone(), agent_env);
     let cluster = Arc::new(Cluster { opts: opts.clone(), procs, nodes: RwLock::new(Vec::new()) });
+    let mut clocks = StdRng::seed_from_u64(opts.seed.wrapping_add(7777));
     for _ in 0..opts.agents {
-        let node = cluster.procs.spawn_agent().await?;
+        let node = cluster.procs.spawn_agent_with(&clock_env(&opts, &mut clocks)).await?;
         cluster.nodes.write().await.push(Some(node));
     }
     // Aggressive on purpose: many merges, snapshots and collections per run.
@@ -91,14 +123,23 @@ pub async fn run(opts: ChaosOptions) -> Result<Outcome, Err> {
         compactors.push(cluster.procs.spawn_compactor(i, &aggressive)?);
     }
     let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build()?;
-    let first = cluster.random_url(&mut StdRng::seed_from_u64(opts.seed)).await.ok_or("no agent")?;
-    let created = http
-        .post(format!("{first}/v1/topics"))
-        .json(&json!({"name": TOPIC, "partitions": opts.partitions, "retention_ms": -1}))
-        .send()
-        .await?;
-    if !created.status().is_success() {
-        return Err(format!("cannot create topic: {}", created.text().await?).into());
+    // Through each agent in turn until one can (a skewed one refuses to commit).
+    let urls: Vec<String> = cluster.nodes.read().await.iter().flatten().map(|n| n.url.clone()).collect();
+    let mut refusals = Vec::new();
+    for url in &urls {
+        let created = http
+            .post(format!("{url}/v1/topics"))
+            .json(&json!({"name": TOPIC, "partitions": opts.partitions, "retention_ms": -1}))
+            .send()
+            .await?;
+        if created.status().is_success() {
+            refusals.clear();
+            break;
+        }
+        refusals.push(created.text().await?);
+    }
+    if !refusals.is_empty() {
+        return Err(format!("cannot create topic: {}", refusals.join("; ")).into());
     }
 
     let deadline = Instant::now() + opts.duration;
@@ -120,6 +161,22 @@ pub async fn run(opts: ChaosOptions) -> Result<Outcome, Err> {
         let rng = StdRng::seed_from_u64(opts.seed.wrapping_add(1000 + i as u64));
         tasks.push(tokio::spawn(consume(cluster.clone(), http.clone(), shared.clone(), rng, deadline)));
     }
+    let rewinds = Arc::new(Mutex::new(0usize));
+    let observed = Arc::new(Mutex::new(0usize));
+    if opts.faults.groups {
+        for i in 0..2 {
+            let rng = StdRng::seed_from_u64(opts.seed.wrapping_add(2000 + i));
+            tasks.push(tokio::spawn(group_member(cluster.clone(), http.clone(), rng, deadline)));
+        }
+        for slot in 0..opts.agents {
+            let counters = (rewinds.clone(), observed.clone());
+            tasks.push(tokio::spawn(watch_group(cluster.clone(), http.clone(), slot, counters, deadline)));
+        }
+    }
+    if opts.faults.pauses {
+        let rng = StdRng::seed_from_u64(opts.seed.wrapping_add(3000));
+        tasks.push(tokio::spawn(pause_loop(cluster.clone(), rng, deadline)));
+    }
     let kills = kill_loop(&cluster, StdRng::seed_from_u64(opts.seed.wrapping_add(9999)), deadline).await?;
     for t in tasks {
         t.await?;
@@ -140,6 +197,8 @@ pub async fn run(opts: ChaosOptions) -> Result<Outcome, Err> {
     let seen = take(&shared.seen);
     let sent = take(&shared.sent);
     let mut report = history::check(&acks, &seen, &final_log, &sent.into_iter().collect(), &idempotent);
+    report.group_offset_rewinds = *rewinds.lock().map_err(|_| "poisoned")?;
+    let group_offsets_seen = *observed.lock().map_err(|_| "poisoned")?;
     for other in &logs[1.min(logs.len())..] {
         report.disagreements += disagreements(&final_log, other);
     }
@@ -151,6 +210,7 @@ pub async fn run(opts: ChaosOptions) -> Result<Outcome, Err> {
         kills,
         failed_requests: *shared.failed.lock().map_err(|_| "poisoned")?,
         given_up_requests: *shared.given_up.lock().map_err(|_| "poisoned")?,
+        group_offsets_seen,
     })
 }
 
@@ -231,32 +291,83 @@ async fn produce(
     while Instant::now() < deadline {
         let partition = rng.random_range(0..cluster.opts.partitions);
         let count = rng.random_range(1..=5u64);
-        let values: Vec<String> = (next_value..next_value + count).map(|n| format!("p{me}-{n}")).collect();
-        next_value += count;
-        push(&shared.sent, values.iter().cloned());
-        let records: Vec<Value> = values.iter().map(|v| json!({"value": v, "partition": partition})).collect();
-        let mut body = json!({ "records": records });
-        if let Some((id, epoch)) = producer {
-            let seq = sequences.entry(partition).or_default();
-            body["producer"] = json!({"id": id, "epoch": epoch, "sequence": *seq});
-        }
+        let mut values: Vec<String> = Vec::new();
         // Retry until answered: to another agent each time, the way a client
-        // behind a load balancer would.
+        // behind a load balancer would. An idempotent request is retried as
+        // is; each attempt of a plain one has values of its own, so one
+        // attempt stored twice shows as a duplicate.
         let mut answered = false;
         while Instant::now() < deadline + DRAIN {
+            if values.is_empty() || producer.is_none() {
+                values = (next_value..next_value + count).map(|n| format!("p{me}-{n}")).collect();
+                next_value += count;
+                push(&shared.sent, values.iter().cloned());
+            }
+            let records: Vec<Value> = values.iter().map(|v| json!({"value": v, "partition": partition})).collect();
+            let mut body = json!({ "records": records });
+            if let Some((id, epoch)) = producer {
+                let seq = sequences.entry(partition).or_default();
+                body["producer"] = json!({"id": id, "epoch": epoch, "sequence": *seq});
+            }
             let Some(url) = cluster.random_url(&mut rng).await else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
-            match send(&http, &url, &body).await {
+            // A retry sent at once, concurrently, to this agent or another:
+            // the same request for an idempotent producer (written once, both
+            // answers the same), a new attempt with values of its own for a
+            // plain one.
+            let twin = if cluster.opts.faults.immediate_retries && rng.random_bool(0.3) {
+                let other = match rng.random_bool(0.5) {
+                    true => url.clone(),
+                    false => cluster.random_url(&mut rng).await.unwrap_or(url.clone()),
+                };
+                // A plain twin is ordered only against earlier twins: it
+                // counts as producer `TWIN + me` (concurrent sends have no order).
+                let twin_values = if producer.is_some() {
+                    values.clone()
+                } else {
+                    let v: Vec<String> =
+                        (next_value..next_value + count).map(|n| format!("p{}-{n}", TWIN + me)).collect();
+                    next_value += count;
+                    push(&shared.sent, v.iter().cloned());
+                    v
+                };
+                let mut twin_body = body.clone();
+                twin_body["records"] =
+                    twin_values.iter().map(|v| json!({"value": v, "partition": partition})).collect::<Vec<_>>().into();
+                let (http, shared) = (http.clone(), shared.clone());
+                Some(tokio::spawn(async move {
+                    if let Sent::Acked(offsets) = send(&http, &other, &twin_body).await {
+                        let as_producer = if twin_values
+                            .first()
+                            .and_then(|v| history::parse_value(v))
+                            .is_some_and(|(p, _)| p == me)
+                        {
+                            me
+                        } else {
+                            TWIN + me
+                        };
+                        record_acks(&shared, as_producer, partition, &twin_values, &offsets);
+                        return true;
+                    }
+                    false
+                }))
+            } else {
+                None
+            };
+            let mut sent = send(&http, &url, &body).await;
+            // An idempotent request answered through its twin is answered.
+            if let Some(twin) = twin
+                && twin.await.unwrap_or(false)
+                && producer.is_some()
+                && !matches!(sent, Sent::Acked(_))
+            {
+                sent = Sent::Acked(Vec::new());
+            }
+            match sent {
                 Sent::Acked(offsets) => {
-                    let acks = values.iter().zip(offsets).map(|(v, offset)| Ack {
-                        producer: me,
-                        partition,
-                        offset,
-                        value: v.clone(),
-                    });
-                    push(&shared.acks, acks);
+                    record_acks(&shared, me, partition, &values, &offsets);
                     if producer.is_some() {
                         *sequences.entry(partition).or_default() += count;
                     }
@@ -276,6 +387,135 @@ async fn produce(
             // An idempotent producer cannot go on past an unsettled sequence.
             if producer.is_some() {
                 return;
+            }
+        }
+    }
+}
+
+fn record_acks(shared: &Shared, me: usize, partition: u32, values: &[String], offsets: &[u64]) {
+    let acks = values.iter().zip(offsets).map(|(v, offset)| Ack {
+        producer: me,
+        partition,
+        offset: *offset,
+        value: v.clone(),
+    });
+    push(&shared.acks, acks);
+}
+
+/// Each agent's clock offset (`--clock-skew`): within a second, or now and
+/// then two minutes fast (that agent must refuse to commit, not stall others).
+fn clock_env(opts: &ChaosOptions, rng: &mut StdRng) -> Vec<(String, String)> {
+    if !opts.faults.clock_skew {
+        return Vec::new();
+    }
+    let offset: i64 = if rng.random_bool(0.15) { 120_000 } else { rng.random_range(-1_000..=1_000) };
+    vec![("FLOE_TEST_CLOCK_OFFSET_MS".to_owned(), offset.to_string())]
+}
+
+/// Pauses a random agent with SIGSTOP for longer than the lease and group
+/// coordinator terms (2 s), then resumes it: a zombie lease holder or coordinator.
+async fn pause_loop(cluster: Arc<Cluster>, mut rng: StdRng, deadline: Instant) {
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(2_000..6_000))).await;
+        let slot = rng.random_range(0..cluster.opts.agents);
+        let pid = cluster.nodes.read().await.get(slot).and_then(Option::as_ref).and_then(|n| n.child.id());
+        let Some(pid) = pid else { continue };
+        if signal(pid, "STOP").await {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(2_500..5_000))).await;
+            signal(pid, "CONT").await;
+        }
+    }
+}
+
+async fn signal(pid: u32, name: &str) -> bool {
+    let status = tokio::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await;
+    status.is_ok_and(|s| s.success())
+}
+
+const GROUP: &str = "chaos-group";
+
+/// A consumer-group member: joins through a random agent, fetches, commits
+/// what it fetched, and rejoins when told to.
+async fn group_member(cluster: Arc<Cluster>, http: reqwest::Client, mut rng: StdRng, deadline: Instant) {
+    let mut member: Option<(String, u64)> = None;
+    while Instant::now() < deadline {
+        let Some(url) = cluster.random_url(&mut rng).await else { continue };
+        let Some((id, generation)) = member.clone() else {
+            let joined =
+                http.post(format!("{url}/v1/groups/{GROUP}/members")).json(&json!({"topics": [TOPIC]})).send().await;
+            if let Ok(r) = joined
+                && let Ok(v) = r.json::<Value>().await
+                && let (Some(id), Some(g)) = (v["member_id"].as_str(), v["generation"].as_u64())
+            {
+                member = Some((id.to_owned(), g));
+            } else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            continue;
+        };
+        let fetched = http
+            .get(format!("{url}/v1/groups/{GROUP}/members/{id}/records?max_records=100&timeout_ms=100"))
+            .send()
+            .await;
+        let Ok(resp) = fetched else { continue };
+        if resp.status().as_u16() == 409 {
+            member = None;
+            continue;
+        }
+        let Ok(page) = resp.json::<Value>().await else { continue };
+        let mut next: HashMap<(String, u64), u64> = HashMap::new();
+        for r in page["records"].as_array().into_iter().flatten() {
+            if let (Some(t), Some(p), Some(o)) = (r["topic"].as_str(), r["partition"].as_u64(), r["offset"].as_u64()) {
+                let e = next.entry((t.to_owned(), p)).or_default();
+                *e = (*e).max(o + 1);
+            }
+        }
+        if next.is_empty() {
+            continue;
+        }
+        let offsets: Vec<Value> =
+            next.iter().map(|((t, p), o)| json!({"topic": t, "partition": p, "offset": o})).collect();
+        let body = json!({"member_id": id, "generation": generation, "offsets": offsets});
+        if let Ok(r) = http.post(format!("{url}/v1/groups/{GROUP}/offsets")).json(&body).send().await
+            && r.status().as_u16() == 409
+        {
+            member = None;
+        }
+    }
+}
+
+/// Reads the group's committed offsets through one agent slot, over and
+/// over, and counts every offset that went backwards.
+async fn watch_group(
+    cluster: Arc<Cluster>,
+    http: reqwest::Client,
+    slot: usize,
+    (rewinds, observed): (Arc<Mutex<usize>>, Arc<Mutex<usize>>),
+    deadline: Instant,
+) {
+    let mut last: HashMap<(String, u64), u64> = HashMap::new();
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let url = cluster.nodes.read().await.get(slot).and_then(Option::as_ref).map(|n| n.url.clone());
+        let Some(url) = url else { continue };
+        let Ok(resp) = http.get(format!("{url}/v1/groups/{GROUP}/offsets")).send().await else { continue };
+        let Ok(v) = resp.json::<Value>().await else { continue };
+        for o in v["offsets"].as_array().into_iter().flatten() {
+            let (Some(t), Some(p), Some(off)) = (o["topic"].as_str(), o["partition"].as_u64(), o["offset"].as_u64())
+            else {
+                continue;
+            };
+            let prev = last.insert((t.to_owned(), p), off);
+            if prev.is_some_and(|prev| off < prev) {
+                bump(&rewinds);
+            }
+            if prev != Some(off) {
+                bump(&observed);
             }
         }
     }
@@ -336,7 +576,7 @@ async fn kill_loop(cluster: &Cluster, mut rng: StdRng, deadline: Instant) -> Res
             kills += 1;
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..500))).await;
-        let fresh = cluster.procs.spawn_agent().await?;
+        let fresh = cluster.procs.spawn_agent_with(&clock_env(&cluster.opts, &mut rng)).await?;
         if let Some(s) = cluster.nodes.write().await.get_mut(slot) {
             *s = Some(fresh);
         }

@@ -36,9 +36,14 @@ impl Procs {
     /// Starts an agent; a start that fails (an injected store fault during
     /// its replay, say) is retried, as an orchestrator would.
     pub async fn spawn_agent(&self) -> Result<AgentProcess, Err> {
+        self.spawn_agent_with(&[]).await
+    }
+
+    /// `spawn_agent` with `env` on top of every agent's.
+    pub async fn spawn_agent_with(&self, env: &[(String, String)]) -> Result<AgentProcess, Err> {
         let mut last = None;
         for _ in 0..5 {
-            match self.spawn_agent_once().await {
+            match self.spawn_agent_once(env).await {
                 Ok(agent) => return Ok(agent),
                 Err(e) => last = Some(e),
             }
@@ -46,7 +51,7 @@ impl Procs {
         Err(last.unwrap_or_else(|| "agent did not start".into()))
     }
 
-    async fn spawn_agent_once(&self) -> Result<AgentProcess, Err> {
+    async fn spawn_agent_once(&self, env: &[(String, String)]) -> Result<AgentProcess, Err> {
         let n = self.started.fetch_add(1, Ordering::Relaxed) + 1;
         let log = std::fs::File::create(self.dir.join(format!("agent-{n}.log")))?;
         let mut child = Command::new(self.bin_dir.join("floe-agent"))
@@ -55,6 +60,7 @@ impl Procs {
             .env("FLOE_COMPACTOR", "off")
             .env("FLOE_LOG", "warn")
             .envs(self.agent_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(log)
             .kill_on_drop(true)

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use floe_bench::chaos::{self, ChaosOptions};
+use floe_bench::chaos::{self, ChaosOptions, Faults};
 
 #[derive(Parser)]
 #[command(name = "floe-chaos", version, about)]
@@ -49,6 +49,22 @@ struct Cli {
     /// Agents take part in the commit lease (the holder is killed like any other).
     #[arg(long)]
     commit_lease: bool,
+    /// Producers also send each request a second time at once, concurrently.
+    #[arg(long)]
+    immediate_retries: bool,
+    /// Pause agents (SIGSTOP/SIGCONT) for longer than the lease and coordinator terms.
+    #[arg(long)]
+    pauses: bool,
+    /// Run agents with clocks up to a second off, and now and then one two minutes fast.
+    #[arg(long)]
+    clock_skew: bool,
+    /// Consumer groups commit offsets; watchers check none moves backwards.
+    #[arg(long)]
+    groups: bool,
+    /// Every fault class at once: --store-faults 0.01 (unless set),
+    /// --compactors 2 (unless set), --commit-lease and the four above.
+    #[arg(long)]
+    mixed: bool,
     /// Where floe-agent and floe-compactor are (default: beside this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -78,6 +94,18 @@ async fn main() -> ExitCode {
         eprintln!("floe-chaos: {}: {e}", dir.display());
         return ExitCode::from(2);
     }
+    let faults = match cli.mixed {
+        true => Faults::all(),
+        false => Faults {
+            immediate_retries: cli.immediate_retries,
+            pauses: cli.pauses,
+            clock_skew: cli.clock_skew,
+            groups: cli.groups,
+        },
+    };
+    let store_faults = if cli.mixed && cli.store_faults == 0.0 { 0.01 } else { cli.store_faults };
+    let compactors = if cli.mixed && cli.compactors == 0 { 2 } else { cli.compactors };
+    let commit_lease = cli.commit_lease || cli.mixed;
     let opts = ChaosOptions {
         duration: Duration::from_secs(cli.duration),
         agents: cli.agents.max(1),
@@ -86,22 +114,24 @@ async fn main() -> ExitCode {
         consumers: cli.consumers,
         seed,
         kill_every: (Duration::from_millis(cli.kill_min_ms), Duration::from_millis(cli.kill_max_ms)),
-        store_faults: (cli.store_faults > 0.0).then_some(cli.store_faults),
-        compactors: cli.compactors,
-        commit_lease: cli.commit_lease,
+        store_faults: (store_faults > 0.0).then_some(store_faults),
+        compactors,
+        commit_lease,
+        faults,
         bin_dir,
         dir: dir.clone(),
     };
     println!(
-        "floe-chaos: seed {seed}, {} s, {} agents, {} partitions, {} producers, {} consumers, store faults {}, {} compactors, commit lease {}",
+        "floe-chaos: seed {seed}, {} s, {} agents, {} partitions, {} producers, {} consumers, store faults {}, {} compactors, commit lease {}, {:?}",
         cli.duration,
         opts.agents,
         opts.partitions,
         opts.producers,
         opts.consumers,
-        cli.store_faults,
-        cli.compactors,
-        cli.commit_lease
+        store_faults,
+        compactors,
+        commit_lease,
+        faults
     );
     let outcome = match chaos::run(opts).await {
         Ok(o) => o,
@@ -118,12 +148,16 @@ async fn main() -> ExitCode {
     println!("lost: {}", r.lost);
     println!("conflicting acks: {}", r.conflicting_acks);
     println!("duplicates (idempotent producers): {}", r.duplicates_idempotent);
-    println!("duplicates (plain producers' retries, allowed): {}", r.duplicates_plain);
+    println!("duplicates (one plain attempt stored twice): {}", r.duplicates_plain);
     println!("holes: {}", r.holes);
     println!("order violations: {}", r.order_violations);
     println!("aborted reads: {}", r.aborted_reads);
     println!("phantom records: {}", r.phantoms);
     println!("disagreements between agents or consumers: {}", r.disagreements);
+    println!(
+        "committed group offsets moving backwards: {} (of {} changes watched)",
+        r.group_offset_rewinds, outcome.group_offsets_seen
+    );
     if r.ok() && r.acked > 0 {
         println!("floe-chaos: PASS (seed {seed})");
         ExitCode::SUCCESS
