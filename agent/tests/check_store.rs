@@ -27,7 +27,7 @@ fn local_directory_is_safe() {
 }
 
 #[test]
-fn single_threaded_moto_is_safe() {
+fn the_s3_test_server_is_safe() {
     let Some(s3) = S3Target::from_env() else { return };
     let (store, env) = s3.agent_store(&s3.fresh_prefix());
     let (code, out) = check_store(&store, &env);

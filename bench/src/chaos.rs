@@ -32,6 +32,8 @@ pub struct ChaosOptions {
     pub compactors: usize,
     pub commit_lease: bool,
     pub faults: Faults,
+    /// The store every process uses; `None`: a local directory in `dir`.
+    pub store: Option<String>,
     pub bin_dir: PathBuf,
     pub dir: PathBuf,
 }
@@ -103,7 +105,7 @@ pub async fn run(opts: ChaosOptions) -> Result<Outcome, Err> {
     if let Some(rate) = opts.store_faults {
         agent_env.push(("FLOE_INJECT_STORE_FAULTS".to_owned(), rate.to_string()));
     }
-    let procs = Procs::new(opts.dir.clone(), opts.bin_dir.clone(), agent_env);
+    let procs = Procs::new(opts.dir.clone(), opts.bin_dir.clone(), opts.store.clone(), agent_env);
     let cluster = Arc::new(Cluster { opts: opts.clone(), procs, nodes: RwLock::new(Vec::new()) });
     let mut clocks = StdRng::seed_from_u64(opts.seed.wrapping_add(7777));
     for _ in 0..opts.agents {

@@ -50,7 +50,7 @@ pub async fn run(opts: &MetadataOptions) -> Result<MetadataResult, Err> {
         ("FLOE_COMMIT_LEASE".to_owned(), opts.commit_lease.to_string()),
         ("FLOE_GROUP_COMMIT_MS".to_owned(), opts.group_commit_ms.to_string()),
     ];
-    let procs = Procs::new(opts.dir.clone(), opts.bin_dir.clone(), env);
+    let procs = Procs::new(opts.dir.clone(), opts.bin_dir.clone(), None, env);
     let mut agents = Vec::new();
     for _ in 0..opts.agents {
         agents.push(procs.spawn_agent().await?);

@@ -18,6 +18,8 @@ pub struct AgentProcess {
 
 pub struct Procs {
     dir: PathBuf,
+    /// `None`: a local directory in `dir`.
+    store: Option<String>,
     bin_dir: PathBuf,
     agent_env: Vec<(String, String)>,
     started: AtomicUsize,
@@ -25,12 +27,14 @@ pub struct Procs {
 
 impl Procs {
     /// `agent_env` is added to (and overrides) the defaults of every agent.
-    pub fn new(dir: PathBuf, bin_dir: PathBuf, agent_env: Vec<(String, String)>) -> Self {
-        Self { dir, bin_dir, agent_env, started: AtomicUsize::new(0) }
+    /// `store`: the store URL every process uses (`s3://…` reads the usual
+    /// `AWS_*` variables from the environment); `None`: `dir/store`.
+    pub fn new(dir: PathBuf, bin_dir: PathBuf, store: Option<String>, agent_env: Vec<(String, String)>) -> Self {
+        Self { dir, store, bin_dir, agent_env, started: AtomicUsize::new(0) }
     }
 
     pub fn store_url(&self) -> String {
-        format!("file://{}", self.dir.join("store").display())
+        self.store.clone().unwrap_or_else(|| format!("file://{}", self.dir.join("store").display()))
     }
 
     /// Starts an agent; a start that fails (an injected store fault during

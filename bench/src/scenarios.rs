@@ -57,7 +57,7 @@ impl Cluster {
             ("FLOE_FLUSH_INTERVAL_MS".to_owned(), setup.flush_interval_ms.to_string()),
             ("FLOE_FLUSH_BYTES".to_owned(), setup.flush_bytes.to_string()),
         ];
-        let procs = Procs::new(setup.dir.clone(), setup.bin_dir.clone(), env);
+        let procs = Procs::new(setup.dir.clone(), setup.bin_dir.clone(), None, env);
         let agent = procs.spawn_agent().await?;
         Ok(Self { url: agent.url.clone(), procs: Some(procs), agent: Some(agent), http })
     }

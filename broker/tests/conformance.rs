@@ -1,6 +1,6 @@
 //! One storage conformance suite, run against every backend Floe supports:
-//! `InMemory`, `LocalFileSystem`, and a real S3-protocol server (moto,
-//! single-threaded) when the test script provides one. It checks exactly the
+//! `InMemory`, `LocalFileSystem`, and a real S3 server (SeaweedFS, which the
+//! test script starts) when `FLOE_TEST_S3` names one. It checks exactly the
 //! properties the design relies on: create-only PUTs under a race, strongly
 //! consistent GET and LIST, ranged GETs, and a working metadata log.
 

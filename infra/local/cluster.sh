@@ -3,6 +3,7 @@
 # standalone compactor, all on one store.
 #
 #   infra/local/cluster.sh up       # start (builds release binaries if needed)
+#   infra/local/cluster.sh up --s3  # the same on SeaweedFS, a real S3 server it starts too
 #   infra/local/cluster.sh status   # what runs, and whether each agent is ready
 #   infra/local/cluster.sh down     # stop everything it started
 #
@@ -25,6 +26,22 @@ mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 store=${FLOE_STORE:-file://$dir/data}
 
+# `up --s3`: SeaweedFS on free loopback ports (scripts/seaweedfs), stopped by
+# `down` with everything else.
+start_s3() {
+  local endpoint
+  endpoint=$(scripts/seaweedfs start "$dir/seaweedfs" floe)
+  cp "$dir/seaweedfs/weed.pid" "$dir/seaweedfs.pid"
+  echo "$endpoint" >"$dir/seaweedfs.url"
+}
+
+use_s3() {
+  export AWS_ENDPOINT_URL AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=floe AWS_SECRET_ACCESS_KEY=floe
+  AWS_ENDPOINT_URL=$(cat "$dir/seaweedfs.url")
+  store=s3://floe/cluster
+  echo "seaweedfs: $AWS_ENDPOINT_URL (bucket floe)"
+}
+
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 pidfiles() { ls "$dir"/*.pid 2>/dev/null || true; }
@@ -35,6 +52,10 @@ up() {
       if alive "$f"; then echo "cluster already running ($f); run '$0 down' first" >&2; exit 1; fi
     done
     rm -f "$dir"/*.pid
+  fi
+  if [ "${1:-}" = --s3 ]; then
+    start_s3
+    use_s3
   fi
   if [ ! -x "$bin/floe-agent" ] || [ ! -x "$bin/floe-compactor" ]; then
     echo "==> building release binaries into $bin"
@@ -90,7 +111,13 @@ down() {
     sleep 0.1
   done
   for f in $files; do alive "$f" && kill -KILL "$(cat "$f")" 2>/dev/null || true; done
-  rm -f $files
+  for _ in $(seq 1 50); do
+    local left=0
+    for f in $files; do alive "$f" && left=1; done
+    [ "$left" -eq 0 ] && break
+    sleep 0.1
+  done
+  rm -f $files "$dir/seaweedfs/weed.pid" "$dir/seaweedfs.url"
   echo "cluster stopped"
 }
 
@@ -118,8 +145,8 @@ status() {
 }
 
 case "${1:-}" in
-  up) up ;;
+  up) up "${2:-}" ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up [--s3]|down|status" >&2; exit 2 ;;
 esac

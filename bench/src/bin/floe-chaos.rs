@@ -65,6 +65,10 @@ struct Cli {
     /// --compactors 2 (unless set), --commit-lease and the four above.
     #[arg(long)]
     mixed: bool,
+    /// The store every agent and compactor uses, e.g. `s3://bucket/prefix`
+    /// with the usual `AWS_*` variables (default: a local directory in the run directory).
+    #[arg(long)]
+    store: Option<String>,
     /// Where floe-agent and floe-compactor are (default: beside this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -118,6 +122,7 @@ async fn main() -> ExitCode {
         compactors,
         commit_lease,
         faults,
+        store: cli.store.clone(),
         bin_dir,
         dir: dir.clone(),
     };
