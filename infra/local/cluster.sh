@@ -99,24 +99,26 @@ wait_listening() {
   exit 1
 }
 
+# wait_gone TENTHS FILE…: until none of the processes is alive, at most TENTHS × 0.1 s.
+wait_gone() {
+  local tenths=$1
+  shift
+  for _ in $(seq 1 "$tenths"); do
+    local left=0
+    for f in "$@"; do alive "$f" && left=1; done
+    [ "$left" -eq 0 ] && return 0
+    sleep 0.1
+  done
+}
+
 down() {
   local files
   files=$(pidfiles)
   [ -z "$files" ] && { echo "cluster not running"; return 0; }
   for f in $files; do alive "$f" && kill -TERM "$(cat "$f")" 2>/dev/null || true; done
-  for _ in $(seq 1 100); do
-    local left=0
-    for f in $files; do alive "$f" && left=1; done
-    [ "$left" -eq 0 ] && break
-    sleep 0.1
-  done
+  wait_gone 100 $files
   for f in $files; do alive "$f" && kill -KILL "$(cat "$f")" 2>/dev/null || true; done
-  for _ in $(seq 1 50); do
-    local left=0
-    for f in $files; do alive "$f" && left=1; done
-    [ "$left" -eq 0 ] && break
-    sleep 0.1
-  done
+  wait_gone 50 $files
   rm -f $files "$dir/seaweedfs/weed.pid" "$dir/seaweedfs.url"
   echo "cluster stopped"
 }
