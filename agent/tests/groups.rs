@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{AgentProc, Client};
+use common::{AgentProc, Backend, Client, fresh_store};
 use serde_json::{Value, json};
 
 const PARTITIONS: u64 = 6;
@@ -80,9 +80,17 @@ async fn member(c: Client, processed: Arc<Mutex<BTreeSet<String>>>, stop_after: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_survives_a_member_dying_and_commits_everything() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = format!("file://{}", dir.path().display());
-    let (a, b) = (AgentProc::start(&store, &[], &[]), AgentProc::start(&store, &[], &[]));
+    a_group_survives_a_member_dying_and_commits_everything_on(Backend::Dir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_group_survives_a_member_dying_and_commits_everything() {
+    a_group_survives_a_member_dying_and_commits_everything_on(Backend::S3).await;
+}
+
+async fn a_group_survives_a_member_dying_and_commits_everything_on(backend: Backend) {
+    let Some((store, env, _dir)) = fresh_store(backend) else { return };
+    let (a, b) = (AgentProc::start(&store, &env, &[]), AgentProc::start(&store, &env, &[]));
     let (ca, cb) = (a.client(), b.client());
     ca.create_topic("t", PARTITIONS as u32).await;
     let total = records_to_consume();

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{AgentProc, Client};
+use common::{AgentProc, Backend, Client, fresh_store};
 use serde_json::{Value, json};
 
 async fn stats(c: &Client) -> Value {
@@ -17,10 +17,18 @@ async fn stats(c: &Client) -> Value {
 
 #[tokio::test]
 async fn followers_commit_through_the_holder_and_survive_its_death() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = format!("file://{}", dir.path().display());
+    followers_commit_through_the_holder_and_survive_its_death_on(Backend::Dir).await;
+}
+
+#[tokio::test]
+async fn s3_followers_commit_through_the_holder_and_survive_its_death() {
+    followers_commit_through_the_holder_and_survive_its_death_on(Backend::S3).await;
+}
+
+async fn followers_commit_through_the_holder_and_survive_its_death_on(backend: Backend) {
+    let Some((store, env, _dir)) = fresh_store(backend) else { return };
     let lease = ["--commit-lease", "--lease-term-ms", "2000"];
-    let mut agents: Vec<AgentProc> = (0..3).map(|_| AgentProc::start(&store, &[], &lease)).collect();
+    let mut agents: Vec<AgentProc> = (0..3).map(|_| AgentProc::start(&store, &env, &lease)).collect();
     let clients: Vec<Client> = agents.iter().map(AgentProc::client).collect();
     clients[0].create_topic("t", 1).await;
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{AgentProc, code};
+use common::{AgentProc, Backend, code, fresh_store};
 use serde_json::{Value, json};
 
 fn request(id: u64, epoch: u64, sequence: u64, values: &[&str]) -> Value {
@@ -15,10 +15,18 @@ fn request(id: u64, epoch: u64, sequence: u64, values: &[&str]) -> Value {
 
 #[tokio::test]
 async fn retries_dedup_gaps_and_fencing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = format!("file://{}", dir.path().display());
-    let a = AgentProc::start(&store, &[], &[]);
-    let b = AgentProc::start(&store, &[], &[]);
+    retries_dedup_gaps_and_fencing_on(Backend::Dir).await;
+}
+
+#[tokio::test]
+async fn s3_retries_dedup_gaps_and_fencing() {
+    retries_dedup_gaps_and_fencing_on(Backend::S3).await;
+}
+
+async fn retries_dedup_gaps_and_fencing_on(backend: Backend) {
+    let Some((store, env, _dir)) = fresh_store(backend) else { return };
+    let a = AgentProc::start(&store, &env, &[]);
+    let b = AgentProc::start(&store, &env, &[]);
     let (ca, cb) = (a.client(), b.client());
     ca.create_topic("t", 2).await;
     let (s, p) = ca.post("/v1/producers", &json!({})).await;

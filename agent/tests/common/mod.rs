@@ -64,6 +64,34 @@ impl Drop for AgentProc {
     }
 }
 
+/// Where a test's agents keep their data.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    /// A fresh local directory.
+    Dir,
+    /// A fresh prefix of the S3 server the test script starts (`FLOE_TEST_S3`).
+    S3,
+}
+
+pub type FreshStore = (String, Vec<(&'static str, String)>, Option<tempfile::TempDir>);
+
+/// A fresh store: its URL, the environment agents need for it, and the
+/// directory to keep alive. `None` when S3 is asked for and no server is
+/// configured (the test skips; `FLOE_REQUIRE_S3` makes that a failure).
+pub fn fresh_store(backend: Backend) -> Option<FreshStore> {
+    match backend {
+        Backend::Dir => {
+            let dir = tempfile::tempdir().unwrap();
+            Some((format!("file://{}", dir.path().display()), Vec::new(), Some(dir)))
+        }
+        Backend::S3 => {
+            let s3 = floe_broker::testing::S3Target::from_env()?;
+            let (store, env) = s3.agent_store(&s3.fresh_prefix());
+            Some((store, env, None))
+        }
+    }
+}
+
 /// The stable error code of an error answer.
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {body}"))
