@@ -212,8 +212,10 @@ impl Writer {
     /// Decides what an idempotent request does: write its batch, wait for the
     /// same batch already in flight here, or take the log's answer for a batch
     /// it already holds. The map is checked before the state, under its lock:
-    /// a batch leaves the map only after its commit is applied, so a retry
-    /// never misses both.
+    /// a batch this agent committed itself leaves the map only after the
+    /// commit is applied here, so a retry never misses both. (One committed
+    /// through the lease holder is applied here when this agent next catches
+    /// up; a retry in between is written again and deduplicated on apply.)
     fn claim_stamp(&self, key: StampKey) -> Claim {
         let mut inflight = self.inflight.lock();
         if let Some(retries) = inflight.get_mut(&key) {
