@@ -31,6 +31,9 @@ pub struct Setup {
     pub target: Option<String>,
     pub dir: PathBuf,
     pub bin_dir: PathBuf,
+    /// The store of the agent we start (`s3://…` with the usual `AWS_*`
+    /// variables); `None`: a temporary local directory.
+    pub store: Option<String>,
     pub profile: Profile,
     pub flush_interval_ms: u64,
     pub flush_bytes: u64,
@@ -57,7 +60,7 @@ impl Cluster {
             ("FLOE_FLUSH_INTERVAL_MS".to_owned(), setup.flush_interval_ms.to_string()),
             ("FLOE_FLUSH_BYTES".to_owned(), setup.flush_bytes.to_string()),
         ];
-        let procs = Procs::new(setup.dir.clone(), setup.bin_dir.clone(), None, env);
+        let procs = Procs::new(setup.dir.clone(), setup.bin_dir.clone(), setup.store.clone(), env);
         let agent = procs.spawn_agent().await?;
         Ok(Self { url: agent.url.clone(), procs: Some(procs), agent: Some(agent), http })
     }

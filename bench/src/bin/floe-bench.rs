@@ -39,7 +39,8 @@ struct Common {
     /// `floor` then needs `--store`).
     #[arg(long)]
     target: Option<String>,
-    /// The store for `floor` (default: the temporary store of the agent we start).
+    /// The store of the agent we start and of `floor` (`s3://bucket/prefix`
+    /// with the usual `AWS_*` variables; default: a temporary local directory).
     #[arg(long)]
     store: Option<String>,
     /// Latency profile of the agent's store and of the floor: none, s3-standard, s3-express.
@@ -209,6 +210,7 @@ async fn run(which: Which, c: Common, bin_dir: &std::path::Path, json: Option<Pa
         target: c.target.clone(),
         dir: dir.path().to_path_buf(),
         bin_dir: bin_dir.to_path_buf(),
+        store: c.store.clone(),
         profile: c.store_profile,
         flush_interval_ms: c.flush_interval_ms,
         flush_bytes: c.flush_bytes,
