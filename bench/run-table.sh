@@ -3,6 +3,10 @@
 # two record sizes and the given store profiles, then a markdown table.
 #
 #   bench/run-table.sh BIN_DIR OUT_DIR [PROFILE...]     (default profiles: none s3-standard)
+#
+# STORE=s3://bucket/prefix (with the usual AWS_* variables) runs the agents
+# and the floor on that store instead of a temporary directory; LABEL names
+# its rows (e.g. LABEL=seaweedfs STORE=s3://floe-test/bench … none).
 set -euo pipefail
 BIN_DIR="${1:?bin dir}"
 OUT="${2:?output dir}"
@@ -16,11 +20,12 @@ for profile in "${PROFILES[@]}"; do
     # Same bytes per request (100 KiB) for both record sizes.
     for rec in "100 1000" "1024 100"; do
       set -- $rec
-      name="$profile-${flush}ms-$1B"
+      name="${LABEL:-$profile}-${flush}ms-$1B"
       echo "== $name" >&2
       "$BIN_DIR/floe-bench" all --bin-dir "$BIN_DIR" --store-profile "$profile" --flush-interval-ms "$flush" \
         --record-bytes "$1" --records-per-request "$2" --producers "$PRODUCERS" --partitions 8 \
         --duration "$DURATION" --floor-seconds 2 --e2e-rate 20 \
+        ${STORE:+--store "$STORE/$name"} \
         --json "$OUT/$name.json" --svg "$OUT/$name.svg" > "$OUT/$name.txt"
     done
   done
@@ -30,6 +35,7 @@ import glob, json, os, sys
 rows = []
 for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.json"))):
     s = json.load(open(path))
+    s["label"] = os.path.basename(path)[: -len(".json")].rsplit("-", 2)[0]
     rows.append(s)
 order = {"none": 0, "s3-express": 1, "s3-standard": 2}
 rows.sort(key=lambda s: (order.get(s["store_profile"], 9), s["flush_interval_ms"], s["record_bytes"]))
@@ -39,7 +45,7 @@ print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for s in rows:
     p = s.get("produce") or {}
     ratio_lat = s["produce_p99_ms"] / s["p99_budget_ms"] if s.get("p99_budget_ms") else None
-    print(f"| {s['store_profile']} | {s['flush_interval_ms']} ms | {s['record_bytes']} B | {f(s['produce_mib_s'])} | {f(s['floor_put_mib_s'])} | {f(s['produce_to_floor'], 3)} | "
+    print(f"| {s['label']} | {s['flush_interval_ms']} ms | {s['record_bytes']} B | {f(s['produce_mib_s'])} | {f(s['floor_put_mib_s'])} | {f(s['produce_to_floor'], 3)} | "
           f"{f(s['produce_p50_ms'])} / {f(s['produce_p99_ms'])} | {f(s['p99_budget_ms'])} | {f(ratio_lat, 2)} | {f(s['e2e_p50_ms'])} / {f(s['e2e_p99_ms'])} | "
           f"{f(s['mib_s_per_agent_cpu_s'])} | {f(s['put_per_gib'], 0)} | {f(p.get('mean_segment_bytes', 0) / 1024, 0)} | {f(s['dollars_per_gib_written'], 4)} | {f(s['get_per_gib'], 0)} | {f(s['tail_get_per_gib'], 0)} |")
 PY

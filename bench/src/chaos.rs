@@ -108,8 +108,8 @@ pub async fn run(opts: ChaosOptions) -> Result<Outcome, Err> {
     let procs = Procs::new(opts.dir.clone(), opts.bin_dir.clone(), opts.store.clone(), agent_env);
     let cluster = Arc::new(Cluster { opts: opts.clone(), procs, nodes: RwLock::new(Vec::new()) });
     let mut clocks = StdRng::seed_from_u64(opts.seed.wrapping_add(7777));
-    for _ in 0..opts.agents {
-        let node = cluster.procs.spawn_agent_with(&clock_env(&opts, &mut clocks)).await?;
+    for slot in 0..opts.agents {
+        let node = cluster.procs.spawn_agent_with(&clock_env(&opts, slot, &mut clocks)).await?;
         cluster.nodes.write().await.push(Some(node));
     }
     // Aggressive on purpose: many merges, snapshots and collections per run.
@@ -405,12 +405,15 @@ fn record_acks(shared: &Shared, me: usize, partition: u32, values: &[String], of
 }
 
 /// Each agent's clock offset (`--clock-skew`): within a second, or now and
-/// then two minutes fast (that agent must refuse to commit, not stall others).
-fn clock_env(opts: &ChaosOptions, rng: &mut StdRng) -> Vec<(String, String)> {
+/// then two minutes fast (that agent must refuse to commit, not stall
+/// others). Only the agent in slot 0 is ever fast, so the others can always
+/// commit.
+fn clock_env(opts: &ChaosOptions, slot: usize, rng: &mut StdRng) -> Vec<(String, String)> {
     if !opts.faults.clock_skew {
         return Vec::new();
     }
-    let offset: i64 = if rng.random_bool(0.15) { 120_000 } else { rng.random_range(-1_000..=1_000) };
+    let fast = slot == 0 && rng.random_bool(0.3);
+    let offset: i64 = if fast { 120_000 } else { rng.random_range(-1_000..=1_000) };
     vec![("FLOE_TEST_CLOCK_OFFSET_MS".to_owned(), offset.to_string())]
 }
 
@@ -578,7 +581,7 @@ async fn kill_loop(cluster: &Cluster, mut rng: StdRng, deadline: Instant) -> Res
             kills += 1;
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..500))).await;
-        let fresh = cluster.procs.spawn_agent_with(&clock_env(&cluster.opts, &mut rng)).await?;
+        let fresh = cluster.procs.spawn_agent_with(&clock_env(&cluster.opts, slot, &mut rng)).await?;
         if let Some(s) = cluster.nodes.write().await.get_mut(slot) {
             *s = Some(fresh);
         }
