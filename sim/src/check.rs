@@ -53,10 +53,10 @@ pub async fn check(world: &World, history: &History) -> Result<Outcome, Violatio
     let fail = |what: String| Violation::new(world.seed, what);
     let (reader_node, _) = world.node();
     let reader = world.open(&reader_node).await;
-    catch_up(world, &reader).await.map_err(|e| fail(format!("the reader cannot catch up: {e}")))?;
+    catch_up(&reader).await.map_err(|e| fail(format!("the reader cannot catch up: {e}")))?;
     let reference = serde_json::to_vec(&*reader.state()).map_err(|e| fail(e.to_string()))?;
     for (i, log) in history.logs.iter().enumerate() {
-        catch_up(world, log).await.map_err(|e| fail(format!("node {i} cannot catch up: {e}")))?;
+        catch_up(log).await.map_err(|e| fail(format!("node {i} cannot catch up: {e}")))?;
         let mine = serde_json::to_vec(&*log.state()).map_err(|e| fail(e.to_string()))?;
         if mine != reference {
             return Err(fail(format!("node {i} disagrees with a fresh reader at position {}", reader.applied())));
@@ -154,7 +154,7 @@ pub async fn check(world: &World, history: &History) -> Result<Outcome, Violatio
 }
 
 /// Catches up through store faults (a few tries).
-async fn catch_up(_world: &World, log: &MetadataLog) -> floe_broker::Result<u64> {
+async fn catch_up(log: &MetadataLog) -> floe_broker::Result<u64> {
     let mut last = None;
     for _ in 0..20 {
         match log.catch_up().await {

@@ -92,6 +92,14 @@ pub fn fresh_store(backend: Backend) -> Option<FreshStore> {
     }
 }
 
+/// The store at `url` as the agents see it (for tests that look into the bucket).
+pub fn open_store(url: &str) -> std::sync::Arc<dyn object_store::ObjectStore> {
+    match floe_broker::testing::S3Target::from_env().filter(|_| url.starts_with("s3://")) {
+        Some(s3) => s3.store(url.trim_start_matches("s3://").split_once('/').map_or("", |(_, p)| p)),
+        None => floe_broker::store::open(url).unwrap(),
+    }
+}
+
 /// The stable error code of an error answer.
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {body}"))
