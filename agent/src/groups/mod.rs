@@ -80,7 +80,7 @@ use floe_broker::state::group_lease as lease_name;
 impl Groups {
     /// `id` names this agent as a coordinator in group leases.
     pub fn new(id: Ulid, url: String, term: Duration, auth: Arc<crate::peers::PeerAuth>) -> Self {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(70)).build().unwrap_or_default();
+        let http = reqwest::Client::builder().build().unwrap_or_default();
         Self { id, auth, url, term, http, local: Mutex::new(HashMap::new()) }
     }
 
@@ -150,7 +150,7 @@ impl Groups {
         req: &GroupRequest,
     ) -> Result<GroupAnswer, reqwest::Error> {
         let request = self.auth.sign(self.http.post(format!("{url}/internal/v1/groups/{group}")), holder);
-        request.json(req).send().await?.json().await
+        request.timeout(forward_timeout(req)).json(req).send().await?.json().await
     }
 
     /// Runs a request forwarded by an agent that expects this one to be the
@@ -404,6 +404,17 @@ fn answer(result: Result<Value, ApiError>) -> GroupAnswer {
             error.extend(e.details);
             GroupAnswer { status, body: json!({ "error": error }) }
         }
+    }
+}
+
+/// How long a forwarded request may take: a fetch its long-poll and a
+/// margin; anything else a few seconds, so a paused or cut-off coordinator
+/// is soon given up on (and its lease claimed once it runs out).
+fn forward_timeout(req: &GroupRequest) -> Duration {
+    const MARGIN: Duration = Duration::from_secs(5);
+    match req {
+        GroupRequest::Fetch { timeout_ms, .. } => Duration::from_millis(*timeout_ms) + MARGIN,
+        _ => MARGIN,
     }
 }
 
