@@ -52,6 +52,13 @@ pub struct State {
     pub recent_commits: BTreeMap<Ulid, u64>,
 }
 
+impl Lease {
+    /// This lease's current tenure, as fenced ops name it.
+    pub fn tenure(&self) -> LeaseRef {
+        LeaseRef { holder: self.holder, since: self.since }
+    }
+}
+
 /// The lease through which the group `group`'s coordinator is elected.
 pub fn group_lease(group: &str) -> String {
     format!("group/{group}")
@@ -329,8 +336,7 @@ impl State {
             Op::CommitOffsets { group, offsets, coordinator } => {
                 // Fenced on apply: a coordinator that was cut off and lost its
                 // lease cannot move offsets once another tenure has begun.
-                let tenure =
-                    self.valid_lease(&group_lease(group)).map(|l| LeaseRef { holder: l.holder, since: l.since });
+                let tenure = self.valid_lease(&group_lease(group)).map(Lease::tenure);
                 if coordinator.is_some() && *coordinator != tenure {
                     return OpOutcome::NotCoordinator;
                 }

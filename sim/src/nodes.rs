@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use floe_broker::entry::{GroupOffset, LeaseRef, Op, TopicConfig};
+use floe_broker::entry::{GroupOffset, Op, TopicConfig};
 use floe_broker::segment::{ProducerStamp, SegmentBuilder};
 use floe_broker::state::{OpOutcome, Placement, group_lease};
 use floe_broker::{Error, MetadataLog, Record, keys};
@@ -273,7 +273,7 @@ async fn coordinator(world: Arc<World>, history: Shared, done: Rc<std::cell::Cel
             let tenure = state
                 .valid_lease(&group_lease(GROUP))
                 .filter(|l| l.holder == me)
-                .map(|l| LeaseRef { holder: l.holder, since: l.since });
+                .map(floe_broker::state::Lease::tenure);
             let current = state.group_offsets.get(GROUP).and_then(|t| t.get(TOPIC)).and_then(|p| p.get(&0)).copied();
             (tenure, current.unwrap_or(0))
         };

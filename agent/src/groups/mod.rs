@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use floe_broker::entry::{GroupOffset, LeaseRef, Op};
-use floe_broker::state::OpOutcome;
+use floe_broker::state::{Lease, OpOutcome, group_lease as lease_name};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -75,8 +75,6 @@ struct Local {
     state: Arc<tokio::sync::Mutex<GroupState>>,
 }
 
-use floe_broker::state::group_lease as lease_name;
-
 impl Groups {
     /// `id` names this agent as a coordinator in group leases.
     pub fn new(id: Ulid, url: String, term: Duration, auth: Arc<crate::peers::PeerAuth>) -> Self {
@@ -91,8 +89,7 @@ impl Groups {
     /// The tenure of the group's lease this agent holds now, if any.
     fn tenure(&self, agent: &Agent, group: &str) -> Option<LeaseRef> {
         let state = agent.log.state();
-        let lease = state.valid_lease(&lease_name(group)).filter(|l| l.holder == self.id)?;
-        Some(LeaseRef { holder: lease.holder, since: lease.since })
+        state.valid_lease(&lease_name(group)).filter(|l| l.holder == self.id).map(Lease::tenure)
     }
 
     /// Runs `req` on the group's coordinator, wherever it is. Only a join
