@@ -18,6 +18,8 @@ use floe_broker::entry::Op;
 use floe_broker::{Committed, MetadataLog};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use ulid::Ulid;
 
 use crate::peers::PeerAuth;
@@ -82,14 +84,16 @@ impl Committer {
         auth: Arc<PeerAuth>,
         lease: Option<LeaseSettings>,
         group: GroupSettings,
+        tasks: &TaskTracker,
+        stop: CancellationToken,
     ) -> Arc<Self> {
         let (queue, rx) = mpsc::channel(MAX_GROUP);
         let timeout = lease.as_ref().map_or(Duration::from_secs(2), |l| l.forward_timeout);
         let http = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
         let committer = Arc::new(Self { id: log.node().ulid(), log, auth, lease, group, http, queue });
-        tokio::spawn(group_commits(Arc::downgrade(&committer), rx));
+        tasks.spawn(group_commits(Arc::downgrade(&committer), rx, stop.clone()));
         if committer.lease.is_some() {
-            tokio::spawn(keep_lease(Arc::downgrade(&committer)));
+            tasks.spawn(keep_lease(Arc::downgrade(&committer), stop));
         }
         committer
     }
@@ -156,9 +160,29 @@ impl Committer {
     }
 }
 
-/// Drains the queue: everything waiting becomes one entry.
-async fn group_commits(committer: std::sync::Weak<Committer>, mut rx: mpsc::Receiver<Submission>) {
-    while let Some(first) = rx.recv().await {
+/// Drains the queue: everything waiting becomes one entry. Once `stop` is
+/// cancelled, submissions already queued are still committed; new ones get
+/// `Closed`.
+///
+/// # Cancel safety
+/// Not cancel safe: dropped mid-commit, the submitters learn `Closed`
+/// although their entry may land. Stop it with `stop` instead.
+async fn group_commits(
+    committer: std::sync::Weak<Committer>,
+    mut rx: mpsc::Receiver<Submission>,
+    stop: CancellationToken,
+) {
+    let mut stopping = false;
+    loop {
+        let first = tokio::select! {
+            first = rx.recv() => first,
+            () = stop.cancelled(), if !stopping => {
+                stopping = true;
+                rx.close();
+                continue;
+            }
+        };
+        let Some(first) = first else { return };
         let Some(committer) = committer.upgrade() else { return };
         if !committer.group.window.is_zero() {
             tokio::time::sleep(committer.group.window).await;
@@ -198,7 +222,10 @@ async fn group_commits(committer: std::sync::Weak<Committer>, mut rx: mpsc::Rece
 }
 
 /// Acquires the lease when nobody holds it (renewals ride on group commits).
-async fn keep_lease(committer: std::sync::Weak<Committer>) {
+///
+/// # Cancel safety
+/// Cancel safe: an acquisition cut short is made again, by this agent or another.
+async fn keep_lease(committer: std::sync::Weak<Committer>, stop: CancellationToken) {
     loop {
         let Some(c) = committer.upgrade() else { return };
         let Some(settings) = c.lease.clone() else { return };
@@ -208,6 +235,9 @@ async fn keep_lease(committer: std::sync::Weak<Committer>) {
             tracing::debug!(error = %e, "could not acquire the commit lease");
         }
         drop(c);
-        tokio::time::sleep(settings.term / 4).await;
+        tokio::select! {
+            () = tokio::time::sleep(settings.term / 4) => {}
+            () = stop.cancelled() => return,
+        }
     }
 }

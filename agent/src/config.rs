@@ -93,6 +93,11 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOE_GROUP_COORDINATOR_TERM_MS", default_value_t = 10_000)]
     pub group_coordinator_term_ms: u64,
 
+    /// On SIGTERM or SIGINT: how long in-flight requests and writing out
+    /// what was accepted may take before the agent exits anyway.
+    #[arg(long, env = "FLOE_DRAIN_TIMEOUT_MS", default_value_t = 30_000)]
+    pub drain_timeout_ms: u64,
+
     /// Where compaction runs.
     #[arg(long, env = "FLOE_COMPACTOR", value_enum, default_value_t = CompactorMode::Embedded)]
     pub compactor: CompactorMode,

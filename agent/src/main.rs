@@ -87,7 +87,8 @@ async fn run(
     let agent = Agent::start(args, store, &advertised).await?;
     // Scripts and tests wait for this line on stdout.
     println!("floe-agent listening on http://{addr}");
-    agent.serve(listener, floe_broker::shutdown::signal()).await?;
+    floe_agent::api::serve(agent, listener, floe_broker::shutdown::signal()).await?;
+    tracing::info!("stopped");
     Ok(())
 }
 

@@ -4,14 +4,13 @@
 //! and the id of the lease holder it expects to reach. Whatever such a call
 //! carries is still validated as if a client had sent it.
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use subtle::ConstantTimeEq;
 use ulid::Ulid;
 
-use crate::api::ApiError;
+use crate::error::{Error, Invalid, Result};
 
-const CLUSTER_HEADER: &str = "x-floe-cluster";
-const HOLDER_HEADER: &str = "x-floe-expected-holder";
+pub const CLUSTER_HEADER: &str = "x-floe-cluster";
+pub const HOLDER_HEADER: &str = "x-floe-expected-holder";
 const SCHEME: &str = "Floe-Internal ";
 
 pub struct PeerAuth {
@@ -32,35 +31,30 @@ impl PeerAuth {
             .header(HOLDER_HEADER, holder.to_string())
     }
 
-    /// Checks an incoming agent-to-agent call: 401 without credentials, 403
-    /// with wrong ones or another cluster's id. Returns the holder the caller
-    /// expects this agent to be.
-    pub fn verify(&self, headers: &HeaderMap) -> Result<Ulid, ApiError> {
-        let token = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix(SCHEME))
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    "agent-to-agent routes need cluster credentials",
-                )
-            })?;
+    /// Checks an incoming agent-to-agent call: `Unauthenticated` without
+    /// credentials, `Forbidden` with wrong ones or another cluster's id.
+    /// Returns the holder the caller expects this agent to be.
+    pub fn verify(&self, call: &PeerCall<'_>) -> Result<Ulid> {
+        let token = call.authorization.and_then(|v| v.strip_prefix(SCHEME)).ok_or(Error::Unauthenticated)?;
         let same_secret: bool = token.as_bytes().ct_eq(self.secret.as_bytes()).into();
-        let same_cluster = header_ulid(headers, CLUSTER_HEADER) == Some(self.cluster_id);
+        let same_cluster = call.cluster.and_then(|c| Ulid::from_string(c).ok()) == Some(self.cluster_id);
         if !(same_secret && same_cluster) {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "not an agent of this cluster"));
+            return Err(Error::Forbidden);
         }
-        header_ulid(headers, HOLDER_HEADER).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_request",
+        call.expected_holder.and_then(|h| Ulid::from_string(h).ok()).ok_or_else(|| {
+            Error::invalid(
+                Invalid::Request,
                 format!("agent-to-agent calls name the expected holder in {HOLDER_HEADER}"),
             )
         })
     }
 }
 
-fn header_ulid(headers: &HeaderMap, name: &str) -> Option<Ulid> {
-    headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).and_then(|v| Ulid::from_string(v).ok())
+/// The credentials an agent-to-agent call carries, as a face received them
+/// (for HTTP: `Authorization`, `CLUSTER_HEADER`, `HOLDER_HEADER`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PeerCall<'a> {
+    pub authorization: Option<&'a str>,
+    pub cluster: Option<&'a str>,
+    pub expected_holder: Option<&'a str>,
 }

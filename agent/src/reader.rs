@@ -8,6 +8,7 @@ use floe_broker::state::StoredBatch;
 use floe_broker::{MetadataLog, Record, keys};
 use object_store::ObjectStoreExt;
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use crate::cache::{Batch, BatchCache};
 
@@ -67,11 +68,13 @@ const READ_AHEAD: usize = 2;
 pub struct Reader {
     log: Arc<MetadataLog>,
     cache: BatchCache,
+    /// Owns read-ahead loads.
+    tasks: TaskTracker,
 }
 
 impl Reader {
-    pub fn new(log: Arc<MetadataLog>, cache: BatchCache) -> Self {
-        Self { log, cache }
+    pub fn new(log: Arc<MetadataLog>, cache: BatchCache, tasks: TaskTracker) -> Self {
+        Self { log, cache, tasks }
     }
 
     pub async fn fetch(&self, req: &FetchRequest) -> Result<Fetched, FetchError> {
@@ -184,7 +187,7 @@ impl Reader {
     fn read_ahead(&self, batches: Vec<StoredBatch>) {
         for stored in batches {
             let reader = self.clone();
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 let _ = reader.batch(&stored).await;
             });
         }

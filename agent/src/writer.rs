@@ -15,6 +15,8 @@ use object_store::ObjectStoreExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use ulid::Ulid;
 
 use crate::cache::{Batch, BatchCache};
@@ -149,6 +151,10 @@ type UploadTask = JoinHandle<Result<Uploaded, (WriteError, Vec<Waiter>)>>;
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::UnboundedSender<Pending>,
+    /// Cancelled to stop taking requests and drain what was taken.
+    stop: CancellationToken,
+    /// The flusher, the committer of uploads, and each upload.
+    tasks: TaskTracker,
     budget: Arc<Semaphore>,
     budget_bytes: usize,
     log: Arc<MetadataLog>,
@@ -165,9 +171,28 @@ impl Writer {
         let (tx, rx) = mpsc::unbounded_channel();
         let (uploads_tx, uploads_rx) = mpsc::channel(settings.max_uploads.max(1));
         let budget_bytes = settings.buffer_bytes.min(Semaphore::MAX_PERMITS);
-        tokio::spawn(flusher(rx, uploads_tx, log.clone(), settings));
-        tokio::spawn(commit_uploads(uploads_rx, log.clone(), committer, cache));
-        Self { tx, budget: Arc::new(Semaphore::new(budget_bytes)), budget_bytes, log, inflight: Arc::default() }
+        let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
+        tasks.spawn(flusher(rx, uploads_tx, log.clone(), settings, stop.clone(), tasks.clone()));
+        tasks.spawn(commit_uploads(uploads_rx, log.clone(), committer, cache));
+        let budget = Arc::new(Semaphore::new(budget_bytes));
+        Self { tx, stop, tasks, budget, budget_bytes, log, inflight: Arc::default() }
+    }
+
+    /// Bytes of records taken and not yet answered (buffered, uploading or committing).
+    pub fn held_bytes(&self) -> usize {
+        self.budget_bytes.saturating_sub(self.budget.available_permits())
+    }
+
+    /// Stops taking requests (they get `Closed`), and returns once every
+    /// request taken before is uploaded, committed and answered (or failed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the drain goes on in the writer's own tasks; dropping
+    /// this future only stops waiting for it.
+    pub async fn drain(&self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     /// Buffers the records and waits until they are committed; returns the
@@ -253,16 +278,21 @@ fn stamp_key(topic: &str, parts: &[PartitionRecords]) -> Option<StampKey> {
 }
 
 /// Collects requests into the open buffer and seals it on time or size.
+/// Once `stop` is cancelled it takes no new requests, seals what it has at
+/// once, and ends; `commit_uploads` ends after the last upload.
 async fn flusher(
     mut rx: mpsc::UnboundedReceiver<Pending>,
     uploads: mpsc::Sender<UploadTask>,
     log: Arc<MetadataLog>,
     settings: WriterSettings,
+    stop: CancellationToken,
+    tasks: TaskTracker,
 ) {
     let mut open: Vec<Pending> = Vec::new();
     let mut open_bytes = 0usize;
     let mut deadline: Option<Instant> = None;
     let mut closing = false;
+    let mut stopping = false;
     while !closing {
         let seal = tokio::select! {
             next = rx.recv() => match next {
@@ -278,9 +308,15 @@ async fn flusher(
                 }
             },
             () = sleep_until(deadline) => true,
+            // Requests already queued are still received, then `None`.
+            () = stop.cancelled(), if !stopping => {
+                stopping = true;
+                rx.close();
+                false
+            }
         };
         if seal {
-            let task = tokio::spawn(upload(log.clone(), std::mem::take(&mut open)));
+            let task = tasks.spawn(upload(log.clone(), std::mem::take(&mut open)));
             open_bytes = 0;
             deadline = None;
             // Waits while `max_uploads` are in flight; requests keep queueing,

@@ -60,12 +60,22 @@ impl Compactor {
         self.stats.clone()
     }
 
-    /// Runs cycles every `compaction_interval_ms` until the task is dropped.
-    pub async fn run(mut self) {
+    /// Runs cycles every `compaction_interval_ms` until `stop` resolves.
+    ///
+    /// # Cancel safety
+    /// `stop` is looked at only between cycles, so a cycle in progress
+    /// finishes. Dropping the future mid-cycle is safe too (every change
+    /// is one create-only log entry; a merged segment left unreferenced is
+    /// collected later), but wastes the cycle's work.
+    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
         let mut tick = tokio::time::interval(self.settings.interval());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stop = std::pin::pin!(stop);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                () = &mut stop => return,
+                _ = tick.tick() => {}
+            }
             self.stats.cycles.fetch_add(1, Ordering::Relaxed);
             match self.run_once().await {
                 Ok(r) if r != CycleReport::default() => tracing::debug!(report = ?r, "compaction cycle"),

@@ -56,9 +56,6 @@ async fn run(cli: Cli) -> Result<(), floe_broker::Error> {
         println!("{report:?}");
         return Ok(());
     }
-    tokio::select! {
-        () = compactor.run() => {}
-        () = floe_broker::shutdown::signal() => {}
-    }
+    compactor.run(floe_broker::shutdown::signal()).await;
     Ok(())
 }

@@ -12,15 +12,57 @@ mod topics;
 
 use std::sync::Arc;
 
+use std::future::{Future, IntoFuture};
+
 use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use tokio::net::TcpListener;
 
 pub use error::ApiError;
 pub use records::OutRecord;
 
-use crate::app::Agent;
+use crate::service::Agent;
+
+/// Serves the API until `shutdown` resolves or the agent meets an error it
+/// cannot go on from (returned). Then stops taking connections and
+/// requests, and returns once in-flight requests are answered and what the
+/// agent accepted is written out (`Agent::drain`), or after the drain
+/// timeout, whichever is first.
+pub async fn serve(
+    agent: Arc<Agent>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let stop = {
+        let agent = agent.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => tracing::info!("stopping: answering in-flight requests, writing out accepted records"),
+                () = agent.stopped() => {}
+            }
+            agent.stop();
+        }
+    };
+    let server = axum::serve(listener, router(agent.clone())).with_graceful_shutdown(stop).into_future();
+    let drain = async {
+        agent.stopped().await;
+        agent.drain().await;
+    };
+    let deadline = async {
+        agent.stopped().await;
+        tokio::time::sleep(agent.drain_timeout()).await;
+    };
+    tokio::select! {
+        (served, ()) = async { tokio::join!(server, drain) } => served?,
+        () = deadline => tracing::warn!(timeout = ?agent.drain_timeout(), "drain timed out; exiting with work in progress"),
+    }
+    match agent.fatal_error() {
+        Some(e) => Err(std::io::Error::other(e)),
+        None => Ok(()),
+    }
+}
 
 pub fn router(agent: Arc<Agent>) -> Router {
     Router::new()

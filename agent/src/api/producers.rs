@@ -5,12 +5,10 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use floe_broker::entry::Op;
-use floe_broker::state::OpOutcome;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::{ApiError, body};
-use crate::app::Agent;
+use crate::service::{Agent, ProducerId};
 
 #[derive(Deserialize, Default)]
 struct InitProducer {
@@ -19,21 +17,11 @@ struct InitProducer {
     producer_id: Option<u64>,
 }
 
-#[derive(Serialize)]
-pub struct ProducerReady {
-    producer_id: u64,
-    epoch: u32,
-}
-
 /// `POST /v1/producers` with `{}` (or no body) for a new producer, or
 /// `{"producer_id": n}` to bump its epoch.
-pub async fn init(State(agent): State<Arc<Agent>>, raw: Body) -> Result<Json<ProducerReady>, ApiError> {
-    let bytes = body::read(raw, agent.settings.max_request_bytes).await?;
+pub async fn init(State(agent): State<Arc<Agent>>, raw: Body) -> Result<Json<ProducerId>, ApiError> {
+    let bytes = body::read(raw, agent.max_request_bytes()).await?;
     let req: InitProducer =
         if bytes.iter().all(u8::is_ascii_whitespace) { InitProducer::default() } else { body::json(&bytes)? };
-    let committed = agent.log.commit(vec![Op::InitProducer { producer_id: req.producer_id }]).await?;
-    match committed.outcomes.first() {
-        Some(OpOutcome::ProducerReady { id, epoch }) => Ok(Json(ProducerReady { producer_id: *id, epoch: *epoch })),
-        _ => Err(ApiError::producer_not_found(req.producer_id.unwrap_or_default())),
-    }
+    Ok(Json(agent.init_producer(req.producer_id).await?))
 }

@@ -4,7 +4,6 @@
 //! where it stopped. Comments keep idle connections alive.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, header};
@@ -14,11 +13,8 @@ use futures::stream::{self, StreamExt};
 
 use super::ApiError;
 use super::records::OutRecord;
-use crate::app::Agent;
-use crate::reader::FetchRequest;
+use crate::service::Tail;
 
-/// How long one internal long-poll waits before polling again.
-const POLL: Duration = Duration::from_secs(10);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 pub fn wants_stream(headers: &HeaderMap) -> bool {
@@ -32,31 +28,24 @@ pub fn last_event_id(headers: &HeaderMap) -> Option<u64> {
     headers.get("last-event-id")?.to_str().ok()?.trim().parse().ok()
 }
 
-/// Validates the start (errors are ordinary JSON answers), then streams.
-pub async fn stream(agent: Arc<Agent>, req: FetchRequest) -> Result<Response, ApiError> {
-    let first = agent.reader.fetch(&FetchRequest { timeout: Duration::ZERO, ..req.clone() }).await?;
-    let first_events = events(&first.records);
-    let next = first.next_offset;
-    // The state is `None` once an error was sent: the stream then ends, and
-    // the client reconnects with Last-Event-ID.
-    let rest = stream::unfold(Some((agent, FetchRequest { offset: next, timeout: POLL, ..req })), |state| async move {
-        let (agent, mut req) = state?;
-        match agent.reader.fetch(&req).await {
-            Ok(fetched) => {
-                req.offset = fetched.next_offset;
-                Some((events(&fetched.records), Some((agent, req))))
-            }
+/// Streams a tail whose start was already checked. After an error event, or
+/// when the agent stops, the stream ends, and the client reconnects (to
+/// another agent) with `Last-Event-ID`.
+pub fn stream(tail: Tail) -> Response {
+    let events = stream::unfold(Some(tail), |tail| async move {
+        let mut tail = tail?;
+        match tail.next().await {
+            Ok(Some(records)) => Some((events(&records), Some(tail))),
+            Ok(None) => None,
             Err(e) => {
                 let error = ApiError::from(e);
                 let body = serde_json::json!({ "code": error.code, "message": error.message });
                 Some((vec![Event::default().event("error").data(body.to_string())], None))
             }
         }
-    });
-    let all = stream::iter(vec![first_events])
-        .chain(rest)
-        .flat_map(|batch| stream::iter(batch.into_iter().map(Ok::<_, Infallible>)));
-    Ok(Sse::new(all).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response())
+    })
+    .flat_map(|batch| stream::iter(batch.into_iter().map(Ok::<_, Infallible>)));
+    Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response()
 }
 
 fn events(records: &[(u64, floe_broker::Record)]) -> Vec<Event> {

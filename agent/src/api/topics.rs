@@ -1,4 +1,4 @@
-//! Topic administration: create, list, describe.
+//! Topic administration: create, list, describe, update.
 
 use std::sync::Arc;
 
@@ -7,17 +7,10 @@ use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use floe_broker::entry::{Op, TopicConfig};
-use floe_broker::state::{OpOutcome, Topic};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use super::{ApiError, body};
-use crate::app::Agent;
-
-/// Kafka's limit on topic name length.
-const MAX_TOPIC_NAME: usize = 249;
-pub const MAX_PARTITIONS: u32 = 10_000;
+use crate::service::{Agent, NewTopic, PartitionInfo, TopicInfo, TopicUpdate};
 
 #[derive(Deserialize)]
 pub struct CreateTopic {
@@ -45,167 +38,55 @@ fn one() -> u32 {
 }
 
 #[derive(Serialize)]
-pub struct TopicSummary {
+pub struct TopicList {
+    topics: Vec<TopicInfo>,
+}
+
+/// A topic with its partitions' offsets.
+#[derive(Serialize)]
+pub struct TopicDetail {
     name: String,
-    partitions: u32,
+    partitions: Vec<PartitionInfo>,
     retention_ms: i64,
     retention_bytes: i64,
 }
 
-impl TopicSummary {
-    fn new(name: &str, topic: &Topic) -> Self {
-        Self {
-            name: name.to_owned(),
-            partitions: topic.partitions.len() as u32,
-            retention_ms: topic.config.retention_ms,
-            retention_bytes: topic.config.retention_bytes,
-        }
+impl From<(TopicInfo, Vec<PartitionInfo>)> for TopicDetail {
+    fn from((info, partitions): (TopicInfo, Vec<PartitionInfo>)) -> Self {
+        Self { name: info.name, partitions, retention_ms: info.retention_ms, retention_bytes: info.retention_bytes }
     }
 }
 
-/// Applies the given settings over `config`; -1 means unlimited, as in Kafka.
-fn with_settings(
-    mut config: TopicConfig,
-    retention_ms: Option<i64>,
-    retention_bytes: Option<i64>,
-) -> Result<TopicConfig, ApiError> {
-    for (name, value) in [("retention_ms", retention_ms), ("retention_bytes", retention_bytes)] {
-        if value.is_some_and(|v| v < -1 || v == 0) {
-            return Err(ApiError::bad_request(
-                "invalid_config",
-                format!("{name} must be positive, or -1 for unlimited"),
-            ));
-        }
-    }
-    config.retention_ms = retention_ms.unwrap_or(config.retention_ms);
-    config.retention_bytes = retention_bytes.unwrap_or(config.retention_bytes);
-    Ok(config)
+pub async fn create(State(agent): State<Arc<Agent>>, raw: Body) -> Result<(StatusCode, Json<TopicInfo>), ApiError> {
+    let req: CreateTopic = body::json(&body::read(raw, agent.max_request_bytes()).await?)?;
+    let spec = NewTopic {
+        name: req.name,
+        partitions: req.partitions,
+        retention_ms: req.retention_ms,
+        retention_bytes: req.retention_bytes,
+    };
+    Ok((StatusCode::CREATED, Json(agent.create_topic(spec).await?)))
 }
 
-/// Group ids follow the topic-name rule (they travel in URL paths).
-pub fn validate_group(name: &str) -> Result<(), ApiError> {
-    validate_name(name).map_err(|mut e| {
-        e.code = "invalid_group_name";
-        e.message = format!(
-            "group ids are 1 to {MAX_TOPIC_NAME} characters of letters, digits, '.', '_' and '-'; got {name:?}"
-        );
-        e
-    })
-}
-
-/// Kafka's rule: 1–249 characters of `[a-zA-Z0-9._-]`, and not `.` or `..`.
-pub fn validate_name(name: &str) -> Result<(), ApiError> {
-    let ok = (1..=MAX_TOPIC_NAME).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        && name != "."
-        && name != "..";
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "invalid_topic_name",
-            format!(
-                "topic names are 1 to {MAX_TOPIC_NAME} characters of letters, digits, '.', '_' and '-' (and not '.' or '..'); got {name:?}"
-            ),
-        ))
-    }
-}
-
-pub async fn create(State(agent): State<Arc<Agent>>, raw: Body) -> Result<(StatusCode, Json<TopicSummary>), ApiError> {
-    let req: CreateTopic = body::json(&body::read(raw, agent.settings.max_request_bytes).await?)?;
-    validate_name(&req.name)?;
-    if !(1..=MAX_PARTITIONS).contains(&req.partitions) {
-        return Err(ApiError::bad_request(
-            "invalid_partitions",
-            format!("partitions must be between 1 and {MAX_PARTITIONS}; got {}", req.partitions),
-        ));
-    }
-    let config = with_settings(TopicConfig::default(), req.retention_ms, req.retention_bytes)?;
-    if agent.log.state().topic(&req.name).is_some() {
-        return Err(topic_exists(&req.name));
-    }
-    let op = Op::CreateTopic { name: req.name.clone(), partitions: req.partitions, config };
-    let committed = agent.log.commit(vec![op]).await?;
-    // Another agent may have created it first; the log decides.
-    match committed.outcomes.first() {
-        Some(OpOutcome::TopicCreated) => {
-            tracing::info!(topic = %req.name, partitions = req.partitions, seq = committed.seq, "topic created");
-            let topic = Topic { partitions: Vec::new(), config };
-            let summary = TopicSummary { partitions: req.partitions, ..TopicSummary::new(&req.name, &topic) };
-            Ok((StatusCode::CREATED, Json(summary)))
-        }
-        _ => Err(topic_exists(&req.name)),
-    }
-}
-
-fn topic_exists(name: &str) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, "topic_exists", format!("topic {name:?} already exists"))
-}
-
-pub async fn list(State(agent): State<Arc<Agent>>) -> Result<Json<Value>, ApiError> {
-    agent.log.catch_up().await?;
-    let state = agent.log.state();
-    let topics: Vec<TopicSummary> = state.topics.iter().map(|(name, t)| TopicSummary::new(name, t)).collect();
-    Ok(Json(json!({ "topics": topics })))
+pub async fn list(State(agent): State<Arc<Agent>>) -> Result<Json<TopicList>, ApiError> {
+    Ok(Json(TopicList { topics: agent.list_topics().await? }))
 }
 
 pub async fn describe(
     State(agent): State<Arc<Agent>>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TopicDetail>, ApiError> {
     let Path(name) = path?;
-    agent.log.catch_up().await?;
-    describe_applied(&agent, &name)
-}
-
-fn describe_applied(agent: &Agent, name: &str) -> Result<Json<Value>, ApiError> {
-    let state = agent.log.state();
-    let topic = state.topic(name).ok_or_else(|| ApiError::topic_not_found(name))?;
-    let partitions: Vec<Value> = topic
-        .partitions
-        .iter()
-        .enumerate()
-        .map(|(i, p)| json!({ "partition": i, "log_start_offset": p.log_start_offset, "high_watermark": p.high_watermark }))
-        .collect();
-    Ok(Json(json!({
-        "name": name,
-        "partitions": partitions,
-        "retention_ms": topic.config.retention_ms,
-        "retention_bytes": topic.config.retention_bytes,
-    })))
+    Ok(Json(agent.describe_topic(&name).await?.into()))
 }
 
 pub async fn update(
     State(agent): State<Arc<Agent>>,
     path: Result<Path<String>, PathRejection>,
     raw: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TopicDetail>, ApiError> {
     let Path(name) = path?;
-    let req: UpdateTopic = body::json(&body::read(raw, agent.settings.max_request_bytes).await?)?;
-    agent.log.catch_up().await?;
-    let current = agent.log.state().topic(&name).map(|t| t.config).ok_or_else(|| ApiError::topic_not_found(&name))?;
-    let config = with_settings(current, req.retention_ms, req.retention_bytes)?;
-    if config == current {
-        return describe_applied(&agent, &name);
-    }
-    let committed = agent.log.commit(vec![Op::UpdateTopic { name: name.clone(), config }]).await?;
-    match committed.outcomes.first() {
-        Some(OpOutcome::TopicUpdated) => describe_applied(&agent, &name),
-        _ => Err(ApiError::topic_not_found(&name)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::validate_name;
-
-    #[test]
-    fn topic_names_follow_kafka_rules() {
-        for ok in ["orders", "a", "A.b_c-9", &"x".repeat(249)] {
-            assert!(validate_name(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", ".", "..", "has space", "slash/no", "é", &"x".repeat(250)] {
-            assert!(validate_name(bad).is_err(), "{bad}");
-        }
-    }
+    let req: UpdateTopic = body::json(&body::read(raw, agent.max_request_bytes()).await?)?;
+    let update = TopicUpdate { retention_ms: req.retention_ms, retention_bytes: req.retention_bytes };
+    Ok(Json(agent.update_topic(&name, update).await?.into()))
 }

@@ -52,6 +52,21 @@ impl AgentProc {
         self.child.wait().unwrap();
     }
 
+    /// SIGTERM, as an orchestrator stopping the agent would; waits for the
+    /// exit (failing the test if it does not come within a minute).
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().expect("wait for floe-agent") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("floe-agent did not exit within a minute of SIGTERM");
+    }
+
     pub fn client(&self) -> Client {
         Client { base: self.url.clone(), http: reqwest::Client::new() }
     }

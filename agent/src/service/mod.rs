@@ -1,11 +1,34 @@
-//! One agent: the metadata log it follows, its writer, reader and cache.
+//! The service layer: one agent's operations as typed methods with typed
+//! results and errors (`crate::error`), no HTTP in them. Every face (the
+//! native API, internal routes, later Confluent's REST API and the console)
+//! parses, calls one method here, and renders.
+//!
+//! `Agent`'s fields are private to this module: the faces reach the log,
+//! the writer and the groups only through these methods.
+
+mod groups;
+mod internal;
+mod producers;
+mod records;
+mod stats;
+mod topics;
+pub mod validate;
+
+pub use crate::reader::{FetchRequest, Fetched};
+pub use groups::CommittedOffset;
+pub use internal::Peer;
+pub use producers::ProducerId;
+pub use records::{NewRecord, RecordOffset, Tail};
+pub use stats::Stats;
+pub use topics::{NewTopic, PartitionInfo, TopicInfo, TopicUpdate};
 
 use std::sync::Arc;
 
 use floe_broker::metered::MeteredStore;
 use floe_broker::{LogSettings, MetadataLog};
 use object_store::ObjectStore;
-use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use std::time::Duration;
 
@@ -20,26 +43,33 @@ use crate::writer::{Writer, WriterSettings};
 use floe_compactor::Compactor;
 
 pub struct Agent {
-    pub settings: AgentArgs,
+    settings: AgentArgs,
     /// Set when the agent cannot go on (a log entry that does not decode):
-    /// `serve` stops, and the process exits with the error.
+    /// the faces stop, and the process exits with the error.
     fatal: tokio::sync::watch::Sender<Option<Arc<floe_broker::Error>>>,
+    /// Cancelled when the agent stops taking requests: tails end, the
+    /// writer drains.
+    stopping: CancellationToken,
+    /// Cancelled once the writer has drained: the background loops end.
+    background: CancellationToken,
+    /// Every background task but the writer's own.
+    tasks: TaskTracker,
     /// The embedded compactor's counters (none when compaction runs elsewhere).
-    pub compactor_stats: Option<Arc<floe_compactor::CompactorStats>>,
-    pub peers: Arc<PeerAuth>,
-    pub store_stats: Arc<MeteredStore>,
-    pub cache: BatchCache,
-    pub log: Arc<MetadataLog>,
-    pub committer: Arc<Committer>,
-    pub groups: Groups,
-    pub writer: Writer,
-    pub reader: Reader,
-    pub sticky: Sticky,
+    compactor_stats: Option<Arc<floe_compactor::CompactorStats>>,
+    peers: Arc<PeerAuth>,
+    store_stats: Arc<MeteredStore>,
+    cache: BatchCache,
+    log: Arc<MetadataLog>,
+    committer: Arc<Committer>,
+    groups: Groups,
+    writer: Writer,
+    reader: Reader,
+    sticky: Sticky,
 }
 
 impl Agent {
     /// Opens the bucket (safety probe, cluster object, snapshot + log replay)
-    /// and starts the background tasks.
+    /// and starts the background tasks, which run until `shutdown`.
     /// `url` is where other agents reach this one (`AgentArgs::advertised_url`).
     pub async fn start(
         settings: AgentArgs,
@@ -63,19 +93,14 @@ impl Agent {
         let secret = floe_broker::cluster::internal_secret(log.store().as_ref(), log.node()).await?;
         let auth = Arc::new(PeerAuth::new(cluster.cluster_id, secret));
         let advertised = url.to_owned();
-        let groups = Groups::new(
-            log.node().ulid(),
-            advertised.clone(),
-            Duration::from_millis(settings.group_coordinator_term_ms.max(1_000)),
-            auth.clone(),
-        );
+        let (tasks, stopping, background) = (TaskTracker::new(), CancellationToken::new(), CancellationToken::new());
         let lease = settings.commit_lease.then(|| LeaseSettings {
             url: advertised.clone(),
             term: Duration::from_millis(settings.lease_term_ms.max(100)),
             forward_timeout: Duration::from_secs(2),
         });
         let group = GroupSettings { window: Duration::from_millis(settings.group_commit_ms) };
-        let committer = Committer::start(log.clone(), auth.clone(), lease, group);
+        let committer = Committer::start(log.clone(), auth.clone(), lease, group, &tasks, background.clone());
         let writer = Writer::start(
             log.clone(),
             committer.clone(),
@@ -88,17 +113,27 @@ impl Agent {
             },
         );
         let (fatal, _) = tokio::sync::watch::channel(None);
-        tokio::spawn(follow(Arc::downgrade(&log), settings.log_poll_interval(), fatal.clone()));
+        tasks.spawn(follow(Arc::downgrade(&log), settings.log_poll_interval(), fatal.clone(), background.clone()));
         let compactor_stats = (settings.compactor == CompactorMode::Embedded).then(|| {
             let compactor = Compactor::new(log.clone(), settings.compaction.clone());
             let stats = compactor.stats();
-            tokio::spawn(compactor.run());
+            tasks.spawn(compactor.run(background.clone().cancelled_owned()));
             stats
         });
-        let reader = Reader::new(log.clone(), cache.clone());
+        let reader = Reader::new(log.clone(), cache.clone(), tasks.clone());
+        let groups = Groups::new(
+            log.clone(),
+            reader.clone(),
+            advertised.clone(),
+            Duration::from_millis(settings.group_coordinator_term_ms.max(1_000)),
+            auth.clone(),
+        );
         let agent = Arc::new(Self {
             settings,
             fatal,
+            stopping,
+            background,
+            tasks,
             compactor_stats,
             peers: auth,
             store_stats: metered,
@@ -110,59 +145,94 @@ impl Agent {
             reader,
             sticky: Sticky::default(),
         });
-        tokio::spawn(maintain_groups(Arc::downgrade(&agent)));
+        agent.tasks.spawn(maintain_groups(Arc::downgrade(&agent), agent.background.clone()));
         Ok(agent)
     }
 
-    pub fn partition_count(&self, topic: &str) -> Option<u32> {
-        self.log.state().topic(topic).map(|t| t.partitions.len() as u32)
+    /// The largest request body a face should read.
+    pub fn max_request_bytes(&self) -> usize {
+        self.settings.max_request_bytes
     }
 
-    /// Serves the HTTP API until `shutdown` resolves, or until the agent
-    /// meets an error it cannot go on from (returned).
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: TcpListener,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    /// How long, once stopping, in-flight requests and the drain may take.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.settings.drain_timeout_ms)
+    }
+
+    /// Resolves when the agent should stop serving: it met an error it
+    /// cannot go on from, or `stop` was called.
+    pub async fn stopped(&self) {
         let mut fatal = self.fatal.subscribe();
-        let stop = async move {
-            tokio::select! {
-                () = shutdown => {}
-                _ = fatal.wait_for(Option::is_some) => {}
-            }
-        };
-        axum::serve(listener, crate::api::router(self.clone())).with_graceful_shutdown(stop).await?;
-        match self.fatal.borrow().clone() {
-            Some(e) => Err(std::io::Error::other(e)),
-            None => Ok(()),
+        tokio::select! {
+            _ = fatal.wait_for(Option::is_some) => {}
+            () = self.stopping.cancelled() => {}
         }
+    }
+
+    /// The error that stopped the agent, if one did.
+    pub fn fatal_error(&self) -> Option<Arc<floe_broker::Error>> {
+        self.fatal.borrow().clone()
+    }
+
+    /// Stops taking requests: produce answers `ShuttingDown`, tails end.
+    /// What was taken before is still written (see `drain`).
+    pub fn stop(&self) {
+        self.stopping.cancel();
+    }
+
+    /// Stops, then writes out everything taken before (uploads, commits,
+    /// answers), then ends the background tasks (the log follower, group
+    /// upkeep, the commit lease, the compactor after its current cycle).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the work goes on in the agent's tasks; dropping this
+    /// future only stops waiting. A process that exits anyway loses nothing
+    /// acknowledged (acknowledged means committed), only work in progress.
+    pub async fn drain(&self) {
+        self.stop();
+        self.writer.drain().await;
+        self.background.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 }
 
 /// Expires group members and renews coordinator leases.
-async fn maintain_groups(agent: std::sync::Weak<Agent>) {
+///
+/// # Cancel safety
+/// Cancel safe, as `Groups::maintain`.
+async fn maintain_groups(agent: std::sync::Weak<Agent>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
         let Some(agent) = agent.upgrade() else { return };
-        agent.groups.maintain(&agent).await;
+        agent.groups.maintain().await;
     }
 }
 
 /// Learns entries committed by other agents, so long-polls wake and reads
 /// stay fresh. A log entry that does not decode stops the agent: nothing
 /// after it can be applied, and retrying would only spin.
+///
+/// # Cancel safety
+/// Cancel safe: catching up only reads, and applies whole entries.
 async fn follow(
     log: std::sync::Weak<MetadataLog>,
     every: std::time::Duration,
     fatal: tokio::sync::watch::Sender<Option<Arc<floe_broker::Error>>>,
+    stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
         let Some(log) = log.upgrade() else { return };
         match log.catch_up().await {
             Ok(_) => {}

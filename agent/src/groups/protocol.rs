@@ -1,0 +1,284 @@
+//! What a group's coordinator does with a request, over the group's
+//! in-memory membership and the log's applied state. Where the request runs
+//! is `routing`'s business.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use floe_broker::MetadataLog;
+use floe_broker::entry::{GroupOffset, LeaseRef, Op};
+use floe_broker::state::OpOutcome;
+use tokio::time::Instant;
+
+use super::membership::{GroupState, Member, OffsetReset};
+use super::{GroupRecord, GroupReply, GroupRequest, TopicPartition};
+use crate::error::{Error, Invalid, Result};
+use crate::reader::{FetchError, FetchRequest, Reader};
+
+/// One group, coordinated by this agent in one tenure of its lease.
+pub(super) struct Coordinator<'a> {
+    pub log: &'a MetadataLog,
+    pub reader: &'a Reader,
+    pub group: &'a str,
+    pub tenure: LeaseRef,
+    pub state: &'a tokio::sync::Mutex<GroupState>,
+}
+
+impl Coordinator<'_> {
+    /// Runs `req`. `Err(NotCoordinator)` means the tenure is over: the log
+    /// refused an offset commit stamped with it.
+    pub async fn execute(&self, req: GroupRequest) -> Result<GroupReply> {
+        match req {
+            GroupRequest::Join { topics, session_timeout_ms, auto_offset_reset } => {
+                self.join(topics, session_timeout_ms, auto_offset_reset).await
+            }
+            GroupRequest::Heartbeat { member_id } => {
+                let mut s = self.state.lock().await;
+                let generation = s.generation;
+                let m = member(&mut s, &member_id)?;
+                m.last_seen = Instant::now();
+                Ok(GroupReply::Heartbeat { generation, assignments: assignments(m) })
+            }
+            GroupRequest::Leave { member_id } => {
+                let mut s = self.state.lock().await;
+                member(&mut s, &member_id)?;
+                s.members.remove(&member_id);
+                let all = all_partitions(self.log, &s, BTreeMap::new());
+                s.rebalance(&all);
+                Ok(GroupReply::Left)
+            }
+            GroupRequest::Commit { member_id, generation, offsets } => {
+                self.commit(&member_id, generation, offsets).await
+            }
+            GroupRequest::Fetch { member_id, max_records, max_bytes, timeout_ms } => {
+                self.fetch(&member_id, max_records, max_bytes, Duration::from_millis(timeout_ms)).await
+            }
+        }
+    }
+
+    async fn join(&self, topics: Vec<String>, session_timeout_ms: u64, reset: OffsetReset) -> Result<GroupReply> {
+        let partitions = subscribed_partitions(self.log, &topics)?;
+        let id = format!("{}-{}", self.group, self.log.node().ulid().to_string().to_lowercase());
+        let mut s = self.state.lock().await;
+        s.members.insert(
+            id.clone(),
+            Member {
+                topics,
+                session_timeout: Duration::from_millis(session_timeout_ms.clamp(1_000, 300_000)),
+                reset,
+                last_seen: Instant::now(),
+                assignments: Vec::new(),
+                positions: BTreeMap::new(),
+                next_partition: 0,
+            },
+        );
+        let all = all_partitions(self.log, &s, partitions);
+        s.rebalance(&all);
+        let assignments = assignments(&s.members[&id]);
+        Ok(GroupReply::Joined { member_id: id, generation: s.generation, assignments })
+    }
+
+    /// The group stays locked until the commit is in the log, so a rebalance
+    /// cannot slip between the generation check and the commit, and commits
+    /// of one group land in the order checked.
+    async fn commit(&self, member_id: &str, generation: u64, offsets: Vec<GroupOffset>) -> Result<GroupReply> {
+        let mut s = self.state.lock().await;
+        let current = s.generation;
+        member(&mut s, member_id)?.last_seen = Instant::now();
+        if generation != current {
+            return Err(Error::IllegalGeneration { generation, current });
+        }
+        check_offsets(self.log, &offsets).await?;
+        // Stamped with the tenure this group state belongs to: if the lease
+        // moved on meanwhile, the log refuses it.
+        let op = Op::CommitOffsets { group: self.group.to_owned(), offsets, coordinator: Some(self.tenure) };
+        let done = self.log.commit(vec![op]).await?;
+        match done.outcomes.first() {
+            Some(OpOutcome::OffsetsCommitted) => Ok(GroupReply::Committed),
+            Some(OpOutcome::NotCoordinator) => Err(Error::NotCoordinator),
+            other => Err(Error::internal(format!("unexpected outcome of an offset commit: {other:?}"))),
+        }
+    }
+
+    /// Reads from the member's partitions at its positions, and advances them.
+    async fn fetch(
+        &self,
+        member_id: &str,
+        max_records: usize,
+        max_bytes: usize,
+        timeout: Duration,
+    ) -> Result<GroupReply> {
+        let deadline = Instant::now() + timeout;
+        let mut applied = self.log.subscribe();
+        loop {
+            // Copy what is needed and release the lock: heartbeats must not wait for reads.
+            let (generation, order, reset) = {
+                let mut s = self.state.lock().await;
+                let generation = s.generation;
+                let m = member(&mut s, member_id)?;
+                m.last_seen = Instant::now();
+                let n = m.assignments.len().max(1);
+                let start = m.next_partition % n;
+                m.next_partition = (start + 1) % n;
+                let order: Vec<((String, u32), Option<u64>)> = (0..m.assignments.len())
+                    .map(|i| {
+                        let tp = m.assignments[(start + i) % n].clone();
+                        let pos = m.positions.get(&tp).copied();
+                        (tp, pos)
+                    })
+                    .collect();
+                (generation, order, m.reset)
+            };
+            let mut out = Vec::new();
+            let mut moved = Vec::new();
+            for ((topic, partition), pos) in order {
+                if out.len() >= max_records {
+                    break;
+                }
+                let offset = match pos {
+                    Some(p) => p,
+                    None => start_position(self.log, self.group, &topic, partition, reset)?,
+                };
+                let req = FetchRequest {
+                    topic: topic.clone(),
+                    partition,
+                    offset,
+                    max_records: max_records - out.len(),
+                    max_bytes,
+                    timeout: Duration::ZERO,
+                };
+                let fetched = match self.reader.fetch(&req).await {
+                    Ok(f) => f,
+                    // As Kafka: with no reset policy, an out-of-range position is the consumer's to handle.
+                    Err(e @ FetchError::OffsetOutOfRange { .. }) if reset == OffsetReset::None => {
+                        return Err(e.into());
+                    }
+                    Err(FetchError::OffsetOutOfRange { log_start_offset, high_watermark, .. }) => {
+                        let reset_to = if reset == OffsetReset::Latest { high_watermark } else { log_start_offset };
+                        moved.push(((topic, partition), reset_to));
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                out.extend(fetched.records.into_iter().map(|(offset, record)| GroupRecord {
+                    topic: topic.clone(),
+                    partition,
+                    offset,
+                    record,
+                }));
+                moved.push(((topic, partition), fetched.next_offset));
+            }
+            {
+                let mut s = self.state.lock().await;
+                // A rebalance while reading: the records stay valid, positions of the old plan do not.
+                if s.generation == generation
+                    && let Some(m) = s.members.get_mut(member_id)
+                {
+                    m.positions.extend(moved);
+                }
+            }
+            if !out.is_empty() || Instant::now() >= deadline {
+                return Ok(GroupReply::Records { records: out });
+            }
+            if tokio::time::timeout_at(deadline, applied.changed()).await.is_err() {
+                return Ok(GroupReply::Records { records: Vec::new() });
+            }
+        }
+    }
+}
+
+/// Expires members whose session ran out and rebalances if any did.
+pub(super) fn expire(log: &MetadataLog, group: &str, s: &mut GroupState) {
+    if s.expire(Instant::now()) {
+        let all = all_partitions(log, s, BTreeMap::new());
+        s.rebalance(&all);
+        tracing::info!(group, generation = s.generation, "members expired; rebalanced");
+    }
+}
+
+fn member<'a>(s: &'a mut GroupState, id: &str) -> Result<&'a mut Member> {
+    s.members.get_mut(id).ok_or_else(|| Error::UnknownMember { member_id: id.to_owned() })
+}
+
+fn assignments(m: &Member) -> Vec<TopicPartition> {
+    m.assignments
+        .iter()
+        .map(|(topic, partition)| TopicPartition { topic: topic.clone(), partition: *partition })
+        .collect()
+}
+
+/// Refuses offsets for partitions that do not exist or beyond their high
+/// watermark (catching up first, so a partition just created elsewhere is known).
+async fn check_offsets(log: &MetadataLog, offsets: &[GroupOffset]) -> Result<()> {
+    let check = || -> Result<()> {
+        let state = log.state();
+        for o in offsets {
+            let topic = state.topic(&o.topic).ok_or_else(|| Error::TopicNotFound { topic: o.topic.clone() })?;
+            let p = topic
+                .partitions
+                .get(o.partition as usize)
+                .ok_or_else(|| Error::PartitionNotFound { topic: o.topic.clone(), partition: o.partition })?;
+            if o.offset > p.high_watermark {
+                return Err(Error::OffsetBeyondHighWatermark {
+                    topic: o.topic.clone(),
+                    partition: o.partition,
+                    offset: o.offset,
+                    high_watermark: p.high_watermark,
+                });
+            }
+        }
+        Ok(())
+    };
+    if check().is_ok() {
+        return Ok(());
+    }
+    log.catch_up().await?;
+    check()
+}
+
+/// Partition counts of `topics`, which must all exist.
+fn subscribed_partitions(log: &MetadataLog, topics: &[String]) -> Result<BTreeMap<String, u32>> {
+    if topics.is_empty() {
+        return Err(Error::invalid(Invalid::Request, "a member subscribes to at least one topic"));
+    }
+    let state = log.state();
+    topics
+        .iter()
+        .map(|t| {
+            let n = state
+                .topic(t)
+                .map(|x| x.partitions.len() as u32)
+                .ok_or_else(|| Error::TopicNotFound { topic: t.clone() })?;
+            Ok((t.clone(), n))
+        })
+        .collect()
+}
+
+/// Partition counts of every topic any member subscribes to.
+fn all_partitions(log: &MetadataLog, s: &GroupState, mut known: BTreeMap<String, u32>) -> BTreeMap<String, u32> {
+    let state = log.state();
+    for m in s.members.values() {
+        for t in &m.topics {
+            if let Some(topic) = state.topic(t) {
+                known.insert(t.clone(), topic.partitions.len() as u32);
+            }
+        }
+    }
+    known
+}
+
+/// Where a member starts in a partition: the committed offset, else the reset policy.
+fn start_position(log: &MetadataLog, group: &str, topic: &str, partition: u32, reset: OffsetReset) -> Result<u64> {
+    let state = log.state();
+    if let Some(o) = state.group_offsets.get(group).and_then(|g| g.get(topic)).and_then(|t| t.get(&partition)) {
+        return Ok(*o);
+    }
+    let p = state
+        .partition(topic, partition)
+        .ok_or_else(|| Error::PartitionNotFound { topic: topic.to_owned(), partition })?;
+    match reset {
+        OffsetReset::Earliest => Ok(p.log_start_offset),
+        OffsetReset::Latest => Ok(p.high_watermark),
+        OffsetReset::None => Err(Error::NoCommittedOffset { topic: topic.to_owned(), partition }),
+    }
+}

@@ -1,0 +1,217 @@
+//! Where a group request runs: on the group's coordinator, the agent holding
+//! the lease `group/{g}` in the log. Any agent accepts a group request and
+//! forwards it to the coordinator; if the coordinator does not answer and
+//! its lease has run out on the log clock, the agent claims the lease,
+//! becomes the coordinator with empty membership, and members rejoin (their
+//! heartbeats get `unknown_member`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use floe_broker::MetadataLog;
+use floe_broker::entry::{LeaseRef, Op};
+use floe_broker::state::{Lease, group_lease as lease_name};
+use ulid::Ulid;
+
+use super::membership::GroupState;
+use super::protocol::{self, Coordinator};
+use super::{GroupReply, GroupRequest};
+use crate::error::{Error, Result};
+use crate::peers::PeerAuth;
+use crate::reader::Reader;
+
+pub struct Groups {
+    /// Names this agent as a coordinator in group leases.
+    id: Ulid,
+    log: Arc<MetadataLog>,
+    reader: Reader,
+    auth: Arc<PeerAuth>,
+    url: String,
+    term: Duration,
+    http: reqwest::Client,
+    local: Mutex<HashMap<String, Local>>,
+}
+
+/// A group this agent coordinates, for one tenure of the group's lease. A
+/// later tenure (even this agent's own, after its lease lapsed) starts from
+/// empty membership: whatever the old one decided may be stale.
+#[derive(Clone)]
+struct Local {
+    tenure: LeaseRef,
+    state: Arc<tokio::sync::Mutex<GroupState>>,
+}
+
+impl Groups {
+    /// `url` is where other agents reach this one; `term` the lease term on the log clock.
+    pub fn new(log: Arc<MetadataLog>, reader: Reader, url: String, term: Duration, auth: Arc<PeerAuth>) -> Self {
+        let http = reqwest::Client::builder().build().unwrap_or_default();
+        Self { id: log.node().ulid(), log, reader, auth, url, term, http, local: Mutex::new(HashMap::new()) }
+    }
+
+    fn local_groups(&self) -> std::sync::MutexGuard<'_, HashMap<String, Local>> {
+        self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The tenure of the group's lease this agent holds now, if any.
+    fn tenure(&self, group: &str) -> Option<LeaseRef> {
+        let state = self.log.state();
+        state.valid_lease(&lease_name(group)).filter(|l| l.holder == self.id).map(Lease::tenure)
+    }
+
+    /// Runs `req` on the group's coordinator, wherever it is. Only a join
+    /// may elect a coordinator: a request for a group that has none names a
+    /// member that cannot exist, and is answered without writing anything.
+    pub async fn handle(&self, group: &str, req: GroupRequest) -> Result<GroupReply> {
+        for attempt in 0..3 {
+            if attempt > 0 {
+                self.log.catch_up().await?;
+            }
+            let holder = self.log.state().valid_lease(&lease_name(group)).map(|l| (l.holder, l.url.clone()));
+            match holder {
+                Some((h, _)) if h == self.id => return self.run_local(group, req).await,
+                Some((holder, url)) => match self.forward(&url, holder, group, &req).await {
+                    Ok(Err(Error::NotCoordinator)) | Err(_) => {
+                        // The holder moved on or does not answer. Claiming writes an
+                        // entry either way, which also moves the log clock, so a
+                        // dead holder's lease runs out even when nothing else commits.
+                        self.log.catch_up().await?;
+                        self.claim(group).await?;
+                    }
+                    Ok(answer) => return answer,
+                },
+                None if matches!(req, GroupRequest::Join { .. }) => self.claim(group).await?,
+                None => {
+                    return Err(Error::UnknownMember { member_id: req.member_id().unwrap_or_default().to_owned() });
+                }
+            }
+        }
+        Err(Error::CoordinatorUnavailable { group: group.to_owned() })
+    }
+
+    /// Tries to become the coordinator (the log decides).
+    async fn claim(&self, group: &str) -> Result<()> {
+        // The state decides, not the outcome: a copy of an earlier claim may have granted it.
+        self.log.commit(vec![self.acquire(group)]).await?;
+        Ok(())
+    }
+
+    fn acquire(&self, group: &str) -> Op {
+        Op::AcquireLease {
+            name: lease_name(group),
+            holder: self.id,
+            url: self.url.clone(),
+            term_ms: self.term.as_millis() as u64,
+        }
+    }
+
+    /// The coordinator's answer, or why none came.
+    async fn forward(
+        &self,
+        url: &str,
+        holder: Ulid,
+        group: &str,
+        req: &GroupRequest,
+    ) -> Result<Result<GroupReply>, reqwest::Error> {
+        let request = self.auth.sign(self.http.post(format!("{url}/internal/v1/groups/{group}")), holder);
+        let answer = request.timeout(forward_timeout(req)).json(req).send().await?.error_for_status();
+        match answer {
+            Ok(response) => response.json().await,
+            Err(e) => {
+                tracing::debug!(group, error = %e, "group coordinator did not answer");
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs a request forwarded by an agent that expects this one to be the
+    /// coordinator `expected`.
+    pub async fn run_forwarded(&self, expected: Ulid, group: &str, req: GroupRequest) -> Result<GroupReply> {
+        if expected != self.id {
+            return Err(Error::NotCoordinator);
+        }
+        self.run_local(group, req).await
+    }
+
+    /// Runs a request on this agent, which must be the coordinator, in its
+    /// current tenure: a tenure this agent has no state for yet starts with
+    /// no members (members of an older one get `unknown_member` and rejoin).
+    async fn run_local(&self, group: &str, req: GroupRequest) -> Result<GroupReply> {
+        let Some(current) = self.tenure(group) else {
+            self.local_groups().remove(group);
+            return Err(Error::NotCoordinator);
+        };
+        let local = {
+            let mut groups = self.local_groups();
+            match groups.get(group) {
+                Some(l) if l.tenure == current => l.clone(),
+                _ => {
+                    tracing::info!(group, since = current.since, "coordinating the group");
+                    let l = Local { tenure: current, state: Arc::default() };
+                    groups.insert(group.to_owned(), l.clone());
+                    l
+                }
+            }
+        };
+        let coordinator =
+            Coordinator { log: &self.log, reader: &self.reader, group, tenure: local.tenure, state: &local.state };
+        let answer = coordinator.execute(req).await;
+        if matches!(answer, Err(Error::NotCoordinator)) {
+            self.forget(group, local.tenure);
+        }
+        answer
+    }
+
+    /// Drops the group's state if it still belongs to `tenure`.
+    fn forget(&self, group: &str, tenure: LeaseRef) {
+        let mut groups = self.local_groups();
+        if groups.get(group).is_some_and(|l| l.tenure == tenure) {
+            groups.remove(group);
+        }
+    }
+
+    /// Coordinator housekeeping: expire members, renew the leases of groups
+    /// that have members.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it changes only in-memory membership under each group's
+    /// lock, and a renewal cut short is made again on the next round.
+    pub async fn maintain(&self) {
+        let groups: Vec<(String, Local)> = self.local_groups().iter().map(|(g, l)| (g.clone(), l.clone())).collect();
+        let mut renew = Vec::new();
+        for (group, local) in groups {
+            let mut s = local.state.lock().await;
+            protocol::expire(&self.log, &group, &mut s);
+            let lease = self.log.state().valid_lease(&lease_name(&group)).map(|l| (l.holder, l.since, l.expires_ms));
+            let clock = self.log.state().log_clock_ms;
+            match lease {
+                // Renewed only within the tenure this state belongs to; a lapsed one is let go.
+                Some((h, since, expires)) if h == self.id && since == local.tenure.since => {
+                    if !s.members.is_empty() && expires.saturating_sub(clock) < self.term.as_millis() as u64 / 2 {
+                        renew.push(self.acquire(&group));
+                    }
+                }
+                _ => {
+                    drop(s);
+                    self.forget(&group, local.tenure);
+                }
+            }
+        }
+        if !renew.is_empty()
+            && let Err(e) = self.log.commit(renew).await
+        {
+            tracing::warn!(error = %e, "could not renew group coordinator leases");
+        }
+    }
+}
+
+/// How long a forwarded request may take: a fetch its long-poll and a
+/// margin; anything else a few seconds, so a paused or cut-off coordinator
+/// is soon given up on (and its lease claimed once it runs out).
+fn forward_timeout(req: &GroupRequest) -> Duration {
+    const MARGIN: Duration = Duration::from_secs(5);
+    match req {
+        GroupRequest::Fetch { timeout_ms, .. } => Duration::from_millis(*timeout_ms) + MARGIN,
+        _ => MARGIN,
+    }
+}

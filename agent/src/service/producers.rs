@@ -1,0 +1,25 @@
+//! Idempotent producers: ids and epochs handed out by the log itself.
+
+use floe_broker::entry::Op;
+use floe_broker::state::OpOutcome;
+use serde::Serialize;
+
+use super::Agent;
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ProducerId {
+    pub producer_id: u64,
+    pub epoch: u32,
+}
+
+impl Agent {
+    /// A new producer (`None`), or a new epoch of `producer_id` that fences the old one.
+    pub async fn init_producer(&self, producer_id: Option<u64>) -> Result<ProducerId> {
+        let committed = self.log.commit(vec![Op::InitProducer { producer_id }]).await?;
+        match committed.outcomes.first() {
+            Some(OpOutcome::ProducerReady { id, epoch }) => Ok(ProducerId { producer_id: *id, epoch: *epoch }),
+            _ => Err(Error::ProducerNotFound { producer_id: producer_id.unwrap_or_default() }),
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Produce, fetch and tail records.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use floe_broker::Record;
+use floe_broker::segment::ProducerStamp;
+use floe_broker::state::Placement;
+use serde::Serialize;
+
+use super::{Agent, validate};
+use crate::error::{Error, Invalid, Result};
+use crate::partitioner;
+use crate::reader::{FetchRequest, Fetched};
+use crate::writer::{PartitionRecords, WriteError};
+
+/// A record to produce. Without a partition, a keyed record goes where its
+/// key hashes and an unkeyed one to the request's sticky partition; without
+/// a timestamp, it gets the agent's clock.
+#[derive(Clone, Debug, Default)]
+pub struct NewRecord {
+    pub key: Option<Bytes>,
+    pub value: Bytes,
+    pub partition: Option<u32>,
+    pub headers: Vec<(String, Bytes)>,
+    pub timestamp: Option<i64>,
+}
+
+/// Where one produced record landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct RecordOffset {
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// How long one internal long-poll of a tail waits before polling again.
+const TAIL_POLL: Duration = Duration::from_secs(10);
+
+impl Agent {
+    /// Appends `records` to `topic`, all or none, and answers once they are
+    /// durable in the log: one offset per record, in request order. With
+    /// `producer`, the request is idempotent: all its records go to one
+    /// partition, and a retry is answered with the original's offsets.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        records: Vec<NewRecord>,
+        producer: Option<ProducerStamp>,
+    ) -> Result<Vec<RecordOffset>> {
+        if records.is_empty() {
+            return Err(Error::invalid(Invalid::Request, "a produce request needs at least one record"));
+        }
+        let partitions = match self.partition_count(topic) {
+            Some(n) => n,
+            None => {
+                self.log.catch_up().await?;
+                self.partition_count(topic).ok_or_else(|| Error::TopicNotFound { topic: topic.to_owned() })?
+            }
+        };
+        // Topics are created with at least one partition; an old log may hold one without.
+        if partitions == 0 {
+            return Err(Error::PartitionNotFound { topic: topic.to_owned(), partition: 0 });
+        }
+
+        // Validate and place every record before buffering any: nothing is half-applied.
+        let now = i64::try_from(self.log.node().now_ms()).unwrap_or(i64::MAX);
+        let mut sticky = None;
+        let mut groups: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
+        let mut placed = Vec::with_capacity(records.len());
+        for (i, r) in records.into_iter().enumerate() {
+            if r.timestamp.is_some_and(|t| t < 0) {
+                let e = Error::invalid(
+                    Invalid::Timestamp,
+                    "record timestamps are milliseconds since the Unix epoch, never negative",
+                );
+                return Err(e.in_record(i));
+            }
+            let partition = match (r.partition, &r.key) {
+                (Some(p), _) if p >= partitions => {
+                    return Err(Error::PartitionNotFound { topic: topic.to_owned(), partition: p }.in_record(i));
+                }
+                (Some(p), _) => p,
+                (None, Some(key)) => partitioner::for_key(key, partitions),
+                (None, None) => *sticky.get_or_insert_with(|| self.sticky.next(partitions)),
+            };
+            let group = groups.entry(partition).or_default();
+            placed.push((partition, group.len() as u64));
+            group.push(Record {
+                key: r.key,
+                value: r.value,
+                timestamp: r.timestamp.unwrap_or(now),
+                headers: r.headers,
+            });
+        }
+        if let Some(stamp) = &producer {
+            if groups.len() > 1 {
+                return Err(Error::invalid(
+                    Invalid::Request,
+                    "an idempotent request (with \"producer\") must put all its records in one partition",
+                ));
+            }
+            self.check_producer(stamp).await?;
+        }
+        let order: Vec<u32> = groups.keys().copied().collect();
+        let parts =
+            groups.into_iter().map(|(partition, records)| PartitionRecords { partition, producer, records }).collect();
+        let bases = self.writer.append(topic.to_owned(), parts).await.map_err(|e| refused(e, producer))?;
+        let base_of: BTreeMap<u32, u64> = order.into_iter().zip(bases).collect();
+        Ok(placed
+            .into_iter()
+            .map(|(partition, index)| RecordOffset {
+                partition,
+                offset: base_of.get(&partition).copied().unwrap_or_default() + index,
+            })
+            .collect())
+    }
+
+    fn partition_count(&self, topic: &str) -> Option<u32> {
+        self.log.state().topic(topic).map(|t| t.partitions.len() as u32)
+    }
+
+    /// Refuses, before anything is buffered, a producer the log does not know
+    /// or has fenced. The log re-checks on apply; this only answers early.
+    async fn check_producer(&self, stamp: &ProducerStamp) -> Result<()> {
+        let current = || self.log.state().producers.get(&stamp.id).map(|p| p.epoch);
+        let mut epoch = current();
+        if epoch.is_none_or(|e| e < stamp.epoch) {
+            self.log.catch_up().await?;
+            epoch = current();
+        }
+        match epoch {
+            None => Err(Error::ProducerNotFound { producer_id: stamp.id }),
+            Some(e) if e != stamp.epoch => {
+                Err(Error::ProducerFenced { producer_id: stamp.id, epoch: stamp.epoch, current_epoch: Some(e) })
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Reads from one partition; at the high watermark, waits up to the
+    /// request's timeout for records to arrive.
+    pub async fn fetch(&self, req: &FetchRequest) -> Result<Fetched> {
+        let timeout_ms = u64::try_from(req.timeout.as_millis()).unwrap_or(u64::MAX);
+        validate::fetch_limits(req.max_records, req.max_bytes, timeout_ms)?;
+        // A long-poll does not hold up a stopping agent: it is answered with
+        // what is there now.
+        tokio::select! {
+            fetched = self.reader.fetch(req) => Ok(fetched?),
+            () = self.stopping.cancelled() => {
+                Ok(self.reader.fetch(&FetchRequest { timeout: Duration::ZERO, ..req.clone() }).await?)
+            }
+        }
+    }
+
+    /// A live tail from `req.offset`. The start is checked (and its records
+    /// read) before this returns, so a bad start is an ordinary error.
+    pub async fn tail(self: &Arc<Self>, req: FetchRequest) -> Result<Tail> {
+        let first = self.fetch(&FetchRequest { timeout: Duration::ZERO, ..req.clone() }).await?;
+        Ok(Tail {
+            agent: self.clone(),
+            req: FetchRequest { offset: first.next_offset, timeout: TAIL_POLL, ..req },
+            first: Some(first.records),
+        })
+    }
+}
+
+/// Records of a partition as they commit.
+pub struct Tail {
+    agent: Arc<Agent>,
+    req: FetchRequest,
+    first: Option<Vec<(u64, Record)>>,
+}
+
+impl Tail {
+    /// The next records (possibly none, after a quiet long-poll); `None`
+    /// once the agent is stopping, which ends the tail.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the position moves only when records are returned.
+    pub async fn next(&mut self) -> Result<Option<Vec<(u64, Record)>>> {
+        if let Some(first) = self.first.take() {
+            return Ok(Some(first));
+        }
+        let fetched = tokio::select! {
+            fetched = self.agent.reader.fetch(&self.req) => fetched?,
+            () = self.agent.stopping.cancelled() => return Ok(None),
+        };
+        self.req.offset = fetched.next_offset;
+        Ok(Some(fetched.records))
+    }
+}
+
+/// The writer's refusal, named for the request's producer where it is about one.
+fn refused(e: WriteError, producer: Option<ProducerStamp>) -> Error {
+    match (e, producer) {
+        (WriteError::Producer(Placement::Fenced), Some(p)) => {
+            Error::ProducerFenced { producer_id: p.id, epoch: p.epoch, current_epoch: None }
+        }
+        (WriteError::Producer(Placement::OutOfOrder { expected }), _) => Error::OutOfOrderSequence { expected },
+        (WriteError::Producer(_), p) => Error::ProducerNotFound { producer_id: p.map(|p| p.id).unwrap_or_default() },
+        (e, _) => e.into(),
+    }
+}

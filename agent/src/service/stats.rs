@@ -1,0 +1,100 @@
+//! Counters and readiness.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use floe_broker::metered::StoreStats;
+use serde::Serialize;
+
+use super::Agent;
+use crate::cache::CacheStats;
+use crate::error::{Error, Result};
+
+/// How long a readiness check may wait for the store.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Object-store requests and bytes by kind of key, the read cache, the log
+/// position, clock skew, compaction and the commit lease. Cheap to read.
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    pub store: StoreStats,
+    pub cache: CacheStats,
+    pub log: LogStats,
+    pub writer: WriterStats,
+    pub clock: ClockStats,
+    /// None when compaction runs elsewhere.
+    pub compactor: Option<CompactorStats>,
+    pub lease: LeaseStats,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LogStats {
+    pub applied: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WriterStats {
+    /// Bytes of records taken and not yet answered.
+    pub held_bytes: usize,
+    /// The most it may hold (`--buffer-bytes`).
+    pub budget_bytes: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClockStats {
+    /// None until the store has been asked the time.
+    pub offset_ms: Option<i64>,
+    pub bound_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CompactorStats {
+    pub cycles: u64,
+    pub failed_cycles: u64,
+    pub failed_merge_runs: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LeaseStats {
+    pub enabled: bool,
+    pub holder_url: Option<String>,
+}
+
+impl Agent {
+    pub async fn stats(&self) -> Stats {
+        let skew = self.log.skew();
+        Stats {
+            store: self.store_stats.stats(),
+            cache: self.cache.stats().await,
+            log: LogStats { applied: self.log.applied() },
+            writer: WriterStats { held_bytes: self.writer.held_bytes(), budget_bytes: self.settings.buffer_bytes },
+            clock: ClockStats { offset_ms: skew.offset_ms(), bound_ms: skew.bound_ms() },
+            compactor: self.compactor_stats.as_ref().map(|s| {
+                let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+                CompactorStats {
+                    cycles: n(&s.cycles),
+                    failed_cycles: n(&s.failed_cycles),
+                    failed_merge_runs: n(&s.failed_merge_runs),
+                }
+            }),
+            lease: LeaseStats {
+                enabled: self.settings.commit_lease,
+                holder_url: self.log.state().valid_lease(crate::committer::COMMIT_LEASE).map(|l| l.url.clone()),
+            },
+        }
+    }
+
+    /// Ready when the store answers, the log is caught up, and this agent's
+    /// clock is close enough to the store's for it to commit. Returns the
+    /// log position.
+    pub async fn ready(&self) -> Result<u64> {
+        if let Some(e) = self.log.skew().refusal() {
+            return Err(Error::ClockSkew { message: e.to_string() });
+        }
+        match tokio::time::timeout(READY_TIMEOUT, self.log.catch_up()).await {
+            Ok(Ok(applied)) => Ok(applied),
+            Ok(Err(e)) => Err(Error::NotReady { reason: format!("cannot read the log: {e}") }),
+            Err(_) => Err(Error::NotReady { reason: "the store did not answer in time".into() }),
+        }
+    }
+}

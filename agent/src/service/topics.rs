@@ -1,0 +1,137 @@
+//! Topic administration: create, list, describe, update settings.
+
+use floe_broker::entry::{Op, TopicConfig};
+use floe_broker::state::{OpOutcome, Topic};
+use serde::Serialize;
+
+use super::{Agent, validate};
+use crate::error::{Error, Invalid, Result};
+
+/// A topic to create. Retention: `None` keeps the default, -1 is unlimited (as in Kafka).
+#[derive(Clone, Debug)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: u32,
+    pub retention_ms: Option<i64>,
+    pub retention_bytes: Option<i64>,
+}
+
+/// Settings to change; `None` keeps the current value.
+#[derive(Clone, Debug, Default)]
+pub struct TopicUpdate {
+    pub retention_ms: Option<i64>,
+    pub retention_bytes: Option<i64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TopicInfo {
+    pub name: String,
+    pub partitions: u32,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PartitionInfo {
+    pub partition: u32,
+    pub log_start_offset: u64,
+    pub high_watermark: u64,
+}
+
+impl TopicInfo {
+    fn new(name: &str, topic: &Topic) -> Self {
+        Self {
+            name: name.to_owned(),
+            partitions: topic.partitions.len() as u32,
+            retention_ms: topic.config.retention_ms,
+            retention_bytes: topic.config.retention_bytes,
+        }
+    }
+}
+
+/// Applies the given settings over `config`; -1 means unlimited, as in Kafka.
+fn with_settings(
+    mut config: TopicConfig,
+    retention_ms: Option<i64>,
+    retention_bytes: Option<i64>,
+) -> Result<TopicConfig> {
+    for (name, value) in [("retention_ms", retention_ms), ("retention_bytes", retention_bytes)] {
+        if value.is_some_and(|v| v < -1 || v == 0) {
+            return Err(Error::invalid(Invalid::Config, format!("{name} must be positive, or -1 for unlimited")));
+        }
+    }
+    config.retention_ms = retention_ms.unwrap_or(config.retention_ms);
+    config.retention_bytes = retention_bytes.unwrap_or(config.retention_bytes);
+    Ok(config)
+}
+
+impl Agent {
+    /// Creates a topic; `TopicExists` if it exists (another agent may have
+    /// created it first: the log decides).
+    pub async fn create_topic(&self, spec: NewTopic) -> Result<TopicInfo> {
+        validate::topic_name(&spec.name)?;
+        if !(1..=validate::MAX_PARTITIONS).contains(&spec.partitions) {
+            return Err(Error::invalid(
+                Invalid::Partitions,
+                format!("partitions must be between 1 and {}; got {}", validate::MAX_PARTITIONS, spec.partitions),
+            ));
+        }
+        let config = with_settings(TopicConfig::default(), spec.retention_ms, spec.retention_bytes)?;
+        let exists = || Error::TopicExists { topic: spec.name.clone() };
+        if self.log.state().topic(&spec.name).is_some() {
+            return Err(exists());
+        }
+        let op = Op::CreateTopic { name: spec.name.clone(), partitions: spec.partitions, config };
+        let committed = self.log.commit(vec![op]).await?;
+        match committed.outcomes.first() {
+            Some(OpOutcome::TopicCreated) => {
+                tracing::info!(topic = %spec.name, partitions = spec.partitions, seq = committed.seq, "topic created");
+                let topic = Topic { partitions: Vec::new(), config };
+                Ok(TopicInfo { partitions: spec.partitions, ..TopicInfo::new(&spec.name, &topic) })
+            }
+            _ => Err(exists()),
+        }
+    }
+
+    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>> {
+        self.log.catch_up().await?;
+        Ok(self.log.state().topics.iter().map(|(name, t)| TopicInfo::new(name, t)).collect())
+    }
+
+    pub async fn describe_topic(&self, name: &str) -> Result<(TopicInfo, Vec<PartitionInfo>)> {
+        self.log.catch_up().await?;
+        self.describe_applied(name)
+    }
+
+    fn describe_applied(&self, name: &str) -> Result<(TopicInfo, Vec<PartitionInfo>)> {
+        let state = self.log.state();
+        let topic = state.topic(name).ok_or_else(|| Error::TopicNotFound { topic: name.to_owned() })?;
+        let partitions = topic
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PartitionInfo {
+                partition: i as u32,
+                log_start_offset: p.log_start_offset,
+                high_watermark: p.high_watermark,
+            })
+            .collect();
+        Ok((TopicInfo::new(name, topic), partitions))
+    }
+
+    /// Changes a topic's settings; a change to the values it has writes nothing.
+    pub async fn update_topic(&self, name: &str, update: TopicUpdate) -> Result<(TopicInfo, Vec<PartitionInfo>)> {
+        self.log.catch_up().await?;
+        let not_found = || Error::TopicNotFound { topic: name.to_owned() };
+        let current = self.log.state().topic(name).map(|t| t.config).ok_or_else(not_found)?;
+        let config = with_settings(current, update.retention_ms, update.retention_bytes)?;
+        if config == current {
+            return self.describe_applied(name);
+        }
+        let committed = self.log.commit(vec![Op::UpdateTopic { name: name.to_owned(), config }]).await?;
+        match committed.outcomes.first() {
+            Some(OpOutcome::TopicUpdated) => self.describe_applied(name),
+            _ => Err(not_found()),
+        }
+    }
+}
