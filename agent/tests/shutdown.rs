@@ -16,7 +16,13 @@ const RECORDS_PER_REQUEST: usize = 5;
 async fn sigterm_answers_accepted_requests_and_every_acknowledged_record_is_in_the_bucket() {
     let (store, env, _dir) = fresh_store(Backend::Dir).expect("a local directory");
     // Nothing is flushed on time: only the drain writes these records out.
-    let a = AgentProc::start(&store, &env, &["--flush-interval-ms", "600000", "--compactor", "off"]);
+    // The drain deadline is beyond the test's wait for the exit, so the
+    // agent exits in time only if nothing (the tail, a request) holds it up.
+    let a = AgentProc::start(
+        &store,
+        &env,
+        &["--flush-interval-ms", "600000", "--drain-timeout-ms", "600000", "--compactor", "off"],
+    );
     let c = a.client();
     c.create_topic("t", 2).await;
 
