@@ -123,10 +123,9 @@ impl AgentArgs {
     pub fn advertised_url(&self, bound: SocketAddr) -> Result<String, String> {
         let url = self.advertise_url.clone().unwrap_or_else(|| format!("http://{bound}"));
         let parsed = reqwest::Url::parse(&url).map_err(|e| format!("--advertise-url {url:?} is not a URL: {e}"))?;
-        let unusable = match parsed.host() {
-            Some(url::Host::Ipv4(ip)) => ip.is_unspecified(),
-            Some(url::Host::Ipv6(ip)) => ip.is_unspecified(),
-            Some(url::Host::Domain(d)) => d.is_empty(),
+        // A host is a name, an IPv4 address, or an IPv6 address in brackets.
+        let unusable = match parsed.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']')) {
+            Some(host) => host.parse::<std::net::IpAddr>().map_or(host.is_empty(), |ip| ip.is_unspecified()),
             None => true,
         };
         if unusable || !matches!(parsed.scheme(), "http" | "https") {

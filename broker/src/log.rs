@@ -199,10 +199,14 @@ impl MetadataLog {
         body: &bytes::Bytes,
         first: object_store::Error,
     ) -> Result<Option<Committed>> {
+        // A loop of its own on top of the store client's retries: those end
+        // at an answer, but only reading the position (and re-creating what
+        // is missing) decides the outcome, and a lost answer is exactly what
+        // is being settled. Each round reads once; the round is the retry.
         let mut last = first.to_string();
         let mut pause = self.settings.settle_backoff;
         for _ in 0..self.settings.settle_attempts {
-            match self.fetch_entry(seq).await {
+            match self.read_entry(seq).await {
                 Ok(Some(LogObject::Entry(found))) if found.commit_id == entry.commit_id => {
                     return self.apply_committed(seq, entry).map(Some);
                 }
@@ -246,8 +250,19 @@ impl MetadataLog {
         Ok(outcomes)
     }
 
-    /// Reads one position, retrying transient store errors a few times: a
-    /// replay reads thousands of entries, and one failed GET must not fail it.
+    /// Reads one position once.
+    async fn read_entry(&self, seq: u64) -> Result<Option<LogObject>> {
+        match get_if_exists(self.store.as_ref(), &keys::log_entry(seq)).await? {
+            Some(bytes) => LogObject::decode(seq, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads one position, retrying store errors a few times. On S3 the
+    /// client has retried transient errors already; this covers what is
+    /// left (a store without a retrying client, an error after the client
+    /// gave up), because a replay reads thousands of entries and one failed
+    /// GET must not fail an agent's start.
     async fn fetch_entry(&self, seq: u64) -> Result<Option<LogObject>> {
         let mut pause = self.settings.settle_backoff;
         let mut attempt = 1;
