@@ -18,6 +18,8 @@ pub mod shutdown;
 pub mod snapshot;
 pub mod state;
 pub mod store;
+/// Fixtures for tests (an S3 server from the environment); not part of the production API.
+#[cfg(feature = "test-util")]
 pub mod testing;
 
 use std::sync::Arc;

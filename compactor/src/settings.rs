@@ -1,49 +1,50 @@
-//! Compactor settings, from flags or `FLOE_*` environment variables; the same
-//! flags serve the standalone binary and the compactor embedded in an agent.
+//! Compactor settings: a plain struct with `Default` for the library. With
+//! the `cli` feature (on by default, for the binaries) it is also a set of
+//! clap flags, each with a `FLOE_*` variable; the same flags serve the
+//! standalone binary and the compactor embedded in an agent.
 
 use std::time::Duration;
 
-use clap::Args;
-
-#[derive(Args, Clone, Debug)]
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct CompactorSettings {
     /// Pause between compaction cycles.
-    #[arg(long, env = "FLOE_COMPACTION_INTERVAL_MS", default_value_t = 30_000)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FLOE_COMPACTION_INTERVAL_MS", default_value_t = 30_000))]
     pub compaction_interval_ms: u64,
 
     /// How long an unreferenced object waits before it is deleted. Must exceed
     /// the cluster's commit window (60 s by default) by a wide margin.
-    #[arg(long, env = "FLOE_GC_GRACE_MS", default_value_t = 600_000)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FLOE_GC_GRACE_MS", default_value_t = 600_000))]
     pub gc_grace_ms: u64,
 
     /// Write a snapshot once this many log entries follow the newest one.
-    #[arg(long, env = "FLOE_SNAPSHOT_EVERY_ENTRIES", default_value_t = 1_000)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FLOE_SNAPSHOT_EVERY_ENTRIES", default_value_t = 1_000))]
     pub snapshot_every_entries: u64,
 
     /// Batches smaller than this (compressed bytes) are merged.
-    #[arg(long, env = "FLOE_MERGE_SMALL_BATCH_BYTES", default_value_t = 1 << 20)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FLOE_MERGE_SMALL_BATCH_BYTES", default_value_t = 1 << 20))]
     pub merge_small_batch_bytes: u64,
 
     /// A run of small batches is merged once it holds this many batches, even
     /// if together they are still small.
-    #[arg(long, env = "FLOE_MERGE_MIN_BATCHES", default_value_t = 32)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FLOE_MERGE_MIN_BATCHES", default_value_t = 32))]
     pub merge_min_batches: usize,
 
     /// Largest merged segment (compressed bytes, estimated from the inputs).
-    #[arg(long, env = "FLOE_MERGE_TARGET_BYTES", default_value_t = 16 << 20)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FLOE_MERGE_TARGET_BYTES", default_value_t = 16 << 20))]
     pub merge_target_bytes: u64,
 
     /// Records per batch in merged segments are cut at this many raw bytes,
     /// so a fetch still reads one modest ranged GET.
-    #[arg(long, env = "FLOE_MERGE_BATCH_BYTES", default_value_t = 1 << 20)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FLOE_MERGE_BATCH_BYTES", default_value_t = 1 << 20))]
     pub merge_batch_bytes: usize,
 
     /// Bytes merged per cycle at most.
-    #[arg(long, env = "FLOE_MERGE_MAX_BYTES_PER_CYCLE", default_value_t = 256 << 20)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FLOE_MERGE_MAX_BYTES_PER_CYCLE", default_value_t = 256 << 20))]
     pub merge_max_bytes_per_cycle: u64,
 
     /// Log entries shrunk to tombstones per cycle at most.
-    #[arg(long, env = "FLOE_TOMBSTONES_PER_CYCLE", default_value_t = 10_000)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FLOE_TOMBSTONES_PER_CYCLE", default_value_t = 10_000))]
     pub tombstones_per_cycle: usize,
 }
 
