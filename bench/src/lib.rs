@@ -1,6 +1,7 @@
 //! `floe-bench`: measuring tools for Floe. The benchmark scenarios
 //! (`floor`, `produce`, `consume`, `e2e`, `all`, and `metadata`) are in
-//! `scenarios.rs` and `metadata.rs`, with their reporting in `report.rs`; the
+//! `floor.rs`, `scenarios/` and `metadata.rs`, on the agent of `cluster.rs`
+//! under the load of `load/`, with their reporting in `report.rs`; the
 //! chaos checker (`floe-chaos`) kills agents at random while producers and
 //! consumers run, then checks every queue invariant.
 
@@ -9,8 +10,13 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod chaos;
+pub mod clock;
+pub mod cluster;
+pub mod floor;
 pub mod history;
+pub mod load;
 pub mod metadata;
 pub mod procs;
+pub mod progress;
 pub mod report;
 pub mod scenarios;

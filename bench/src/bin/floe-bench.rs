@@ -13,10 +13,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use floe_bench::cluster::{Cluster, Setup};
+use floe_bench::floor::{self, FloorResult};
+use floe_bench::load::{Keys, Load};
 use floe_bench::metadata::{self, MetadataOptions};
 use floe_bench::procs::Err;
 use floe_bench::report::{self, MIB};
-use floe_bench::scenarios::{self, Cluster, ConsumeResult, E2eResult, FloorResult, Keys, Load, ProduceResult, Setup};
+use floe_bench::scenarios::{self, ConsumeResult, E2eResult, ProduceResult};
 use floe_broker::latency::Profile;
 use serde::Serialize;
 
@@ -298,7 +301,7 @@ async fn run(which: Which, c: Common, bin_dir: &std::path::Path, json: Option<Pa
                 "floor: {size} B objects, {} at a time, {} s per operation",
                 c.floor_concurrency, c.floor_seconds
             );
-            let f = scenarios::floor(
+            let f = floor::floor(
                 &store_url,
                 c.store_profile,
                 c.seed,

@@ -1,0 +1,113 @@
+//! The agent under test: one `floe-bench` starts on a temporary (or given)
+//! store with a latency profile, or a running one given by `--target`; and
+//! what the scenarios ask of it (topics, watermarks, counters, CPU time).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use floe_broker::latency::Profile;
+use serde_json::Value;
+
+use crate::clock::now_micros;
+use crate::procs::{AgentProcess, Err, Procs};
+use crate::report::{Stats, cpu_seconds};
+
+/// Where and how the agent runs.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    /// A running agent to measure instead of starting one.
+    pub target: Option<String>,
+    pub dir: PathBuf,
+    pub bin_dir: PathBuf,
+    /// The store of the agent we start (`s3://…` with the usual `AWS_*`
+    /// variables); `None`: a temporary local directory.
+    pub store: Option<String>,
+    pub profile: Profile,
+    pub flush_interval_ms: u64,
+    pub flush_bytes: u64,
+    pub seed: u64,
+}
+
+/// The agent under test: one we started (with its pid for CPU time) or a target.
+pub struct Cluster {
+    pub url: String,
+    procs: Option<Procs>,
+    agent: Option<AgentProcess>,
+    pub http: reqwest::Client,
+}
+
+impl Cluster {
+    pub async fn start(setup: &Setup) -> Result<Self, Err> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(256).build()?;
+        if let Some(url) = &setup.target {
+            return Ok(Self { url: url.trim_end_matches('/').to_owned(), procs: None, agent: None, http });
+        }
+        let env = vec![
+            ("FLOE_STORE_PROFILE".to_owned(), setup.profile.name().to_owned()),
+            ("FLOE_STORE_PROFILE_SEED".to_owned(), setup.seed.to_string()),
+            ("FLOE_FLUSH_INTERVAL_MS".to_owned(), setup.flush_interval_ms.to_string()),
+            ("FLOE_FLUSH_BYTES".to_owned(), setup.flush_bytes.to_string()),
+        ];
+        let procs = Procs::new(setup.dir.clone(), setup.bin_dir.clone(), setup.store.clone(), env);
+        let agent = procs.spawn_agent().await?;
+        Ok(Self { url: agent.url.clone(), procs: Some(procs), agent: Some(agent), http })
+    }
+
+    /// The store the agent uses, when we started it.
+    pub fn store_url(&self) -> Option<String> {
+        self.procs.as_ref().map(Procs::store_url)
+    }
+
+    /// CPU seconds used so far by the agent we started.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        self.agent.as_ref().and_then(|a| a.child.id()).and_then(cpu_seconds)
+    }
+
+    /// A second agent on the same store with a cold cache (catch-up reads);
+    /// with a target, the target itself.
+    pub async fn fresh_reader(&self) -> Result<Cluster, Err> {
+        match &self.procs {
+            None => Ok(Cluster { url: self.url.clone(), procs: None, agent: None, http: self.http.clone() }),
+            Some(procs) => {
+                let agent = procs.spawn_agent().await?;
+                Ok(Cluster { url: agent.url.clone(), procs: None, agent: Some(agent), http: self.http.clone() })
+            }
+        }
+    }
+
+    pub async fn stats(&self) -> Result<Stats, Err> {
+        Stats::fetch(&self.http, &self.url).await
+    }
+
+    /// Creates a fresh topic and returns its name.
+    pub async fn create_topic(&self, prefix: &str, partitions: u32) -> Result<String, Err> {
+        let name = format!("{prefix}-{}", now_micros());
+        let resp = self
+            .http
+            .post(format!("{}/v1/topics", self.url))
+            .json(&serde_json::json!({"name": name, "partitions": partitions}))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return Err(format!("cannot create topic {name}: {}", resp.text().await?).into());
+        }
+        Ok(name)
+    }
+
+    /// (log start offset, high watermark) of each partition.
+    pub async fn watermarks(&self, topic: &str) -> Result<Vec<(u64, u64)>, Err> {
+        let v: Value =
+            self.http.get(format!("{}/v1/topics/{topic}", self.url)).send().await?.error_for_status()?.json().await?;
+        let parts = v["partitions"].as_array().ok_or("topic has no partitions")?;
+        Ok(parts
+            .iter()
+            .map(|p| (p["log_start_offset"].as_u64().unwrap_or(0), p["high_watermark"].as_u64().unwrap_or(0)))
+            .collect())
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(a) = self.agent.as_mut() {
+            let _ = a.child.kill().await;
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The `produce` scenario: producers against one agent; throughput,
+//! latency, store requests per GiB and agent CPU per GiB.
+
+use std::sync::Arc;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::cluster::Cluster;
+use crate::load::{Load, produce_load};
+use crate::procs::Err;
+use crate::progress::{Progress, ProgressLine};
+use crate::report::{GIB, Latency, MIB, PerGib, Stats};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProduceResult {
+    pub seconds: f64,
+    pub requests: u64,
+    pub errors: u64,
+    pub records: u64,
+    pub payload_bytes: u64,
+    pub mib_s: f64,
+    pub requests_per_s: f64,
+    pub latency: Latency,
+    pub fixed_rate: bool,
+    /// Bytes the agent wrote to segments (compressed) per second.
+    pub segment_mib_s: f64,
+    pub segment_puts: u64,
+    pub mean_segment_bytes: u64,
+    pub log_puts: u64,
+    pub requests_per_gib: PerGib,
+    pub agent_cpu_seconds: Option<f64>,
+    pub agent_cpu_s_per_gib: Option<f64>,
+    pub mib_s_per_cpu_s: Option<f64>,
+    pub store: Stats,
+}
+
+pub async fn produce(cluster: &Cluster, load: &Load, seed: u64) -> Result<(ProduceResult, Histogram<u64>), Err> {
+    let topic = cluster.create_topic("produce", load.partitions).await?;
+    let before = cluster.stats().await?;
+    let cpu_before = cluster.cpu_seconds();
+    let progress = Arc::new(Progress::default());
+    let produced = {
+        let _line = ProgressLine::start("produce".into(), load.duration, progress.clone());
+        produce_load(cluster, &topic, load, false, seed, progress).await?
+    };
+    let cpu = cluster.cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
+    let store = cluster.stats().await?.since(&before);
+    let gib = produced.bytes as f64 / GIB;
+    let result = ProduceResult {
+        seconds: produced.seconds,
+        requests: produced.requests,
+        errors: produced.errors,
+        records: produced.records,
+        payload_bytes: produced.bytes,
+        mib_s: produced.bytes as f64 / MIB / produced.seconds,
+        requests_per_s: produced.requests as f64 / produced.seconds,
+        latency: Latency::of(&produced.hist),
+        fixed_rate: load.rate.is_some(),
+        segment_mib_s: store.segments.put_bytes as f64 / MIB / produced.seconds,
+        segment_puts: store.segments.put,
+        mean_segment_bytes: store.segments.put_bytes / store.segments.put.max(1),
+        log_puts: store.log.put,
+        requests_per_gib: PerGib::of(&store.total(), produced.bytes),
+        agent_cpu_seconds: cpu,
+        agent_cpu_s_per_gib: cpu.filter(|_| gib > 0.0).map(|c| c / gib),
+        mib_s_per_cpu_s: cpu.filter(|c| *c > 0.0).map(|c| produced.bytes as f64 / MIB / c),
+        store,
+    };
+    Ok((result, produced.hist))
+}
