@@ -111,6 +111,19 @@ pub async fn floor(
     })
 }
 
+/// The object sizes to measure: those asked for; by default 8 MiB, and the
+/// agent's mean segment size first when a produce run measured one.
+pub fn sizes(asked: &[u64], mean_segment_bytes: Option<u64>) -> Vec<u64> {
+    if !asked.is_empty() {
+        return asked.to_vec();
+    }
+    let segment = mean_segment_bytes.filter(|&b| b > 0 && b != DEFAULT_BYTES);
+    segment.into_iter().chain([DEFAULT_BYTES]).collect()
+}
+
+/// The default floor object size: a full segment at the default `--flush-bytes`.
+const DEFAULT_BYTES: u64 = 8 * 1024 * 1024;
+
 /// Runs `op` in `concurrency` closed loops for `duration`: (latencies, count, seconds).
 async fn timed<F, Fut>(concurrency: usize, duration: Duration, op: F) -> Result<(Histogram<u64>, u64, f64), Err>
 where
@@ -149,6 +162,15 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_default_to_8_mib_and_the_segment_size() {
+        assert_eq!(sizes(&[65536], Some(1000)), [65536]);
+        assert_eq!(sizes(&[], None), [DEFAULT_BYTES]);
+        assert_eq!(sizes(&[], Some(0)), [DEFAULT_BYTES]);
+        assert_eq!(sizes(&[], Some(DEFAULT_BYTES)), [DEFAULT_BYTES]);
+        assert_eq!(sizes(&[], Some(1000)), [1000, DEFAULT_BYTES]);
+    }
 
     #[tokio::test]
     async fn floor_measures_a_local_directory() {

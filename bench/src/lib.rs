@@ -1,7 +1,7 @@
 //! `floe-bench`: measuring tools for Floe. The benchmark scenarios
 //! (`floor`, `produce`, `consume`, `e2e`, `all`, and `metadata`) are in
 //! `floor.rs`, `scenarios/` and `metadata.rs`, on the agent of `cluster.rs`
-//! under the load of `load/`, with their reporting in `report.rs`; the
+//! under the load of `load/`, with their reporting in `report/`; the
 //! chaos checker (`floe-chaos`) kills agents at random while producers and
 //! consumers run, then checks every queue invariant.
 

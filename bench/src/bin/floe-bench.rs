@@ -8,7 +8,7 @@
 // clock and randomness (clippy.toml keeps those out of Floe itself).
 #![allow(clippy::disallowed_methods)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -18,10 +18,10 @@ use floe_bench::floor::{self, FloorResult};
 use floe_bench::load::{Keys, Load};
 use floe_bench::metadata::{self, MetadataOptions};
 use floe_bench::procs::Err;
-use floe_bench::report::{self, MIB};
+use floe_bench::report::{self, Results, Summary, text};
 use floe_bench::scenarios::{self, ConsumeResult, E2eResult, ProduceResult};
 use floe_broker::latency::Profile;
-use serde::Serialize;
+use hdrhistogram::Histogram;
 
 #[derive(Parser)]
 #[command(name = "floe-bench", version, about)]
@@ -125,47 +125,6 @@ enum Scenario {
     },
 }
 
-/// The JSON document: headline figures at the top level, details below.
-#[derive(Default, Serialize)]
-struct Summary {
-    scenario: String,
-    store_profile: String,
-    flush_interval_ms: u64,
-    flush_bytes: u64,
-    producers: usize,
-    record_bytes: usize,
-    records_per_request: usize,
-    partitions: u32,
-    rate: Option<f64>,
-    produce_mib_s: Option<f64>,
-    produce_p50_ms: Option<f64>,
-    produce_p99_ms: Option<f64>,
-    e2e_p50_ms: Option<f64>,
-    e2e_p99_ms: Option<f64>,
-    /// Raw PUT bandwidth at 8 MiB objects (or the largest floor size).
-    floor_put_mib_s: Option<f64>,
-    /// produce_mib_s / floor_put_mib_s.
-    produce_to_floor: Option<f64>,
-    /// flush interval + PUT p99 (segment-sized) + create-only PUT p99 + 5 ms.
-    p99_budget_ms: Option<f64>,
-    agent_cpu_s_per_gib: Option<f64>,
-    mib_s_per_agent_cpu_s: Option<f64>,
-    /// All object-store PUTs per GiB of payload written.
-    put_per_gib: Option<f64>,
-    /// Object-store GETs per GiB read by a fresh (cold) agent catching up;
-    /// in `produce` alone, GETs per GiB written.
-    get_per_gib: Option<f64>,
-    /// Segment GETs on the writing agent per GiB its tail consumers read.
-    tail_get_per_gib: Option<f64>,
-    dollars_per_gib_written: Option<f64>,
-    dollars_per_gib_read: Option<f64>,
-    price_table: String,
-    produce: Option<ProduceResult>,
-    floor: Vec<FloorResult>,
-    e2e: Option<E2eResult>,
-    consume: Option<ConsumeResult>,
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -203,59 +162,58 @@ enum Which {
     All,
 }
 
+impl Which {
+    /// The scenario's name, as on the command line.
+    fn name(self) -> &'static str {
+        match self {
+            Which::Floor => "floor",
+            Which::Produce => "produce",
+            Which::Consume => "consume",
+            Which::E2e => "e2e",
+            Which::All => "all",
+        }
+    }
+}
+
 fn write_file(path: &PathBuf, bytes: &[u8]) -> Result<(), Err> {
     std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()).into())
 }
 
-async fn run(which: Which, c: Common, bin_dir: &std::path::Path, json: Option<PathBuf>) -> Result<(), Err> {
+impl Common {
+    fn setup(&self, dir: &Path, bin_dir: &Path) -> Setup {
+        Setup {
+            target: self.target.clone(),
+            dir: dir.to_path_buf(),
+            bin_dir: bin_dir.to_path_buf(),
+            store: self.store.clone(),
+            profile: self.store_profile,
+            flush_interval_ms: self.flush_interval_ms,
+            flush_bytes: self.flush_bytes,
+            seed: self.seed,
+        }
+    }
+
+    fn load(&self) -> Load {
+        Load {
+            producers: self.producers.max(1),
+            record_bytes: self.record_bytes.max(1),
+            records_per_request: self.records_per_request.max(1),
+            partitions: self.partitions.max(1),
+            keys: self.keys,
+            rate: self.rate,
+            duration: Duration::from_secs(self.duration.max(1)),
+        }
+    }
+}
+
+/// Runs `which` (each of its scenarios in turn, printing each as it ends),
+/// then prints the summary and writes the JSON and the chart.
+async fn run(which: Which, c: Common, bin_dir: &Path, json: Option<PathBuf>) -> Result<(), Err> {
     let dir = tempfile::tempdir()?;
-    let setup = Setup {
-        target: c.target.clone(),
-        dir: dir.path().to_path_buf(),
-        bin_dir: bin_dir.to_path_buf(),
-        store: c.store.clone(),
-        profile: c.store_profile,
-        flush_interval_ms: c.flush_interval_ms,
-        flush_bytes: c.flush_bytes,
-        seed: c.seed,
-    };
-    let load = Load {
-        producers: c.producers.max(1),
-        record_bytes: c.record_bytes.max(1),
-        records_per_request: c.records_per_request.max(1),
-        partitions: c.partitions.max(1),
-        keys: c.keys,
-        rate: c.rate,
-        duration: Duration::from_secs(c.duration.max(1)),
-    };
-    let mut s = Summary {
-        scenario: format!("{which:?}").to_lowercase(),
-        store_profile: c.store_profile.to_string(),
-        flush_interval_ms: c.flush_interval_ms,
-        flush_bytes: c.flush_bytes,
-        producers: load.producers,
-        record_bytes: load.record_bytes,
-        records_per_request: load.records_per_request,
-        partitions: load.partitions,
-        rate: load.rate,
-        price_table: report::price_table(),
-        ..Summary::default()
-    };
-    println!(
-        "{}: profile {}, flush {} ms / {:.1} MiB, {} producers × {} records of {} B per request, {} partitions, keys {:?}, {}",
-        s.scenario,
-        c.store_profile,
-        c.flush_interval_ms,
-        c.flush_bytes as f64 / MIB,
-        load.producers,
-        load.records_per_request,
-        load.record_bytes,
-        load.partitions,
-        load.keys,
-        load.rate.map_or("closed loop".to_owned(), |r| format!("{r} requests/s fixed rate"))
-    );
-    let needs_agent = which != Which::Floor || c.store.is_none();
-    let cluster = if needs_agent && (which != Which::Floor) { Some(Cluster::start(&setup).await?) } else { None };
+    let setup = c.setup(dir.path(), bin_dir);
+    let load = c.load();
+    print!("{}", text::header(which.name(), &setup, &load));
+    let cluster = if which == Which::Floor { None } else { Some(Cluster::start(&setup).await?) };
     let store_url = c
         .store
         .clone()
@@ -264,205 +222,107 @@ async fn run(which: Which, c: Common, bin_dir: &std::path::Path, json: Option<Pa
     if which == Which::Floor {
         std::fs::create_dir_all(dir.path().join("store"))?;
     }
-    let mut produce_hist = None;
-    let mut e2e_hist = None;
+    let mut results = Results::default();
+    let mut chart = Chart::default();
 
     if let (Some(cluster), Which::Produce | Which::All) = (&cluster, which) {
-        let (r, hist) = scenarios::produce(cluster, &load, c.seed).await?;
-        print_produce(&r);
-        if r.requests == 0 {
-            return Err("produce: no request succeeded".into());
-        }
-        s.produce_mib_s = Some(r.mib_s);
-        s.produce_p50_ms = Some(r.latency.p50_ms);
-        s.produce_p99_ms = Some(r.latency.p99_ms);
-        s.agent_cpu_s_per_gib = r.agent_cpu_s_per_gib;
-        s.mib_s_per_agent_cpu_s = r.mib_s_per_cpu_s;
-        s.put_per_gib = Some(r.requests_per_gib.put);
-        s.get_per_gib = Some(r.requests_per_gib.get);
-        s.dollars_per_gib_written = Some(r.requests_per_gib.dollars);
-        produce_hist = Some(hist);
-        s.produce = Some(r);
+        let (r, hist) = run_produce(cluster, &load, c.seed).await?;
+        chart.produce = Some(hist);
+        results.produce = Some(r);
     }
-
     if matches!(which, Which::Floor | Which::Produce | Which::All) {
-        let mut sizes = c.floor_bytes.clone();
-        if sizes.is_empty() {
-            if let Some(p) = &s.produce
-                && p.mean_segment_bytes > 0
-                && p.mean_segment_bytes != 8 * 1024 * 1024
-            {
-                sizes.push(p.mean_segment_bytes);
-            }
-            sizes.push(8 * 1024 * 1024);
-        }
-        for size in sizes {
-            eprintln!(
-                "floor: {size} B objects, {} at a time, {} s per operation",
-                c.floor_concurrency, c.floor_seconds
-            );
-            let f = floor::floor(
-                &store_url,
-                c.store_profile,
-                c.seed,
-                size,
-                c.floor_concurrency,
-                Duration::from_secs(c.floor_seconds.max(1)),
-            )
-            .await?;
-            print_floor(&f);
-            if f.put_mib_s <= 0.0 {
-                return Err("floor: zero PUT throughput".into());
-            }
-            s.floor.push(f);
-        }
-        let biggest = s.floor.iter().max_by_key(|f| f.object_bytes);
-        s.floor_put_mib_s = biggest.map(|f| f.put_mib_s);
-        if let (Some(p), Some(f)) = (&s.produce, biggest) {
-            s.produce_to_floor = Some(p.mib_s / f.put_mib_s);
-            // The segment-sized floor when there is one, else the biggest.
-            let seg = s.floor.iter().find(|f| f.object_bytes == p.mean_segment_bytes).unwrap_or(f);
-            s.p99_budget_ms = Some(c.flush_interval_ms as f64 + seg.put.p99_ms + seg.conditional_put.p99_ms + 5.0);
-        }
+        let sizes = floor::sizes(&c.floor_bytes, results.produce.as_ref().map(|p| p.mean_segment_bytes));
+        results.floor = run_floor(&c, &store_url, sizes).await?;
     }
-
     if let (Some(cluster), Which::E2e | Which::All) = (&cluster, which) {
         let e2e_load = if which == Which::All { Load { rate: Some(c.e2e_rate), ..load.clone() } } else { load.clone() };
-        let (r, ph, eh) = scenarios::e2e(cluster, &e2e_load, c.seed.wrapping_add(1000)).await?;
-        println!(
-            "e2e: {} records produced, {} consumed ({})",
-            r.produced_records,
-            r.consumed_records,
-            e2e_load.rate.map_or("closed loop".to_owned(), |r| format!("{r} requests/s"))
-        );
-        println!("  produce latency  {}", r.produce);
-        println!("  e2e latency      {}", r.e2e);
-        if r.consumed_records == 0 {
-            return Err("e2e: nothing consumed".into());
-        }
-        s.e2e_p50_ms = Some(r.e2e.p50_ms);
-        s.e2e_p99_ms = Some(r.e2e.p99_ms);
-        if which == Which::E2e {
-            s.produce_p50_ms = Some(r.produce.p50_ms);
-            s.produce_p99_ms = Some(r.produce.p99_ms);
-            produce_hist = Some(ph);
-        }
-        e2e_hist = Some(eh);
-        s.e2e = Some(r);
+        let (r, produce_hist, e2e_hist) = run_e2e(cluster, &e2e_load, c.seed.wrapping_add(1000)).await?;
+        // The produce scenario's latencies when it ran, else these.
+        chart.produce.get_or_insert(produce_hist);
+        chart.e2e = Some(e2e_hist);
+        results.e2e = Some(r);
     }
-
     if let (Some(cluster), Which::Consume | Which::All) = (&cluster, which) {
-        let r = scenarios::consume_scenario(cluster, &load, c.seed.wrapping_add(2000)).await?;
-        println!(
-            "consume (tail, on the writing agent): {:.1} MiB/s, {} of {} records, {:.0} segment GETs per GiB read ({:.0} with log polling)",
-            r.tail_mib_s, r.tail_records, r.tail_produced_records, r.tail_segment_get_per_gib, r.tail_get_per_gib
-        );
-        println!(
-            "consume (catch-up, fresh agent): {:.1} MiB/s over {:.1} MiB, {:.1} GETs per GiB, ${:.5} per GiB{}",
-            r.catchup_mib_s,
-            r.catchup_bytes as f64 / MIB,
-            r.catchup_get_per_gib,
-            r.catchup_dollars_per_gib,
-            r.catchup_agent_cpu_s_per_gib.map_or(String::new(), |c| format!(", {c:.1} agent CPU s per GiB"))
-        );
-        if r.tail_records == 0 || r.catchup_bytes == 0 {
-            return Err("consume: nothing consumed".into());
-        }
-        s.get_per_gib = Some(r.catchup_get_per_gib);
-        s.tail_get_per_gib = Some(r.tail_segment_get_per_gib);
-        s.dollars_per_gib_read = Some(r.catchup_dollars_per_gib);
-        s.consume = Some(r);
+        results.consume = Some(run_consume(cluster, &load, c.seed.wrapping_add(2000)).await?);
     }
     if let Some(cluster) = cluster {
         cluster.stop().await;
     }
 
-    print_summary(&s);
+    let summary = Summary::new(which.name(), &setup, &load, results);
+    print!("{}", text::summary(&summary));
     if let Some(path) = json {
-        write_file(&path, &serde_json::to_vec_pretty(&s)?)?;
+        write_file(&path, &serde_json::to_vec_pretty(&summary)?)?;
     }
     if let Some(path) = &c.svg {
-        let title = format!(
-            "Floe latency: profile {}, flush {} ms, {} B records",
-            c.store_profile, c.flush_interval_ms, load.record_bytes
-        );
-        let mut series = Vec::new();
-        if let Some(h) = &produce_hist {
-            series.push(("produce", h));
-        }
-        if let Some(h) = &e2e_hist {
-            series.push(("produce→consume", h));
-        }
-        write_file(path, report::latency_svg(&title, &series).as_bytes())?;
+        write_file(path, chart.svg(&setup, &load).as_bytes())?;
     }
     Ok(())
 }
 
-fn print_produce(r: &ProduceResult) {
-    println!(
-        "produce: {:.1} MiB/s payload ({:.0} requests/s, {} records, {} errors) over {:.1} s{}",
-        r.mib_s,
-        r.requests_per_s,
-        r.records,
-        r.errors,
-        r.seconds,
-        if r.fixed_rate { ", latency from due times" } else { "" }
-    );
-    println!("  latency          {}", r.latency);
-    println!(
-        "  segments         {} PUTs, mean {:.2} MiB, {:.1} MiB/s stored; {} log PUTs",
-        r.segment_puts,
-        r.mean_segment_bytes as f64 / MIB,
-        r.segment_mib_s,
-        r.log_puts
-    );
-    let g = &r.requests_per_gib;
-    println!(
-        "  per GiB written  {:.0} PUT, {:.0} GET, {:.0} LIST, {:.0} DELETE = ${:.4}",
-        g.put, g.get, g.list, g.delete, g.dollars
-    );
-    if let (Some(cpu), Some(per_gib), Some(rate)) = (r.agent_cpu_seconds, r.agent_cpu_s_per_gib, r.mib_s_per_cpu_s) {
-        println!("  agent CPU        {cpu:.2} s = {per_gib:.1} s per GiB = {rate:.1} MiB per CPU-second");
+async fn run_produce(cluster: &Cluster, load: &Load, seed: u64) -> Result<(ProduceResult, Histogram<u64>), Err> {
+    let (r, hist) = scenarios::produce(cluster, load, seed).await?;
+    print!("{}", text::produce(&r));
+    if r.requests == 0 {
+        return Err("produce: no request succeeded".into());
     }
+    Ok((r, hist))
 }
 
-fn print_floor(f: &FloorResult) {
-    println!(
-        "floor: {:.2} MiB objects, {} at a time: PUT {:.1} MiB/s, GET {:.1} MiB/s",
-        f.object_bytes as f64 / MIB,
-        f.concurrency,
-        f.put_mib_s,
-        f.get_mib_s
-    );
-    println!("  PUT              {}", f.put);
-    println!("  create-only PUT  {}", f.conditional_put);
-    println!("  ranged GET       {}", f.get);
+async fn run_floor(c: &Common, store_url: &str, sizes: Vec<u64>) -> Result<Vec<FloorResult>, Err> {
+    let mut results = Vec::new();
+    for size in sizes {
+        eprintln!("floor: {size} B objects, {} at a time, {} s per operation", c.floor_concurrency, c.floor_seconds);
+        let duration = Duration::from_secs(c.floor_seconds.max(1));
+        let f = floor::floor(store_url, c.store_profile, c.seed, size, c.floor_concurrency, duration).await?;
+        print!("{}", text::floor(&f));
+        if f.put_mib_s <= 0.0 {
+            return Err("floor: zero PUT throughput".into());
+        }
+        results.push(f);
+    }
+    Ok(results)
 }
 
-fn print_summary(s: &Summary) {
-    let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
-    println!("\nsummary ({}, profile {}, flush {} ms)", s.scenario, s.store_profile, s.flush_interval_ms);
-    let rows = [
-        ("produce MiB/s", f(s.produce_mib_s)),
-        ("floor PUT MiB/s (8 MiB)", f(s.floor_put_mib_s)),
-        ("produce / floor", f(s.produce_to_floor)),
-        ("produce p50 ms", f(s.produce_p50_ms)),
-        ("produce p99 ms", f(s.produce_p99_ms)),
-        ("p99 budget ms", f(s.p99_budget_ms)),
-        ("e2e p50 ms", f(s.e2e_p50_ms)),
-        ("e2e p99 ms", f(s.e2e_p99_ms)),
-        ("agent CPU s per GiB", f(s.agent_cpu_s_per_gib)),
-        ("MiB per agent CPU-s", f(s.mib_s_per_agent_cpu_s)),
-        ("PUTs per GiB written", f(s.put_per_gib)),
-        ("GETs per GiB read", f(s.get_per_gib)),
-        ("tail segment GETs per GiB", f(s.tail_get_per_gib)),
-        ("$ per GiB written", f(s.dollars_per_gib_written)),
-        ("$ per GiB read", f(s.dollars_per_gib_read)),
-    ];
-    for (k, v) in rows {
-        println!("  {k:<26} {v:>10}");
+async fn run_e2e(
+    cluster: &Cluster,
+    load: &Load,
+    seed: u64,
+) -> Result<(E2eResult, Histogram<u64>, Histogram<u64>), Err> {
+    let (r, produce_hist, e2e_hist) = scenarios::e2e(cluster, load, seed).await?;
+    print!("{}", text::e2e(&r));
+    if r.consumed_records == 0 {
+        return Err("e2e: nothing consumed".into());
     }
-    println!("  {}", s.price_table);
+    Ok((r, produce_hist, e2e_hist))
+}
+
+async fn run_consume(cluster: &Cluster, load: &Load, seed: u64) -> Result<ConsumeResult, Err> {
+    let r = scenarios::consume_scenario(cluster, load, seed).await?;
+    print!("{}", text::consume(&r));
+    if r.tail_records == 0 || r.catchup_bytes == 0 {
+        return Err("consume: nothing consumed".into());
+    }
+    Ok(r)
+}
+
+/// The latencies `--svg` charts.
+#[derive(Default)]
+struct Chart {
+    produce: Option<Histogram<u64>>,
+    e2e: Option<Histogram<u64>>,
+}
+
+impl Chart {
+    fn svg(&self, setup: &Setup, load: &Load) -> String {
+        let title = format!(
+            "Floe latency: profile {}, flush {} ms, {} B records",
+            setup.profile, setup.flush_interval_ms, load.record_bytes
+        );
+        let named = [("produce", &self.produce), ("produce→consume", &self.e2e)];
+        let series: Vec<_> = named.into_iter().filter_map(|(name, h)| h.as_ref().map(|h| (name, h))).collect();
+        report::latency_svg(&title, &series)
+    }
 }
 
 async fn run_metadata(
@@ -471,7 +331,7 @@ async fn run_metadata(
     producers_per_agent: usize,
     flush_interval_ms: u64,
     group_commit_ms: Vec<u64>,
-    bin_dir: &std::path::Path,
+    bin_dir: &Path,
     json: Option<PathBuf>,
 ) -> Result<(), Err> {
     println!(

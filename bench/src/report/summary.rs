@@ -1,0 +1,234 @@
+//! `floe-bench`'s JSON document: the run's settings and headline figures at
+//! the top level, each scenario's detailed result below.
+
+use serde::Serialize;
+
+use crate::cluster::Setup;
+use crate::floor::FloorResult;
+use crate::load::Load;
+use crate::scenarios::{ConsumeResult, E2eResult, ProduceResult};
+
+use super::price_table;
+
+/// Each scenario's result; `None` (or empty) where it did not run.
+#[derive(Clone, Debug, Default)]
+pub struct Results {
+    pub produce: Option<ProduceResult>,
+    pub floor: Vec<FloorResult>,
+    pub e2e: Option<E2eResult>,
+    pub consume: Option<ConsumeResult>,
+}
+
+/// The JSON document: headline figures at the top level, details below.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub store_profile: String,
+    pub flush_interval_ms: u64,
+    pub flush_bytes: u64,
+    pub producers: usize,
+    pub record_bytes: usize,
+    pub records_per_request: usize,
+    pub partitions: u32,
+    pub rate: Option<f64>,
+    pub produce_mib_s: Option<f64>,
+    pub produce_p50_ms: Option<f64>,
+    pub produce_p99_ms: Option<f64>,
+    pub e2e_p50_ms: Option<f64>,
+    pub e2e_p99_ms: Option<f64>,
+    /// Raw PUT bandwidth at 8 MiB objects (or the largest floor size).
+    pub floor_put_mib_s: Option<f64>,
+    /// produce_mib_s / floor_put_mib_s.
+    pub produce_to_floor: Option<f64>,
+    /// flush interval + PUT p99 (segment-sized) + create-only PUT p99 + 5 ms.
+    pub p99_budget_ms: Option<f64>,
+    pub agent_cpu_s_per_gib: Option<f64>,
+    pub mib_s_per_agent_cpu_s: Option<f64>,
+    /// All object-store PUTs per GiB of payload written.
+    pub put_per_gib: Option<f64>,
+    /// Object-store GETs per GiB read by a fresh (cold) agent catching up;
+    /// in `produce` alone, GETs per GiB written.
+    pub get_per_gib: Option<f64>,
+    /// Segment GETs on the writing agent per GiB its tail consumers read.
+    pub tail_get_per_gib: Option<f64>,
+    pub dollars_per_gib_written: Option<f64>,
+    pub dollars_per_gib_read: Option<f64>,
+    pub price_table: String,
+    pub produce: Option<ProduceResult>,
+    pub floor: Vec<FloorResult>,
+    pub e2e: Option<E2eResult>,
+    pub consume: Option<ConsumeResult>,
+}
+
+impl Summary {
+    /// The summary of `scenario` run with `setup` and `load`: every headline
+    /// figure is derived here from the detailed results.
+    pub fn new(scenario: &str, setup: &Setup, load: &Load, results: Results) -> Self {
+        let Results { produce, floor, e2e, consume } = results;
+        let produce_latency = produce.as_ref().map(|p| p.latency).or(e2e.as_ref().map(|e| e.produce));
+        let per_gib_written = produce.as_ref().map(|p| p.requests_per_gib);
+        let biggest = floor.iter().max_by_key(|f| f.object_bytes);
+        let (produce_to_floor, p99_budget_ms) = match (&produce, biggest) {
+            (Some(p), Some(f)) => {
+                // The segment-sized floor when there is one, else the biggest.
+                let seg = floor.iter().find(|f| f.object_bytes == p.mean_segment_bytes).unwrap_or(f);
+                let budget = setup.flush_interval_ms as f64 + seg.put.p99_ms + seg.conditional_put.p99_ms + 5.0;
+                (Some(p.mib_s / f.put_mib_s), Some(budget))
+            }
+            _ => (None, None),
+        };
+        Self {
+            scenario: scenario.to_owned(),
+            store_profile: setup.profile.to_string(),
+            flush_interval_ms: setup.flush_interval_ms,
+            flush_bytes: setup.flush_bytes,
+            producers: load.producers,
+            record_bytes: load.record_bytes,
+            records_per_request: load.records_per_request,
+            partitions: load.partitions,
+            rate: load.rate,
+            produce_mib_s: produce.as_ref().map(|p| p.mib_s),
+            produce_p50_ms: produce_latency.map(|l| l.p50_ms),
+            produce_p99_ms: produce_latency.map(|l| l.p99_ms),
+            e2e_p50_ms: e2e.as_ref().map(|e| e.e2e.p50_ms),
+            e2e_p99_ms: e2e.as_ref().map(|e| e.e2e.p99_ms),
+            floor_put_mib_s: biggest.map(|f| f.put_mib_s),
+            produce_to_floor,
+            p99_budget_ms,
+            agent_cpu_s_per_gib: produce.as_ref().and_then(|p| p.agent_cpu_s_per_gib),
+            mib_s_per_agent_cpu_s: produce.as_ref().and_then(|p| p.mib_s_per_cpu_s),
+            put_per_gib: per_gib_written.map(|g| g.put),
+            get_per_gib: consume.as_ref().map(|c| c.catchup_get_per_gib).or(per_gib_written.map(|g| g.get)),
+            tail_get_per_gib: consume.as_ref().map(|c| c.tail_segment_get_per_gib),
+            dollars_per_gib_written: per_gib_written.map(|g| g.dollars),
+            dollars_per_gib_read: consume.as_ref().map(|c| c.catchup_dollars_per_gib),
+            price_table: price_table(),
+            produce,
+            floor,
+            e2e,
+            consume,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use floe_broker::latency::Profile;
+
+    use super::*;
+    use crate::load::Keys;
+    use crate::report::{Latency, PerGib, Stats, text};
+
+    fn setup() -> Setup {
+        Setup {
+            target: None,
+            dir: PathBuf::new(),
+            bin_dir: PathBuf::new(),
+            store: None,
+            profile: Profile::None,
+            flush_interval_ms: 50,
+            flush_bytes: 1 << 20,
+            seed: 1,
+        }
+    }
+
+    fn load() -> Load {
+        Load {
+            producers: 2,
+            record_bytes: 100,
+            records_per_request: 10,
+            partitions: 2,
+            keys: Keys::None,
+            rate: Some(20.0),
+            duration: Duration::from_secs(1),
+        }
+    }
+
+    fn latency(p50_ms: f64, p99_ms: f64) -> Latency {
+        Latency { count: 10, p50_ms, p99_ms, ..Latency::default() }
+    }
+
+    fn floor(object_bytes: u64, put_mib_s: f64, put_p99_ms: f64) -> FloorResult {
+        FloorResult {
+            object_bytes,
+            concurrency: 4,
+            put_mib_s,
+            put: latency(1.0, put_p99_ms),
+            conditional_put: latency(1.0, 3.0),
+            get_mib_s: 100.0,
+            get: latency(1.0, 2.0),
+        }
+    }
+
+    fn produce() -> ProduceResult {
+        ProduceResult {
+            seconds: 1.0,
+            requests: 10,
+            errors: 0,
+            records: 100,
+            payload_bytes: 10_000,
+            mib_s: 20.0,
+            requests_per_s: 10.0,
+            latency: latency(60.0, 70.0),
+            fixed_rate: false,
+            segment_mib_s: 1.0,
+            segment_puts: 2,
+            mean_segment_bytes: 1000,
+            log_puts: 2,
+            requests_per_gib: PerGib { put: 7.0, get: 1.0, list: 0.0, delete: 0.0, dollars: 0.5 },
+            agent_cpu_seconds: Some(1.0),
+            agent_cpu_s_per_gib: Some(2.0),
+            mib_s_per_cpu_s: Some(3.0),
+            store: Stats::default(),
+        }
+    }
+
+    #[test]
+    fn produce_and_floor_give_the_ratio_and_the_budget() {
+        let results = Results {
+            produce: Some(produce()),
+            floor: vec![floor(1000, 10.0, 20.0), floor(8 << 20, 80.0, 40.0)],
+            ..Results::default()
+        };
+        let s = Summary::new("produce", &setup(), &load(), results);
+        assert_eq!(s.produce_mib_s, Some(20.0));
+        assert_eq!((s.produce_p50_ms, s.produce_p99_ms), (Some(60.0), Some(70.0)));
+        // The biggest floor for the ratio, the segment-sized one for the budget.
+        assert_eq!(s.floor_put_mib_s, Some(80.0));
+        assert_eq!(s.produce_to_floor, Some(0.25));
+        assert_eq!(s.p99_budget_ms, Some(50.0 + 20.0 + 3.0 + 5.0));
+        assert_eq!((s.put_per_gib, s.get_per_gib, s.dollars_per_gib_written), (Some(7.0), Some(1.0), Some(0.5)));
+        assert_eq!((s.e2e_p99_ms, s.tail_get_per_gib, s.dollars_per_gib_read), (None, None, None));
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["scenario"], "produce");
+        assert_eq!(v["store_profile"], "none");
+        assert_eq!(v["floor"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn e2e_alone_reports_its_own_produce_latency() {
+        let e2e = E2eResult {
+            rate: Some(20.0),
+            produced_records: 10,
+            consumed_records: 10,
+            produce: latency(5.0, 9.0),
+            e2e: latency(6.0, 11.0),
+        };
+        let s = Summary::new("e2e", &setup(), &load(), Results { e2e: Some(e2e), ..Results::default() });
+        assert_eq!((s.produce_p50_ms, s.produce_p99_ms), (Some(5.0), Some(9.0)));
+        assert_eq!((s.e2e_p50_ms, s.e2e_p99_ms), (Some(6.0), Some(11.0)));
+        assert_eq!((s.produce_mib_s, s.floor_put_mib_s, s.p99_budget_ms), (None, None, None));
+        assert!(
+            text::e2e(s.e2e.as_ref().unwrap()).starts_with("e2e: 10 records produced, 10 consumed (20 requests/s)\n")
+        );
+        // Every row of the table, figures missing as "-".
+        let table = text::summary(&s);
+        assert!(table.starts_with("\nsummary (e2e, profile none, flush 50 ms)\n"));
+        assert_eq!(table.lines().count(), 1 + 1 + 15 + 1);
+        assert!(table.contains("  e2e p99 ms                      11.00\n"));
+        assert!(table.contains("  produce MiB/s                       -\n"));
+    }
+}
