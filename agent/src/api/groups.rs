@@ -11,13 +11,14 @@ use floe_broker::entry::GroupOffset;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::encoding::Encoding;
 use super::records::OutRecord;
 use super::{ApiError, body};
 use crate::groups::{GroupReply, GroupRequest, OffsetReset};
 use crate::service::{Agent, CommittedOffset};
 
 /// A reply as members see it.
-fn render(reply: GroupReply) -> Json<Value> {
+fn render(reply: GroupReply, encoding: Encoding) -> Json<Value> {
     Json(match reply {
         GroupReply::Joined { member_id, generation, assignments } => {
             json!({ "member_id": member_id, "generation": generation, "assignments": assignments })
@@ -29,7 +30,7 @@ fn render(reply: GroupReply) -> Json<Value> {
             let records: Vec<Value> = records
                 .iter()
                 .map(|r| {
-                    let mut v = serde_json::to_value(OutRecord::new(r.offset, &r.record)).unwrap_or_default();
+                    let mut v = serde_json::to_value(OutRecord::new(r.offset, &r.record, encoding)).unwrap_or_default();
                     v["topic"] = json!(r.topic);
                     v["partition"] = json!(r.partition);
                     v
@@ -42,7 +43,7 @@ fn render(reply: GroupReply) -> Json<Value> {
 }
 
 async fn run(agent: &Agent, group: &str, req: GroupRequest) -> Result<Json<Value>, ApiError> {
-    Ok(render(agent.group(group, req).await?))
+    Ok(render(agent.group(group, req).await?, Encoding::String))
 }
 
 #[derive(Deserialize)]
@@ -99,6 +100,8 @@ pub struct FetchQuery {
     max_bytes: usize,
     #[serde(default)]
     timeout_ms: u64,
+    #[serde(default = "super::records::default_encoding")]
+    encoding: Encoding,
 }
 
 pub async fn records(
@@ -110,7 +113,7 @@ pub async fn records(
     let Query(q) = query?;
     let req =
         GroupRequest::Fetch { member_id, max_records: q.max_records, max_bytes: q.max_bytes, timeout_ms: q.timeout_ms };
-    run(&agent, &group, req).await
+    Ok(render(agent.group(&group, req).await?, q.encoding))
 }
 
 #[derive(Deserialize)]

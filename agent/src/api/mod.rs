@@ -1,6 +1,7 @@
 //! The native HTTP API v1.
 
 mod body;
+mod encoding;
 mod error;
 mod groups;
 mod health;

@@ -14,7 +14,9 @@ use bytes::Bytes;
 use floe_broker::Record;
 use floe_broker::segment::ProducerStamp;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use super::encoding::{self, Encoding};
 use super::{ApiError, body, tail};
 use crate::service::{Agent, FetchRequest, NewRecord, RecordOffset};
 
@@ -41,27 +43,77 @@ struct ProducerRef {
 #[serde(deny_unknown_fields)]
 struct InRecord {
     #[serde(default)]
-    key: Option<String>,
-    value: String,
+    key: Option<Value>,
+    value: Value,
     #[serde(default)]
     partition: Option<u32>,
     #[serde(default)]
-    headers: BTreeMap<String, String>,
+    headers: BTreeMap<String, Value>,
     #[serde(default)]
     timestamp: Option<i64>,
+    /// Overrides the request's `key_encoding` for this record.
+    #[serde(default)]
+    key_encoding: Option<Encoding>,
+    /// Overrides the request's `value_encoding` for this record (and its header values).
+    #[serde(default)]
+    value_encoding: Option<Encoding>,
 }
 
-impl From<InRecord> for NewRecord {
-    fn from(r: InRecord) -> Self {
-        Self {
-            key: r.key.map(Bytes::from),
-            value: Bytes::from(r.value),
-            partition: r.partition,
-            headers: r.headers.into_iter().map(|(k, v)| (k, Bytes::from(v))).collect(),
-            timestamp: r.timestamp,
-        }
+/// Query parameters of a produce: the request's encodings, and for an
+/// `application/octet-stream` body (one record, the body its value) the
+/// record's key and partition.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ProduceQuery {
+    #[serde(default)]
+    key_encoding: Option<Encoding>,
+    #[serde(default)]
+    value_encoding: Option<Encoding>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    partition: Option<u32>,
+}
+
+/// On an octet-stream produce, each `floe-header-NAME: value` HTTP header
+/// becomes the record header NAME.
+const HEADER_PREFIX: &str = "floe-header-";
+
+impl InRecord {
+    fn into_new(self, index: usize, q: &ProduceQuery) -> Result<NewRecord, ApiError> {
+        let key_encoding = self.key_encoding.or(q.key_encoding);
+        let value_encoding = self.value_encoding.or(q.value_encoding);
+        // Header values are text, or base64 along with a base64 value.
+        let header_encoding = (value_encoding == Some(Encoding::Base64)).then_some(Encoding::Base64);
+        let at = |e: ApiError| e.with("record_index", index);
+        Ok(NewRecord {
+            key: self.key.as_ref().map(|k| encoding::decode("key", k, key_encoding)).transpose().map_err(at)?,
+            value: encoding::decode("value", &self.value, value_encoding).map_err(at)?,
+            partition: self.partition,
+            headers: self
+                .headers
+                .iter()
+                .map(|(name, v)| Ok((name.clone(), encoding::decode("header value", v, header_encoding)?)))
+                .collect::<Result<_, ApiError>>()
+                .map_err(at)?,
+            timestamp: self.timestamp,
+        })
     }
 }
+
+/// An `application/octet-stream` body: one record whose value is the body.
+fn octet_stream_record(headers: &HeaderMap, body: Bytes, q: &ProduceQuery) -> Result<NewRecord, ApiError> {
+    let key = q.key.as_ref().map(|k| encoding::decode("key", &Value::String(k.clone()), q.key_encoding)).transpose()?;
+    let record_headers = headers
+        .iter()
+        .filter_map(|(name, v)| Some((name.as_str().strip_prefix(HEADER_PREFIX)?.to_owned(), v)))
+        .map(|(name, v)| (name, Bytes::copy_from_slice(v.as_bytes())))
+        .collect();
+    Ok(NewRecord { key, value: body, partition: q.partition, headers: record_headers, timestamp: None })
+}
+
+const NDJSON: &str = "application/x-ndjson";
+const OCTET_STREAM: &str = "application/octet-stream";
 
 #[derive(Serialize)]
 pub struct Produced {
@@ -70,7 +122,7 @@ pub struct Produced {
 
 /// NDJSON when the request says so; JSON otherwise (curl's `-d` labels JSON as a form).
 fn parse_records(headers: &HeaderMap, bytes: &[u8]) -> Result<(Vec<InRecord>, Option<ProducerRef>), ApiError> {
-    if body::media_type(headers) != "application/x-ndjson" {
+    if body::media_type(headers) != NDJSON {
         let body = body::json::<ProduceBody>(bytes)?;
         return Ok((body.records, body.producer));
     }
@@ -89,14 +141,27 @@ fn parse_records(headers: &HeaderMap, bytes: &[u8]) -> Result<(Vec<InRecord>, Op
 pub async fn produce(
     State(agent): State<Arc<Agent>>,
     path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ProduceQuery>, QueryRejection>,
     headers: HeaderMap,
     raw: Body,
 ) -> Result<Json<Produced>, ApiError> {
     let Path(topic) = path?;
+    let Query(q) = query?;
     let bytes = body::read(raw, agent.max_request_bytes()).await?;
-    let (records, producer) = parse_records(&headers, &bytes)?;
-    let stamp = producer.map(|p| ProducerStamp { id: p.id, epoch: p.epoch, sequence: p.sequence });
-    let offsets = agent.produce(&topic, records.into_iter().map(NewRecord::from).collect(), stamp).await?;
+    let (records, stamp) = if body::media_type(&headers) == OCTET_STREAM {
+        (vec![octet_stream_record(&headers, bytes, &q)?], None)
+    } else {
+        if q.key.is_some() || q.partition.is_some() {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "key and partition go in the query only with an application/octet-stream body",
+            ));
+        }
+        let (records, producer) = parse_records(&headers, &bytes)?;
+        let records = records.into_iter().enumerate().map(|(i, r)| r.into_new(i, &q)).collect::<Result<_, _>>()?;
+        (records, producer.map(|p| ProducerStamp { id: p.id, epoch: p.epoch, sequence: p.sequence }))
+    };
+    let offsets = agent.produce(&topic, records, stamp).await?;
     Ok(Json(Produced { offsets }))
 }
 
@@ -110,6 +175,12 @@ pub struct FetchQuery {
     max_bytes: usize,
     #[serde(default)]
     timeout_ms: u64,
+    #[serde(default = "default_encoding")]
+    encoding: Encoding,
+}
+
+pub fn default_encoding() -> Encoding {
+    Encoding::String
 }
 
 pub fn default_max_records() -> usize {
@@ -120,13 +191,21 @@ pub fn default_max_bytes() -> usize {
     1 << 20
 }
 
+/// A record as fetched: key, value and header values in the encoding asked
+/// for, or where one cannot be written so, in the encoding named beside it.
 #[derive(Serialize)]
 pub struct OutRecord {
     offset: u64,
-    key: Option<String>,
-    value: String,
+    key: Option<Value>,
+    value: Value,
     timestamp: i64,
-    headers: BTreeMap<String, String>,
+    headers: BTreeMap<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_encoding: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_encoding: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers_encoding: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -137,18 +216,25 @@ pub struct FetchResponse {
     log_start_offset: u64,
 }
 
-fn text(b: &Bytes) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 impl OutRecord {
-    pub fn new(offset: u64, r: &Record) -> Self {
+    pub fn new(offset: u64, r: &Record, wanted: Encoding) -> Self {
+        // Names the encoding used where it is not the one asked for.
+        let differs = |used: Encoding| (used != wanted).then_some(used.name());
+        let key = r.key.as_ref().map(|k| encoding::encode(k, wanted));
+        let (value, value_used) = encoding::encode(&r.value, wanted);
+        // Header values are text unless base64 is asked for or one is not UTF-8.
+        let header_text = wanted != Encoding::Base64 && r.headers.iter().all(|(_, v)| std::str::from_utf8(v).is_ok());
+        let header_encoding = if header_text { Encoding::String } else { Encoding::Base64 };
+        let headers = r.headers.iter().map(|(k, v)| (k.clone(), encoding::encode(v, header_encoding).0)).collect();
         Self {
             offset,
-            key: r.key.as_ref().map(text),
-            value: text(&r.value),
+            key_encoding: key.as_ref().and_then(|(_, used)| differs(*used)),
+            key: key.map(|(v, _)| v),
+            value,
+            value_encoding: differs(value_used),
             timestamp: r.timestamp,
-            headers: r.headers.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+            headers,
+            headers_encoding: (!r.headers.is_empty() && !header_text && wanted != Encoding::Base64).then_some("base64"),
         }
     }
 }
@@ -174,10 +260,10 @@ pub async fn fetch(
         if let Some(resume) = tail::last_event_id(&headers) {
             req.offset = resume;
         }
-        return Ok(tail::stream(agent.tail(req).await?));
+        return Ok(tail::stream(agent.tail(req).await?, q.encoding));
     }
     let fetched = agent.fetch(&req).await?;
-    let records = fetched.records.iter().map(|(offset, r)| OutRecord::new(*offset, r)).collect();
+    let records = fetched.records.iter().map(|(offset, r)| OutRecord::new(*offset, r, q.encoding)).collect();
     Ok(Json(FetchResponse {
         records,
         next_offset: fetched.next_offset,

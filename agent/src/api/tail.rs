@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use futures::stream::{self, StreamExt};
 
 use super::ApiError;
+use super::encoding::Encoding;
 use super::records::OutRecord;
 use crate::service::Tail;
 
@@ -31,11 +32,11 @@ pub fn last_event_id(headers: &HeaderMap) -> Option<u64> {
 /// Streams a tail whose start was already checked. After an error event, or
 /// when the agent stops, the stream ends, and the client reconnects (to
 /// another agent) with `Last-Event-ID`.
-pub fn stream(tail: Tail) -> Response {
-    let events = stream::unfold(Some(tail), |tail| async move {
+pub fn stream(tail: Tail, encoding: Encoding) -> Response {
+    let events = stream::unfold(Some(tail), move |tail| async move {
         let mut tail = tail?;
         match tail.next().await {
-            Ok(Some(records)) => Some((events(&records), Some(tail))),
+            Ok(Some(records)) => Some((events(&records, encoding), Some(tail))),
             Ok(None) => None,
             Err(e) => {
                 let error = ApiError::from(e);
@@ -48,11 +49,11 @@ pub fn stream(tail: Tail) -> Response {
     Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response()
 }
 
-fn events(records: &[(u64, floe_broker::Record)]) -> Vec<Event> {
+fn events(records: &[(u64, floe_broker::Record)], encoding: Encoding) -> Vec<Event> {
     records
         .iter()
         .map(|(offset, r)| {
-            let data = serde_json::to_string(&OutRecord::new(*offset, r)).unwrap_or_default();
+            let data = serde_json::to_string(&OutRecord::new(*offset, r, encoding)).unwrap_or_default();
             Event::default().id((offset + 1).to_string()).data(data)
         })
         .collect()
