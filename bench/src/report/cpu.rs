@@ -1,41 +1,49 @@
-//! Agent CPU time, from `/proc`.
+//! Agent CPU time, from `/proc/<pid>/stat` (Linux only; elsewhere there is
+//! no CPU figure).
 
-/// utime + stime of a process, in seconds, from `/proc/<pid>/stat`.
+/// utime + stime of a process, in seconds; `None` once it has gone.
+#[cfg(target_os = "linux")]
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    parse_proc_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    let stat = procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?.stat().ok()?;
+    Some((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
 }
 
-/// Clock ticks are USER_HZ, 100 per second on every Linux architecture Floe runs on.
-pub fn parse_proc_stat(stat: &str) -> Option<f64> {
-    // The command name (field 2) may hold spaces and parentheses; fields
-    // after the last ')' start at field 3, so utime (14) and stime (15) are
-    // the 12th and 13th.
-    let rest = stat.rsplit_once(')')?.1;
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
+#[cfg(not(target_os = "linux"))]
+pub fn cpu_seconds(_pid: u32) -> Option<f64> {
+    None
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
+    use std::time::{Duration, Instant};
+
     use super::*;
 
     #[test]
-    fn reads_cpu_time_after_the_command_name() {
-        // Field 2 holds a space and a parenthesis; utime 250, stime 50 ticks.
-        let stat = "4242 (floe agent) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 5 0 1000 0 0";
-        assert_eq!(parse_proc_stat(stat), Some(3.0));
-        assert_eq!(parse_proc_stat("garbage"), None);
+    fn own_process_cpu_time_grows_while_it_computes() {
+        let me = std::process::id();
+        let start = cpu_seconds(me).expect("our own /proc entry");
+        assert!(start >= 0.0);
+        // Spin until the kernel has charged at least one more clock tick
+        // (10 ms at USER_HZ 100), bounded in case it never does.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut x = 0u64;
+        let mut now = start;
+        while now <= start && Instant::now() < deadline {
+            for i in 0..1_000_000u64 {
+                x = x.wrapping_mul(31).wrapping_add(i);
+            }
+            now = cpu_seconds(me).expect("our own /proc entry");
+        }
+        assert!(x != 1);
+        assert!(now > start, "CPU time stayed at {start} s");
     }
 
     #[test]
-    fn own_process_has_cpu_time() {
-        let mut x = 0u64;
-        for i in 0..2_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
-        }
-        assert!(x != 1);
-        assert!(cpu_seconds(std::process::id()).is_some());
+    fn no_figure_for_a_process_that_does_not_exist() {
+        // Above the kernel's largest pid_max (2^22).
+        assert_eq!(cpu_seconds(i32::MAX as u32), None);
+        // Not a pid at all.
+        assert_eq!(cpu_seconds(u32::MAX), None);
     }
 }

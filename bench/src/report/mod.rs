@@ -10,7 +10,7 @@ mod summary;
 pub mod text;
 
 pub use chart::latency_svg;
-pub use cpu::{cpu_seconds, parse_proc_stat};
+pub use cpu::cpu_seconds;
 pub use latency::{Latency, histogram, ms_at};
 pub use stats::{Counts, GET_PER_1000, PUT_LIST_PER_1000, PerGib, Stats, dollars, price_table};
 pub use summary::{Results, Summary};
