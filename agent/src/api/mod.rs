@@ -10,6 +10,7 @@ mod producers;
 mod records;
 mod tail;
 mod topics;
+mod v3;
 
 use std::sync::Arc;
 
@@ -82,6 +83,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/topics/{topic}", get(topics::describe).patch(topics::update))
         .route("/v1/topics/{topic}/records", post(records::produce))
         .route("/v1/topics/{topic}/partitions/{partition}/records", get(records::fetch))
+        .nest("/v3", v3::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -44,6 +44,8 @@ use floe_compactor::Compactor;
 
 pub struct Agent {
     settings: AgentArgs,
+    /// The bucket's cluster id, shown to clients as the cluster's.
+    cluster_id: ulid::Ulid,
     /// Set when the agent cannot go on (a log entry that does not decode):
     /// the faces stop, and the process exits with the error.
     fatal: tokio::sync::watch::Sender<Option<Arc<floe_broker::Error>>>,
@@ -130,6 +132,7 @@ impl Agent {
         );
         let agent = Arc::new(Self {
             settings,
+            cluster_id: cluster.cluster_id,
             fatal,
             stopping,
             background,
@@ -147,6 +150,11 @@ impl Agent {
         });
         agent.tasks.spawn(maintain_groups(Arc::downgrade(&agent), agent.background.clone()));
         Ok(agent)
+    }
+
+    /// The cluster this agent serves: the bucket's id, lower-case.
+    pub fn cluster_id(&self) -> String {
+        self.cluster_id.to_string().to_lowercase()
     }
 
     /// The largest request body a face should read.

@@ -69,18 +69,8 @@ impl Agent {
     /// Creates a topic; `TopicExists` if it exists (another agent may have
     /// created it first: the log decides).
     pub async fn create_topic(&self, spec: NewTopic) -> Result<TopicInfo> {
-        validate::topic_name(&spec.name)?;
-        if !(1..=validate::MAX_PARTITIONS).contains(&spec.partitions) {
-            return Err(Error::invalid(
-                Invalid::Partitions,
-                format!("partitions must be between 1 and {}; got {}", validate::MAX_PARTITIONS, spec.partitions),
-            ));
-        }
-        let config = with_settings(TopicConfig::default(), spec.retention_ms, spec.retention_bytes)?;
+        let config = self.check_new_topic(&spec)?;
         let exists = || Error::TopicExists { topic: spec.name.clone() };
-        if self.log.state().topic(&spec.name).is_some() {
-            return Err(exists());
-        }
         let op = Op::CreateTopic { name: spec.name.clone(), partitions: spec.partitions, config };
         let committed = self.log.commit(vec![op]).await?;
         match committed.outcomes.first() {
@@ -91,6 +81,34 @@ impl Agent {
             }
             _ => Err(exists()),
         }
+    }
+
+    /// What `create_topic` would create, checked against the log as it is
+    /// now, without creating anything (a dry run).
+    pub async fn validate_new_topic(&self, spec: &NewTopic) -> Result<TopicInfo> {
+        self.log.catch_up().await?;
+        let config = self.check_new_topic(spec)?;
+        Ok(TopicInfo {
+            name: spec.name.clone(),
+            partitions: spec.partitions,
+            retention_ms: config.retention_ms,
+            retention_bytes: config.retention_bytes,
+        })
+    }
+
+    fn check_new_topic(&self, spec: &NewTopic) -> Result<TopicConfig> {
+        validate::topic_name(&spec.name)?;
+        if !(1..=validate::MAX_PARTITIONS).contains(&spec.partitions) {
+            return Err(Error::invalid(
+                Invalid::Partitions,
+                format!("partitions must be between 1 and {}; got {}", validate::MAX_PARTITIONS, spec.partitions),
+            ));
+        }
+        let config = with_settings(TopicConfig::default(), spec.retention_ms, spec.retention_bytes)?;
+        if self.log.state().topic(&spec.name).is_some() {
+            return Err(Error::TopicExists { topic: spec.name.clone() });
+        }
+        Ok(config)
     }
 
     pub async fn list_topics(&self) -> Result<Vec<TopicInfo>> {

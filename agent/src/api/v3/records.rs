@@ -1,0 +1,253 @@
+//! `POST /v3/clusters/{c}/topics/{t}/records`: one record per JSON object,
+//! several concatenated (Kafka REST's streaming mode), one delivery report
+//! per record in the same order, each with its own `error_code`.
+//!
+//! The body is read whole (up to `--max-request-bytes`) and the reports are
+//! sent together once every record is durable, whether or not the body was
+//! chunked: each report still answers its own record.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{V3Error, check_accept, check_content_type};
+use crate::api::body;
+use crate::error::Error;
+use crate::service::{Agent, NewRecord};
+
+#[derive(Deserialize)]
+struct ProduceRequest {
+    #[serde(default)]
+    partition_id: Option<i64>,
+    #[serde(default)]
+    headers: Vec<Header>,
+    #[serde(default)]
+    key: Option<Data>,
+    #[serde(default)]
+    value: Option<Data>,
+    #[serde(default)]
+    timestamp: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    name: String,
+    /// Base64, as Kafka REST writes header values.
+    #[serde(default)]
+    value: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    data: Value,
+}
+
+#[derive(Serialize)]
+struct Report {
+    error_code: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    topic_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partition_id: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timestamp: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<DataReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<DataReport>,
+}
+
+#[derive(Clone, Serialize)]
+struct DataReport {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    size: usize,
+}
+
+impl Report {
+    fn failed(e: V3Error) -> Self {
+        let (error_code, message) = e.parts();
+        Self {
+            error_code,
+            message: Some(message),
+            cluster_id: None,
+            topic_name: None,
+            partition_id: None,
+            offset: None,
+            timestamp: None,
+            key: None,
+            value: None,
+        }
+    }
+}
+
+fn bad(message: impl Into<String>) -> V3Error {
+    V3Error::new(400, 400, message)
+}
+
+/// The bytes of a key or value, and its type for the report.
+fn data_bytes(what: &str, d: &Data) -> Result<(Bytes, &'static str), V3Error> {
+    match (d.kind.as_deref(), &d.data) {
+        (Some("BINARY"), Value::String(s)) => BASE64
+            .decode(s)
+            .map(|b| (Bytes::from(b), "BINARY"))
+            .map_err(|_| bad(format!("Bad Request: {what} data is not a base64 string."))),
+        (Some("BINARY"), _) => Err(bad(format!("Bad Request: {what} data is not a base64 string."))),
+        (Some("STRING"), Value::String(s)) => Ok((Bytes::from(s.clone()), "STRING")),
+        (Some("STRING"), _) => Err(bad(format!("Bad Request: {what} data is not a string."))),
+        (Some("JSON"), v) => Ok((Bytes::from(v.to_string()), "JSON")),
+        (Some(other), _) => Err(V3Error::new(
+            400,
+            400,
+            format!("Bad Request: {what} type {other:?} is not supported; Floe takes BINARY, JSON and STRING"),
+        )),
+        (None, _) => Err(V3Error::new(
+            400,
+            400,
+            format!("Bad Request: {what} has no type; schema-registry formats are not supported"),
+        )),
+    }
+}
+
+struct Parsed {
+    record: NewRecord,
+    key: Option<DataReport>,
+    value: Option<DataReport>,
+    timestamp: Option<String>,
+}
+
+fn parse(req: ProduceRequest) -> Result<Parsed, V3Error> {
+    let key = req.key.as_ref().map(|k| data_bytes("key", k)).transpose()?;
+    let value = req.value.as_ref().map(|v| data_bytes("value", v)).transpose()?;
+    let partition = req
+        .partition_id
+        .map(|p| u32::try_from(p).map_err(|_| bad(format!("Bad Request: partition_id {p} is out of range."))))
+        .transpose()?;
+    let timestamp = req
+        .timestamp
+        .as_deref()
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|d| d.timestamp_millis())
+                .map_err(|e| bad(format!("Bad Request: timestamp {t:?} is not an RFC 3339 date-time: {e}")))
+        })
+        .transpose()?;
+    let headers = req
+        .headers
+        .iter()
+        .map(|h| {
+            let value = h.value.as_deref().unwrap_or("");
+            let bytes =
+                BASE64.decode(value).map_err(|_| bad(format!("Bad Request: header {:?} is not base64.", h.name)))?;
+            Ok((h.name.clone(), Bytes::from(bytes)))
+        })
+        .collect::<Result<_, V3Error>>()?;
+    let report = |(bytes, kind): &(Bytes, &'static str)| DataReport { kind, size: bytes.len() };
+    Ok(Parsed {
+        key: key.as_ref().map(report),
+        value: value.as_ref().map(report),
+        record: NewRecord {
+            key: key.map(|(b, _)| b),
+            // Floe has no null values: a record without one holds no bytes.
+            value: value.map(|(b, _)| b).unwrap_or_default(),
+            partition,
+            headers,
+            timestamp,
+        },
+        timestamp: req.timestamp,
+    })
+}
+
+pub async fn produce(
+    State(agent): State<Arc<Agent>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    raw: Body,
+) -> Result<Response, V3Error> {
+    let (_, topic) = p.map(|Path(t)| t).map_err(|e| V3Error::new(400, 400, e.body_text()))?;
+    check_accept(&headers)?;
+    check_content_type(&headers)?;
+    let bytes = body::read(raw, agent.max_request_bytes()).await?;
+    let mut reports: Vec<Option<Report>> = Vec::new();
+    let mut good: Vec<(usize, Parsed)> = Vec::new();
+    for item in serde_json::Deserializer::from_slice(&bytes).into_iter::<ProduceRequest>() {
+        let index = reports.len();
+        match item {
+            Ok(req) => match parse(req) {
+                Ok(parsed) => {
+                    good.push((index, parsed));
+                    reports.push(None);
+                }
+                Err(e) => reports.push(Some(Report::failed(e))),
+            },
+            // A body that stops being JSON cannot be read further.
+            Err(e) => {
+                reports.push(Some(Report::failed(bad(format!("Bad Request: {e}")))));
+                break;
+            }
+        }
+    }
+    if reports.is_empty() {
+        return Err(bad("Bad Request: the body holds no record"));
+    }
+    let cluster_id = agent.cluster_id();
+    // All good records go in one request; one the service refuses gets its
+    // error, and the rest are sent again without it.
+    while !good.is_empty() {
+        let records = good.iter().map(|(_, p)| p.record.clone()).collect();
+        match agent.produce(&topic, records, None).await {
+            Ok(offsets) => {
+                for ((index, parsed), placed) in good.drain(..).zip(offsets) {
+                    reports[index] = Some(Report {
+                        error_code: 200,
+                        message: None,
+                        cluster_id: Some(cluster_id.clone()),
+                        topic_name: Some(topic.clone()),
+                        partition_id: Some(placed.partition),
+                        offset: Some(placed.offset),
+                        timestamp: parsed.timestamp,
+                        key: parsed.key,
+                        value: parsed.value,
+                    });
+                }
+            }
+            Err(Error::InRecord { index, error }) if index < good.len() => {
+                let (at, _) = good.remove(index);
+                reports[at] = Some(Report::failed(V3Error::from(*error)));
+            }
+            // The topic itself: the whole request fails, as in Kafka REST.
+            Err(e @ Error::TopicNotFound { .. }) => return Err(e.into()),
+            Err(e) => {
+                let e = V3Error::from(e);
+                for (index, _) in good.drain(..) {
+                    reports[index] = Some(Report::failed(V3Error::new(e.status(), e.parts().0, e.parts().1)));
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for report in reports.into_iter().flatten() {
+        serde_json::to_writer(&mut out, &report).map_err(|e| V3Error::new(500, 500, e.to_string()))?;
+    }
+    let mut response = (StatusCode::OK, out).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
+}
