@@ -255,7 +255,7 @@ async fn run(which: Which, c: Common, bin_dir: &Path, json: Option<PathBuf>) -> 
         write_file(&path, &serde_json::to_vec_pretty(&summary)?)?;
     }
     if let Some(path) = &c.svg {
-        write_file(path, chart.svg(&setup, &load).as_bytes())?;
+        write_file(path, chart.svg(&setup, &load)?.as_bytes())?;
     }
     Ok(())
 }
@@ -314,7 +314,7 @@ struct Chart {
 }
 
 impl Chart {
-    fn svg(&self, setup: &Setup, load: &Load) -> String {
+    fn svg(&self, setup: &Setup, load: &Load) -> Result<String, Err> {
         let title = format!(
             "Floe latency: profile {}, flush {} ms, {} B records",
             setup.profile, setup.flush_interval_ms, load.record_bytes

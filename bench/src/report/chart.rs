@@ -1,82 +1,93 @@
-//! The latency chart: percentiles of several histograms, as SVG.
+//! The latency chart: percentiles of several histograms, drawn by plotters.
+//!
+//! SVG only. Plotters' bitmap backend draws no text without a TrueType font
+//! stack (its `ttf` feature links fontconfig through font-kit; `ab_glyph`
+//! needs a font file at run time), which CI machines need not have, and a
+//! PNG chart without its axis labels and legend would not say what it shows.
 
 use hdrhistogram::Histogram;
+use plotters::prelude::*;
 
 use super::latency::ms_at;
+use crate::procs::Err;
+
+const WIDTH: u32 = 720;
+const HEIGHT: u32 = 420;
+/// The chart reaches the 99.99th percentile: four nines.
+const NINES: f64 = 4.0;
+/// Points per series, evenly spread over the nines.
+const POINTS: u32 = 200;
+const COLOURS: [RGBColor; 4] =
+    [RGBColor(0x1f, 0x77, 0xb4), RGBColor(0xd6, 0x27, 0x28), RGBColor(0x2c, 0xa0, 0x2c), RGBColor(0x94, 0x67, 0xbd)];
 
 /// A percentile chart (x: percentile on a log scale from 0 to 99.99, y:
 /// latency in ms) of each named histogram, as a standalone SVG document.
-pub fn latency_svg(title: &str, series: &[(&str, &Histogram<u64>)]) -> String {
-    const W: f64 = 720.0;
-    const H: f64 = 420.0;
-    const L: f64 = 70.0;
-    const R: f64 = 20.0;
-    const T: f64 = 40.0;
-    const B: f64 = 60.0;
-    const NINES: f64 = 4.0; // up to 99.99%
-    const COLOURS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
-    let quantiles: Vec<f64> = (0..=200).map(|i| 1.0 - 10f64.powf(-NINES * i as f64 / 200.0)).collect();
-    let ymax = series.iter().map(|(_, h)| ms_at(h, 1.0 - 10f64.powf(-NINES))).fold(1.0, f64::max) * 1.1;
-    let x = |q: f64| L + (W - L - R) * (-(1.0 - q).max(1e-12).log10() / NINES).min(1.0);
-    let y = |ms: f64| T + (H - T - B) * (1.0 - ms / ymax);
-    let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"{W}\" height=\"{H}\" fill=\"white\"/>\n\
-         <text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{}</text>\n",
-        W / 2.0,
-        escape(title)
-    );
-    // Axes, grid and labels.
-    for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%"].iter().enumerate() {
-        let q = 1.0 - 10f64.powi(-(i as i32));
-        let xi = x(q);
-        out += &format!(
-            "<line x1=\"{xi:.1}\" y1=\"{T}\" x2=\"{xi:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/>\n<text x=\"{xi:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{label}</text>\n",
-            H - B,
-            H - B + 18.0
-        );
+pub fn latency_svg(title: &str, series: &[(&str, &Histogram<u64>)]) -> Result<String, Err> {
+    let ymax = series.iter().map(|(_, h)| ms_at(h, quantile(NINES))).fold(1.0, f64::max) * 1.1;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 15))
+            .margin(20)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..NINES, 0.0..ymax)?;
+        chart
+            .configure_mesh()
+            .x_labels(NINES as usize + 1)
+            .x_label_formatter(&|nines| percentile_label(*nines))
+            .y_labels(6)
+            .light_line_style(TRANSPARENT)
+            .y_label_formatter(&|ms| format!("{ms:.0}"))
+            .x_desc("percentile")
+            .y_desc("latency (ms)")
+            .draw()?;
+        for (i, (name, h)) in series.iter().enumerate() {
+            let colour = COLOURS[i % COLOURS.len()];
+            let points = (0..=POINTS).map(|i| {
+                let nines = NINES * f64::from(i) / f64::from(POINTS);
+                (nines, ms_at(h, quantile(nines)))
+            });
+            chart
+                .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
+                .label(format!("{name} (n={})", h.len()))
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            // Latency rises to the right, so the lower right is the emptiest corner.
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK.mix(0.3))
+            .draw()?;
+        root.present()?;
     }
-    for i in 0..=5 {
-        let ms = ymax * i as f64 / 5.0;
-        let yi = y(ms);
-        out += &format!(
-            "<line x1=\"{L}\" y1=\"{yi:.1}\" x2=\"{:.1}\" y2=\"{yi:.1}\" stroke=\"#ddd\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{ms:.0}</text>\n",
-            W - R,
-            L - 6.0,
-            yi + 4.0
-        );
-    }
-    out += &format!(
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">percentile</text>\n<text x=\"16\" y=\"{:.1}\" transform=\"rotate(-90 16 {:.1})\" text-anchor=\"middle\">latency (ms)</text>\n",
-        (L + W - R) / 2.0,
-        H - 14.0,
-        (T + H - B) / 2.0,
-        (T + H - B) / 2.0
-    );
-    for (i, (name, h)) in series.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
-        let points: Vec<String> = quantiles.iter().map(|&q| format!("{:.1},{:.1}", x(q), y(ms_at(h, q)))).collect();
-        out += &format!(
-            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{colour}\">{} (n={})</text>\n",
-            points.join(" "),
-            L + 10.0,
-            T + 16.0 + 16.0 * i as f64,
-            escape(name),
-            h.len()
-        );
-    }
-    out += "</svg>\n";
-    out
+    Ok(svg)
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+/// The quantile `nines` nines in: 0 → 0, 1 → 0.9, 2 → 0.99, …
+fn quantile(nines: f64) -> f64 {
+    1.0 - 10f64.powf(-nines)
+}
+
+/// "0%", "90%", "99%", "99.9%", "99.99%": as many decimals as the nines need.
+fn percentile_label(nines: f64) -> String {
+    let decimals = (nines.round() as usize).saturating_sub(2);
+    format!("{:.decimals$}%", 100.0 * quantile(nines))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::report::histogram;
+
+    #[test]
+    fn percentile_labels() {
+        let labels: Vec<String> = (0..=4).map(|n| percentile_label(f64::from(n))).collect();
+        assert_eq!(labels, ["0%", "90%", "99%", "99.9%", "99.99%"]);
+    }
 
     #[test]
     fn svg_plots_each_series_in_percentile_order() {
@@ -86,21 +97,45 @@ mod tests {
             a.record(i * 1000).unwrap();
             b.record(i * 3000).unwrap();
         }
-        let svg = latency_svg("produce <latency>", &[("produce", &a), ("e2e", &b)]);
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        assert!(svg.contains("produce &lt;latency&gt;"));
-        assert_eq!(svg.matches("<polyline").count(), 2);
-        // Higher percentiles are further right and higher up (smaller y).
-        let first = svg.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
-        let pts: Vec<(f64, f64)> = first
-            .split(' ')
-            .map(|p| {
-                let (x, y) = p.split_once(',').unwrap();
-                (x.parse().unwrap(), y.parse().unwrap())
+        let svg = latency_svg("produce <latency>", &[("produce", &a), ("e2e", &b)]).unwrap();
+        let doc = roxmltree::Document::parse(&svg).expect("well-formed XML");
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        let texts: Vec<&str> =
+            doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).map(str::trim).collect();
+        for wanted in ["produce <latency>", "produce (n=1000)", "e2e (n=1000)", "99.99%", "percentile", "latency (ms)"]
+        {
+            assert!(texts.contains(&wanted), "no {wanted:?} in {texts:?}");
+        }
+        // One line per series (the legend's samples are two-point lines).
+        let lines: Vec<Vec<(f64, f64)>> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("polyline"))
+            .filter_map(|n| n.attribute("points"))
+            .map(|points| {
+                points
+                    .split_whitespace()
+                    .map(|p| {
+                        let (x, y) = p.split_once(',').unwrap();
+                        (x.parse().unwrap(), y.parse().unwrap())
+                    })
+                    .collect()
             })
+            .filter(|pts: &Vec<(f64, f64)>| pts.len() > 2)
             .collect();
-        assert_eq!(pts.len(), 201);
-        assert!(pts.windows(2).all(|w| w[1].0 >= w[0].0 && w[1].1 <= w[0].1));
-        assert!(pts[0].1 > pts[200].1);
+        assert_eq!(lines.len(), 2);
+        for pts in &lines {
+            assert_eq!(pts.len(), POINTS as usize + 1);
+            // Higher percentiles are further right and higher up (smaller y).
+            assert!(pts.windows(2).all(|w| w[1].0 >= w[0].0 && w[1].1 <= w[0].1));
+            assert!(pts[0].1 > pts[POINTS as usize].1);
+        }
+        // b is three times slower: its line is above a's at every point.
+        assert!(lines[0].iter().zip(&lines[1]).all(|(a, b)| b.1 <= a.1));
+    }
+
+    #[test]
+    fn no_series_is_still_a_chart() {
+        let svg = latency_svg("nothing", &[]).unwrap();
+        assert!(roxmltree::Document::parse(&svg).is_ok());
     }
 }
