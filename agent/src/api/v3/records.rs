@@ -56,6 +56,9 @@ struct Data {
 
 #[derive(Serialize)]
 struct Report {
+    /// The HTTP status of a failure, for a request of one record.
+    #[serde(skip)]
+    status: Option<u16>,
     error_code: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<String>,
@@ -86,6 +89,7 @@ impl Report {
     fn failed(e: V3Error) -> Self {
         let (error_code, message) = e.parts();
         Self {
+            status: Some(e.status()),
             error_code,
             message: Some(message),
             cluster_id: None,
@@ -206,7 +210,7 @@ pub async fn produce(
         }
     }
     if reports.is_empty() {
-        return Err(bad("Bad Request: the body holds no record"));
+        return Err(V3Error::new(422, 422, "Payload error. Request body is empty. Data is required."));
     }
     let cluster_id = agent.cluster_id();
     // All good records go in one request; one the service refuses gets its
@@ -217,6 +221,7 @@ pub async fn produce(
             Ok(offsets) => {
                 for ((index, parsed), placed) in good.drain(..).zip(offsets) {
                     reports[index] = Some(Report {
+                        status: None,
                         error_code: 200,
                         message: None,
                         cluster_id: Some(cluster_id.clone()),
@@ -242,6 +247,14 @@ pub async fn produce(
                 }
             }
         }
+    }
+    // One record alone: its failure is the answer's status, as Kafka REST
+    // answers a request that is not streamed.
+    if let [Some(only)] = reports.as_slice()
+        && only.error_code != 200
+    {
+        let status = only.status.unwrap_or(400);
+        return Err(V3Error::new(status, only.error_code, only.message.clone().unwrap_or_default()));
     }
     let mut out = Vec::new();
     for report in reports.into_iter().flatten() {

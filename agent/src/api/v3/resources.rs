@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +74,8 @@ pub struct TopicData {
     partitions: Related,
     configs: Related,
     partition_reassignments: Related,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorized_operations: Option<Vec<&'static str>>,
 }
 
 #[derive(Serialize)]
@@ -127,6 +129,7 @@ impl Urls {
             partitions: related(format!("{url}/partitions")),
             configs: related(format!("{url}/configs")),
             partition_reassignments: related(format!("{url}/partitions/-/reassignment")),
+            authorized_operations: None,
         }
     }
 
@@ -260,15 +263,28 @@ pub async fn create_topic(
     Ok((StatusCode::CREATED, Json(urls.topic_data(&info))))
 }
 
+#[derive(Deserialize)]
+pub struct TopicQuery {
+    #[serde(default)]
+    include_authorized_operations: bool,
+}
+
 pub async fn get_topic(
     State(agent): State<Arc<Agent>>,
     p: Result<Path<(String, String)>, PathRejection>,
+    q: Result<Query<TopicQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Json<TopicData>, V3Error> {
     let (_, topic) = path(p)?;
+    let Query(q) = q.map_err(|e| V3Error::new(400, 400, e.body_text()))?;
     check_accept(&headers)?;
     let (info, _) = agent.describe_topic(&topic).await?;
-    Ok(Json(Urls::new(&headers, &agent).topic_data(&info)))
+    let mut data = Urls::new(&headers, &agent).topic_data(&info);
+    // Without client authentication every client may do everything.
+    if q.include_authorized_operations {
+        data.authorized_operations = Some(vec!["ALL"]);
+    }
+    Ok(Json(data))
 }
 
 pub async fn list_partitions(
@@ -287,14 +303,20 @@ pub async fn list_partitions(
 
 pub async fn get_partition(
     State(agent): State<Arc<Agent>>,
-    p: Result<Path<(String, String, u32)>, PathRejection>,
+    p: Result<Path<(String, String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Json<PartitionData>, V3Error> {
-    let (_, topic, partition) = path(p)?;
+    let (_, topic, id) = path(p)?;
     check_accept(&headers)?;
-    let (_, partitions) = agent.describe_topic(&topic).await?;
-    if !partitions.iter().any(|p| p.partition == partition) {
-        return Err(crate::error::Error::PartitionNotFound { topic, partition }.into());
+    // Any integer is a well-formed id, however large; one the topic does not have is unknown.
+    let digits = id.strip_prefix('-').unwrap_or(&id);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(V3Error::new(400, 400, format!("partition id {id:?} is not an integer")));
     }
+    let (_, partitions) = agent.describe_topic(&topic).await?;
+    let found = id.parse::<u32>().ok().filter(|p| partitions.iter().any(|x| x.partition == *p));
+    let Some(partition) = found else {
+        return Err(V3Error::new(404, 40403, format!("topic {topic:?} has no partition {id}")));
+    };
     Ok(Json(Urls::new(&headers, &agent).partition_data(&topic, partition)))
 }
