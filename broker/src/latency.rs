@@ -21,6 +21,7 @@ use object_store::{
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, LogNormal};
 
 /// z-score of the 99th percentile of the standard normal distribution.
 const Z99: f64 = 2.326_347_874;
@@ -42,13 +43,14 @@ impl Dist {
         if self.p50_ms <= 0.0 {
             return 0.0;
         }
+        // The median of a log-normal is e^mu; its 99th percentile e^(mu + Z99 sigma).
         let mu = self.p50_ms.ln();
         let sigma = (self.p99_ms.max(self.p50_ms) / self.p50_ms).ln() / Z99;
-        // Box-Muller: one standard normal from two uniforms in (0, 1].
-        let u1: f64 = 1.0 - rng.random::<f64>();
-        let u2: f64 = rng.random::<f64>();
-        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-        (mu + sigma * z).exp()
+        match LogNormal::new(mu, sigma) {
+            Ok(dist) => dist.sample(rng),
+            // Only a non-finite sigma gets here (a p50 too small to divide by).
+            Err(_) => self.p50_ms,
+        }
     }
 }
 
