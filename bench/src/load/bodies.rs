@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use rand::rngs::StdRng;
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{Rng, RngExt, SeedableRng};
 
 use super::{Keys, Load};
 use crate::clock::now_micros;
