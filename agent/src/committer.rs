@@ -76,6 +76,9 @@ pub struct Committer {
     group: GroupSettings,
     http: reqwest::Client,
     queue: mpsc::Sender<Submission>,
+    /// Cancelled when the agent stops: it takes and renews the lease no more,
+    /// so others need not wait out a term for an agent that is gone.
+    stopping: CancellationToken,
 }
 
 impl Committer {
@@ -85,15 +88,17 @@ impl Committer {
         lease: Option<LeaseSettings>,
         group: GroupSettings,
         tasks: &TaskTracker,
+        stopping: CancellationToken,
         stop: CancellationToken,
     ) -> Arc<Self> {
         let (queue, rx) = mpsc::channel(MAX_GROUP);
         let timeout = lease.as_ref().map_or(Duration::from_secs(2), |l| l.forward_timeout);
         let http = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
-        let committer = Arc::new(Self { id: log.node().ulid(), log, auth, lease, group, http, queue });
-        tasks.spawn(group_commits(Arc::downgrade(&committer), rx, stop.clone()));
+        let id = log.node().ulid();
+        let committer = Arc::new(Self { id, log, auth, lease, group, http, queue, stopping: stopping.clone() });
+        tasks.spawn(group_commits(Arc::downgrade(&committer), rx, stop));
         if committer.lease.is_some() {
-            tasks.spawn(keep_lease(Arc::downgrade(&committer), stop));
+            tasks.spawn(keep_lease(Arc::downgrade(&committer), stopping));
         }
         committer
     }
@@ -144,7 +149,7 @@ impl Committer {
     /// A lease op to add to the next entry: acquire when nobody holds a valid
     /// lease, renew once half of ours has passed.
     fn lease_op(&self) -> Option<Op> {
-        let settings = self.lease.as_ref()?;
+        let settings = self.lease.as_ref().filter(|_| !self.stopping.is_cancelled())?;
         let term_ms = settings.term.as_millis() as u64;
         let state = self.log.state();
         let wanted = match state.valid_lease(COMMIT_LEASE) {

@@ -141,6 +141,16 @@ impl Error {
         Self::Internal { source: Some(Arc::new(std::io::Error::other(what))) }
     }
 
+    /// The error for an op the log answered without applying it because
+    /// the entry was too old or a copy of one applied before: an earlier
+    /// attempt may have landed, so the outcome is unknown. `None` for any
+    /// other outcome.
+    pub fn unsettled(outcome: Option<&floe_broker::state::OpOutcome>) -> Option<Self> {
+        use floe_broker::state::OpOutcome as O;
+        matches!(outcome, Some(O::EntryTooOld | O::AlreadyCommitted { .. }))
+            .then_some(Self::CommitOutcomeUnknown { source: None })
+    }
+
     pub fn in_record(self, index: usize) -> Self {
         Self::InRecord { index, error: Box::new(self) }
     }

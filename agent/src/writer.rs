@@ -280,6 +280,10 @@ fn stamp_key(topic: &str, parts: &[PartitionRecords]) -> Option<StampKey> {
 /// Collects requests into the open buffer and seals it on time or size.
 /// Once `stop` is cancelled it takes no new requests, seals what it has at
 /// once, and ends; `commit_uploads` ends after the last upload.
+///
+/// # Cancel safety
+/// Not cancel safe: dropped, it drops the open buffer, whose requests then
+/// get `Closed` (nothing of theirs was written). Stop it with `stop`.
 async fn flusher(
     mut rx: mpsc::UnboundedReceiver<Pending>,
     uploads: mpsc::Sender<UploadTask>,
@@ -403,7 +407,13 @@ async fn refresh_if_stale(log: &MetadataLog, up: &mut Uploaded) -> Result<(), ob
 }
 
 /// Commits uploads one at a time, in the order they were sealed, so one
-/// producer's requests keep their order within a partition.
+/// producer's requests keep their order within a partition. Ends when the
+/// flusher has ended and every upload it sealed is committed or failed.
+///
+/// # Cancel safety
+/// Not cancel safe: dropped mid-commit, its requests get `Closed` although
+/// their entry may land (an unknown outcome, as a crash would leave). It is
+/// never cancelled: the writer's drain waits for it to end.
 async fn commit_uploads(
     mut uploads: mpsc::Receiver<UploadTask>,
     log: Arc<MetadataLog>,

@@ -106,6 +106,15 @@ async fn records_produce_one_report_each_in_order() {
     assert_eq!(as_json["records"][0]["value"], json!({"foo": "bar"}));
     assert_eq!(fetched["records"].as_array().unwrap().len(), 3, "refused records were not written");
 
+    // Many refused records in one body are each answered, in one pass.
+    let mut body: String =
+        (0..2_000).map(|_| json!({"partition_id": 99, "value": {"type": "STRING", "data": "x"}}).to_string()).collect();
+    body.push_str(&records[4].to_string());
+    let r = c.http.post(&url).header("content-type", "application/json").body(body).send().await.unwrap();
+    let reports = concatenated(&r.text().await.unwrap());
+    let refused = reports.iter().filter(|r| r["error_code"] == json!(40403)).count();
+    assert_eq!((reports.len(), refused, &reports[2_000]["error_code"]), (2_001, 2_000, &json!(200)));
+
     // The whole request fails for an unknown topic, for bodies that are not JSON, or answers nobody reads.
     let (s, e) = c.post("/v3/clusters/x/topics/nope/records", &records[4]).await;
     assert_eq!((s, e["error_code"].as_u64()), (404, Some(40403)));

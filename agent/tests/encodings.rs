@@ -1,5 +1,6 @@
 //! Keys and values are bytes: any bytes go in and come back unchanged, through
-//! base64 in JSON and through a raw `application/octet-stream` body; JSON
+//! base64 in JSON (native and Confluent v3 `BINARY`) and through a raw
+//! `application/octet-stream` body; JSON
 //! values are taken as JSON (docs/api.md, "Keys, values and encodings").
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
@@ -42,16 +43,22 @@ async fn fetch_all(c: &common::Client, topic: &str, encoding: &str) -> Vec<Value
     }
 }
 
+/// An agent on a fresh directory with one single-partition topic.
+async fn agent_with_topic(topic: &str) -> (AgentProc, common::Client, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(&format!("file://{}", dir.path().display()), &[], &["--compactor", "off"]);
+    let c = a.client();
+    c.create_topic(topic, 1).await;
+    (a, c, dir)
+}
+
 fn decoded(records: &[Value]) -> Vec<Vec<u8>> {
     records.iter().map(|r| BASE64.decode(r["value"].as_str().unwrap()).unwrap()).collect()
 }
 
 #[tokio::test]
 async fn any_bytes_round_trip_through_base64_json() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = AgentProc::start(&format!("file://{}", dir.path().display()), &[], &["--compactor", "off"]);
-    let c = a.client();
-    c.create_topic("b", 1).await;
+    let (_a, c, _dir) = agent_with_topic("b").await;
     let values = byte_strings(1);
     for chunk in values.chunks(500) {
         let records: Vec<Value> =
@@ -68,11 +75,29 @@ async fn any_bytes_round_trip_through_base64_json() {
 }
 
 #[tokio::test]
+async fn any_bytes_round_trip_through_confluent_v3_binary() {
+    let (_a, c, _dir) = agent_with_topic("v").await;
+    let values = byte_strings(3);
+    for chunk in values.chunks(1000) {
+        // Streaming mode: concatenated records, one delivery report each.
+        let body: String = chunk
+            .iter()
+            .map(|v| json!({"partition_id": 0, "value": {"type": "BINARY", "data": BASE64.encode(v)}}).to_string())
+            .collect();
+        let url = format!("{}/v3/clusters/any/topics/v/records", c.base);
+        let r = c.http.post(url).header("content-type", "application/json").body(body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        let reports: Vec<Value> = serde_json::Deserializer::from_str(&text).into_iter().map(Result::unwrap).collect();
+        assert_eq!(reports.len(), chunk.len());
+        assert!(reports.iter().all(|r| r["error_code"] == json!(200)), "{text}");
+    }
+    assert_eq!(decoded(&fetch_all(&c, "v", "base64").await), values);
+}
+
+#[tokio::test]
 async fn any_bytes_round_trip_through_octet_stream_bodies() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = AgentProc::start(&format!("file://{}", dir.path().display()), &[], &["--compactor", "off"]);
-    let c = a.client();
-    c.create_topic("o", 1).await;
+    let (_a, c, _dir) = agent_with_topic("o").await;
     let values = byte_strings(2);
     // Concurrent requests share flushes; offsets say where each value went.
     let placed: Vec<(u64, usize)> = futures::stream::iter(values.iter().enumerate())
@@ -110,10 +135,7 @@ async fn any_bytes_round_trip_through_octet_stream_bodies() {
 
 #[tokio::test]
 async fn json_values_are_taken_as_json_and_odd_records_fall_back_visibly() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = AgentProc::start(&format!("file://{}", dir.path().display()), &[], &["--compactor", "off"]);
-    let c = a.client();
-    c.create_topic("j", 1).await;
+    let (_a, c, _dir) = agent_with_topic("j").await;
     let records = json!([
         {"value": {"foo": "bar"}, "key": 7},
         {"value": "plain text"},

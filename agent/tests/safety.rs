@@ -86,7 +86,7 @@ async fn hole2_internal_routes_refuse_plain_clients() {
     let lease = json!({"kind": "join", "topics": ["t"], "session_timeout_ms": 10000, "auto_offset_reset": "earliest"});
     let before = puts(&c).await;
     for (path, body) in
-        [("/internal/v1/commit", &made_up), ("/internal/v1/commit", &truncate), ("/internal/v1/groups/g", &lease)]
+        [("/internal/v1/commit", &made_up), ("/internal/v1/commit", &truncate), ("/internal/v2/groups/g", &lease)]
     {
         let (s, b) = c.post(path, body).await;
         assert_eq!((s, code(&b)), (401, "unauthenticated"), "{path}: {b}");

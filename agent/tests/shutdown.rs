@@ -36,6 +36,15 @@ async fn sigterm_answers_accepted_requests_and_every_acknowledged_record_is_in_t
         .unwrap();
     assert_eq!(tail.status(), 200);
 
+    // Nor may a group member's long-poll (answered with what there is).
+    let (s, joined) = c.post("/v1/groups/g/members", &json!({"topics": ["t"], "auto_offset_reset": "latest"})).await;
+    assert_eq!(s, 200, "{joined}");
+    let member = joined["member_id"].as_str().unwrap().to_owned();
+    let poll = {
+        let c = c.clone();
+        tokio::spawn(async move { c.get(&format!("/v1/groups/g/members/{member}/records?timeout_ms=60000")).await })
+    };
+
     let mut producers = Vec::new();
     for p in 0..PRODUCERS {
         let c = c.clone();
@@ -63,6 +72,9 @@ async fn sigterm_answers_accepted_requests_and_every_acknowledged_record_is_in_t
 
     let status = tokio::task::spawn_blocking(move || a.terminate()).await.unwrap();
     assert!(status.success(), "a drained agent exits cleanly: {status}");
+
+    let (s, polled) = poll.await.unwrap();
+    assert_eq!(s, 200, "a long-poll open at SIGTERM is answered: {polled}");
 
     let mut acked = Vec::new();
     for (p, producer) in producers.into_iter().enumerate() {

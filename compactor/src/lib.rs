@@ -73,6 +73,7 @@ impl Compactor {
         let mut stop = std::pin::pin!(stop);
         loop {
             tokio::select! {
+                biased;
                 () = &mut stop => return,
                 _ = tick.tick() => {}
             }

@@ -45,6 +45,9 @@ async fn main() -> ExitCode {
     }
 }
 
+/// How long a cycle in progress may go on after SIGTERM or SIGINT.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn run(cli: Cli) -> Result<(), floe_broker::Error> {
     let store = floe_broker::store::open(&cli.store)?;
     let settings = LogSettings { new_cluster_commit_window_ms: cli.commit_window_ms, ..LogSettings::default() };
@@ -56,6 +59,17 @@ async fn run(cli: Cli) -> Result<(), floe_broker::Error> {
         println!("{report:?}");
         return Ok(());
     }
-    compactor.run(floe_broker::shutdown::signal()).await;
+    // On a signal the cycle in progress may finish, for a while: a cycle
+    // cut short is safe (its merged segment is collected later), only wasted.
+    let stop = futures::FutureExt::shared(floe_broker::shutdown::signal());
+    let deadline = async {
+        stop.clone().await;
+        tokio::time::sleep(STOP_GRACE).await;
+        tracing::warn!(grace = ?STOP_GRACE, "the compaction cycle did not finish in time; stopping it");
+    };
+    tokio::select! {
+        () = compactor.run(stop.clone()) => {}
+        () = deadline => {}
+    }
     Ok(())
 }

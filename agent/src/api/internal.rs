@@ -40,7 +40,7 @@ pub async fn commit(
     Ok(Json(agent.forwarded_commit(peer, req.ops).await?))
 }
 
-/// `POST /internal/v1/groups/{g}`: run a forwarded request here, as
+/// `POST /internal/v2/groups/{g}`: run a forwarded request here, as
 /// coordinator. The coordinator's answer, reply or error, travels typed.
 pub async fn group(
     State(agent): State<Arc<Agent>>,

@@ -74,7 +74,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/topics", post(topics::create).get(topics::list))
         .route("/v1/producers", post(producers::init))
         .route("/internal/v1/commit", post(internal::commit))
-        .route("/internal/v1/groups/{group}", post(internal::group))
+        .route("/internal/v2/groups/{group}", post(internal::group))
         .route("/v1/groups/{group}/members", post(groups::join))
         .route("/v1/groups/{group}/members/{member}", axum::routing::delete(groups::leave))
         .route("/v1/groups/{group}/members/{member}/heartbeat", post(groups::heartbeat))

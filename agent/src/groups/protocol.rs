@@ -9,6 +9,7 @@ use floe_broker::MetadataLog;
 use floe_broker::entry::{GroupOffset, LeaseRef, Op};
 use floe_broker::state::OpOutcome;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::membership::{GroupState, Member, OffsetReset};
 use super::{GroupRecord, GroupReply, GroupRequest, TopicPartition};
@@ -22,6 +23,8 @@ pub(super) struct Coordinator<'a> {
     pub group: &'a str,
     pub tenure: LeaseRef,
     pub state: &'a tokio::sync::Mutex<GroupState>,
+    /// Cancelled when the agent stops: a long-poll answers with what it has.
+    pub stopping: &'a CancellationToken,
 }
 
 impl Coordinator<'_> {
@@ -93,6 +96,9 @@ impl Coordinator<'_> {
         // moved on meanwhile, the log refuses it.
         let op = Op::CommitOffsets { group: self.group.to_owned(), offsets, coordinator: Some(self.tenure) };
         let done = self.log.commit(vec![op]).await?;
+        if let Some(e) = Error::unsettled(done.outcomes.first()) {
+            return Err(e);
+        }
         match done.outcomes.first() {
             Some(OpOutcome::OffsetsCommitted) => Ok(GroupReply::Committed),
             Some(OpOutcome::NotCoordinator) => Err(Error::NotCoordinator),
@@ -177,11 +183,17 @@ impl Coordinator<'_> {
                     m.positions.extend(moved);
                 }
             }
-            if !out.is_empty() || Instant::now() >= deadline {
+            if !out.is_empty() || Instant::now() >= deadline || self.stopping.is_cancelled() {
                 return Ok(GroupReply::Records { records: out });
             }
-            if tokio::time::timeout_at(deadline, applied.changed()).await.is_err() {
-                return Ok(GroupReply::Records { records: Vec::new() });
+            tokio::select! {
+                changed = tokio::time::timeout_at(deadline, applied.changed()) => {
+                    if changed.is_err() {
+                        return Ok(GroupReply::Records { records: Vec::new() });
+                    }
+                }
+                // Nothing was read in this round: no position moved.
+                () = self.stopping.cancelled() => return Ok(GroupReply::Records { records: Vec::new() }),
             }
         }
     }

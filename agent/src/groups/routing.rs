@@ -12,6 +12,7 @@ use std::time::Duration;
 use floe_broker::MetadataLog;
 use floe_broker::entry::{LeaseRef, Op};
 use floe_broker::state::{Lease, group_lease as lease_name};
+use tokio_util::sync::CancellationToken;
 use ulid::Ulid;
 
 use super::membership::GroupState;
@@ -31,6 +32,9 @@ pub struct Groups {
     term: Duration,
     http: reqwest::Client,
     local: Mutex<HashMap<String, Local>>,
+    /// Cancelled when the agent stops: long-polls answer, and no coordinator
+    /// lease is claimed any more.
+    stopping: CancellationToken,
 }
 
 /// A group this agent coordinates, for one tenure of the group's lease. A
@@ -44,9 +48,17 @@ struct Local {
 
 impl Groups {
     /// `url` is where other agents reach this one; `term` the lease term on the log clock.
-    pub fn new(log: Arc<MetadataLog>, reader: Reader, url: String, term: Duration, auth: Arc<PeerAuth>) -> Self {
+    pub fn new(
+        log: Arc<MetadataLog>,
+        reader: Reader,
+        url: String,
+        term: Duration,
+        auth: Arc<PeerAuth>,
+        stopping: CancellationToken,
+    ) -> Self {
         let http = reqwest::Client::builder().build().unwrap_or_default();
-        Self { id: log.node().ulid(), log, reader, auth, url, term, http, local: Mutex::new(HashMap::new()) }
+        let local = Mutex::new(HashMap::new());
+        Self { id: log.node().ulid(), log, reader, auth, url, term, http, local, stopping }
     }
 
     fn local_groups(&self) -> std::sync::MutexGuard<'_, HashMap<String, Local>> {
@@ -71,14 +83,17 @@ impl Groups {
             match holder {
                 Some((h, _)) if h == self.id => return self.run_local(group, req).await,
                 Some((holder, url)) => match self.forward(&url, holder, group, &req).await {
-                    Ok(Err(Error::NotCoordinator)) | Err(_) => {
+                    Forwarded::Answer(Err(Error::NotCoordinator)) | Forwarded::NoAnswer => {
                         // The holder moved on or does not answer. Claiming writes an
                         // entry either way, which also moves the log clock, so a
                         // dead holder's lease runs out even when nothing else commits.
                         self.log.catch_up().await?;
                         self.claim(group).await?;
                     }
-                    Ok(answer) => return answer,
+                    Forwarded::Answer(answer) => return answer,
+                    Forwarded::Unintelligible => {
+                        return Err(Error::CoordinatorUnavailable { group: group.to_owned() });
+                    }
                 },
                 None if matches!(req, GroupRequest::Join { .. }) => self.claim(group).await?,
                 None => {
@@ -89,8 +104,12 @@ impl Groups {
         Err(Error::CoordinatorUnavailable { group: group.to_owned() })
     }
 
-    /// Tries to become the coordinator (the log decides).
+    /// Tries to become the coordinator (the log decides). A stopping agent
+    /// does not: its lease would only outlive it.
     async fn claim(&self, group: &str) -> Result<()> {
+        if self.stopping.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
         // The state decides, not the outcome: a copy of an earlier claim may have granted it.
         self.log.commit(vec![self.acquire(group)]).await?;
         Ok(())
@@ -106,20 +125,24 @@ impl Groups {
     }
 
     /// The coordinator's answer, or why none came.
-    async fn forward(
-        &self,
-        url: &str,
-        holder: Ulid,
-        group: &str,
-        req: &GroupRequest,
-    ) -> Result<Result<GroupReply>, reqwest::Error> {
-        let request = self.auth.sign(self.http.post(format!("{url}/internal/v1/groups/{group}")), holder);
-        let answer = request.timeout(forward_timeout(req)).json(req).send().await?.error_for_status();
-        match answer {
-            Ok(response) => response.json().await,
+    async fn forward(&self, url: &str, holder: Ulid, group: &str, req: &GroupRequest) -> Forwarded {
+        let request = self.auth.sign(self.http.post(format!("{url}{GROUP_ROUTE}/{group}")), holder);
+        let response = match request.timeout(forward_timeout(req)).json(req).send().await {
+            Ok(r) => r,
             Err(e) => {
                 tracing::debug!(group, error = %e, "group coordinator did not answer");
-                Err(e)
+                return Forwarded::NoAnswer;
+            }
+        };
+        let status = response.status();
+        match response.json::<Result<GroupReply>>().await {
+            Ok(answer) if status.is_success() => Forwarded::Answer(answer),
+            // It answered, but not in this version's terms (a rolling
+            // upgrade, or another cluster's agent at that address): it is
+            // alive, so its lease is not for taking.
+            other => {
+                tracing::warn!(group, %status, ok = other.is_ok(), "group coordinator answered in an unknown form");
+                Forwarded::Unintelligible
             }
         }
     }
@@ -153,8 +176,14 @@ impl Groups {
                 }
             }
         };
-        let coordinator =
-            Coordinator { log: &self.log, reader: &self.reader, group, tenure: local.tenure, state: &local.state };
+        let coordinator = Coordinator {
+            log: &self.log,
+            reader: &self.reader,
+            group,
+            tenure: local.tenure,
+            state: &local.state,
+            stopping: &self.stopping,
+        };
         let answer = coordinator.execute(req).await;
         if matches!(answer, Err(Error::NotCoordinator)) {
             self.forget(group, local.tenure);
@@ -187,7 +216,10 @@ impl Groups {
             match lease {
                 // Renewed only within the tenure this state belongs to; a lapsed one is let go.
                 Some((h, since, expires)) if h == self.id && since == local.tenure.since => {
-                    if !s.members.is_empty() && expires.saturating_sub(clock) < self.term.as_millis() as u64 / 2 {
+                    if !self.stopping.is_cancelled()
+                        && !s.members.is_empty()
+                        && expires.saturating_sub(clock) < self.term.as_millis() as u64 / 2
+                    {
                         renew.push(self.acquire(&group));
                     }
                 }
@@ -203,6 +235,20 @@ impl Groups {
             tracing::warn!(error = %e, "could not renew group coordinator leases");
         }
     }
+}
+
+/// Where a coordinator takes forwarded requests. Versioned: the requests and
+/// answers are this version's types, and an agent of another version must
+/// not be mistaken for a dead one.
+pub const GROUP_ROUTE: &str = "/internal/v2/groups";
+
+/// What forwarding a request came to.
+enum Forwarded {
+    Answer(Result<GroupReply>),
+    /// No answer in time: the coordinator may be dead or paused.
+    NoAnswer,
+    /// An answer this agent cannot read.
+    Unintelligible,
 }
 
 /// How long a forwarded request may take: a fetch its long-poll and a

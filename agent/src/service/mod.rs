@@ -102,7 +102,8 @@ impl Agent {
             forward_timeout: Duration::from_secs(2),
         });
         let group = GroupSettings { window: Duration::from_millis(settings.group_commit_ms) };
-        let committer = Committer::start(log.clone(), auth.clone(), lease, group, &tasks, background.clone());
+        let committer =
+            Committer::start(log.clone(), auth.clone(), lease, group, &tasks, stopping.clone(), background.clone());
         let writer = Writer::start(
             log.clone(),
             committer.clone(),
@@ -119,7 +120,7 @@ impl Agent {
         let compactor_stats = (settings.compactor == CompactorMode::Embedded).then(|| {
             let compactor = Compactor::new(log.clone(), settings.compaction.clone());
             let stats = compactor.stats();
-            tasks.spawn(compactor.run(background.clone().cancelled_owned()));
+            tasks.spawn(compactor.run(stopping.clone().cancelled_owned()));
             stats
         });
         let reader = Reader::new(log.clone(), cache.clone(), tasks.clone());
@@ -129,6 +130,7 @@ impl Agent {
             advertised.clone(),
             Duration::from_millis(settings.group_coordinator_term_ms.max(1_000)),
             auth.clone(),
+            stopping.clone(),
         );
         let agent = Arc::new(Self {
             settings,
@@ -148,7 +150,7 @@ impl Agent {
             reader,
             sticky: Sticky::default(),
         });
-        agent.tasks.spawn(maintain_groups(Arc::downgrade(&agent), agent.background.clone()));
+        agent.tasks.spawn(maintain_groups(Arc::downgrade(&agent), agent.stopping.clone()));
         Ok(agent)
     }
 
@@ -214,8 +216,9 @@ async fn maintain_groups(agent: std::sync::Weak<Agent>, stop: CancellationToken)
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            biased;
             () = stop.cancelled() => return,
+            _ = tick.tick() => {}
         }
         let Some(agent) = agent.upgrade() else { return };
         agent.groups.maintain().await;
@@ -238,8 +241,9 @@ async fn follow(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            biased;
             () = stop.cancelled() => return,
+            _ = tick.tick() => {}
         }
         let Some(log) = log.upgrade() else { return };
         match log.catch_up().await {

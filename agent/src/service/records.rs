@@ -52,35 +52,15 @@ impl Agent {
         if records.is_empty() {
             return Err(Error::invalid(Invalid::Request, "a produce request needs at least one record"));
         }
-        let partitions = match self.partition_count(topic) {
-            Some(n) => n,
-            None => {
-                self.log.catch_up().await?;
-                self.partition_count(topic).ok_or_else(|| Error::TopicNotFound { topic: topic.to_owned() })?
-            }
-        };
-        // Topics are created with at least one partition; an old log may hold one without.
-        if partitions == 0 {
-            return Err(Error::PartitionNotFound { topic: topic.to_owned(), partition: 0 });
-        }
-
+        let partitions = self.partitions_of(topic).await?;
         // Validate and place every record before buffering any: nothing is half-applied.
         let now = i64::try_from(self.log.node().now_ms()).unwrap_or(i64::MAX);
         let mut sticky = None;
         let mut groups: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
         let mut placed = Vec::with_capacity(records.len());
         for (i, r) in records.into_iter().enumerate() {
-            if r.timestamp.is_some_and(|t| t < 0) {
-                let e = Error::invalid(
-                    Invalid::Timestamp,
-                    "record timestamps are milliseconds since the Unix epoch, never negative",
-                );
-                return Err(e.in_record(i));
-            }
+            check_record(topic, partitions, &r).map_err(|e| e.in_record(i))?;
             let partition = match (r.partition, &r.key) {
-                (Some(p), _) if p >= partitions => {
-                    return Err(Error::PartitionNotFound { topic: topic.to_owned(), partition: p }.in_record(i));
-                }
                 (Some(p), _) => p,
                 (None, Some(key)) => partitioner::for_key(key, partitions),
                 (None, None) => *sticky.get_or_insert_with(|| self.sticky.next(partitions)),
@@ -119,6 +99,31 @@ impl Agent {
 
     fn partition_count(&self, topic: &str) -> Option<u32> {
         self.log.state().topic(topic).map(|t| t.partitions.len() as u32)
+    }
+
+    /// The topic's partition count, catching up with the log if the topic
+    /// is not known yet (another agent may have just created it).
+    async fn partitions_of(&self, topic: &str) -> Result<u32> {
+        let partitions = match self.partition_count(topic) {
+            Some(n) => n,
+            None => {
+                self.log.catch_up().await?;
+                self.partition_count(topic).ok_or_else(|| Error::TopicNotFound { topic: topic.to_owned() })?
+            }
+        };
+        // Topics are created with at least one partition; an old log may hold one without.
+        if partitions == 0 {
+            return Err(Error::PartitionNotFound { topic: topic.to_owned(), partition: 0 });
+        }
+        Ok(partitions)
+    }
+
+    /// What `produce` would refuse in each record, all checked at once; for
+    /// faces that answer each record on its own (Kafka REST's streaming
+    /// produce). The topic itself failing is the whole call's error.
+    pub async fn check_records(&self, topic: &str, records: &[NewRecord]) -> Result<Vec<Result<()>>> {
+        let partitions = self.partitions_of(topic).await?;
+        Ok(records.iter().map(|r| check_record(topic, partitions, r)).collect())
     }
 
     /// Refuses, before anything is buffered, a producer the log does not know
@@ -189,6 +194,20 @@ impl Tail {
         };
         self.req.offset = fetched.next_offset;
         Ok(Some(fetched.records))
+    }
+}
+
+/// The checks one record passes before any of its request is buffered.
+fn check_record(topic: &str, partitions: u32, r: &NewRecord) -> Result<()> {
+    if r.timestamp.is_some_and(|t| t < 0) {
+        return Err(Error::invalid(
+            Invalid::Timestamp,
+            "record timestamps are milliseconds since the Unix epoch, never negative",
+        ));
+    }
+    match r.partition {
+        Some(p) if p >= partitions => Err(Error::PartitionNotFound { topic: topic.to_owned(), partition: p }),
+        _ => Ok(()),
     }
 }
 

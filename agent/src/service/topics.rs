@@ -73,6 +73,9 @@ impl Agent {
         let exists = || Error::TopicExists { topic: spec.name.clone() };
         let op = Op::CreateTopic { name: spec.name.clone(), partitions: spec.partitions, config };
         let committed = self.log.commit(vec![op]).await?;
+        if let Some(e) = Error::unsettled(committed.outcomes.first()) {
+            return Err(e);
+        }
         match committed.outcomes.first() {
             Some(OpOutcome::TopicCreated) => {
                 tracing::info!(topic = %spec.name, partitions = spec.partitions, seq = committed.seq, "topic created");
@@ -147,6 +150,9 @@ impl Agent {
             return self.describe_applied(name);
         }
         let committed = self.log.commit(vec![Op::UpdateTopic { name: name.to_owned(), config }]).await?;
+        if let Some(e) = Error::unsettled(committed.outcomes.first()) {
+            return Err(e);
+        }
         match committed.outcomes.first() {
             Some(OpOutcome::TopicUpdated) => self.describe_applied(name),
             _ => Err(not_found()),

@@ -213,37 +213,56 @@ pub async fn produce(
         return Err(V3Error::new(422, 422, "Payload error. Request body is empty. Data is required."));
     }
     let cluster_id = agent.cluster_id();
-    // All good records go in one request; one the service refuses gets its
-    // error, and the rest are sent again without it.
-    while !good.is_empty() {
-        let records = good.iter().map(|(_, p)| p.record.clone()).collect();
-        match agent.produce(&topic, records, None).await {
-            Ok(offsets) => {
-                for ((index, parsed), placed) in good.drain(..).zip(offsets) {
-                    reports[index] = Some(Report {
-                        status: None,
-                        error_code: 200,
-                        message: None,
-                        cluster_id: Some(cluster_id.clone()),
-                        topic_name: Some(topic.clone()),
-                        partition_id: Some(placed.partition),
-                        offset: Some(placed.offset),
-                        timestamp: parsed.timestamp,
-                        key: parsed.key,
-                        value: parsed.value,
-                    });
+    // Every record is checked at once; those the service would refuse get
+    // their error, and the rest go in one request. (The topic itself failing
+    // fails the whole request, as in Kafka REST.)
+    if !good.is_empty() {
+        let records: Vec<NewRecord> = good.iter().map(|(_, p)| p.record.clone()).collect();
+        let checks = agent.check_records(&topic, &records).await?;
+        let mut refused = Vec::new();
+        let mut records = Vec::with_capacity(good.len());
+        good = good
+            .into_iter()
+            .zip(checks)
+            .filter_map(|((index, parsed), check)| match check {
+                Ok(()) => {
+                    records.push(parsed.record.clone());
+                    Some((index, parsed))
                 }
-            }
-            Err(Error::InRecord { index, error }) if index < good.len() => {
-                let (at, _) = good.remove(index);
-                reports[at] = Some(Report::failed(V3Error::from(*error)));
-            }
-            // The topic itself: the whole request fails, as in Kafka REST.
-            Err(e @ Error::TopicNotFound { .. }) => return Err(e.into()),
-            Err(e) => {
-                let e = V3Error::from(e);
-                for (index, _) in good.drain(..) {
-                    reports[index] = Some(Report::failed(V3Error::new(e.status(), e.parts().0, e.parts().1)));
+                Err(e) => {
+                    refused.push((index, e));
+                    None
+                }
+            })
+            .collect();
+        for (index, e) in refused {
+            reports[index] = Some(Report::failed(V3Error::from(e)));
+        }
+        if !good.is_empty() {
+            match agent.produce(&topic, records, None).await {
+                Ok(offsets) => {
+                    for ((index, parsed), placed) in good.into_iter().zip(offsets) {
+                        reports[index] = Some(Report {
+                            status: None,
+                            error_code: 200,
+                            message: None,
+                            cluster_id: Some(cluster_id.clone()),
+                            topic_name: Some(topic.clone()),
+                            partition_id: Some(placed.partition),
+                            offset: Some(placed.offset),
+                            timestamp: parsed.timestamp,
+                            key: parsed.key,
+                            value: parsed.value,
+                        });
+                    }
+                }
+                Err(e @ Error::TopicNotFound { .. }) => return Err(e.into()),
+                // Nothing of the request was written: every record gets the error.
+                Err(e) => {
+                    let e = V3Error::from(e);
+                    for (index, _) in good {
+                        reports[index] = Some(Report::failed(V3Error::new(e.status(), e.parts().0, e.parts().1)));
+                    }
                 }
             }
         }
