@@ -59,6 +59,10 @@ pub enum Error {
     NoCommittedOffset { topic: String, partition: u32 },
     #[error("member {member_id:?} is not in the group; join again")]
     UnknownMember { member_id: String },
+    #[error("member {member_id:?} is already in the group")]
+    MemberExists { member_id: String },
+    #[error("{topic}/{partition} is not assigned to this member")]
+    NotAssigned { topic: String, partition: u32 },
     #[error("generation {generation} is not the group's current generation {current}")]
     IllegalGeneration { generation: u64, current: u64 },
     #[error("the request holds {bytes} bytes of records, more than the agent's whole write buffer ({budget} bytes)")]

@@ -81,6 +81,8 @@ impl From<Error> for ApiError {
             }
             Error::NoCommittedOffset { .. } => new(StatusCode::CONFLICT, "no_committed_offset"),
             Error::UnknownMember { .. } => new(StatusCode::CONFLICT, "unknown_member"),
+            Error::MemberExists { .. } => new(StatusCode::CONFLICT, "member_exists"),
+            Error::NotAssigned { .. } => new(StatusCode::CONFLICT, "not_assigned"),
             Error::IllegalGeneration { current, .. } => {
                 new(StatusCode::CONFLICT, "illegal_generation").with("generation", current)
             }

@@ -23,7 +23,7 @@ fn render(reply: GroupReply, encoding: Encoding) -> Json<Value> {
         GroupReply::Joined { member_id, generation, assignments } => {
             json!({ "member_id": member_id, "generation": generation, "assignments": assignments })
         }
-        GroupReply::Heartbeat { generation, assignments } => {
+        GroupReply::Heartbeat { generation, assignments, .. } => {
             json!({ "generation": generation, "assignments": assignments })
         }
         GroupReply::Records { records } => {
@@ -70,6 +70,7 @@ pub async fn join(
         topics: b.topics,
         session_timeout_ms: b.session_timeout_ms,
         auto_offset_reset: b.auto_offset_reset,
+        name: None,
     };
     run(&agent, &group, req).await
 }
@@ -130,8 +131,12 @@ pub async fn commit(
 ) -> Result<Json<Value>, ApiError> {
     let Path(group) = path?;
     let b: CommitBody = body::json(&body::read(raw, agent.max_request_bytes()).await?)?;
-    run(&agent, &group, GroupRequest::Commit { member_id: b.member_id, generation: b.generation, offsets: b.offsets })
-        .await
+    run(
+        &agent,
+        &group,
+        GroupRequest::Commit { member_id: b.member_id, generation: Some(b.generation), offsets: b.offsets },
+    )
+    .await
 }
 
 #[derive(Serialize)]

@@ -8,8 +8,10 @@ mod health;
 mod internal;
 mod producers;
 mod records;
+mod rest_error;
 mod tail;
 mod topics;
+mod v2;
 mod v3;
 
 use std::sync::Arc;
@@ -84,6 +86,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/topics/{topic}/records", post(records::produce))
         .route("/v1/topics/{topic}/partitions/{partition}/records", get(records::fetch))
         .nest("/v3", v3::router())
+        .merge(v2::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

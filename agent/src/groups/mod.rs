@@ -27,11 +27,62 @@ pub use routing::Groups;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum GroupRequest {
-    Join { topics: Vec<String>, session_timeout_ms: u64, auto_offset_reset: OffsetReset },
-    Heartbeat { member_id: String },
-    Leave { member_id: String },
-    Fetch { member_id: String, max_records: usize, max_bytes: usize, timeout_ms: u64 },
-    Commit { member_id: String, generation: u64, offsets: Vec<GroupOffset> },
+    /// A new member. With `name`, the member id is that name (a Kafka REST
+    /// consumer instance, named by its client), it may join with no topics
+    /// yet, and a second join of the name is refused.
+    Join {
+        topics: Vec<String>,
+        session_timeout_ms: u64,
+        auto_offset_reset: OffsetReset,
+        #[serde(default)]
+        name: Option<String>,
+    },
+    Heartbeat {
+        member_id: String,
+    },
+    Leave {
+        member_id: String,
+    },
+    /// Replaces the member's topics (none: unsubscribed) and rebalances.
+    Subscribe {
+        member_id: String,
+        topics: Vec<String>,
+    },
+    /// Moves the member's read positions in partitions assigned to it.
+    Seek {
+        member_id: String,
+        positions: Vec<Seek>,
+    },
+    Fetch {
+        member_id: String,
+        max_records: usize,
+        max_bytes: usize,
+        timeout_ms: u64,
+    },
+    /// Commits `offsets` (the next offset to read in each partition). Without
+    /// a generation, in the group's current one; with no offsets and no
+    /// generation, the member's read positions.
+    Commit {
+        member_id: String,
+        generation: Option<u64>,
+        offsets: Vec<GroupOffset>,
+    },
+}
+
+/// Where a seek moves a member's position in one partition.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Seek {
+    pub topic: String,
+    pub partition: u32,
+    pub to: SeekTo,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeekTo {
+    Offset(u64),
+    Beginning,
+    End,
 }
 
 impl GroupRequest {
@@ -41,6 +92,8 @@ impl GroupRequest {
             Self::Join { .. } => None,
             Self::Heartbeat { member_id }
             | Self::Leave { member_id }
+            | Self::Subscribe { member_id, .. }
+            | Self::Seek { member_id, .. }
             | Self::Fetch { member_id, .. }
             | Self::Commit { member_id, .. } => Some(member_id),
         }
@@ -57,10 +110,22 @@ pub struct TopicPartition {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum GroupReply {
-    Joined { member_id: String, generation: u64, assignments: Vec<TopicPartition> },
-    Heartbeat { generation: u64, assignments: Vec<TopicPartition> },
+    Joined {
+        member_id: String,
+        generation: u64,
+        assignments: Vec<TopicPartition>,
+    },
+    /// The member's view of the group; also the answer to a subscribe or a seek.
+    Heartbeat {
+        generation: u64,
+        assignments: Vec<TopicPartition>,
+        #[serde(default)]
+        topics: Vec<String>,
+    },
     Left,
-    Records { records: Vec<GroupRecord> },
+    Records {
+        records: Vec<GroupRecord>,
+    },
     Committed,
 }
 

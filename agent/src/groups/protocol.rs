@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::membership::{GroupState, Member, OffsetReset};
-use super::{GroupRecord, GroupReply, GroupRequest, TopicPartition};
+use super::{GroupRecord, GroupReply, GroupRequest, SeekTo, TopicPartition};
 use crate::error::{Error, Invalid, Result};
 use crate::reader::{FetchError, FetchRequest, Reader};
 
@@ -32,15 +32,48 @@ impl Coordinator<'_> {
     /// refused an offset commit stamped with it.
     pub async fn execute(&self, req: GroupRequest) -> Result<GroupReply> {
         match req {
-            GroupRequest::Join { topics, session_timeout_ms, auto_offset_reset } => {
-                self.join(topics, session_timeout_ms, auto_offset_reset).await
+            GroupRequest::Join { topics, session_timeout_ms, auto_offset_reset, name } => {
+                self.join(topics, session_timeout_ms, auto_offset_reset, name).await
             }
             GroupRequest::Heartbeat { member_id } => {
                 let mut s = self.state.lock().await;
-                let generation = s.generation;
+                member(&mut s, &member_id)?.last_seen = Instant::now();
+                view(&s, &member_id)
+            }
+            GroupRequest::Subscribe { member_id, topics } => {
+                let partitions = subscribed_partitions(self.log, &topics, true)?;
+                let mut s = self.state.lock().await;
                 let m = member(&mut s, &member_id)?;
                 m.last_seen = Instant::now();
-                Ok(GroupReply::Heartbeat { generation, assignments: assignments(m) })
+                m.topics = topics;
+                let all = all_partitions(self.log, &s, partitions);
+                s.rebalance(&all);
+                view(&s, &member_id)
+            }
+            GroupRequest::Seek { member_id, positions } => {
+                let mut s = self.state.lock().await;
+                let m = member(&mut s, &member_id)?;
+                m.last_seen = Instant::now();
+                // All or nothing: every partition is checked before any position moves.
+                let mut moved = Vec::with_capacity(positions.len());
+                for p in positions {
+                    let tp = (p.topic.clone(), p.partition);
+                    if !m.assignments.contains(&tp) {
+                        return Err(Error::NotAssigned { topic: p.topic, partition: p.partition });
+                    }
+                    let state = self.log.state();
+                    let part = state
+                        .partition(&p.topic, p.partition)
+                        .ok_or_else(|| Error::PartitionNotFound { topic: p.topic.clone(), partition: p.partition })?;
+                    let to = match p.to {
+                        SeekTo::Offset(o) => o,
+                        SeekTo::Beginning => part.log_start_offset,
+                        SeekTo::End => part.high_watermark,
+                    };
+                    moved.push((tp, to));
+                }
+                m.positions.extend(moved);
+                view(&s, &member_id)
             }
             GroupRequest::Leave { member_id } => {
                 let mut s = self.state.lock().await;
@@ -59,10 +92,20 @@ impl Coordinator<'_> {
         }
     }
 
-    async fn join(&self, topics: Vec<String>, session_timeout_ms: u64, reset: OffsetReset) -> Result<GroupReply> {
-        let partitions = subscribed_partitions(self.log, &topics)?;
-        let id = format!("{}-{}", self.group, self.log.node().ulid().to_string().to_lowercase());
+    async fn join(
+        &self,
+        topics: Vec<String>,
+        session_timeout_ms: u64,
+        reset: OffsetReset,
+        name: Option<String>,
+    ) -> Result<GroupReply> {
+        let partitions = subscribed_partitions(self.log, &topics, name.is_some())?;
         let mut s = self.state.lock().await;
+        let id = match name {
+            Some(name) if s.members.contains_key(&name) => return Err(Error::MemberExists { member_id: name }),
+            Some(name) => name,
+            None => format!("{}-{}", self.group, self.log.node().ulid().to_string().to_lowercase()),
+        };
         s.members.insert(
             id.clone(),
             Member {
@@ -84,12 +127,28 @@ impl Coordinator<'_> {
     /// The group stays locked until the commit is in the log, so a rebalance
     /// cannot slip between the generation check and the commit, and commits
     /// of one group land in the order checked.
-    async fn commit(&self, member_id: &str, generation: u64, offsets: Vec<GroupOffset>) -> Result<GroupReply> {
+    async fn commit(&self, member_id: &str, generation: Option<u64>, offsets: Vec<GroupOffset>) -> Result<GroupReply> {
         let mut s = self.state.lock().await;
         let current = s.generation;
-        member(&mut s, member_id)?.last_seen = Instant::now();
-        if generation != current {
+        let m = member(&mut s, member_id)?;
+        m.last_seen = Instant::now();
+        if let Some(generation) = generation.filter(|g| *g != current) {
             return Err(Error::IllegalGeneration { generation, current });
+        }
+        let offsets = if offsets.is_empty() && generation.is_none() {
+            let positions = m.positions.iter();
+            positions
+                .map(|((topic, partition), offset)| GroupOffset {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset: *offset,
+                })
+                .collect()
+        } else {
+            offsets
+        };
+        if offsets.is_empty() {
+            return Ok(GroupReply::Committed);
         }
         check_offsets(self.log, &offsets).await?;
         // Stamped with the tenure this group state belongs to: if the lease
@@ -212,6 +271,12 @@ fn member<'a>(s: &'a mut GroupState, id: &str) -> Result<&'a mut Member> {
     s.members.get_mut(id).ok_or_else(|| Error::UnknownMember { member_id: id.to_owned() })
 }
 
+/// A member's view of the group.
+fn view(s: &GroupState, member_id: &str) -> Result<GroupReply> {
+    let m = s.members.get(member_id).ok_or_else(|| Error::UnknownMember { member_id: member_id.to_owned() })?;
+    Ok(GroupReply::Heartbeat { generation: s.generation, assignments: assignments(m), topics: m.topics.clone() })
+}
+
 fn assignments(m: &Member) -> Vec<TopicPartition> {
     m.assignments
         .iter()
@@ -248,9 +313,10 @@ async fn check_offsets(log: &MetadataLog, offsets: &[GroupOffset]) -> Result<()>
     check()
 }
 
-/// Partition counts of `topics`, which must all exist.
-fn subscribed_partitions(log: &MetadataLog, topics: &[String]) -> Result<BTreeMap<String, u32>> {
-    if topics.is_empty() {
+/// Partition counts of `topics`, which must all exist (and be at least one,
+/// unless `may_be_empty`).
+fn subscribed_partitions(log: &MetadataLog, topics: &[String], may_be_empty: bool) -> Result<BTreeMap<String, u32>> {
+    if topics.is_empty() && !may_be_empty {
         return Err(Error::invalid(Invalid::Request, "a member subscribes to at least one topic"));
     }
     let state = log.state();

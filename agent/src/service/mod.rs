@@ -159,6 +159,11 @@ impl Agent {
         self.cluster_id.to_string().to_lowercase()
     }
 
+    /// A fresh id, for names a client leaves to the agent.
+    pub fn fresh_id(&self) -> String {
+        self.log.node().ulid().to_string().to_lowercase()
+    }
+
     /// The largest request body a face should read.
     pub fn max_request_bytes(&self) -> usize {
         self.settings.max_request_bytes

@@ -41,6 +41,19 @@ pub fn group_name(name: &str) -> Result<()> {
     ))
 }
 
+/// A member named by its client (a consumer instance) follows the same rule.
+pub fn member_name(name: &str) -> Result<()> {
+    if is_name(name) {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        Invalid::Request,
+        format!(
+            "consumer instance names are 1 to {MAX_NAME} characters of letters, digits, '.', '_' and '-'; got {name:?}"
+        ),
+    ))
+}
+
 pub fn fetch_limits(max_records: usize, max_bytes: usize, timeout_ms: u64) -> Result<()> {
     let in_range = (1..=MAX_FETCH_RECORDS).contains(&max_records)
         && (1..=MAX_FETCH_BYTES).contains(&max_bytes)
@@ -64,7 +77,14 @@ pub fn group_request(group: &str, req: &GroupRequest) -> Result<()> {
             fetch_limits(*max_records, *max_bytes, *timeout_ms)
         }
         GroupRequest::Commit { offsets, .. } => offsets.iter().try_for_each(|o| topic_name(&o.topic)),
-        GroupRequest::Join { topics, .. } => topics.iter().try_for_each(|t| topic_name(t)),
+        GroupRequest::Join { topics, name, .. } => {
+            if let Some(name) = name {
+                member_name(name)?;
+            }
+            topics.iter().try_for_each(|t| topic_name(t))
+        }
+        GroupRequest::Subscribe { topics, .. } => topics.iter().try_for_each(|t| topic_name(t)),
+        GroupRequest::Seek { positions, .. } => positions.iter().try_for_each(|p| topic_name(&p.topic)),
         GroupRequest::Heartbeat { .. } | GroupRequest::Leave { .. } => Ok(()),
     }
 }

@@ -4,7 +4,6 @@
 //! methods as the native API; docs/migrating-from-rest-proxy.md says what
 //! differs.
 
-mod error;
 mod records;
 mod resources;
 
@@ -14,7 +13,7 @@ use axum::Router;
 use axum::http::{HeaderMap, header};
 use axum::routing::{get, post};
 
-pub use error::V3Error;
+pub use super::rest_error::RestError;
 
 use crate::service::Agent;
 
@@ -27,8 +26,8 @@ pub fn router() -> Router<Arc<Agent>> {
         .route("/clusters/{cluster}/topics/{topic}/partitions", get(resources::list_partitions))
         .route("/clusters/{cluster}/topics/{topic}/partitions/{partition}", get(resources::get_partition))
         .route("/clusters/{cluster}/topics/{topic}/records", post(records::produce))
-        .fallback(|| async { V3Error::new(404, 404, "HTTP 404 Not Found") })
-        .method_not_allowed_fallback(|| async { V3Error::new(405, 405, "HTTP 405 Method Not Allowed") })
+        .fallback(|| async { RestError::new(404, 404, "HTTP 404 Not Found") })
+        .method_not_allowed_fallback(|| async { RestError::new(405, 405, "HTTP 405 Method Not Allowed") })
 }
 
 /// Where this agent was reached, for the absolute URLs in `metadata.self`.
@@ -38,22 +37,22 @@ fn base_url(headers: &HeaderMap) -> String {
 }
 
 /// Confluent answers JSON only: a client that accepts none gets 406.
-fn check_accept(headers: &HeaderMap) -> Result<(), V3Error> {
+fn check_accept(headers: &HeaderMap) -> Result<(), RestError> {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else { return Ok(()) };
     let acceptable = accept
         .split(',')
         .map(|t| t.split(';').next().unwrap_or("").trim())
         .any(|t| matches!(t, "*/*" | "application/*" | "application/json" | ""));
-    if acceptable { Ok(()) } else { Err(V3Error::new(406, 406, "HTTP 406 Not Acceptable")) }
+    if acceptable { Ok(()) } else { Err(RestError::new(406, 406, "HTTP 406 Not Acceptable")) }
 }
 
 /// Request bodies are JSON (any `+json` type too); anything else is 415.
-fn check_content_type(headers: &HeaderMap) -> Result<(), V3Error> {
+fn check_content_type(headers: &HeaderMap) -> Result<(), RestError> {
     let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return Ok(()) };
     let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if media == "application/json" || media.ends_with("+json") {
         Ok(())
     } else {
-        Err(V3Error::new(415, 415, "HTTP 415 Unsupported Media Type"))
+        Err(RestError::new(415, 415, "HTTP 415 Unsupported Media Type"))
     }
 }

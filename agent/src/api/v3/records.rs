@@ -19,7 +19,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{V3Error, check_accept, check_content_type};
+use super::{RestError, check_accept, check_content_type};
 use crate::api::body;
 use crate::error::Error;
 use crate::service::{Agent, NewRecord};
@@ -86,7 +86,7 @@ struct DataReport {
 }
 
 impl Report {
-    fn failed(e: V3Error) -> Self {
+    fn failed(e: RestError) -> Self {
         let (error_code, message) = e.parts();
         Self {
             status: Some(e.status()),
@@ -103,12 +103,12 @@ impl Report {
     }
 }
 
-fn bad(message: impl Into<String>) -> V3Error {
-    V3Error::new(400, 400, message)
+fn bad(message: impl Into<String>) -> RestError {
+    RestError::new(400, 400, message)
 }
 
 /// The bytes of a key or value, and its type for the report.
-fn data_bytes(what: &str, d: &Data) -> Result<(Bytes, &'static str), V3Error> {
+fn data_bytes(what: &str, d: &Data) -> Result<(Bytes, &'static str), RestError> {
     match (d.kind.as_deref(), &d.data) {
         (Some("BINARY"), Value::String(s)) => BASE64
             .decode(s)
@@ -118,12 +118,12 @@ fn data_bytes(what: &str, d: &Data) -> Result<(Bytes, &'static str), V3Error> {
         (Some("STRING"), Value::String(s)) => Ok((Bytes::from(s.clone()), "STRING")),
         (Some("STRING"), _) => Err(bad(format!("Bad Request: {what} data is not a string."))),
         (Some("JSON"), v) => Ok((Bytes::from(v.to_string()), "JSON")),
-        (Some(other), _) => Err(V3Error::new(
+        (Some(other), _) => Err(RestError::new(
             400,
             400,
             format!("Bad Request: {what} type {other:?} is not supported; Floe takes BINARY, JSON and STRING"),
         )),
-        (None, _) => Err(V3Error::new(
+        (None, _) => Err(RestError::new(
             400,
             400,
             format!("Bad Request: {what} has no type; schema-registry formats are not supported"),
@@ -138,7 +138,7 @@ struct Parsed {
     timestamp: Option<String>,
 }
 
-fn parse(req: ProduceRequest) -> Result<Parsed, V3Error> {
+fn parse(req: ProduceRequest) -> Result<Parsed, RestError> {
     let key = req.key.as_ref().map(|k| data_bytes("key", k)).transpose()?;
     let value = req.value.as_ref().map(|v| data_bytes("value", v)).transpose()?;
     let partition = req
@@ -163,7 +163,7 @@ fn parse(req: ProduceRequest) -> Result<Parsed, V3Error> {
                 BASE64.decode(value).map_err(|_| bad(format!("Bad Request: header {:?} is not base64.", h.name)))?;
             Ok((h.name.clone(), Bytes::from(bytes)))
         })
-        .collect::<Result<_, V3Error>>()?;
+        .collect::<Result<_, RestError>>()?;
     let report = |(bytes, kind): &(Bytes, &'static str)| DataReport { kind, size: bytes.len() };
     Ok(Parsed {
         key: key.as_ref().map(report),
@@ -185,8 +185,8 @@ pub async fn produce(
     p: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     raw: Body,
-) -> Result<Response, V3Error> {
-    let (_, topic) = p.map(|Path(t)| t).map_err(|e| V3Error::new(400, 400, e.body_text()))?;
+) -> Result<Response, RestError> {
+    let (_, topic) = p.map(|Path(t)| t).map_err(|e| RestError::new(400, 400, e.body_text()))?;
     check_accept(&headers)?;
     check_content_type(&headers)?;
     let bytes = body::read(raw, agent.max_request_bytes()).await?;
@@ -210,7 +210,7 @@ pub async fn produce(
         }
     }
     if reports.is_empty() {
-        return Err(V3Error::new(422, 422, "Payload error. Request body is empty. Data is required."));
+        return Err(RestError::new(422, 422, "Payload error. Request body is empty. Data is required."));
     }
     let cluster_id = agent.cluster_id();
     // Every record is checked at once; those the service would refuse get
@@ -236,7 +236,7 @@ pub async fn produce(
             })
             .collect();
         for (index, e) in refused {
-            reports[index] = Some(Report::failed(V3Error::from(e)));
+            reports[index] = Some(Report::failed(RestError::from(e)));
         }
         if !good.is_empty() {
             match agent.produce(&topic, records, None).await {
@@ -259,9 +259,9 @@ pub async fn produce(
                 Err(e @ Error::TopicNotFound { .. }) => return Err(e.into()),
                 // Nothing of the request was written: every record gets the error.
                 Err(e) => {
-                    let e = V3Error::from(e);
+                    let e = RestError::from(e);
                     for (index, _) in good {
-                        reports[index] = Some(Report::failed(V3Error::new(e.status(), e.parts().0, e.parts().1)));
+                        reports[index] = Some(Report::failed(RestError::new(e.status(), e.parts().0, e.parts().1)));
                     }
                 }
             }
@@ -273,11 +273,11 @@ pub async fn produce(
         && only.error_code != 200
     {
         let status = only.status.unwrap_or(400);
-        return Err(V3Error::new(status, only.error_code, only.message.clone().unwrap_or_default()));
+        return Err(RestError::new(status, only.error_code, only.message.clone().unwrap_or_default()));
     }
     let mut out = Vec::new();
     for report in reports.into_iter().flatten() {
-        serde_json::to_writer(&mut out, &report).map_err(|e| V3Error::new(500, 500, e.to_string()))?;
+        serde_json::to_writer(&mut out, &report).map_err(|e| RestError::new(500, 500, e.to_string()))?;
     }
     let mut response = (StatusCode::OK, out).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::{V3Error, base_url, check_accept, check_content_type};
+use super::{RestError, base_url, check_accept, check_content_type};
 use crate::api::body;
 use crate::service::{Agent, NewTopic, TopicInfo};
 
@@ -150,14 +150,14 @@ impl Urls {
     }
 }
 
-fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, V3Error> {
-    p.map(|Path(t)| t).map_err(|e| V3Error::new(400, 400, e.body_text()))
+fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, RestError> {
+    p.map(|Path(t)| t).map_err(|e| RestError::new(400, 400, e.body_text()))
 }
 
 pub async fn list_clusters(
     State(agent): State<Arc<Agent>>,
     headers: HeaderMap,
-) -> Result<Json<List<ClusterData>>, V3Error> {
+) -> Result<Json<List<ClusterData>>, RestError> {
     check_accept(&headers)?;
     let urls = Urls::new(&headers, &agent);
     let metadata = collection(format!("{}/clusters", base_url(&headers)));
@@ -169,7 +169,7 @@ pub async fn get_cluster(
     State(agent): State<Arc<Agent>>,
     p: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-) -> Result<Json<ClusterData>, V3Error> {
+) -> Result<Json<ClusterData>, RestError> {
     path(p)?;
     check_accept(&headers)?;
     Ok(Json(Urls::new(&headers, &agent).cluster_data()))
@@ -179,7 +179,7 @@ pub async fn list_topics(
     State(agent): State<Arc<Agent>>,
     p: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-) -> Result<Json<List<TopicData>>, V3Error> {
+) -> Result<Json<List<TopicData>>, RestError> {
     path(p)?;
     check_accept(&headers)?;
     let urls = Urls::new(&headers, &agent);
@@ -211,20 +211,20 @@ struct Config {
 
 /// Kafka's `retention.ms` and `retention.bytes` are honoured; other settings
 /// have no meaning on Floe and are refused rather than silently dropped.
-fn retention(configs: &[Config]) -> Result<(Option<i64>, Option<i64>), V3Error> {
+fn retention(configs: &[Config]) -> Result<(Option<i64>, Option<i64>), RestError> {
     let mut out = (None, None);
     for c in configs {
-        let value = |name: &str| -> Result<Option<i64>, V3Error> {
+        let value = |name: &str| -> Result<Option<i64>, RestError> {
             c.value
                 .as_deref()
-                .map(|v| v.parse().map_err(|_| V3Error::new(400, 40002, format!("{name} must be an integer"))))
+                .map(|v| v.parse().map_err(|_| RestError::new(400, 40002, format!("{name} must be an integer"))))
                 .transpose()
         };
         match c.name.as_str() {
             "retention.ms" => out.0 = value("retention.ms")?,
             "retention.bytes" => out.1 = value("retention.bytes")?,
             other => {
-                return Err(V3Error::new(
+                return Err(RestError::new(
                     400,
                     40002,
                     format!("topic config {other:?} is not supported; Floe takes retention.ms and retention.bytes"),
@@ -240,7 +240,7 @@ pub async fn create_topic(
     p: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     raw: Body,
-) -> Result<(StatusCode, Json<TopicData>), V3Error> {
+) -> Result<(StatusCode, Json<TopicData>), RestError> {
     path(p)?;
     check_accept(&headers)?;
     check_content_type(&headers)?;
@@ -274,9 +274,9 @@ pub async fn get_topic(
     p: Result<Path<(String, String)>, PathRejection>,
     q: Result<Query<TopicQuery>, QueryRejection>,
     headers: HeaderMap,
-) -> Result<Json<TopicData>, V3Error> {
+) -> Result<Json<TopicData>, RestError> {
     let (_, topic) = path(p)?;
-    let Query(q) = q.map_err(|e| V3Error::new(400, 400, e.body_text()))?;
+    let Query(q) = q.map_err(|e| RestError::new(400, 400, e.body_text()))?;
     check_accept(&headers)?;
     let (info, _) = agent.describe_topic(&topic).await?;
     let mut data = Urls::new(&headers, &agent).topic_data(&info);
@@ -291,7 +291,7 @@ pub async fn list_partitions(
     State(agent): State<Arc<Agent>>,
     p: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
-) -> Result<Json<List<PartitionData>>, V3Error> {
+) -> Result<Json<List<PartitionData>>, RestError> {
     let (_, topic) = path(p)?;
     check_accept(&headers)?;
     let (_, partitions) = agent.describe_topic(&topic).await?;
@@ -305,18 +305,18 @@ pub async fn get_partition(
     State(agent): State<Arc<Agent>>,
     p: Result<Path<(String, String, String)>, PathRejection>,
     headers: HeaderMap,
-) -> Result<Json<PartitionData>, V3Error> {
+) -> Result<Json<PartitionData>, RestError> {
     let (_, topic, id) = path(p)?;
     check_accept(&headers)?;
     // Any integer is a well-formed id, however large; one the topic does not have is unknown.
     let digits = id.strip_prefix('-').unwrap_or(&id);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(V3Error::new(400, 400, format!("partition id {id:?} is not an integer")));
+        return Err(RestError::new(400, 400, format!("partition id {id:?} is not an integer")));
     }
     let (_, partitions) = agent.describe_topic(&topic).await?;
     let found = id.parse::<u32>().ok().filter(|p| partitions.iter().any(|x| x.partition == *p));
     let Some(partition) = found else {
-        return Err(V3Error::new(404, 40403, format!("topic {topic:?} has no partition {id}")));
+        return Err(RestError::new(404, 40403, format!("topic {topic:?} has no partition {id}")));
     };
     Ok(Json(Urls::new(&headers, &agent).partition_data(&topic, partition)))
 }
