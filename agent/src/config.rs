@@ -93,6 +93,11 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOE_GROUP_COORDINATOR_TERM_MS", default_value_t = 10_000)]
     pub group_coordinator_term_ms: u64,
 
+    /// A request body that has not arrived this long after its headers fails
+    /// the request (408) and closes its connection.
+    #[arg(long, env = "FLOE_REQUEST_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_body_timeout_ms: u64,
+
     /// On SIGTERM or SIGINT: how long in-flight requests and writing out
     /// what was accepted may take before the agent exits anyway.
     #[arg(long, env = "FLOE_DRAIN_TIMEOUT_MS", default_value_t = 30_000)]

@@ -20,6 +20,15 @@ struct Cli {
     /// Seed for the profile's delays (default: random).
     #[arg(long, env = "FLOE_STORE_PROFILE_SEED")]
     store_profile_seed: Option<u64>,
+    /// Log lines as text for people, or as JSON objects for collectors.
+    #[arg(long, env = "FLOE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -43,11 +52,14 @@ struct CheckStoreArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("FLOE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("FLOE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let outcome = match cli.command {
         Some(Command::CheckStore(args)) => check_store(args).await,
         None => run(cli.agent, cli.store_profile, cli.store_profile_seed).await.map(|()| ExitCode::SUCCESS),

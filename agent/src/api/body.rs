@@ -9,6 +9,14 @@ use super::ApiError;
 
 pub async fn read(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut causes = std::iter::successors(std::error::Error::source(&e), |c| c.source());
+        if causes.any(|c| c.is::<tower_http::timeout::TimeoutError>()) {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive in time; the connection is closed",
+            );
+        }
         let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if too_large {
             ApiError::new(

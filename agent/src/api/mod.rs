@@ -6,6 +6,7 @@ mod error;
 mod groups;
 mod health;
 mod internal;
+mod layers;
 mod producers;
 mod records;
 mod rest_error;
@@ -49,7 +50,8 @@ pub async fn serve(
             agent.stop();
         }
     };
-    let server = axum::serve(listener, router(agent.clone())).with_graceful_shutdown(stop).into_future();
+    let app = layers::wrap(router(agent.clone()), agent.components(), agent.request_body_timeout());
+    let server = axum::serve(listener, app).with_graceful_shutdown(stop).into_future();
     let drain = async {
         agent.stopped().await;
         agent.drain().await;

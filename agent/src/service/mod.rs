@@ -164,6 +164,16 @@ impl Agent {
         self.log.node().ulid().to_string().to_lowercase()
     }
 
+    /// The agent's clock and randomness, for the faces' ids.
+    pub fn components(&self) -> floe_broker::Components {
+        self.log.node().clone()
+    }
+
+    /// How long a client may take to send a request body.
+    pub fn request_body_timeout(&self) -> Duration {
+        Duration::from_millis(self.settings.request_body_timeout_ms.max(1))
+    }
+
     /// The largest request body a face should read.
     pub fn max_request_bytes(&self) -> usize {
         self.settings.max_request_bytes

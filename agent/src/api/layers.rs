@@ -1,0 +1,41 @@
+//! What every request passes through, whichever face it is for: a request
+//! id (taken from `X-Request-Id` or made here, echoed back, and on every log
+//! line of the request), and a bound on how long a client may take to send
+//! its body.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, Request};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Request ids for requests that come without one: ULIDs from the agent's
+/// injected clock and randomness.
+#[derive(Clone)]
+struct MakeUlid(floe_broker::Components);
+
+impl MakeRequestId for MakeUlid {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let id = self.0.ulid().to_string();
+        axum::http::HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+/// Wraps `router` in the layers every request passes through. A body that
+/// does not arrive within `body_timeout` fails the request (408) and its
+/// connection, so a stalled client holds nothing for long.
+pub fn wrap(router: Router, components: floe_broker::Components, body_timeout: Duration) -> Router {
+    let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+        let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+        tracing::info_span!("request", id, method = %req.method(), path = %req.uri().path())
+    });
+    router
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(trace)
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeUlid(components)))
+}

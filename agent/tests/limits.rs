@@ -1,0 +1,71 @@
+//! Clients that stall cannot hold an agent: a request whose body stops
+//! arriving is answered 408 and its connection closed, while other clients
+//! go on being served. Every request carries an id, echoed back.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::AgentProc;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const STALLED: usize = 500;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_stalled_mid_body_are_closed_while_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(
+        &format!("file://{}", dir.path().display()),
+        &[],
+        &["--compactor", "off", "--request-body-timeout-ms", "500"],
+    );
+    let c = a.client();
+    c.create_topic("t", 1).await;
+    let addr = c.base.trim_start_matches("http://").to_owned();
+
+    // Each promises 1,000 bytes of body, sends a few, and stops.
+    let mut stalled = Vec::with_capacity(STALLED);
+    for _ in 0..STALLED {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        let head = "POST /v1/topics/t/records HTTP/1.1\r\nHost: floe\r\nContent-Type: application/json\r\n\
+                    Content-Length: 1000\r\n\r\n{\"records\":[";
+        s.write_all(head.as_bytes()).await.unwrap();
+        stalled.push(s);
+    }
+
+    // Meanwhile others are served.
+    let offsets = c.produce("t", json!([{"value": "still served", "partition": 0}])).await;
+    assert_eq!(offsets, vec![(0, 0)]);
+    assert_eq!(c.read_all("t", 0, 0).await.len(), 1);
+
+    // Every stalled connection gets its 408 and is closed (a bound, not a timing).
+    let closed = futures::future::join_all(stalled.into_iter().map(|mut s| async move {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut answer)).await;
+        (read.is_ok_and(|r| r.is_ok()), String::from_utf8_lossy(&answer).into_owned())
+    }))
+    .await;
+    let still_open = closed.iter().filter(|(eof, _)| !eof).count();
+    assert_eq!(still_open, 0, "every stalled connection is closed");
+    for (_, answer) in &closed {
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("request_timeout"), "{answer}");
+    }
+    // Nothing of theirs was written.
+    assert_eq!(c.read_all("t", 0, 0).await.len(), 1);
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(&format!("file://{}", dir.path().display()), &[], &["--compactor", "off"]);
+    let c = a.client();
+    let r = c.http.get(format!("{}/healthz", c.base)).header("x-request-id", "mine-42").send().await.unwrap();
+    assert_eq!(r.headers()["x-request-id"], "mine-42", "a client's id is echoed");
+    let r = c.http.get(format!("{}/v1/topics/nope", c.base)).send().await.unwrap();
+    let made = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(made.len(), 26, "one is made where none is given (a ULID): {made}");
+}
