@@ -155,6 +155,27 @@ impl Error {
             .then_some(Self::CommitOutcomeUnknown { source: None })
     }
 
+    /// Whose the fault is, for metrics: `refused` (the caller's; retrying
+    /// the same request cannot help), `unavailable` (a retry may succeed) or
+    /// `failed` (the agent's or the store's; an operator must look).
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::InRecord { error, .. } => error.class(),
+            Self::Overloaded
+            | Self::ShuttingDown
+            | Self::CoordinatorUnavailable { .. }
+            | Self::NotReady { .. }
+            | Self::ClockSkew { .. }
+            | Self::StoreUnavailable { .. }
+            | Self::CommitOutcomeUnknown { .. } => "unavailable",
+            Self::DataMissing { .. }
+            | Self::CorruptData { .. }
+            | Self::StorePermissionDenied { .. }
+            | Self::Internal { .. } => "failed",
+            _ => "refused",
+        }
+    }
+
     pub fn in_record(self, index: usize) -> Self {
         Self::InRecord { index, error: Box::new(self) }
     }

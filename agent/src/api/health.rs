@@ -21,3 +21,9 @@ pub async fn readyz(State(agent): State<Arc<Agent>>) -> Result<Json<Value>, ApiE
 pub async fn stats(State(agent): State<Arc<Agent>>) -> Json<Stats> {
     Json(agent.stats().await)
 }
+
+/// Prometheus' scrape target (OpenMetrics text).
+pub async fn metrics(State(agent): State<Arc<Agent>>) -> impl axum::response::IntoResponse {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(axum::http::header::CONTENT_TYPE, content_type)], agent.metrics_text().await)
+}

@@ -5,11 +5,19 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{HeaderName, Request};
+use axum::middleware::Next;
+use axum::response::Response;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
+
+use crate::service::{Agent, RequestLabels};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -25,16 +33,35 @@ impl MakeRequestId for MakeUlid {
     }
 }
 
+/// Counts each answered request and how long it took to answer (to its
+/// headers, for a stream), by face, method and status.
+async fn count(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) -> Response {
+    let started = tokio::time::Instant::now();
+    let face = match req.uri().path().split('/').nth(1) {
+        Some("v1") => "v1",
+        Some("v3") => "v3",
+        Some("topics" | "consumers") => "v2",
+        Some("internal") => "internal",
+        _ => "other",
+    };
+    let method = req.method().as_str().to_owned();
+    let response = next.run(req).await;
+    let labels = RequestLabels { face, method, status: response.status().as_u16() };
+    agent.metrics().request(labels, started.elapsed().as_secs_f64());
+    response
+}
+
 /// Wraps `router` in the layers every request passes through. A body that
 /// does not arrive within `body_timeout` fails the request (408) and its
 /// connection, so a stalled client holds nothing for long.
-pub fn wrap(router: Router, components: floe_broker::Components, body_timeout: Duration) -> Router {
+pub fn wrap(agent: Arc<Agent>, router: Router, components: floe_broker::Components, body_timeout: Duration) -> Router {
     let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
         let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
         tracing::info_span!("request", id, method = %req.method(), path = %req.uri().path())
     });
     router
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(axum::middleware::from_fn_with_state(agent, count))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeUlid(components)))

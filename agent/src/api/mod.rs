@@ -50,7 +50,7 @@ pub async fn serve(
             agent.stop();
         }
     };
-    let app = layers::wrap(router(agent.clone()), agent.components(), agent.request_body_timeout());
+    let app = layers::wrap(agent.clone(), router(agent.clone()), agent.components(), agent.request_body_timeout());
     let server = axum::serve(listener, app).with_graceful_shutdown(stop).into_future();
     let drain = async {
         agent.stopped().await;
@@ -75,6 +75,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/stats", get(health::stats))
+        .route("/metrics", get(health::metrics))
         .route("/v1/topics", post(topics::create).get(topics::list))
         .route("/v1/producers", post(producers::init))
         .route("/internal/v1/commit", post(internal::commit))

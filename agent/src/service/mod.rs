@@ -8,6 +8,7 @@
 
 mod groups;
 mod internal;
+mod metrics;
 mod producers;
 mod records;
 mod stats;
@@ -17,6 +18,7 @@ pub mod validate;
 pub use crate::reader::{FetchRequest, Fetched};
 pub use groups::CommittedOffset;
 pub use internal::Peer;
+pub use metrics::{Metrics, RequestLabels};
 pub use producers::ProducerId;
 pub use records::{NewRecord, RecordOffset, Tail};
 pub use stats::Stats;
@@ -67,6 +69,7 @@ pub struct Agent {
     writer: Writer,
     reader: Reader,
     sticky: Sticky,
+    metrics: Metrics,
 }
 
 impl Agent {
@@ -149,6 +152,7 @@ impl Agent {
             writer,
             reader,
             sticky: Sticky::default(),
+            metrics: Metrics::default(),
         });
         agent.tasks.spawn(maintain_groups(Arc::downgrade(&agent), agent.stopping.clone()));
         Ok(agent)

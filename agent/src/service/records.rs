@@ -49,6 +49,21 @@ impl Agent {
         records: Vec<NewRecord>,
         producer: Option<ProducerStamp>,
     ) -> Result<Vec<RecordOffset>> {
+        let started = tokio::time::Instant::now();
+        let count = records.len() as u64;
+        let bytes: u64 = records.iter().map(|r| r.value.len() as u64).sum();
+        let answer = self.produce_untimed(topic, records, producer).await;
+        let outcome = answer.as_ref().map(|_| (count, bytes)).map_err(Error::class);
+        self.metrics.produce(outcome, started.elapsed().as_secs_f64());
+        answer
+    }
+
+    async fn produce_untimed(
+        &self,
+        topic: &str,
+        records: Vec<NewRecord>,
+        producer: Option<ProducerStamp>,
+    ) -> Result<Vec<RecordOffset>> {
         if records.is_empty() {
             return Err(Error::invalid(Invalid::Request, "a produce request needs at least one record"));
         }
@@ -151,12 +166,15 @@ impl Agent {
         validate::fetch_limits(req.max_records, req.max_bytes, timeout_ms)?;
         // A long-poll does not hold up a stopping agent: it is answered with
         // what is there now.
-        tokio::select! {
-            fetched = self.reader.fetch(req) => Ok(fetched?),
+        let fetched = tokio::select! {
+            fetched = self.reader.fetch(req) => fetched?,
             () = self.stopping.cancelled() => {
-                Ok(self.reader.fetch(&FetchRequest { timeout: Duration::ZERO, ..req.clone() }).await?)
+                self.reader.fetch(&FetchRequest { timeout: Duration::ZERO, ..req.clone() }).await?
             }
-        }
+        };
+        let bytes = fetched.records.iter().map(|(_, r)| r.value.len() as u64).sum();
+        self.metrics.fetch(fetched.records.len() as u64, bytes);
+        Ok(fetched)
     }
 
     /// A live tail from `req.offset`. The start is checked (and its records

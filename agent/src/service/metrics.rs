@@ -1,0 +1,168 @@
+//! Prometheus metrics (`GET /metrics`): live counters and histograms the
+//! service and the faces update, and the agent's other counters (object
+//! store, cache, writer, log, compactor) read at scrape time.
+
+use std::sync::atomic::Ordering;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::Agent;
+
+/// Seconds, from 1 ms to about 65 s.
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.001, 2.0, 17)
+}
+
+fn histogram() -> Histogram {
+    Histogram::new(latency_buckets())
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `v1`, `v2`, `v3`, `internal` or `other`: which face.
+    pub face: &'static str,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    kind: &'static str,
+    op: &'static str,
+}
+
+/// The metrics that change as requests are served.
+pub struct Metrics {
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    produce_ack_seconds: Histogram,
+    produces: Family<OutcomeLabels, Counter>,
+    produced_records: Counter,
+    produced_bytes: Counter,
+    fetched_records: Counter,
+    fetched_bytes: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(histogram),
+            produce_ack_seconds: histogram(),
+            produces: Family::default(),
+            produced_records: Counter::default(),
+            produced_bytes: Counter::default(),
+            fetched_records: Counter::default(),
+            fetched_bytes: Counter::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// One answered request.
+    pub fn request(&self, labels: RequestLabels, seconds: f64) {
+        self.requests.get_or_create(&labels).inc();
+        self.request_seconds.get_or_create(&labels).observe(seconds);
+    }
+
+    /// One produce request, acknowledged (`Ok`, with its records and bytes) or refused.
+    pub fn produce(&self, outcome: Result<(u64, u64), &'static str>, seconds: f64) {
+        match outcome {
+            Ok((records, bytes)) => {
+                self.produces.get_or_create(&OutcomeLabels { outcome: "acknowledged" }).inc();
+                self.produce_ack_seconds.observe(seconds);
+                self.produced_records.inc_by(records);
+                self.produced_bytes.inc_by(bytes);
+            }
+            Err(outcome) => {
+                self.produces.get_or_create(&OutcomeLabels { outcome }).inc();
+            }
+        }
+    }
+
+    pub fn fetch(&self, records: u64, bytes: u64) {
+        self.fetched_records.inc_by(records);
+        self.fetched_bytes.inc_by(bytes);
+    }
+}
+
+fn counter(value: u64) -> Counter {
+    let c = Counter::default();
+    c.inc_by(value);
+    c
+}
+
+fn gauge(value: i64) -> Gauge {
+    let g = Gauge::default();
+    g.set(value);
+    g
+}
+
+impl Agent {
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Every metric in Prometheus' text format.
+    pub async fn metrics_text(&self) -> String {
+        let m = &self.metrics;
+        let mut r = Registry::with_prefix("floe");
+        r.register("http_requests", "HTTP requests answered", m.requests.clone());
+        r.register("http_request_seconds", "Time to answer an HTTP request", m.request_seconds.clone());
+        r.register(
+            "produce_ack_seconds",
+            "Time from a produce request to its acknowledgement",
+            m.produce_ack_seconds.clone(),
+        );
+        r.register("produce_requests", "Produce requests by outcome", m.produces.clone());
+        r.register("produced_records", "Records acknowledged", m.produced_records.clone());
+        r.register("produced_bytes", "Bytes of records acknowledged", m.produced_bytes.clone());
+        r.register("fetched_records", "Records returned by fetches", m.fetched_records.clone());
+        r.register("fetched_bytes", "Bytes of values returned by fetches", m.fetched_bytes.clone());
+
+        let stats = self.stats().await;
+        let store: Family<StoreLabels, Counter> = Family::default();
+        for (kind, c) in [
+            ("log", stats.store.log),
+            ("segments", stats.store.segments),
+            ("snapshots", stats.store.snapshots),
+            ("other", stats.store.other),
+        ] {
+            for (op, n) in [("put", c.put), ("get", c.get), ("list", c.list), ("delete", c.delete)] {
+                store.get_or_create(&StoreLabels { kind, op }).inc_by(n);
+            }
+        }
+        r.register("store_requests", "Object-store requests by kind of key and operation", store);
+        let cache = stats.cache;
+        r.register("cache_lookups", "Batches asked of the read cache", counter(cache.lookups));
+        r.register("cache_loads", "Batches not in RAM, loaded from disk or the store", counter(cache.loads));
+        r.register("cache_disk_hits", "Loads served by the disk tier", counter(cache.disk_hits));
+        r.register("cache_bytes", "Bytes held in the RAM tier", gauge(cache.bytes as i64));
+        r.register(
+            "writer_held_bytes",
+            "Bytes of records taken and not yet answered",
+            gauge(stats.writer.held_bytes as i64),
+        );
+        r.register("log_applied", "Log position applied by this agent", gauge(stats.log.applied as i64));
+        if let Some(c) = &self.compactor_stats {
+            let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            r.register("compactor_cycles", "Compaction cycles run", counter(n(&c.cycles)));
+            r.register("compactor_failed_cycles", "Compaction cycles that failed", counter(n(&c.failed_cycles)));
+        }
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &r) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}

@@ -1,0 +1,52 @@
+//! `GET /metrics`: Prometheus text whose counters and histograms move with
+//! the traffic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+mod common;
+
+use common::AgentProc;
+use serde_json::json;
+
+/// The value of the sample line that starts with `name` (labels included).
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
+}
+
+async fn scrape(c: &common::Client) -> String {
+    let r = c.http.get(format!("{}/metrics", c.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    r.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_scrape_shows_the_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(&format!("file://{}", dir.path().display()), &[], &["--compactor", "off"]);
+    let c = a.client();
+    c.create_topic("t", 1).await;
+    let before = scrape(&c).await;
+    assert_eq!(sample(&before, "floe_produced_records_total"), 0.0);
+    for i in 0..10 {
+        c.produce("t", json!([{"value": format!("v{i}"), "partition": 0}, {"value": "x", "partition": 0}])).await;
+    }
+    let (s, _) = c.post("/v1/topics/nope/records", &json!({"records": [{"value": "x"}]})).await;
+    assert_eq!(s, 404);
+    assert_eq!(c.read_all("t", 0, 0).await.len(), 20);
+
+    let after = scrape(&c).await;
+    assert_eq!(sample(&after, "floe_produced_records_total"), 20.0);
+    assert_eq!(sample(&after, "floe_produce_requests_total{outcome=\"acknowledged\"}"), 10.0);
+    assert_eq!(sample(&after, "floe_produce_requests_total{outcome=\"refused\"}"), 1.0);
+    assert_eq!(sample(&after, "floe_produce_ack_seconds_count"), 10.0);
+    assert_eq!(sample(&after, "floe_fetched_records_total"), 20.0);
+    let puts = sample(&after, "floe_store_requests_total{kind=\"segments\",op=\"put\"}");
+    assert!(puts >= 1.0, "segment PUTs counted: {puts}");
+    assert!(sample(&after, "floe_log_applied") > sample(&before, "floe_log_applied"));
+    let produced = "floe_http_requests_total{face=\"v1\",method=\"POST\",status=\"200\"}";
+    assert!(sample(&after, produced) >= 10.0, "answered requests counted");
+}
