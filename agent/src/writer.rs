@@ -68,7 +68,30 @@ pub enum WriteError {
 }
 
 /// Base offset of each `PartitionRecords` of a request, in the same order.
-type Reply = Result<Vec<u64>, WriteError>;
+type Reply = Result<Written, WriteError>;
+
+/// What a write came to.
+#[derive(Clone, Debug)]
+pub struct Written {
+    /// Base offset of each `PartitionRecords` of the request, in order.
+    pub bases: Vec<u64>,
+    /// Where the time went; `None` for a retry answered from the log's state.
+    pub receipt: Option<Receipt>,
+}
+
+/// A write's stages, for the client to see where a slow acknowledgement
+/// spent its time.
+#[derive(Clone, Copy, Debug)]
+pub struct Receipt {
+    /// From the request to its buffer being sealed.
+    pub buffer: Duration,
+    /// Encoding and PUTting the segment.
+    pub upload: Duration,
+    /// From the upload to the commit being applied here.
+    pub commit: Duration,
+    /// The log position of the entry that made the records durable.
+    pub seq: u64,
+}
 
 /// An idempotent batch: its partition, stamp and record count. While one is
 /// buffered, uploading or committing, a retry of it waits for its answer
@@ -103,6 +126,8 @@ struct Waiter {
     slots: Vec<(usize, u32)>,
     topic: String,
     partitions: Vec<u32>,
+    /// When the request was taken.
+    queued: Instant,
 }
 
 impl Waiter {
@@ -139,6 +164,8 @@ type BatchKey = (String, u32, Option<(ProducerStamp, usize)>);
 
 /// One sealed buffer, uploaded.
 struct Uploaded {
+    sealed: Instant,
+    uploaded: Instant,
     segment: Ulid,
     bytes: bytes::Bytes,
     batches: Vec<BatchMeta>,
@@ -223,6 +250,7 @@ impl Writer {
             slots: Vec::new(),
             topic: topic.clone(),
             partitions: parts.iter().map(|p| p.partition).collect(),
+            queued: Instant::now(),
         };
         // Dropping the waiter on an early return answers the retries waiting for it.
         let Ok(permit) = self.budget.clone().try_acquire_many_owned(permits) else {
@@ -250,7 +278,7 @@ impl Writer {
         }
         let (topic, partition, stamp, records) = &key;
         match self.log.state().check_sequence(topic, *partition, *stamp, *records) {
-            Placement::Duplicate(base) => return Claim::Answered(Ok(vec![base])),
+            Placement::Duplicate(base) => return Claim::Answered(Ok(Written { bases: vec![base], receipt: None })),
             // Sequences and epochs only grow: what is refused now is refused at commit.
             refused @ (Placement::Fenced | Placement::OutOfOrder { .. }) if !matches!(refused, Placement::OutOfOrder { expected } if stamp.sequence > expected) =>
             {
@@ -320,7 +348,7 @@ async fn flusher(
             }
         };
         if seal {
-            let task = tasks.spawn(upload(log.clone(), std::mem::take(&mut open)));
+            let task = tasks.spawn(upload(log.clone(), std::mem::take(&mut open), Instant::now()));
             open_bytes = 0;
             deadline = None;
             // Waits while `max_uploads` are in flight; requests keep queueing,
@@ -340,7 +368,11 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Builds one segment from the sealed requests (one batch per partition) and PUTs it.
-async fn upload(log: Arc<MetadataLog>, pending: Vec<Pending>) -> Result<Uploaded, (WriteError, Vec<Waiter>)> {
+async fn upload(
+    log: Arc<MetadataLog>,
+    pending: Vec<Pending>,
+    sealed: Instant,
+) -> Result<Uploaded, (WriteError, Vec<Waiter>)> {
     let mut groups: BTreeMap<BatchKey, Vec<Record>> = BTreeMap::new();
     let mut waiters = Vec::with_capacity(pending.len());
     let mut placed: Vec<Vec<(BatchKey, u32)>> = Vec::with_capacity(pending.len());
@@ -380,7 +412,7 @@ async fn upload(log: Arc<MetadataLog>, pending: Vec<Pending>) -> Result<Uploaded
         Err(e) => return Err((WriteError::UnexpectedOutcome(format!("segment encoder stopped: {e}")), waiters)),
     };
     match put_segment(&log, bytes.clone()).await {
-        Ok(segment) => Ok(Uploaded { segment, bytes, batches, records, waiters }),
+        Ok(segment) => Ok(Uploaded { sealed, uploaded: Instant::now(), segment, bytes, batches, records, waiters }),
         Err(e) => Err((WriteError::Upload(Arc::new(e.into())), waiters)),
     }
 }
@@ -468,8 +500,8 @@ async fn commit_group(mut group: Vec<Uploaded>, committer: &Committer, cache: &B
         }
     }
     let ops = group.iter().map(|up| Op::Append { segment: up.segment, batches: up.batches.clone() }).collect();
-    let outcomes = match committer.commit(ops).await {
-        Ok(c) => c.outcomes,
+    let (seq, outcomes) = match committer.commit(ops).await {
+        Ok(c) => (c.seq, c.outcomes),
         Err(e) => {
             let e = match e {
                 CommitError::Failed(e) => WriteError::Commit(e),
@@ -482,6 +514,7 @@ async fn commit_group(mut group: Vec<Uploaded>, committer: &Committer, cache: &B
             return;
         }
     };
+    let committed = Instant::now();
     let mut outcomes = outcomes.into_iter();
     for up in group {
         let placements = match outcomes.next() {
@@ -507,8 +540,14 @@ async fn commit_group(mut group: Vec<Uploaded>, committer: &Committer, cache: &B
                     }
                     Some(refused) => Err(WriteError::Producer(refused)),
                 })
-                .collect();
-            w.answer(offsets);
+                .collect::<Result<Vec<u64>, WriteError>>();
+            let receipt = Receipt {
+                buffer: up.sealed.saturating_duration_since(w.queued),
+                upload: up.uploaded.saturating_duration_since(up.sealed),
+                commit: committed.saturating_duration_since(up.uploaded),
+                seq,
+            };
+            w.answer(offsets.map(|bases| Written { bases, receipt: Some(receipt) }));
         }
     }
 }

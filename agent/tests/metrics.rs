@@ -50,3 +50,25 @@ async fn a_scrape_shows_the_traffic() {
     let produced = "floe_http_requests_total{face=\"v1\",method=\"POST\",status=\"200\"}";
     assert!(sample(&after, produced) >= 10.0, "answered requests counted");
 }
+
+#[tokio::test]
+async fn a_produce_says_where_its_time_went() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(&format!("file://{}", dir.path().display()), &[], &["--compactor", "off"]);
+    let c = a.client();
+    c.create_topic("t", 1).await;
+    let r = c
+        .http
+        .post(format!("{}/v1/topics/t/records", c.base))
+        .json(&json!({"records": [{"value": "v"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let timing = r.headers()["server-timing"].to_str().unwrap().to_owned();
+    let stages: Vec<&str> = timing.split(", ").map(|s| s.split(';').next().unwrap()).collect();
+    assert_eq!(stages, ["buffer", "upload", "commit"], "{timing}");
+    let (_, stats) = c.get("/v1/stats").await;
+    let applied = stats["log"]["applied"].as_u64().unwrap();
+    assert!(timing.ends_with(&format!("desc=\"log {applied}\"")), "the entry that made it durable: {timing}");
+}

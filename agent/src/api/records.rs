@@ -8,7 +8,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use floe_broker::Record;
@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::encoding::{self, Encoding};
 use super::{ApiError, body, tail};
-use crate::service::{Agent, FetchRequest, NewRecord, RecordOffset};
+use crate::service::{Agent, FetchRequest, NewRecord, Receipt, RecordOffset};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,13 +138,29 @@ fn parse_records(headers: &HeaderMap, bytes: &[u8]) -> Result<(Vec<InRecord>, Op
     Ok((records, None))
 }
 
+/// Where an acknowledgement's time went, as `Server-Timing` (milliseconds;
+/// browsers' developer tools show it): `buffer` (waiting for the flush),
+/// `upload` (the segment PUT), `commit` (the create-only log entry, whose
+/// position is the description).
+fn server_timing(r: &Receipt) -> HeaderValue {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let value = format!(
+        "buffer;dur={:.1}, upload;dur={:.1}, commit;dur={:.1};desc=\"log {}\"",
+        ms(r.buffer),
+        ms(r.upload),
+        ms(r.commit),
+        r.seq
+    );
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("commit"))
+}
+
 pub async fn produce(
     State(agent): State<Arc<Agent>>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<ProduceQuery>, QueryRejection>,
     headers: HeaderMap,
     raw: Body,
-) -> Result<Json<Produced>, ApiError> {
+) -> Result<Response, ApiError> {
     let Path(topic) = path?;
     let Query(q) = query?;
     let bytes = body::read(raw, agent.max_request_bytes()).await?;
@@ -161,8 +177,12 @@ pub async fn produce(
         let records = records.into_iter().enumerate().map(|(i, r)| r.into_new(i, &q)).collect::<Result<_, _>>()?;
         (records, producer.map(|p| ProducerStamp { id: p.id, epoch: p.epoch, sequence: p.sequence }))
     };
-    let offsets = agent.produce(&topic, records, stamp).await?;
-    Ok(Json(Produced { offsets }))
+    let produced = agent.produce(&topic, records, stamp).await?;
+    let mut response = Json(Produced { offsets: produced.offsets }).into_response();
+    if let Some(receipt) = produced.receipt {
+        response.headers_mut().insert("server-timing", server_timing(&receipt));
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize)]

@@ -16,11 +16,12 @@ mod topics;
 pub mod validate;
 
 pub use crate::reader::{FetchRequest, Fetched};
+pub use crate::writer::Receipt;
 pub use groups::CommittedOffset;
 pub use internal::Peer;
 pub use metrics::{Metrics, RequestLabels};
 pub use producers::ProducerId;
-pub use records::{NewRecord, RecordOffset, Tail};
+pub use records::{NewRecord, Produced, RecordOffset, Tail};
 pub use stats::Stats;
 pub use topics::{NewTopic, PartitionInfo, TopicInfo, TopicUpdate};
 

@@ -14,7 +14,7 @@ use super::{Agent, validate};
 use crate::error::{Error, Invalid, Result};
 use crate::partitioner;
 use crate::reader::{FetchRequest, Fetched};
-use crate::writer::{PartitionRecords, WriteError};
+use crate::writer::{PartitionRecords, Receipt, WriteError};
 
 /// A record to produce. Without a partition, a keyed record goes where its
 /// key hashes and an unkeyed one to the request's sticky partition; without
@@ -35,6 +35,14 @@ pub struct RecordOffset {
     pub offset: u64,
 }
 
+/// What a produce came to: where each record landed, and (unless the
+/// request was a retry answered from the log) where the time went.
+#[derive(Clone, Debug)]
+pub struct Produced {
+    pub offsets: Vec<RecordOffset>,
+    pub receipt: Option<Receipt>,
+}
+
 /// How long one internal long-poll of a tail waits before polling again.
 const TAIL_POLL: Duration = Duration::from_secs(10);
 
@@ -48,7 +56,7 @@ impl Agent {
         topic: &str,
         records: Vec<NewRecord>,
         producer: Option<ProducerStamp>,
-    ) -> Result<Vec<RecordOffset>> {
+    ) -> Result<Produced> {
         let started = tokio::time::Instant::now();
         let count = records.len() as u64;
         let bytes: u64 = records.iter().map(|r| r.value.len() as u64).sum();
@@ -63,7 +71,7 @@ impl Agent {
         topic: &str,
         records: Vec<NewRecord>,
         producer: Option<ProducerStamp>,
-    ) -> Result<Vec<RecordOffset>> {
+    ) -> Result<Produced> {
         if records.is_empty() {
             return Err(Error::invalid(Invalid::Request, "a produce request needs at least one record"));
         }
@@ -101,15 +109,16 @@ impl Agent {
         let order: Vec<u32> = groups.keys().copied().collect();
         let parts =
             groups.into_iter().map(|(partition, records)| PartitionRecords { partition, producer, records }).collect();
-        let bases = self.writer.append(topic.to_owned(), parts).await.map_err(|e| refused(e, producer))?;
-        let base_of: BTreeMap<u32, u64> = order.into_iter().zip(bases).collect();
-        Ok(placed
+        let written = self.writer.append(topic.to_owned(), parts).await.map_err(|e| refused(e, producer))?;
+        let base_of: BTreeMap<u32, u64> = order.into_iter().zip(written.bases).collect();
+        let offsets = placed
             .into_iter()
             .map(|(partition, index)| RecordOffset {
                 partition,
                 offset: base_of.get(&partition).copied().unwrap_or_default() + index,
             })
-            .collect())
+            .collect();
+        Ok(Produced { offsets, receipt: written.receipt })
     }
 
     fn partition_count(&self, topic: &str) -> Option<u32> {

@@ -145,11 +145,12 @@ async fn produce_records(
         })
         .collect::<Result<Vec<_>, crate::api::ApiError>>()
         .map_err(|e| RestError::new(422, 42205, e.message))?;
-    let offsets = agent.produce(topic, records, None).await.map_err(|e| match e {
+    let produced = agent.produce(topic, records, None).await.map_err(|e| match e {
         Error::InRecord { error, .. } => err(*error),
         e => err(e),
     })?;
-    let offsets: Vec<OffsetReport> = offsets
+    let offsets: Vec<OffsetReport> = produced
+        .offsets
         .into_iter()
         .map(|o| OffsetReport { partition: Some(o.partition), offset: Some(o.offset), error_code: None, error: None })
         .collect();

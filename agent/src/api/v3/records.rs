@@ -240,8 +240,8 @@ pub async fn produce(
         }
         if !good.is_empty() {
             match agent.produce(&topic, records, None).await {
-                Ok(offsets) => {
-                    for ((index, parsed), placed) in good.into_iter().zip(offsets) {
+                Ok(produced) => {
+                    for ((index, parsed), placed) in good.into_iter().zip(produced.offsets) {
                         reports[index] = Some(Report {
                             status: None,
                             error_code: 200,
