@@ -98,6 +98,11 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOE_REQUEST_BODY_TIMEOUT_MS", default_value_t = 30_000)]
     pub request_body_timeout_ms: u64,
 
+    /// Requests served at once (long-polls and tails included); more are
+    /// answered 503 with Retry-After.
+    #[arg(long, env = "FLOE_MAX_CONCURRENT_REQUESTS", default_value_t = 4096)]
+    pub max_concurrent_requests: usize,
+
     /// On SIGTERM or SIGINT: how long in-flight requests and writing out
     /// what was accepted may take before the agent exits anyway.
     #[arg(long, env = "FLOE_DRAIN_TIMEOUT_MS", default_value_t = 30_000)]

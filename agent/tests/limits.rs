@@ -69,3 +69,69 @@ async fn every_answer_carries_a_request_id() {
     let made = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(made.len(), 26, "one is made where none is given (a ULID): {made}");
 }
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_before_it_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(&format!("file://{}", dir.path().display()), &[], &["--compactor", "off"]);
+    let c = a.client();
+    c.create_topic("t", 1).await;
+    let mut s = TcpStream::connect(c.base.trim_start_matches("http://")).await.unwrap();
+    let head = "POST /v1/topics/t/records HTTP/1.1\r\nHost: floe\r\nContent-Type: application/json\r\n\
+                Content-Length: 100000000\r\nExpect: 100-continue\r\n\r\n";
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "413 at once, no 100 Continue: {answer}");
+    assert!(answer.contains("request_too_large"), "{answer}");
+
+    // Too many records, however small, are refused too (and nothing is written).
+    let ndjson: String = (0..100_001).map(|_| "{\"value\":\"x\"}\n").collect();
+    let r = c
+        .http
+        .post(format!("{}/v1/topics/t/records", c.base))
+        .header("content-type", "application/x-ndjson")
+        .body(ndjson)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(common::code(&r.json().await.unwrap()), "too_many_records");
+    assert!(c.read_all("t", 0, 0).await.is_empty());
+}
+
+#[tokio::test]
+async fn requests_beyond_the_bound_in_flight_are_told_to_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(
+        &format!("file://{}", dir.path().display()),
+        &[],
+        &["--compactor", "off", "--max-concurrent-requests", "2"],
+    );
+    let c = a.client();
+    c.create_topic("t", 1).await;
+    // Two long-polls hold both slots for a while.
+    let polls: Vec<_> = (0..2)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.get("/v1/topics/t/partitions/0/records?timeout_ms=3000").await.0 })
+        })
+        .collect();
+    let mut refused = None;
+    for _ in 0..200 {
+        let r = c.http.get(format!("{}/healthz", c.base)).send().await.unwrap();
+        if r.status() == 503 {
+            refused = Some((r.headers().get("retry-after").cloned(), r.json::<serde_json::Value>().await.unwrap()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (retry_after, body) = refused.expect("a third request is refused while two are in flight");
+    assert!(retry_after.is_some());
+    assert_eq!(common::code(&body), "overloaded");
+    for p in polls {
+        assert_eq!(p.await.unwrap(), 200);
+    }
+    assert_eq!(c.get("/healthz").await.0, 200, "served again once the slots are free");
+}

@@ -43,3 +43,37 @@ pub fn media_type(headers: &HeaderMap) -> String {
         .and_then(|v| v.split(';').next())
         .map_or_else(|| "application/json".to_owned(), |v| v.trim().to_ascii_lowercase())
 }
+
+/// Most records one produce request may hold. Checked while parsing, so a
+/// body of tiny records cannot make the agent allocate far more than the
+/// body's own size.
+pub const MAX_RECORDS_PER_REQUEST: usize = 100_000;
+
+/// Deserializes a list of at most `MAX_RECORDS_PER_REQUEST` items, failing
+/// at the first one over (use with `#[serde(deserialize_with = ...)]`).
+pub fn bounded_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    struct Bounded<T>(std::marker::PhantomData<T>);
+    impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Bounded<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "a list of at most {MAX_RECORDS_PER_REQUEST} records")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+            while let Some(item) = seq.next_element()? {
+                if out.len() == MAX_RECORDS_PER_REQUEST {
+                    return Err(serde::de::Error::custom(format!(
+                        "more than {MAX_RECORDS_PER_REQUEST} records in one request"
+                    )));
+                }
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Bounded(std::marker::PhantomData))
+}

@@ -10,13 +10,15 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderName, Request};
+use axum::http::{HeaderName, Request, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use super::ApiError;
+use super::rest_error::RestError;
 use crate::service::{Agent, RequestLabels};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -51,6 +53,35 @@ async fn count(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) 
     response
 }
 
+/// Refuses, before anything of it is read, a request whose declared body is
+/// over the limit (413; with `Expect: 100-continue` the client never sends
+/// it), and one beyond the bound on requests in flight (503, retry).
+async fn admit(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) -> Response {
+    let limit = agent.max_request_bytes();
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let kafka_rest = matches!(req.uri().path().split('/').nth(1), Some("v3" | "topics" | "consumers"));
+    let refuse = |e: ApiError| if kafka_rest { RestError::from(e).into_response() } else { e.into_response() };
+    if declared.is_some_and(|n| n > limit as u64) {
+        let e = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            format!("the request body exceeds {limit} bytes"),
+        )
+        .with("max_request_bytes", limit);
+        return refuse(e);
+    }
+    let Some(_slot) = agent.admit_request() else {
+        let e =
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests in flight; retry shortly");
+        return refuse(e);
+    };
+    next.run(req).await
+}
+
 /// Wraps `router` in the layers every request passes through. A body that
 /// does not arrive within `body_timeout` fails the request (408) and its
 /// connection, so a stalled client holds nothing for long.
@@ -61,6 +92,7 @@ pub fn wrap(agent: Arc<Agent>, router: Router, components: floe_broker::Componen
     });
     router
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(axum::middleware::from_fn_with_state(agent.clone(), admit))
         .layer(axum::middleware::from_fn_with_state(agent, count))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)

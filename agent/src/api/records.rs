@@ -23,6 +23,7 @@ use crate::service::{Agent, FetchRequest, NewRecord, Receipt, RecordOffset};
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProduceBody {
+    #[serde(deserialize_with = "crate::api::body::bounded_list")]
     records: Vec<InRecord>,
     #[serde(default)]
     producer: Option<ProducerRef>,
@@ -125,6 +126,13 @@ fn parse_records(headers: &HeaderMap, bytes: &[u8]) -> Result<(Vec<InRecord>, Op
     if body::media_type(headers) != NDJSON {
         let body = body::json::<ProduceBody>(bytes)?;
         return Ok((body.records, body.producer));
+    }
+    let lines = bytes.split(|b| *b == b'\n').filter(|line| !line.iter().all(u8::is_ascii_whitespace)).count();
+    if lines > body::MAX_RECORDS_PER_REQUEST {
+        return Err(ApiError::bad_request(
+            "too_many_records",
+            format!("more than {} records in one request", body::MAX_RECORDS_PER_REQUEST),
+        ));
     }
     let records = bytes
         .split(|b| *b == b'\n')

@@ -71,6 +71,8 @@ pub struct Agent {
     reader: Reader,
     sticky: Sticky,
     metrics: Metrics,
+    /// One permit per request in flight (`--max-concurrent-requests`).
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Agent {
@@ -136,6 +138,7 @@ impl Agent {
             auth.clone(),
             stopping.clone(),
         );
+        let max_concurrent = settings.max_concurrent_requests.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         let agent = Arc::new(Self {
             settings,
             cluster_id: cluster.cluster_id,
@@ -154,6 +157,7 @@ impl Agent {
             reader,
             sticky: Sticky::default(),
             metrics: Metrics::default(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
         });
         agent.tasks.spawn(maintain_groups(Arc::downgrade(&agent), agent.stopping.clone()));
         Ok(agent)
@@ -177,6 +181,12 @@ impl Agent {
     /// How long a client may take to send a request body.
     pub fn request_body_timeout(&self) -> Duration {
         Duration::from_millis(self.settings.request_body_timeout_ms.max(1))
+    }
+
+    /// A slot for one more request in flight, held until it is answered;
+    /// `None` when all are taken.
+    pub fn admit_request(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.in_flight.clone().try_acquire_owned().ok()
     }
 
     /// The largest request body a face should read.

@@ -79,6 +79,7 @@ pub async fn offsets(
 
 #[derive(Deserialize)]
 struct ProduceBody {
+    #[serde(deserialize_with = "crate::api::body::bounded_list")]
     records: Vec<InRecord>,
 }
 

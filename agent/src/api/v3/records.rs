@@ -194,6 +194,12 @@ pub async fn produce(
     let mut good: Vec<(usize, Parsed)> = Vec::new();
     for item in serde_json::Deserializer::from_slice(&bytes).into_iter::<ProduceRequest>() {
         let index = reports.len();
+        if index == body::MAX_RECORDS_PER_REQUEST {
+            return Err(bad(format!(
+                "Bad Request: more than {} records in one request",
+                body::MAX_RECORDS_PER_REQUEST
+            )));
+        }
         match item {
             Ok(req) => match parse(req) {
                 Ok(parsed) => {
