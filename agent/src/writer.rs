@@ -34,6 +34,9 @@ pub struct WriterSettings {
 #[derive(Debug)]
 pub struct PartitionRecords {
     pub partition: u32,
+    /// The incarnation of the topic (`Topic::id`) the records were accepted
+    /// for: they are committed to it or to nothing.
+    pub topic_id: u64,
     /// An idempotent producer's stamp: these records become their own batch,
     /// checked against the producer's epoch and sequence when applied.
     pub producer: Option<ProducerStamp>,
@@ -160,7 +163,7 @@ impl Drop for Waiter {
 /// One batch of a segment: a partition, and for an idempotent request its
 /// stamp and the request's place in the flush (each such request is a batch
 /// of its own, checked on apply on its own).
-type BatchKey = (String, u32, Option<(ProducerStamp, usize)>);
+type BatchKey = (String, u64, u32, Option<(ProducerStamp, usize)>);
 
 /// One sealed buffer, uploaded.
 struct Uploaded {
@@ -379,7 +382,7 @@ async fn upload(
     for (i, p) in pending.into_iter().enumerate() {
         let mut slots = Vec::with_capacity(p.parts.len());
         for part in p.parts {
-            let key = (p.topic.clone(), part.partition, part.producer.map(|stamp| (stamp, i)));
+            let key = (p.topic.clone(), part.topic_id, part.partition, part.producer.map(|stamp| (stamp, i)));
             let group = groups.entry(key.clone()).or_default();
             slots.push((key, group.len() as u32));
             group.extend(part.records);
@@ -396,12 +399,13 @@ async fn upload(
     let encode_input = records.clone();
     let built = tokio::task::spawn_blocking(move || {
         let mut b = SegmentBuilder::new();
-        for ((topic, partition, _), batch) in keys.iter().zip(&encode_input) {
+        for ((topic, _, partition, _), batch) in keys.iter().zip(&encode_input) {
             b.add_batch(topic, *partition, batch)?;
         }
         let (bytes, mut metas) = b.finish()?;
-        for (meta, (_, _, producer)) in metas.iter_mut().zip(&keys) {
+        for (meta, (_, topic_id, _, producer)) in metas.iter_mut().zip(&keys) {
             meta.producer = producer.map(|(stamp, _)| stamp);
+            meta.topic_id = Some(*topic_id);
         }
         Ok::<_, floe_broker::Error>((bytes, metas))
     })

@@ -12,8 +12,13 @@ use crate::{Error, Result, keys};
 /// stop at such entries rather than apply them differently.
 pub const ENTRY_FORMAT: u32 = 2;
 
+/// The format of an entry that deletes a topic. Only such entries carry it,
+/// so a build that reads format 2 keeps reading every other entry, and stops
+/// with a clear message at a deletion it would not understand.
+pub const DELETE_FORMAT: u32 = 3;
+
 /// Formats this build reads (format-1 entries apply by the same rules).
-const READABLE_FORMATS: std::ops::RangeInclusive<u32> = 1..=ENTRY_FORMAT;
+const READABLE_FORMATS: std::ops::RangeInclusive<u32> = 1..=DELETE_FORMAT;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
@@ -102,6 +107,18 @@ pub enum Op {
         topic: String,
         partition: u32,
         log_start_offset: u64,
+        /// The topic's incarnation (`Topic::id`) the truncation was computed
+        /// on: it never applies to a topic deleted and created again since.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic_id: Option<u64>,
+    },
+    /// The topic and everything in it goes: its batches are released (the
+    /// compactor collects the segments), groups' offsets in it and producers'
+    /// sequences in it are forgotten. With `id`, only that incarnation.
+    DeleteTopic {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
     },
     /// Compaction: `replaced` (contiguous, still current) are swapped for the
     /// batches of `segment`, which hold the same offsets and records.
@@ -126,6 +143,10 @@ pub struct GroupOffset {
     pub topic: String,
     pub partition: u32,
     pub offset: u64,
+    /// The topic incarnation the offset was checked against (set by the
+    /// coordinator): an offset never lands in a topic created again since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<u64>,
 }
 
 /// What a `log/{seq}` object holds: an entry, or the tombstone an old entry
@@ -165,7 +186,8 @@ impl LogEntry {
 
     /// An entry whose commit id was made by an injected clock.
     pub fn with_id(commit_id: Ulid, ops: Vec<Op>) -> Self {
-        Self { format: ENTRY_FORMAT, commit_id, ops }
+        let deletes = ops.iter().any(|op| matches!(op, Op::DeleteTopic { .. }));
+        Self { format: if deletes { DELETE_FORMAT } else { ENTRY_FORMAT }, commit_id, ops }
     }
 
     pub fn encode(&self) -> Result<Bytes> {
@@ -188,7 +210,7 @@ impl LogObject {
         };
         if !READABLE_FORMATS.contains(&format) {
             return Err(Error::UnsupportedFormat(format!(
-                "log entry {seq} has format {format}, this build reads {ENTRY_FORMAT}"
+                "log entry {seq} has format {format}, this build reads up to {DELETE_FORMAT}"
             )));
         }
         Ok(object)
@@ -213,7 +235,10 @@ mod tests {
     fn unknown_ops_and_formats_are_refused() {
         let unknown = br#"{"format":1,"commit_id":"01ARZ3NDEKTSV4RRFFQ69G5FAV","ops":[{"op":"drop_everything"}]}"#;
         assert!(LogObject::decode(1, unknown).is_err());
-        let future = br#"{"format":3,"commit_id":"01ARZ3NDEKTSV4RRFFQ69G5FAV","ops":[]}"#;
+        let future = br#"{"format":4,"commit_id":"01ARZ3NDEKTSV4RRFFQ69G5FAV","ops":[]}"#;
+        let delete =
+            br#"{"format":3,"commit_id":"01ARZ3NDEKTSV4RRFFQ69G5FAV","ops":[{"op":"delete_topic","name":"t"}]}"#;
+        assert!(LogObject::decode(1, delete).is_ok(), "deletions are format 3");
         let old = br#"{"format":1,"commit_id":"01ARZ3NDEKTSV4RRFFQ69G5FAV","ops":[]}"#;
         assert!(LogObject::decode(1, old).is_ok(), "entries written before format 2 still read");
         assert!(matches!(LogObject::decode(1, future), Err(Error::UnsupportedFormat(_))));

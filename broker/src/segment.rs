@@ -50,6 +50,10 @@ pub struct BatchMeta {
     /// Set when the batch comes from an idempotent producer; checked on apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub producer: Option<ProducerStamp>,
+    /// The topic incarnation (`state::Topic::id`) the records were accepted
+    /// for: they never land in a topic deleted and created again since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<u64>,
 }
 
 /// An idempotent producer's claim on a batch: its records carry sequences
@@ -96,6 +100,7 @@ impl SegmentBuilder {
             records: to_u32(records.len(), "record count")?,
             max_timestamp: records.iter().map(|r| r.timestamp).max().unwrap_or(i64::MIN),
             producer: None,
+            topic_id: None,
         };
         self.buf.extend_from_slice(&batch);
         self.index.push(meta);
@@ -283,6 +288,7 @@ pub fn read_index(segment: &[u8]) -> Result<Vec<BatchMeta>> {
             records: idx.get_u32_le(),
             max_timestamp: idx.get_i64_le(),
             producer: None,
+            topic_id: None,
         });
     }
     if idx.has_remaining() {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
-use crate::entry::{BatchId, LeaseRef, LogEntry, Op, PlacedBatch, TopicConfig};
+use crate::entry::{BatchId, GroupOffset, LeaseRef, LogEntry, Op, PlacedBatch, TopicConfig};
 use crate::segment::{BatchMeta, ProducerStamp};
 use crate::{Error, Result};
 
@@ -121,6 +121,11 @@ pub struct Topic {
     pub partitions: Vec<Partition>,
     #[serde(default)]
     pub config: TopicConfig,
+    /// This incarnation of the name: the log position that created it (0 for
+    /// topics created before incarnations were recorded). Ops computed on a
+    /// topic carry it, so none lands in a later topic of the same name.
+    #[serde(default)]
+    pub id: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +188,7 @@ pub enum OpOutcome {
     TopicCreated,
     TopicAlreadyExisted,
     TopicUpdated,
+    TopicDeleted,
     TopicNotFound,
     /// Base offset of each batch in the op, in order.
     Appended(Vec<Placement>),
@@ -312,7 +318,7 @@ impl State {
                     return OpOutcome::TopicAlreadyExisted;
                 }
                 let partitions = (0..*partitions).map(|_| Partition::default()).collect();
-                self.topics.insert(name.clone(), Topic { partitions, config: *config });
+                self.topics.insert(name.clone(), Topic { partitions, config: *config, id: seq });
                 OpOutcome::TopicCreated
             }
             Op::UpdateTopic { name, config } => match self.topics.get_mut(name) {
@@ -340,6 +346,12 @@ impl State {
                 if coordinator.is_some() && *coordinator != tenure {
                     return OpOutcome::NotCoordinator;
                 }
+                // All or nothing: offsets checked against a topic since deleted do not apply.
+                let stale =
+                    |o: &GroupOffset| o.topic_id.is_some_and(|id| self.topics.get(&o.topic).is_none_or(|t| t.id != id));
+                if offsets.iter().any(stale) {
+                    return OpOutcome::TopicNotFound;
+                }
                 let g = self.group_offsets.entry(group.clone()).or_default();
                 for o in offsets {
                     g.entry(o.topic.clone()).or_default().insert(o.partition, o.offset);
@@ -360,7 +372,13 @@ impl State {
                 }
                 None => OpOutcome::ProducerNotFound,
             },
-            Op::Truncate { topic, partition, log_start_offset } => self.truncate(topic, *partition, *log_start_offset),
+            Op::Truncate { topic, partition, log_start_offset, topic_id } => {
+                if topic_id.is_some_and(|id| self.topics.get(topic).is_none_or(|t| t.id != id)) {
+                    return OpOutcome::Skipped;
+                }
+                self.truncate(topic, *partition, *log_start_offset)
+            }
+            Op::DeleteTopic { name, id } => self.delete_topic(name, *id),
             Op::Replace { topic, partition, replaced, segment, batches } => {
                 self.replace(topic, *partition, replaced, *segment, batches)
             }
@@ -417,7 +435,8 @@ impl State {
                 return check;
             }
         }
-        let Some(p) = self.topics.get_mut(&b.topic).and_then(|t| t.partitions.get_mut(b.partition as usize)) else {
+        let topic = self.topics.get_mut(&b.topic).filter(|t| b.topic_id.is_none_or(|id| id == t.id));
+        let Some(p) = topic.and_then(|t| t.partitions.get_mut(b.partition as usize)) else {
             return Placement::NoPartition;
         };
         let base = p.high_watermark;
@@ -434,6 +453,26 @@ impl State {
             }
         }
         Placement::At(base)
+    }
+
+    fn delete_topic(&mut self, name: &str, id: Option<u64>) -> OpOutcome {
+        match self.topics.get(name) {
+            Some(t) if id.is_none_or(|id| id == t.id) => {}
+            _ => return OpOutcome::TopicNotFound,
+        }
+        let Some(topic) = self.topics.remove(name) else { return OpOutcome::TopicNotFound };
+        for p in topic.partitions {
+            for (_, b) in p.batches {
+                self.release(b.segment);
+            }
+        }
+        for offsets in self.group_offsets.values_mut() {
+            offsets.remove(name);
+        }
+        for producer in self.producers.values_mut() {
+            producer.partitions.remove(name);
+        }
+        OpOutcome::TopicDeleted
     }
 
     fn truncate(&mut self, topic: &str, partition: u32, start: u64) -> OpOutcome {
@@ -546,7 +585,16 @@ mod tests {
     use crate::entry::GroupOffset;
 
     fn batch(topic: &str, partition: u32, records: u32) -> BatchMeta {
-        BatchMeta { topic: topic.into(), partition, pos: 8, len: 40, records, max_timestamp: 5, producer: None }
+        BatchMeta {
+            topic: topic.into(),
+            partition,
+            pos: 8,
+            len: 40,
+            records,
+            max_timestamp: 5,
+            producer: None,
+            topic_id: None,
+        }
     }
 
     fn create(name: &str, partitions: u32) -> LogEntry {
@@ -635,8 +683,14 @@ mod tests {
         let (a, b) = (Ulid::new(), Ulid::new());
         one(&mut s, append(a, vec![batch("t", 0, 3)]));
         one(&mut s, append(b, vec![batch("t", 0, 3)]));
-        let trunc =
-            |start| LogEntry::new(vec![Op::Truncate { topic: "t".into(), partition: 0, log_start_offset: start }]);
+        let trunc = |start| {
+            LogEntry::new(vec![Op::Truncate {
+                topic: "t".into(),
+                partition: 0,
+                log_start_offset: start,
+                topic_id: None,
+            }])
+        };
         assert_eq!(one(&mut s, trunc(4)), OpOutcome::Truncated);
         let p = s.partition("t", 0).unwrap();
         assert_eq!((p.log_start_offset, p.batches.keys().copied().collect::<Vec<_>>()), (4, vec![3]));
@@ -704,6 +758,62 @@ mod tests {
         assert_eq!(placed(one(&mut s, stamped(1, 0, 1))), Placement::At(5), "the new epoch starts at 0");
         assert_eq!(placed(one(&mut s, stamped(7, 0, 1))), Placement::UnknownProducer);
         assert_eq!(one(&mut s, init(Some(42))), OpOutcome::ProducerNotFound);
+    }
+
+    /// A topic deleted and created again under its name starts empty, and
+    /// nothing computed on the old one (an append accepted before the delete,
+    /// a retention cut, a group's offset) lands in the new one.
+    #[test]
+    fn nothing_of_a_deleted_topic_lands_in_a_new_one_of_the_same_name() {
+        let mut s = State::default();
+        one(&mut s, create("t", 1));
+        let old = s.topic("t").unwrap().id;
+        let stamped = |id| BatchMeta { topic_id: Some(id), ..batch("t", 0, 3) };
+        let first = Ulid::new();
+        assert_eq!(one(&mut s, append(first, vec![stamped(old)])), OpOutcome::Appended(vec![Placement::At(0)]));
+        let commit = |offset, id| {
+            let o = GroupOffset { topic: "t".into(), partition: 0, offset, topic_id: Some(id) };
+            LogEntry::new(vec![Op::CommitOffsets { group: "g".into(), offsets: vec![o], coordinator: None }])
+        };
+        assert_eq!(one(&mut s, commit(3, old)), OpOutcome::OffsetsCommitted);
+
+        let delete = |id| LogEntry::new(vec![Op::DeleteTopic { name: "t".into(), id: Some(id) }]);
+        assert_eq!(one(&mut s, delete(old)), OpOutcome::TopicDeleted);
+        assert!(s.topic("t").is_none());
+        assert!(!s.segments.contains_key(&first), "its segments are released, for GC to collect");
+        assert!(!s.group_offsets["g"].contains_key("t"), "groups forget their offsets in it");
+        assert_eq!(one(&mut s, delete(old)), OpOutcome::TopicNotFound);
+
+        one(&mut s, create("t", 1));
+        let new = s.topic("t").unwrap().id;
+        assert_ne!(new, old);
+        let late = Ulid::new();
+        assert_eq!(
+            one(&mut s, append(late, vec![stamped(old)])),
+            OpOutcome::Appended(vec![Placement::NoPartition]),
+            "an append accepted for the old topic"
+        );
+        let trunc = LogEntry::new(vec![Op::Truncate {
+            topic: "t".into(),
+            partition: 0,
+            log_start_offset: 1,
+            topic_id: Some(old),
+        }]);
+        one(&mut s, append(Ulid::new(), vec![stamped(new)]));
+        assert_eq!(one(&mut s, trunc), OpOutcome::Skipped, "a retention cut computed on the old topic");
+        assert_eq!(one(&mut s, commit(3, old)), OpOutcome::TopicNotFound, "an offset checked against the old topic");
+        let p = s.partition("t", 0).unwrap();
+        assert_eq!((p.log_start_offset, p.high_watermark), (0, 3), "only the new topic's own batch");
+        assert!(!s.group_offsets["g"].contains_key("t"));
+        // An old-format delete (no id) deletes whatever has the name.
+        assert_eq!(
+            one(&mut s, LogEntry::new(vec![Op::DeleteTopic { name: "t".into(), id: None }])),
+            OpOutcome::TopicDeleted
+        );
+        assert_eq!(
+            LogEntry::new(vec![Op::DeleteTopic { name: "t".into(), id: None }]).format,
+            crate::entry::DELETE_FORMAT
+        );
     }
 
     #[test]
@@ -822,7 +932,7 @@ mod tests {
         let commit = |offset, tenure| {
             LogEntry::new(vec![Op::CommitOffsets {
                 group: "g".into(),
-                offsets: vec![GroupOffset { topic: "t".into(), partition: 0, offset }],
+                offsets: vec![GroupOffset { topic: "t".into(), partition: 0, offset, topic_id: None }],
                 coordinator: Some(tenure),
             }])
         };

@@ -12,7 +12,12 @@ pub fn plan(state: &State, now_ms: i64) -> Vec<Op> {
         for (i, p) in topic.partitions.iter().enumerate() {
             let start = new_start(p, topic.config.retention_ms, topic.config.retention_bytes, now_ms);
             if start > p.log_start_offset {
-                ops.push(Op::Truncate { topic: name.clone(), partition: i as u32, log_start_offset: start });
+                ops.push(Op::Truncate {
+                    topic: name.clone(),
+                    partition: i as u32,
+                    log_start_offset: start,
+                    topic_id: Some(topic.id),
+                });
             }
         }
     }
@@ -57,6 +62,7 @@ mod tests {
                 records: *records,
                 max_timestamp: *ts,
                 producer: None,
+                topic_id: None,
             };
             s.apply(i as u64 + 2, &LogEntry::new(vec![Op::Append { segment: Ulid::new(), batches: vec![meta] }]))
                 .unwrap();

@@ -281,7 +281,12 @@ async fn coordinator(world: Arc<World>, history: Shared, done: Rc<std::cell::Cel
         if world.chance(0.2) {
             tokio::time::sleep(world.millis(5_000, 12_000)).await;
         }
-        let offsets = vec![GroupOffset { topic: TOPIC.into(), partition: 0, offset: current + 1 + world.below(3) }];
+        let offsets = vec![GroupOffset {
+            topic: TOPIC.into(),
+            partition: 0,
+            offset: current + 1 + world.below(3),
+            topic_id: None,
+        }];
         let _ = log.commit(vec![Op::CommitOffsets { group: GROUP.into(), offsets, coordinator: Some(tenure) }]).await;
     }
     history.borrow_mut().logs.push(log);

@@ -85,7 +85,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/groups/{group}/members/{member}/heartbeat", post(groups::heartbeat))
         .route("/v1/groups/{group}/members/{member}/records", get(groups::records))
         .route("/v1/groups/{group}/offsets", post(groups::commit).get(groups::offsets))
-        .route("/v1/topics/{topic}", get(topics::describe).patch(topics::update))
+        .route("/v1/topics/{topic}", get(topics::describe).patch(topics::update).delete(topics::delete))
         .route("/v1/topics/{topic}/records", post(records::produce))
         .route("/v1/topics/{topic}/partitions/{partition}/records", get(records::fetch))
         .nest("/v3", v3::router())

@@ -90,3 +90,12 @@ pub async fn update(
     let update = TopicUpdate { retention_ms: req.retention_ms, retention_bytes: req.retention_bytes };
     Ok(Json(agent.update_topic(&name, update).await?.into()))
 }
+
+pub async fn delete(
+    State(agent): State<Arc<Agent>>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path(name) = path?;
+    agent.delete_topic(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -142,6 +142,7 @@ impl Coordinator<'_> {
                     topic: topic.clone(),
                     partition: *partition,
                     offset: *offset,
+                    topic_id: None,
                 })
                 .collect()
         } else {
@@ -150,7 +151,9 @@ impl Coordinator<'_> {
         if offsets.is_empty() {
             return Ok(GroupReply::Committed);
         }
-        check_offsets(self.log, &offsets).await?;
+        let mut offsets = offsets;
+        check_offsets(self.log, &mut offsets).await?;
+        let first_topic = offsets.first().map(|o| o.topic.clone()).unwrap_or_default();
         // Stamped with the tenure this group state belongs to: if the lease
         // moved on meanwhile, the log refuses it.
         let op = Op::CommitOffsets { group: self.group.to_owned(), offsets, coordinator: Some(self.tenure) };
@@ -160,6 +163,8 @@ impl Coordinator<'_> {
         }
         match done.outcomes.first() {
             Some(OpOutcome::OffsetsCommitted) => Ok(GroupReply::Committed),
+            // A topic was deleted (and perhaps created again) since the check.
+            Some(OpOutcome::TopicNotFound) => Err(Error::TopicNotFound { topic: first_topic }),
             Some(OpOutcome::NotCoordinator) => Err(Error::NotCoordinator),
             other => Err(Error::internal(format!("unexpected outcome of an offset commit: {other:?}"))),
         }
@@ -285,12 +290,14 @@ fn assignments(m: &Member) -> Vec<TopicPartition> {
 }
 
 /// Refuses offsets for partitions that do not exist or beyond their high
-/// watermark (catching up first, so a partition just created elsewhere is known).
-async fn check_offsets(log: &MetadataLog, offsets: &[GroupOffset]) -> Result<()> {
-    let check = || -> Result<()> {
+/// watermark (catching up first, so a partition just created elsewhere is
+/// known), and stamps each with the topic incarnation it was checked against.
+async fn check_offsets(log: &MetadataLog, offsets: &mut [GroupOffset]) -> Result<()> {
+    let check = |offsets: &mut [GroupOffset]| -> Result<()> {
         let state = log.state();
         for o in offsets {
             let topic = state.topic(&o.topic).ok_or_else(|| Error::TopicNotFound { topic: o.topic.clone() })?;
+            o.topic_id = Some(topic.id);
             let p = topic
                 .partitions
                 .get(o.partition as usize)
@@ -306,11 +313,11 @@ async fn check_offsets(log: &MetadataLog, offsets: &[GroupOffset]) -> Result<()>
         }
         Ok(())
     };
-    if check().is_ok() {
+    if check(offsets).is_ok() {
         return Ok(());
     }
     log.catch_up().await?;
-    check()
+    check(offsets)
 }
 
 /// Partition counts of `topics`, which must all exist (and be at least one,

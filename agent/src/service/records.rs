@@ -75,7 +75,7 @@ impl Agent {
         if records.is_empty() {
             return Err(Error::invalid(Invalid::Request, "a produce request needs at least one record"));
         }
-        let partitions = self.partitions_of(topic).await?;
+        let (partitions, topic_id) = self.partitions_of(topic).await?;
         // Validate and place every record before buffering any: nothing is half-applied.
         let now = i64::try_from(self.log.node().now_ms()).unwrap_or(i64::MAX);
         let mut sticky = None;
@@ -107,8 +107,10 @@ impl Agent {
             self.check_producer(stamp).await?;
         }
         let order: Vec<u32> = groups.keys().copied().collect();
-        let parts =
-            groups.into_iter().map(|(partition, records)| PartitionRecords { partition, producer, records }).collect();
+        let parts = groups
+            .into_iter()
+            .map(|(partition, records)| PartitionRecords { partition, topic_id, producer, records })
+            .collect();
         let written = self.writer.append(topic.to_owned(), parts).await.map_err(|e| refused(e, producer))?;
         let base_of: BTreeMap<u32, u64> = order.into_iter().zip(written.bases).collect();
         let offsets = placed
@@ -121,15 +123,16 @@ impl Agent {
         Ok(Produced { offsets, receipt: written.receipt })
     }
 
-    fn partition_count(&self, topic: &str) -> Option<u32> {
-        self.log.state().topic(topic).map(|t| t.partitions.len() as u32)
+    /// The topic's partition count and incarnation, as this agent knows them.
+    fn partition_count(&self, topic: &str) -> Option<(u32, u64)> {
+        self.log.state().topic(topic).map(|t| (t.partitions.len() as u32, t.id))
     }
 
-    /// The topic's partition count, catching up with the log if the topic
-    /// is not known yet (another agent may have just created it).
-    async fn partitions_of(&self, topic: &str) -> Result<u32> {
-        let partitions = match self.partition_count(topic) {
-            Some(n) => n,
+    /// The topic's partition count and incarnation, catching up with the log
+    /// if the topic is not known yet (another agent may have just created it).
+    async fn partitions_of(&self, topic: &str) -> Result<(u32, u64)> {
+        let (partitions, id) = match self.partition_count(topic) {
+            Some(known) => known,
             None => {
                 self.log.catch_up().await?;
                 self.partition_count(topic).ok_or_else(|| Error::TopicNotFound { topic: topic.to_owned() })?
@@ -139,14 +142,14 @@ impl Agent {
         if partitions == 0 {
             return Err(Error::PartitionNotFound { topic: topic.to_owned(), partition: 0 });
         }
-        Ok(partitions)
+        Ok((partitions, id))
     }
 
     /// What `produce` would refuse in each record, all checked at once; for
     /// faces that answer each record on its own (Kafka REST's streaming
     /// produce). The topic itself failing is the whole call's error.
     pub async fn check_records(&self, topic: &str, records: &[NewRecord]) -> Result<Vec<Result<()>>> {
-        let partitions = self.partitions_of(topic).await?;
+        let (partitions, _) = self.partitions_of(topic).await?;
         Ok(records.iter().map(|r| check_record(topic, partitions, r)).collect())
     }
 

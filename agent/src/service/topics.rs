@@ -79,7 +79,7 @@ impl Agent {
         match committed.outcomes.first() {
             Some(OpOutcome::TopicCreated) => {
                 tracing::info!(topic = %spec.name, partitions = spec.partitions, seq = committed.seq, "topic created");
-                let topic = Topic { partitions: Vec::new(), config };
+                let topic = Topic { partitions: Vec::new(), config, id: committed.seq };
                 Ok(TopicInfo { partitions: spec.partitions, ..TopicInfo::new(&spec.name, &topic) })
             }
             _ => Err(exists()),
@@ -138,6 +138,27 @@ impl Agent {
             })
             .collect();
         Ok((TopicInfo::new(name, topic), partitions))
+    }
+
+    /// Deletes the topic and everything in it. Records of it still being
+    /// written are refused when they commit, and a topic created later under
+    /// the same name starts empty: nothing of this one shows in it.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        // A name no topic can have names no topic: not found, as for reads.
+        self.log.catch_up().await?;
+        let not_found = || Error::TopicNotFound { topic: name.to_owned() };
+        let id = self.log.state().topic(name).map(|t| t.id).ok_or_else(not_found)?;
+        let committed = self.log.commit(vec![Op::DeleteTopic { name: name.to_owned(), id: Some(id) }]).await?;
+        if let Some(e) = Error::unsettled(committed.outcomes.first()) {
+            return Err(e);
+        }
+        match committed.outcomes.first() {
+            Some(OpOutcome::TopicDeleted) => {
+                tracing::info!(topic = %name, seq = committed.seq, "topic deleted");
+                Ok(())
+            }
+            _ => Err(not_found()),
+        }
     }
 
     /// Changes a topic's settings; a change to the values it has writes nothing.

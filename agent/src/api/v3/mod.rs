@@ -22,7 +22,7 @@ pub fn router() -> Router<Arc<Agent>> {
         .route("/clusters", get(resources::list_clusters))
         .route("/clusters/{cluster}", get(resources::get_cluster))
         .route("/clusters/{cluster}/topics", get(resources::list_topics).post(resources::create_topic))
-        .route("/clusters/{cluster}/topics/{topic}", get(resources::get_topic))
+        .route("/clusters/{cluster}/topics/{topic}", get(resources::get_topic).delete(resources::delete_topic))
         .route("/clusters/{cluster}/topics/{topic}/partitions", get(resources::list_partitions))
         .route("/clusters/{cluster}/topics/{topic}/partitions/{partition}", get(resources::get_partition))
         .route("/clusters/{cluster}/topics/{topic}/records", post(records::produce))

@@ -320,3 +320,14 @@ pub async fn get_partition(
     };
     Ok(Json(Urls::new(&headers, &agent).partition_data(&topic, partition)))
 }
+
+pub async fn delete_topic(
+    State(agent): State<Arc<Agent>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<StatusCode, RestError> {
+    let (_, topic) = path(p)?;
+    check_accept(&headers)?;
+    agent.delete_topic(&topic).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
