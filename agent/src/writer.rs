@@ -99,7 +99,7 @@ pub struct Receipt {
 /// An idempotent batch: its partition, stamp and record count. While one is
 /// buffered, uploading or committing, a retry of it waits for its answer
 /// instead of being written again.
-type StampKey = (String, u32, ProducerStamp, u32);
+type StampKey = (String, u64, u32, ProducerStamp, u32);
 
 /// Idempotent batches in flight on this agent, each with the retries waiting for it.
 #[derive(Default)]
@@ -279,7 +279,7 @@ impl Writer {
             retries.push(tx);
             return Claim::Wait(rx);
         }
-        let (topic, partition, stamp, records) = &key;
+        let (topic, _, partition, stamp, records) = &key;
         match self.log.state().check_sequence(topic, *partition, *stamp, *records) {
             Placement::Duplicate(base) => return Claim::Answered(Ok(Written { bases: vec![base], receipt: None })),
             // Sequences and epochs only grow: what is refused now is refused at commit.
@@ -305,7 +305,7 @@ enum Claim {
 fn stamp_key(topic: &str, parts: &[PartitionRecords]) -> Option<StampKey> {
     let [part] = parts else { return None };
     let stamp = part.producer?;
-    Some((topic.to_owned(), part.partition, stamp, u32::try_from(part.records.len()).ok()?))
+    Some((topic.to_owned(), part.topic_id, part.partition, stamp, u32::try_from(part.records.len()).ok()?))
 }
 
 /// Collects requests into the open buffer and seals it on time or size.

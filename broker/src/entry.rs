@@ -12,13 +12,15 @@ use crate::{Error, Result, keys};
 /// stop at such entries rather than apply them differently.
 pub const ENTRY_FORMAT: u32 = 2;
 
-/// The format of an entry that deletes a topic. Only such entries carry it,
-/// so a build that reads format 2 keeps reading every other entry, and stops
-/// with a clear message at a deletion it would not understand.
-pub const DELETE_FORMAT: u32 = 3;
+/// The format of an entry that creates or deletes a topic: 3 added topic
+/// incarnations (a topic created by such an entry is numbered by its log
+/// position; see `state::Topic::id`). Only such entries carry it, so a build
+/// that reads format 2 keeps reading every other entry, and stops with a
+/// clear message at a creation or deletion it would number differently.
+pub const TOPIC_FORMAT: u32 = 3;
 
 /// Formats this build reads (format-1 entries apply by the same rules).
-const READABLE_FORMATS: std::ops::RangeInclusive<u32> = 1..=DELETE_FORMAT;
+const READABLE_FORMATS: std::ops::RangeInclusive<u32> = 1..=TOPIC_FORMAT;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
@@ -186,8 +188,8 @@ impl LogEntry {
 
     /// An entry whose commit id was made by an injected clock.
     pub fn with_id(commit_id: Ulid, ops: Vec<Op>) -> Self {
-        let deletes = ops.iter().any(|op| matches!(op, Op::DeleteTopic { .. }));
-        Self { format: if deletes { DELETE_FORMAT } else { ENTRY_FORMAT }, commit_id, ops }
+        let topics = ops.iter().any(|op| matches!(op, Op::CreateTopic { .. } | Op::DeleteTopic { .. }));
+        Self { format: if topics { TOPIC_FORMAT } else { ENTRY_FORMAT }, commit_id, ops }
     }
 
     pub fn encode(&self) -> Result<Bytes> {
@@ -210,7 +212,7 @@ impl LogObject {
         };
         if !READABLE_FORMATS.contains(&format) {
             return Err(Error::UnsupportedFormat(format!(
-                "log entry {seq} has format {format}, this build reads up to {DELETE_FORMAT}"
+                "log entry {seq} has format {format}, this build reads up to {TOPIC_FORMAT}"
             )));
         }
         Ok(object)
@@ -238,7 +240,7 @@ mod tests {
         let future = br#"{"format":4,"commit_id":"01ARZ3NDEKTSV4RRFFQ69G5FAV","ops":[]}"#;
         let delete =
             br#"{"format":3,"commit_id":"01ARZ3NDEKTSV4RRFFQ69G5FAV","ops":[{"op":"delete_topic","name":"t"}]}"#;
-        assert!(LogObject::decode(1, delete).is_ok(), "deletions are format 3");
+        assert!(LogObject::decode(1, delete).is_ok(), "creations and deletions are format 3");
         let old = br#"{"format":1,"commit_id":"01ARZ3NDEKTSV4RRFFQ69G5FAV","ops":[]}"#;
         assert!(LogObject::decode(1, old).is_ok(), "entries written before format 2 still read");
         assert!(matches!(LogObject::decode(1, future), Err(Error::UnsupportedFormat(_))));

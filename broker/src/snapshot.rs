@@ -9,7 +9,14 @@ use crate::state::State;
 use crate::store::{get_if_exists, put_if_absent};
 use crate::{Error, Result, keys};
 
-pub const SNAPSHOT_FORMAT: u32 = 1;
+/// 2 added topic incarnations (`Topic::id`): a build that reads only
+/// format 1 would drop them and apply stale appends to a re-created topic,
+/// so it must refuse these snapshots.
+pub const SNAPSHOT_FORMAT: u32 = 2;
+
+/// Formats this build reads: a format-1 snapshot's topics were all created
+/// by entries without incarnations (id 0), as replaying them gives.
+const READABLE_FORMATS: std::ops::RangeInclusive<u32> = 1..=SNAPSHOT_FORMAT;
 
 #[derive(Serialize, Deserialize)]
 struct Stored<S> {
@@ -27,7 +34,7 @@ pub fn decode(seq: u64, bytes: &[u8]) -> Result<State> {
     let what = || format!("snapshot {seq}");
     let json = zstd::stream::decode_all(bytes).map_err(|e| Error::corrupt(what(), e))?;
     let stored: Stored<State> = serde_json::from_slice(&json).map_err(|e| Error::corrupt(what(), e))?;
-    if stored.format != SNAPSHOT_FORMAT {
+    if !READABLE_FORMATS.contains(&stored.format) {
         return Err(Error::UnsupportedFormat(format!("{} has format {}", what(), stored.format)));
     }
     if stored.state.applied != seq {

@@ -273,7 +273,7 @@ impl State {
             self.log_clock_ms = self.log_clock_ms.max(entry.commit_id.timestamp_ms());
             self.recent_commits.insert(entry.commit_id, seq);
             self.forget_expired();
-            entry.ops.iter().map(|op| self.apply_op(seq, op)).collect()
+            entry.ops.iter().map(|op| self.apply_op(seq, entry.format, op)).collect()
         };
         self.applied = seq;
         Ok(outcomes)
@@ -311,14 +311,17 @@ impl State {
         self.leases.retain(|_, l| l.expires_ms > clock);
     }
 
-    fn apply_op(&mut self, seq: u64, op: &Op) -> OpOutcome {
+    fn apply_op(&mut self, seq: u64, format: u32, op: &Op) -> OpOutcome {
         match op {
             Op::CreateTopic { name, partitions, config } => {
                 if self.topics.contains_key(name) {
                     return OpOutcome::TopicAlreadyExisted;
                 }
                 let partitions = (0..*partitions).map(|_| Partition::default()).collect();
-                self.topics.insert(name.clone(), Topic { partitions, config: *config, id: seq });
+                // Numbered only by entries of the format that numbers them:
+                // every agent, replaying or loading a snapshot, agrees.
+                let id = if format >= crate::entry::TOPIC_FORMAT { seq } else { 0 };
+                self.topics.insert(name.clone(), Topic { partitions, config: *config, id });
                 OpOutcome::TopicCreated
             }
             Op::UpdateTopic { name, config } => match self.topics.get_mut(name) {
@@ -429,6 +432,12 @@ impl State {
 
     /// Appends one batch, unless its producer's epoch or sequence says otherwise.
     fn place(&mut self, segment: Ulid, b: &BatchMeta) -> Placement {
+        // First the incarnation: a batch of a deleted topic is nobody's
+        // duplicate and nobody's next batch in a new topic of its name.
+        let current = self.topics.get(&b.topic).map(|t| t.id);
+        if b.topic_id.is_some_and(|id| current != Some(id)) {
+            return Placement::NoPartition;
+        }
         if let Some(stamp) = b.producer {
             let check = self.check_sequence(&b.topic, b.partition, stamp, b.records);
             if !matches!(check, Placement::At(_)) {
@@ -583,6 +592,7 @@ impl Partition {
 mod tests {
     use super::*;
     use crate::entry::GroupOffset;
+    use crate::segment::ProducerStamp;
 
     fn batch(topic: &str, partition: u32, records: u32) -> BatchMeta {
         BatchMeta {
@@ -812,8 +822,44 @@ mod tests {
         );
         assert_eq!(
             LogEntry::new(vec![Op::DeleteTopic { name: "t".into(), id: None }]).format,
-            crate::entry::DELETE_FORMAT
+            crate::entry::TOPIC_FORMAT
         );
+    }
+
+    /// A producer's late batch for a deleted topic is refused, not taken as a
+    /// duplicate of its first batch in the new topic of the same name.
+    #[test]
+    fn a_late_idempotent_batch_of_a_deleted_topic_is_nobodys_duplicate() {
+        let mut s = State::default();
+        one(&mut s, create("t", 1));
+        let old = s.topic("t").unwrap().id;
+        let OpOutcome::ProducerReady { id, epoch } =
+            one(&mut s, LogEntry::new(vec![Op::InitProducer { producer_id: None }]))
+        else {
+            panic!("no producer")
+        };
+        let stamped = |topic_id| BatchMeta {
+            topic_id: Some(topic_id),
+            producer: Some(ProducerStamp { id, epoch, sequence: 0 }),
+            ..batch("t", 0, 3)
+        };
+        one(&mut s, LogEntry::new(vec![Op::DeleteTopic { name: "t".into(), id: Some(old) }]));
+        one(&mut s, create("t", 1));
+        let new = s.topic("t").unwrap().id;
+        assert_eq!(one(&mut s, append(Ulid::new(), vec![stamped(new)])), OpOutcome::Appended(vec![Placement::At(0)]));
+        let late = one(&mut s, append(Ulid::new(), vec![stamped(old)]));
+        assert_eq!(late, OpOutcome::Appended(vec![Placement::NoPartition]));
+    }
+
+    /// Topics created by entries older than incarnations are numbered 0 by
+    /// every agent, whether it replays them or loads a snapshot of them.
+    #[test]
+    fn only_entries_that_number_topics_number_them() {
+        let mut s = State::default();
+        let old = LogEntry { format: 2, ..create("a", 1) };
+        one(&mut s, old);
+        one(&mut s, create("b", 1));
+        assert_eq!((s.topic("a").unwrap().id, s.topic("b").unwrap().id), (0, 2));
     }
 
     #[test]

@@ -26,9 +26,18 @@ pub struct Member {
     pub assignments: Vec<(String, u32)>,
     /// Next offset to hand out, per assigned partition (absent: from the
     /// committed offset, else the reset policy).
-    pub positions: BTreeMap<(String, u32), u64>,
+    pub positions: BTreeMap<(String, u32), Position>,
     /// Which assigned partition a fetch starts with, so all get their turn.
     pub next_partition: usize,
+}
+
+/// A member's next offset in a partition, in one incarnation of its topic
+/// (`Topic::id`): a position in a deleted topic means nothing in a new one
+/// of the same name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub offset: u64,
+    pub topic_id: u64,
 }
 
 #[derive(Default)]

@@ -11,10 +11,13 @@ use floe_broker::state::OpOutcome;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::membership::{GroupState, Member, OffsetReset};
+use super::membership::{GroupState, Member, OffsetReset, Position};
 use super::{GroupRecord, GroupReply, GroupRequest, SeekTo, TopicPartition};
 use crate::error::{Error, Invalid, Result};
 use crate::reader::{FetchError, FetchRequest, Reader};
+
+/// Members one group may hold: what a client can make a coordinator keep.
+const MAX_MEMBERS: usize = 10_000;
 
 /// One group, coordinated by this agent in one tenure of its lease.
 pub(super) struct Coordinator<'a> {
@@ -40,7 +43,9 @@ impl Coordinator<'_> {
                 member(&mut s, &member_id)?.last_seen = Instant::now();
                 view(&s, &member_id)
             }
-            GroupRequest::Subscribe { member_id, topics } => {
+            GroupRequest::Subscribe { member_id, mut topics } => {
+                topics.sort();
+                topics.dedup();
                 let partitions = subscribed_partitions(self.log, &topics, true)?;
                 let mut s = self.state.lock().await;
                 let m = member(&mut s, &member_id)?;
@@ -70,7 +75,8 @@ impl Coordinator<'_> {
                         SeekTo::Beginning => part.log_start_offset,
                         SeekTo::End => part.high_watermark,
                     };
-                    moved.push((tp, to));
+                    let topic_id = state.topic(&p.topic).map_or(0, |t| t.id);
+                    moved.push((tp, Position { offset: to, topic_id }));
                 }
                 m.positions.extend(moved);
                 view(&s, &member_id)
@@ -99,8 +105,14 @@ impl Coordinator<'_> {
         reset: OffsetReset,
         name: Option<String>,
     ) -> Result<GroupReply> {
+        let mut topics = topics;
+        topics.sort();
+        topics.dedup();
         let partitions = subscribed_partitions(self.log, &topics, name.is_some())?;
         let mut s = self.state.lock().await;
+        if s.members.len() >= MAX_MEMBERS {
+            return Err(Error::invalid(Invalid::Request, format!("a group holds at most {MAX_MEMBERS} members")));
+        }
         let id = match name {
             Some(name) if s.members.contains_key(&name) => return Err(Error::MemberExists { member_id: name }),
             Some(name) => name,
@@ -138,11 +150,13 @@ impl Coordinator<'_> {
         let offsets = if offsets.is_empty() && generation.is_none() {
             let positions = m.positions.iter();
             positions
-                .map(|((topic, partition), offset)| GroupOffset {
+                .map(|((topic, partition), pos)| GroupOffset {
                     topic: topic.clone(),
                     partition: *partition,
-                    offset: *offset,
-                    topic_id: None,
+                    offset: pos.offset,
+                    // The incarnation the position was read in: the log
+                    // refuses it if the topic has been deleted since.
+                    topic_id: Some(pos.topic_id),
                 })
                 .collect()
         } else {
@@ -190,7 +204,7 @@ impl Coordinator<'_> {
                 let n = m.assignments.len().max(1);
                 let start = m.next_partition % n;
                 m.next_partition = (start + 1) % n;
-                let order: Vec<((String, u32), Option<u64>)> = (0..m.assignments.len())
+                let order: Vec<((String, u32), Option<Position>)> = (0..m.assignments.len())
                     .map(|i| {
                         let tp = m.assignments[(start + i) % n].clone();
                         let pos = m.positions.get(&tp).copied();
@@ -205,10 +219,15 @@ impl Coordinator<'_> {
                 if out.len() >= max_records {
                     break;
                 }
-                let offset = match pos {
-                    Some(p) => p,
+                let Some(topic_id) = self.log.state().topic(&topic).map(|t| t.id) else {
+                    return Err(Error::TopicNotFound { topic });
+                };
+                // A position in an earlier incarnation of the topic is dropped.
+                let offset = match pos.filter(|p| p.topic_id == topic_id) {
+                    Some(p) => p.offset,
                     None => start_position(self.log, self.group, &topic, partition, reset)?,
                 };
+                let at = |offset| Position { offset, topic_id };
                 let req = FetchRequest {
                     topic: topic.clone(),
                     partition,
@@ -225,7 +244,7 @@ impl Coordinator<'_> {
                     }
                     Err(FetchError::OffsetOutOfRange { log_start_offset, high_watermark, .. }) => {
                         let reset_to = if reset == OffsetReset::Latest { high_watermark } else { log_start_offset };
-                        moved.push(((topic, partition), reset_to));
+                        moved.push(((topic, partition), pos, at(reset_to)));
                         continue;
                     }
                     Err(e) => return Err(e.into()),
@@ -236,7 +255,7 @@ impl Coordinator<'_> {
                     offset,
                     record,
                 }));
-                moved.push(((topic, partition), fetched.next_offset));
+                moved.push(((topic, partition), pos, at(fetched.next_offset)));
             }
             {
                 let mut s = self.state.lock().await;
@@ -244,7 +263,13 @@ impl Coordinator<'_> {
                 if s.generation == generation
                     && let Some(m) = s.members.get_mut(member_id)
                 {
-                    m.positions.extend(moved);
+                    // Only where nothing (a seek, another fetch) moved the
+                    // position since this round read it.
+                    for (tp, read_at, next) in moved {
+                        if m.positions.get(&tp).copied() == read_at {
+                            m.positions.insert(tp, next);
+                        }
+                    }
                 }
             }
             if !out.is_empty() || Instant::now() >= deadline || self.stopping.is_cancelled() {

@@ -83,6 +83,14 @@ impl Groups {
             match holder {
                 Some((h, _)) if h == self.id => return self.run_local(group, req).await,
                 Some((holder, url)) => match self.forward(&url, holder, group, &req).await {
+                    // A fetch may have moved the member's positions on the
+                    // coordinator before its answer was lost: run again, it
+                    // would skip what the lost answer held. The member retries.
+                    Forwarded::NoAnswer if matches!(req, GroupRequest::Fetch { .. }) => {
+                        self.log.catch_up().await?;
+                        self.claim(group).await?;
+                        return Err(Error::CoordinatorUnavailable { group: group.to_owned() });
+                    }
                     Forwarded::Answer(Err(Error::NotCoordinator)) | Forwarded::NoAnswer => {
                         // The holder moved on or does not answer. Claiming writes an
                         // entry either way, which also moves the log clock, so a

@@ -47,6 +47,9 @@ fn forwarded_op(op: &Op) -> Result<()> {
 
 fn batch(b: &BatchMeta) -> Result<()> {
     validate::topic_name(&b.topic)?;
+    if b.topic_id.is_none() {
+        return Err(Error::invalid(Invalid::Op, "a forwarded batch names its topic's incarnation"));
+    }
     if b.records == 0 || b.len == 0 || b.max_timestamp < 0 {
         return Err(Error::invalid(Invalid::Op, "a batch holds records, bytes and a non-negative timestamp"));
     }

@@ -9,6 +9,9 @@ pub const MAX_PARTITIONS: u32 = 10_000;
 pub const MAX_FETCH_RECORDS: usize = 10_000;
 pub const MAX_FETCH_BYTES: usize = 64 << 20;
 pub const MAX_FETCH_TIMEOUT_MS: u64 = 60_000;
+/// Topics one group member may subscribe to, and partitions one seek may move.
+pub const MAX_MEMBER_TOPICS: usize = 1_000;
+pub const MAX_SEEK_POSITIONS: usize = 10_000;
 
 fn is_name(name: &str) -> bool {
     (1..=MAX_NAME).contains(&name.len())
@@ -39,6 +42,16 @@ pub fn group_name(name: &str) -> Result<()> {
         Invalid::GroupName,
         format!("group ids are 1 to {MAX_NAME} characters of letters, digits, '.', '_' and '-'; got {name:?}"),
     ))
+}
+
+fn member_topics(topics: &[String]) -> Result<()> {
+    if topics.len() > MAX_MEMBER_TOPICS {
+        return Err(Error::invalid(
+            Invalid::Request,
+            format!("a member subscribes to at most {MAX_MEMBER_TOPICS} topics"),
+        ));
+    }
+    topics.iter().try_for_each(|t| topic_name(t))
 }
 
 /// A member named by its client (a consumer instance) follows the same rule.
@@ -81,10 +94,18 @@ pub fn group_request(group: &str, req: &GroupRequest) -> Result<()> {
             if let Some(name) = name {
                 member_name(name)?;
             }
-            topics.iter().try_for_each(|t| topic_name(t))
+            member_topics(topics)
         }
-        GroupRequest::Subscribe { topics, .. } => topics.iter().try_for_each(|t| topic_name(t)),
-        GroupRequest::Seek { positions, .. } => positions.iter().try_for_each(|p| topic_name(&p.topic)),
+        GroupRequest::Subscribe { topics, .. } => member_topics(topics),
+        GroupRequest::Seek { positions, .. } => {
+            if positions.len() > MAX_SEEK_POSITIONS {
+                return Err(Error::invalid(
+                    Invalid::Request,
+                    format!("a seek moves at most {MAX_SEEK_POSITIONS} positions"),
+                ));
+            }
+            positions.iter().try_for_each(|p| topic_name(&p.topic))
+        }
         GroupRequest::Heartbeat { .. } | GroupRequest::Leave { .. } => Ok(()),
     }
 }

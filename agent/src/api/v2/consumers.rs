@@ -215,7 +215,14 @@ pub async fn commit(
 ) -> Result<Response, RestError> {
     let (group, member_id) = path(p)?;
     let b: OffsetsBody = body_json(&agent, raw).await?;
-    let offsets = b.offsets.into_iter().map(|o| GroupOffset { offset: o.offset + 1, ..o }).collect();
+    let offsets = b
+        .offsets
+        .into_iter()
+        .map(|o| {
+            let next = o.offset.checked_add(1).ok_or_else(|| RestError::new(422, 422, "offset out of range"))?;
+            Ok(GroupOffset { offset: next, topic_id: None, ..o })
+        })
+        .collect::<Result<_, RestError>>()?;
     run(&agent, &group, GroupRequest::Commit { member_id, generation: None, offsets }).await?;
     Ok(no_content())
 }
