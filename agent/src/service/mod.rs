@@ -237,19 +237,40 @@ impl Agent {
     }
 }
 
+/// A background loop's rhythm: a tick every period (late ticks are not
+/// made up), until `stop`, which wins over a tick that is due.
+struct Ticks {
+    interval: tokio::time::Interval,
+    stop: CancellationToken,
+}
+
+impl Ticks {
+    fn new(every: Duration, stop: CancellationToken) -> Self {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self { interval, stop }
+    }
+
+    /// `true` at the next tick, `false` once stopped.
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as `Interval::tick`.
+    async fn next(&mut self) -> bool {
+        tokio::select! {
+            biased;
+            () = self.stop.cancelled() => false,
+            _ = self.interval.tick() => true,
+        }
+    }
+}
+
 /// Expires group members and renews coordinator leases.
 ///
 /// # Cancel safety
 /// Cancel safe, as `Groups::maintain`.
 async fn maintain_groups(agent: std::sync::Weak<Agent>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    let mut ticks = Ticks::new(Duration::from_millis(500), stop);
+    while ticks.next().await {
         let Some(agent) = agent.upgrade() else { return };
         agent.groups.maintain().await;
     }
@@ -267,14 +288,8 @@ async fn follow(
     fatal: tokio::sync::watch::Sender<Option<Arc<floe_broker::Error>>>,
     stop: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    let mut ticks = Ticks::new(every, stop);
+    while ticks.next().await {
         let Some(log) = log.upgrade() else { return };
         match log.catch_up().await {
             Ok(_) => {}
