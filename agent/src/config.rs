@@ -93,6 +93,12 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOE_GROUP_COORDINATOR_TERM_MS", default_value_t = 10_000)]
     pub group_coordinator_term_ms: u64,
 
+    /// A connection that has not sent a whole request head (request line and
+    /// headers) this long after it opened, or after its previous request, is
+    /// closed.
+    #[arg(long, env = "FLOE_REQUEST_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_header_timeout_ms: u64,
+
     /// A request body that has not arrived this long after its headers fails
     /// the request (408) and closes its connection.
     #[arg(long, env = "FLOE_REQUEST_BODY_TIMEOUT_MS", default_value_t = 30_000)]

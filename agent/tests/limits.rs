@@ -58,6 +58,31 @@ async fn connections_stalled_mid_body_are_closed_while_others_are_served() {
     assert_eq!(c.read_all("t", 0, 0).await.len(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_stalled_mid_headers_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(
+        &format!("file://{}", dir.path().display()),
+        &[],
+        &["--compactor", "off", "--request-header-timeout-ms", "500"],
+    );
+    let c = a.client();
+    let addr = c.base.trim_start_matches("http://").to_owned();
+    let mut stalled = Vec::with_capacity(STALLED);
+    for _ in 0..STALLED {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"POST /v1/topics/t/records HTTP/1.1\r\nHost: floe\r\n").await.unwrap();
+        stalled.push(s);
+    }
+    assert_eq!(c.get("/healthz").await.0, 200, "others are served meanwhile");
+    let closed = futures::future::join_all(stalled.into_iter().map(|mut s| async move {
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut rest)).await.is_ok()
+    }))
+    .await;
+    assert_eq!(closed.iter().filter(|c| !**c).count(), 0, "every connection stalled mid-headers is closed");
+}
+
 #[tokio::test]
 async fn every_answer_carries_a_request_id() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,6 +10,7 @@ mod layers;
 mod producers;
 mod records;
 mod rest_error;
+mod server;
 mod tail;
 mod topics;
 mod v2;
@@ -17,7 +18,7 @@ mod v3;
 
 use std::sync::Arc;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 
 use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -51,7 +52,10 @@ pub async fn serve(
         }
     };
     let app = layers::wrap(agent.clone(), router(agent.clone()), agent.components(), agent.request_body_timeout());
-    let server = axum::serve(listener, app).with_graceful_shutdown(stop).into_future();
+    let server = async {
+        server::run(listener, app, agent.request_header_timeout(), stop).await;
+        Ok::<(), std::io::Error>(())
+    };
     let drain = async {
         agent.stopped().await;
         agent.drain().await;

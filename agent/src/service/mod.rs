@@ -178,6 +178,11 @@ impl Agent {
         self.log.node().clone()
     }
 
+    /// How long a client may take to send a request's head.
+    pub fn request_header_timeout(&self) -> Duration {
+        Duration::from_millis(self.settings.request_header_timeout_ms.max(1))
+    }
+
     /// How long a client may take to send a request body.
     pub fn request_body_timeout(&self) -> Duration {
         Duration::from_millis(self.settings.request_body_timeout_ms.max(1))
