@@ -6,7 +6,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use floe_compactor::CompactorSettings;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CompactorMode {
     /// Run the compactor inside this agent.
     Embedded,
@@ -14,7 +15,7 @@ pub enum CompactorMode {
     Off,
 }
 
-#[derive(Args, Clone, Debug)]
+#[derive(Args, Clone, Debug, serde::Serialize)]
 pub struct AgentArgs {
     /// Address to serve the HTTP API on (port 0 picks a free port).
     #[arg(long, env = "FLOE_LISTEN", default_value = "127.0.0.1:8080")]
@@ -119,6 +120,7 @@ pub struct AgentArgs {
     pub compactor: CompactorMode,
 
     #[command(flatten)]
+    #[serde(flatten)]
     pub compaction: CompactorSettings,
 
     /// Testing only: run this agent's clock this many milliseconds off

@@ -4,6 +4,7 @@ pub mod api;
 pub mod cache;
 pub mod committer;
 pub mod config;
+pub mod config_file;
 pub mod error;
 pub mod groups;
 pub mod partitioner;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use floe_agent::{Agent, AgentArgs};
 use tracing_subscriber::EnvFilter;
 
@@ -20,6 +20,14 @@ struct Cli {
     /// Seed for the profile's delays (default: random).
     #[arg(long, env = "FLOE_STORE_PROFILE_SEED")]
     store_profile_seed: Option<u64>,
+    /// Settings from a TOML file (keys: the flags' names with underscores);
+    /// flags and FLOE_* variables win over it.
+    #[arg(long, env = "FLOE_CONFIG")]
+    config: Option<String>,
+    /// Print the effective settings (flags, environment, file, defaults) as
+    /// TOML and exit.
+    #[arg(long)]
+    print_config: bool,
     /// Log lines as text for people, or as JSON objects for collectors.
     #[arg(long, env = "FLOE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
@@ -50,9 +58,39 @@ struct CheckStoreArgs {
     writers: usize,
 }
 
+/// The command line with `--config`'s settings added (not for subcommands,
+/// which take their own few flags).
+fn arguments() -> Result<Vec<std::ffi::OsString>, String> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let subcommand = args.get(1).and_then(|a| a.to_str()).is_some_and(|a| !a.starts_with('-'));
+    match floe_agent::config_file::path(&args) {
+        Some(path) if !subcommand => floe_agent::config_file::apply(&Cli::command(), args, &path),
+        _ => Ok(args),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match arguments() {
+        Ok(args) => Cli::parse_from(args),
+        Err(e) => {
+            eprintln!("floe-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.print_config {
+        // The settings hold no secrets: credentials come from AWS_* variables.
+        return match toml::to_string(&cli.agent) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("floe-agent: cannot print the settings: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let logs = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("FLOE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr);

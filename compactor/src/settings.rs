@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct CompactorSettings {
     /// Pause between compaction cycles.
