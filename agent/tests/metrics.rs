@@ -43,6 +43,9 @@ async fn a_scrape_shows_the_traffic() {
     assert_eq!(sample(&after, "floe_produce_requests_total{outcome=\"acknowledged\"}"), 10.0);
     assert_eq!(sample(&after, "floe_produce_requests_total{outcome=\"refused\"}"), 1.0);
     assert_eq!(sample(&after, "floe_produce_ack_seconds_count"), 10.0);
+    for stage in ["buffer", "upload", "commit"] {
+        assert_eq!(sample(&after, &format!("floe_write_stage_seconds_count{{stage=\"{stage}\"}}")), 10.0, "{stage}");
+    }
     assert_eq!(sample(&after, "floe_fetched_records_total"), 20.0);
     let puts = sample(&after, "floe_store_requests_total{kind=\"segments\",op=\"put\"}");
     assert!(puts >= 1.0, "segment PUTs counted: {puts}");

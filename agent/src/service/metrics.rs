@@ -36,6 +36,11 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoreLabels {
     kind: &'static str,
     op: &'static str,
@@ -46,6 +51,8 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     request_seconds: Family<RequestLabels, Histogram, fn() -> Histogram>,
     produce_ack_seconds: Histogram,
+    /// The stages of acknowledged writes (`stage`: buffer, upload, commit).
+    write_stage_seconds: Family<StageLabels, Histogram, fn() -> Histogram>,
     produces: Family<OutcomeLabels, Counter>,
     produced_records: Counter,
     produced_bytes: Counter,
@@ -59,6 +66,7 @@ impl Default for Metrics {
             requests: Family::default(),
             request_seconds: Family::new_with_constructor(histogram),
             produce_ack_seconds: histogram(),
+            write_stage_seconds: Family::new_with_constructor(histogram),
             produces: Family::default(),
             produced_records: Counter::default(),
             produced_bytes: Counter::default(),
@@ -87,6 +95,13 @@ impl Metrics {
             Err(outcome) => {
                 self.produces.get_or_create(&OutcomeLabels { outcome }).inc();
             }
+        }
+    }
+
+    /// Where an acknowledged write's time went.
+    pub fn write_stages(&self, receipt: &crate::writer::Receipt) {
+        for (stage, d) in [("buffer", receipt.buffer), ("upload", receipt.upload), ("commit", receipt.commit)] {
+            self.write_stage_seconds.get_or_create(&StageLabels { stage }).observe(d.as_secs_f64());
         }
     }
 
@@ -123,6 +138,11 @@ impl Agent {
             "produce_ack_seconds",
             "Time from a produce request to its acknowledgement",
             m.produce_ack_seconds.clone(),
+        );
+        r.register(
+            "write_stage_seconds",
+            "Stages of acknowledged writes: waiting for the flush, the segment PUT, the log commit",
+            m.write_stage_seconds.clone(),
         );
         r.register("produce_requests", "Produce requests by outcome", m.produces.clone());
         r.register("produced_records", "Records acknowledged", m.produced_records.clone());

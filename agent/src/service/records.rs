@@ -63,6 +63,9 @@ impl Agent {
         let answer = self.produce_untimed(topic, records, producer).await;
         let outcome = answer.as_ref().map(|_| (count, bytes)).map_err(Error::class);
         self.metrics.produce(outcome, started.elapsed().as_secs_f64());
+        if let Ok(Produced { receipt: Some(receipt), .. }) = &answer {
+            self.metrics.write_stages(receipt);
+        }
         answer
     }
 
