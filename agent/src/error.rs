@@ -145,14 +145,21 @@ impl Error {
         Self::Internal { source: Some(Arc::new(std::io::Error::other(what))) }
     }
 
-    /// The error for an op the log answered without applying it because
-    /// the entry was too old or a copy of one applied before: an earlier
-    /// attempt may have landed, so the outcome is unknown. `None` for any
-    /// other outcome.
-    pub fn unsettled(outcome: Option<&floe_broker::state::OpOutcome>) -> Option<Self> {
+    /// Commits one op and returns the log position and the op's outcome.
+    /// An entry the log refused as too old, or found to be a copy of one
+    /// applied before, may still have landed through an earlier attempt: its
+    /// outcome is unknown, and that is the error.
+    pub async fn commit_one(
+        log: &floe_broker::MetadataLog,
+        op: floe_broker::entry::Op,
+    ) -> Result<(u64, floe_broker::state::OpOutcome)> {
         use floe_broker::state::OpOutcome as O;
-        matches!(outcome, Some(O::EntryTooOld | O::AlreadyCommitted { .. }))
-            .then_some(Self::CommitOutcomeUnknown { source: None })
+        let committed = log.commit(vec![op]).await?;
+        match committed.outcomes.into_iter().next() {
+            Some(O::EntryTooOld | O::AlreadyCommitted { .. }) => Err(Self::CommitOutcomeUnknown { source: None }),
+            Some(outcome) => Ok((committed.seq, outcome)),
+            None => Err(Self::internal("the log answered a commit of one op with no outcome")),
+        }
     }
 
     /// Whose the fault is, for metrics: `refused` (the caller's; retrying
@@ -173,6 +180,14 @@ impl Error {
             | Self::StorePermissionDenied { .. }
             | Self::Internal { .. } => "failed",
             _ => "refused",
+        }
+    }
+
+    /// The error itself, out of any `InRecord` around it.
+    pub fn innermost(&self) -> &Self {
+        match self {
+            Self::InRecord { error, .. } => error.innermost(),
+            e => e,
         }
     }
 

@@ -36,49 +36,55 @@ impl RestError {
     }
 }
 
+/// Which Kafka REST version's finer codes to use.
+#[derive(Clone, Copy)]
+enum Version {
+    V2,
+    V3,
+}
+
 impl RestError {
     /// With Kafka REST v2's codes.
     pub fn v2(e: Error) -> Self {
-        let api = ApiError::from(e);
-        let code = match api.code {
-            "topic_not_found" => Some(40401),
-            "partition_not_found" => Some(40402),
-            "unknown_member" => Some(40403),
-            "member_exists" => Some(40902),
+        Self::of(e, Version::V2)
+    }
+
+    /// The status and message of the one mapping (`api::error`), with the
+    /// finer code Kafka REST gives the error's kind in `version`.
+    fn of(e: Error, version: Version) -> Self {
+        let finer = match (version, e.innermost()) {
+            (Version::V2, Error::TopicNotFound { .. }) => Some((404, 40401)),
+            (Version::V2, Error::PartitionNotFound { .. }) => Some((404, 40402)),
+            // An unknown consumer instance is a missing resource in v2's terms.
+            (Version::V2, Error::UnknownMember { .. }) => Some((404, 40403)),
+            (Version::V2, Error::MemberExists { .. }) => Some((409, 40902)),
+            (Version::V3, Error::TopicNotFound { .. } | Error::PartitionNotFound { .. }) => Some((404, 40403)),
+            // Kafka REST answers an existing topic with 400.
+            (Version::V3, Error::TopicExists { .. }) => Some((400, 40002)),
             _ => None,
         };
-        let mut out = Self::from(api);
-        if let Some(code) = code {
-            out.error_code = code;
-            // An unknown consumer instance is a missing resource in v2's terms.
-            if code == 40403 {
-                out.status = 404;
-            }
+        let mut out = Self::from(ApiError::from(e));
+        if let Some((status, code)) = finer {
+            (out.status, out.error_code) = (status, code);
         }
         out
     }
 }
 
-/// Kafka REST v3's codes for the cases its clients tell apart.
+/// An error of the faces themselves (a body that cannot be read, say): the
+/// HTTP status is the code, and Kafka REST's 50003 for what a retry can fix.
 impl From<ApiError> for RestError {
     fn from(e: ApiError) -> Self {
         let status = e.status.as_u16();
-        let error_code = match (status, e.code) {
-            (404, "topic_not_found" | "partition_not_found") => 40403,
-            (409, "topic_exists") => 40002,
-            // Retriable: Kafka REST's 50003.
-            (503, _) => 50003,
-            (s, _) => u32::from(s),
-        };
-        // Kafka REST answers an existing topic with 400.
-        let status = if e.code == "topic_exists" { 400 } else { status };
+        let error_code = if status == 503 { 50003 } else { u32::from(status) };
         Self { status, error_code, message: e.message }
     }
 }
 
+/// With Kafka REST v3's codes.
 impl From<Error> for RestError {
     fn from(e: Error) -> Self {
-        Self::from(ApiError::from(e))
+        Self::of(e, Version::V3)
     }
 }
 

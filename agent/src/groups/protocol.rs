@@ -171,16 +171,12 @@ impl Coordinator<'_> {
         // Stamped with the tenure this group state belongs to: if the lease
         // moved on meanwhile, the log refuses it.
         let op = Op::CommitOffsets { group: self.group.to_owned(), offsets, coordinator: Some(self.tenure) };
-        let done = self.log.commit(vec![op]).await?;
-        if let Some(e) = Error::unsettled(done.outcomes.first()) {
-            return Err(e);
-        }
-        match done.outcomes.first() {
-            Some(OpOutcome::OffsetsCommitted) => Ok(GroupReply::Committed),
+        match Error::commit_one(self.log, op).await? {
+            (_, OpOutcome::OffsetsCommitted) => Ok(GroupReply::Committed),
             // A topic was deleted (and perhaps created again) since the check.
-            Some(OpOutcome::TopicNotFound) => Err(Error::TopicNotFound { topic: first_topic }),
-            Some(OpOutcome::NotCoordinator) => Err(Error::NotCoordinator),
-            other => Err(Error::internal(format!("unexpected outcome of an offset commit: {other:?}"))),
+            (_, OpOutcome::TopicNotFound) => Err(Error::TopicNotFound { topic: first_topic }),
+            (_, OpOutcome::NotCoordinator) => Err(Error::NotCoordinator),
+            (_, other) => Err(Error::internal(format!("unexpected outcome of an offset commit: {other:?}"))),
         }
     }
 

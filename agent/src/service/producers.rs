@@ -16,12 +16,8 @@ pub struct ProducerId {
 impl Agent {
     /// A new producer (`None`), or a new epoch of `producer_id` that fences the old one.
     pub async fn init_producer(&self, producer_id: Option<u64>) -> Result<ProducerId> {
-        let committed = self.log.commit(vec![Op::InitProducer { producer_id }]).await?;
-        if let Some(e) = Error::unsettled(committed.outcomes.first()) {
-            return Err(e);
-        }
-        match committed.outcomes.first() {
-            Some(OpOutcome::ProducerReady { id, epoch }) => Ok(ProducerId { producer_id: *id, epoch: *epoch }),
+        match Error::commit_one(&self.log, Op::InitProducer { producer_id }).await? {
+            (_, OpOutcome::ProducerReady { id, epoch }) => Ok(ProducerId { producer_id: id, epoch }),
             _ => Err(Error::ProducerNotFound { producer_id: producer_id.unwrap_or_default() }),
         }
     }

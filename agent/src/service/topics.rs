@@ -72,14 +72,10 @@ impl Agent {
         let config = self.check_new_topic(&spec)?;
         let exists = || Error::TopicExists { topic: spec.name.clone() };
         let op = Op::CreateTopic { name: spec.name.clone(), partitions: spec.partitions, config };
-        let committed = self.log.commit(vec![op]).await?;
-        if let Some(e) = Error::unsettled(committed.outcomes.first()) {
-            return Err(e);
-        }
-        match committed.outcomes.first() {
-            Some(OpOutcome::TopicCreated) => {
-                tracing::info!(topic = %spec.name, partitions = spec.partitions, seq = committed.seq, "topic created");
-                let topic = Topic { partitions: Vec::new(), config, id: committed.seq };
+        match Error::commit_one(&self.log, op).await? {
+            (seq, OpOutcome::TopicCreated) => {
+                tracing::info!(topic = %spec.name, partitions = spec.partitions, seq, "topic created");
+                let topic = Topic { partitions: Vec::new(), config, id: seq };
                 Ok(TopicInfo { partitions: spec.partitions, ..TopicInfo::new(&spec.name, &topic) })
             }
             _ => Err(exists()),
@@ -148,13 +144,9 @@ impl Agent {
         self.log.catch_up().await?;
         let not_found = || Error::TopicNotFound { topic: name.to_owned() };
         let id = self.log.state().topic(name).map(|t| t.id).ok_or_else(not_found)?;
-        let committed = self.log.commit(vec![Op::DeleteTopic { name: name.to_owned(), id: Some(id) }]).await?;
-        if let Some(e) = Error::unsettled(committed.outcomes.first()) {
-            return Err(e);
-        }
-        match committed.outcomes.first() {
-            Some(OpOutcome::TopicDeleted) => {
-                tracing::info!(topic = %name, seq = committed.seq, "topic deleted");
+        match Error::commit_one(&self.log, Op::DeleteTopic { name: name.to_owned(), id: Some(id) }).await? {
+            (seq, OpOutcome::TopicDeleted) => {
+                tracing::info!(topic = %name, seq, "topic deleted");
                 Ok(())
             }
             _ => Err(not_found()),
@@ -170,12 +162,8 @@ impl Agent {
         if config == current {
             return self.describe_applied(name);
         }
-        let committed = self.log.commit(vec![Op::UpdateTopic { name: name.to_owned(), config }]).await?;
-        if let Some(e) = Error::unsettled(committed.outcomes.first()) {
-            return Err(e);
-        }
-        match committed.outcomes.first() {
-            Some(OpOutcome::TopicUpdated) => self.describe_applied(name),
+        match Error::commit_one(&self.log, Op::UpdateTopic { name: name.to_owned(), config }).await? {
+            (_, OpOutcome::TopicUpdated) => self.describe_applied(name),
             _ => Err(not_found()),
         }
     }
