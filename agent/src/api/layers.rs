@@ -35,17 +35,23 @@ impl MakeRequestId for MakeUlid {
     }
 }
 
-/// Counts each answered request and how long it took to answer (to its
-/// headers, for a stream), by face, method and status.
-async fn count(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) -> Response {
-    let started = tokio::time::Instant::now();
-    let face = match req.uri().path().split('/').nth(1) {
+/// Which face a path belongs to: `v1`, `v2`, `v3` (Kafka REST), `internal`
+/// or `other`.
+fn face(path: &str) -> &'static str {
+    match path.split('/').nth(1) {
         Some("v1") => "v1",
         Some("v3") => "v3",
         Some("topics" | "consumers") => "v2",
         Some("internal") => "internal",
         _ => "other",
-    };
+    }
+}
+
+/// Counts each answered request and how long it took to answer (to its
+/// headers, for a stream), by face, method and status.
+async fn count(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) -> Response {
+    let started = tokio::time::Instant::now();
+    let face = face(req.uri().path());
     let method = req.method().as_str().to_owned();
     let response = next.run(req).await;
     let labels = RequestLabels { face, method, status: response.status().as_u16() };
@@ -63,7 +69,7 @@ async fn admit(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) 
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let kafka_rest = matches!(req.uri().path().split('/').nth(1), Some("v3" | "topics" | "consumers"));
+    let kafka_rest = matches!(face(req.uri().path()), "v2" | "v3");
     let refuse = |e: ApiError| if kafka_rest { RestError::from(e).into_response() } else { e.into_response() };
     if declared.is_some_and(|n| n > limit as u64) {
         let e = ApiError::new(

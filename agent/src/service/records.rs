@@ -151,9 +151,13 @@ impl Agent {
     /// What `produce` would refuse in each record, all checked at once; for
     /// faces that answer each record on its own (Kafka REST's streaming
     /// produce). The topic itself failing is the whole call's error.
-    pub async fn check_records(&self, topic: &str, records: &[NewRecord]) -> Result<Vec<Result<()>>> {
+    pub async fn check_records<'a>(
+        &self,
+        topic: &str,
+        records: impl IntoIterator<Item = &'a NewRecord>,
+    ) -> Result<Vec<Result<()>>> {
         let (partitions, _) = self.partitions_of(topic).await?;
-        Ok(records.iter().map(|r| check_record(topic, partitions, r)).collect())
+        Ok(records.into_iter().map(|r| check_record(topic, partitions, r)).collect())
     }
 
     /// Refuses, before anything is buffered, a producer the log does not know

@@ -223,27 +223,20 @@ pub async fn produce(
     // their error, and the rest go in one request. (The topic itself failing
     // fails the whole request, as in Kafka REST.)
     if !good.is_empty() {
-        let records: Vec<NewRecord> = good.iter().map(|(_, p)| p.record.clone()).collect();
-        let checks = agent.check_records(&topic, &records).await?;
-        let mut refused = Vec::new();
+        let checks = agent.check_records(&topic, good.iter().map(|(_, p)| &p.record)).await?;
         let mut records = Vec::with_capacity(good.len());
-        good = good
-            .into_iter()
-            .zip(checks)
-            .filter_map(|((index, parsed), check)| match check {
+        let mut accepted = Vec::with_capacity(good.len());
+        for ((index, mut parsed), check) in good.into_iter().zip(checks) {
+            match check {
+                // The record moves to the request; its report data stays.
                 Ok(()) => {
-                    records.push(parsed.record.clone());
-                    Some((index, parsed))
+                    records.push(std::mem::take(&mut parsed.record));
+                    accepted.push((index, parsed));
                 }
-                Err(e) => {
-                    refused.push((index, e));
-                    None
-                }
-            })
-            .collect();
-        for (index, e) in refused {
-            reports[index] = Some(Report::failed(RestError::from(e)));
+                Err(e) => reports[index] = Some(Report::failed(RestError::from(e))),
+            }
         }
+        good = accepted;
         if !good.is_empty() {
             match agent.produce(&topic, records, None).await {
                 Ok(produced) => {
