@@ -93,7 +93,7 @@ impl Committer {
     ) -> Arc<Self> {
         let (queue, rx) = mpsc::channel(MAX_GROUP);
         let timeout = lease.as_ref().map_or(Duration::from_secs(2), |l| l.forward_timeout);
-        let http = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
+        let http = auth.client(Some(timeout));
         let id = log.node().ulid();
         let committer = Arc::new(Self { id, log, auth, lease, group, http, queue, stopping: stopping.clone() });
         tasks.spawn(group_commits(Arc::downgrade(&committer), rx, stop));

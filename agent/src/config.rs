@@ -115,6 +115,31 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOE_DRAIN_TIMEOUT_MS", default_value_t = 30_000)]
     pub drain_timeout_ms: u64,
 
+    /// Clients' bearer tokens: a TOML file of token hashes and permissions
+    /// (`floe-agent token new` makes entries; docs/security.md). Read again
+    /// on SIGHUP. Without it, every client may do everything.
+    #[arg(long, env = "FLOE_AUTH_TOKENS")]
+    pub auth_tokens: Option<std::path::PathBuf>,
+
+    /// With --auth-tokens: the endpoints that still answer without a token
+    /// (comma-separated; empty: none).
+    #[arg(long, env = "FLOE_AUTH_OPEN", value_enum, value_delimiter = ',', default_value = "healthz,readyz,metrics")]
+    pub auth_open: Vec<crate::auth::OpenEndpoint>,
+
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key). Read
+    /// again on SIGHUP.
+    #[arg(long, env = "FLOE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The PEM private key for --tls-cert.
+    #[arg(long, env = "FLOE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// PEM certificates this agent trusts, beside the system's, when it calls
+    /// other agents (their CA, when it is a private one).
+    #[arg(long, env = "FLOE_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+
     /// Where compaction runs.
     #[arg(long, env = "FLOE_COMPACTOR", value_enum, default_value_t = CompactorMode::Embedded)]
     pub compactor: CompactorMode,
@@ -139,17 +164,23 @@ impl AgentArgs {
     /// address it listens on. A wildcard address (0.0.0.0, [::]) reaches no
     /// one, so it must be named explicitly.
     pub fn advertised_url(&self, bound: SocketAddr) -> Result<String, String> {
-        let url = self.advertise_url.clone().unwrap_or_else(|| format!("http://{bound}"));
+        let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
+        let url = self.advertise_url.clone().unwrap_or_else(|| format!("{scheme}://{bound}"));
         let parsed = reqwest::Url::parse(&url).map_err(|e| format!("--advertise-url {url:?} is not a URL: {e}"))?;
         // A host is a name, an IPv4 address, or an IPv6 address in brackets.
         let unusable = match parsed.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']')) {
             Some(host) => host.parse::<std::net::IpAddr>().map_or(host.is_empty(), |ip| ip.is_unspecified()),
             None => true,
         };
+        if self.tls_cert.is_some() && parsed.scheme() == "http" {
+            return Err(format!(
+                "with --tls-cert this agent serves HTTPS only: --advertise-url {url:?} must be an https:// URL"
+            ));
+        }
         if unusable || !matches!(parsed.scheme(), "http" | "https") {
             return Err(format!(
                 "other agents cannot reach this agent at {url}: listening on {bound}, set --advertise-url \
-                 (FLOE_ADVERTISE_URL) to an http:// URL with this agent's reachable address (see docs/deploy.md)"
+                 (FLOE_ADVERTISE_URL) to an http(s):// URL with this agent's reachable address (see docs/deploy.md)"
             ));
         }
         Ok(url.trim_end_matches('/').to_owned())

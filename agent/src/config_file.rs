@@ -39,8 +39,15 @@ pub fn apply(command: &Command, args: Vec<OsString>, path: &str) -> Result<Vec<O
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Float(f) => f.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
+            // A list setting (`auth_open`), as its flag takes it.
+            toml::Value::Array(items) if items.iter().all(toml::Value::is_str) => {
+                items.iter().filter_map(toml::Value::as_str).collect::<Vec<_>>().join(",")
+            }
             other => {
-                return Err(at(format!("{key} must be a string, a number or a boolean, not {}", other.type_str())));
+                return Err(at(format!(
+                    "{key} must be a string, a number, a boolean or a list of strings, not {}",
+                    other.type_str()
+                )));
             }
         };
         match arg.get_action() {

@@ -68,11 +68,14 @@ pub enum Error {
     #[error("the request holds {bytes} bytes of records, more than the agent's whole write buffer ({budget} bytes)")]
     TooLarge { bytes: usize, budget: usize },
 
+    /// No credentials, or ones this agent does not know.
+    #[error("{message}")]
+    Unauthenticated { message: String },
+    /// Credentials that do not allow the request.
+    #[error("{message}")]
+    Forbidden { message: String },
+
     // Agent to agent.
-    #[error("agent-to-agent routes need cluster credentials")]
-    Unauthenticated,
-    #[error("not an agent of this cluster")]
-    Forbidden,
     #[error("not this group's coordinator")]
     NotCoordinator,
     #[error("this agent does not hold the commit lease")]

@@ -1,6 +1,7 @@
 //! The Floe agent: HTTP API, buffering, caching. The binary is `floe-agent`.
 
 pub mod api;
+pub mod auth;
 pub mod cache;
 pub mod committer;
 pub mod config;

@@ -43,6 +43,36 @@ enum LogFormat {
 enum Command {
     /// Race create-only PUTs against the store and report whether it is safe for Floe.
     CheckStore(CheckStoreArgs),
+    /// Clients' bearer tokens (see --auth-tokens).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a new random token: prints the token on stdout (give it to the
+    /// client) and, on stderr, the entry to add to the tokens file (it holds
+    /// only the token's hash).
+    New(NewTokenArgs),
+}
+
+#[derive(Args)]
+struct NewTokenArgs {
+    /// The token's name in the tokens file and in the agent's logs.
+    #[arg(long)]
+    name: String,
+    /// May do everything: create, change and delete topics, and all below.
+    #[arg(long)]
+    admin: bool,
+    /// Topics it may produce to: names, `prefix*`, or `*` (repeatable).
+    #[arg(long)]
+    produce: Vec<String>,
+    /// Topics it may consume from (repeatable).
+    #[arg(long)]
+    consume: Vec<String>,
+    /// Consumer groups it may use (repeatable).
+    #[arg(long)]
+    group: Vec<String>,
 }
 
 #[derive(Args)]
@@ -100,6 +130,7 @@ async fn main() -> ExitCode {
     }
     let outcome = match cli.command {
         Some(Command::CheckStore(args)) => check_store(args).await,
+        Some(Command::Token(TokenCommand::New(args))) => Ok(new_token(args)),
         None => run(cli.agent, cli.store_profile, cli.store_profile_seed).await.map(|()| ExitCode::SUCCESS),
     };
     match outcome {
@@ -128,18 +159,33 @@ async fn run(
         let seed = rand::random();
         store = Arc::new(floe_broker::fault::FaultyStore::new(store).with_random_faults(rate, seed));
     }
-    // Refuse an unusable advertise URL before binding anything.
+    // Refuse an unusable advertise URL or certificate before binding anything.
     args.advertised_url(args.listen)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(floe_agent::api::Tls::load(cert, key)?)),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(store = %args.store, "opening bucket");
     let advertised = args.advertised_url(addr)?;
     let agent = Agent::start(args, store, &advertised).await?;
     // Scripts and tests wait for this line on stdout.
-    println!("floe-agent listening on http://{addr}");
-    floe_agent::api::serve(agent, listener, floe_broker::shutdown::signal()).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("floe-agent listening on {scheme}://{addr}");
+    floe_agent::api::serve(agent, listener, tls, floe_broker::shutdown::signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[allow(clippy::disallowed_methods)] // a token's secret is the machine's randomness, not an injected one
+fn new_token(args: NewTokenArgs) -> ExitCode {
+    let secret: [u8; 32] = rand::random();
+    let (token, entry) =
+        floe_agent::auth::new_token(&secret, &args.name, args.admin, &args.produce, &args.consume, &args.group);
+    println!("{token}");
+    eprint!("# add to the tokens file (--auth-tokens), then send the agents SIGHUP:\n{entry}");
+    ExitCode::SUCCESS
 }
 
 /// Exit status 0: safe; 1: unsafe; 2 (from `main`): the check could not run.

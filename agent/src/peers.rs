@@ -16,11 +16,29 @@ const SCHEME: &str = "Floe-Internal ";
 pub struct PeerAuth {
     cluster_id: Ulid,
     secret: String,
+    /// Certificates trusted beside the system's when calling other agents
+    /// over HTTPS (`--tls-ca`).
+    trusted: Vec<reqwest::Certificate>,
 }
 
 impl PeerAuth {
-    pub fn new(cluster_id: Ulid, secret: String) -> Self {
-        Self { cluster_id, secret }
+    pub fn new(cluster_id: Ulid, secret: String, trusted: Vec<reqwest::Certificate>) -> Self {
+        Self { cluster_id, secret, trusted }
+    }
+
+    /// An HTTP client for calls to other agents, trusting `--tls-ca`.
+    pub fn client(&self, timeout: Option<std::time::Duration>) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder();
+        if let Some(timeout) = timeout {
+            builder = builder.timeout(timeout);
+        }
+        for cert in &self.trusted {
+            builder = builder.add_root_certificate(cert.clone());
+        }
+        builder.build().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot build the agent-to-agent HTTP client with --tls-ca; using the system's roots only");
+            reqwest::Client::new()
+        })
     }
 
     /// Credentials for a call to the agent that holds lease tenure `holder`.
@@ -35,11 +53,13 @@ impl PeerAuth {
     /// credentials, `Forbidden` with wrong ones or another cluster's id.
     /// Returns the holder the caller expects this agent to be.
     pub fn verify(&self, call: &PeerCall<'_>) -> Result<Ulid> {
-        let token = call.authorization.and_then(|v| v.strip_prefix(SCHEME)).ok_or(Error::Unauthenticated)?;
+        let token = call.authorization.and_then(|v| v.strip_prefix(SCHEME)).ok_or_else(|| Error::Unauthenticated {
+            message: "agent-to-agent routes need cluster credentials".into(),
+        })?;
         let same_secret: bool = token.as_bytes().ct_eq(self.secret.as_bytes()).into();
         let same_cluster = call.cluster.and_then(|c| Ulid::from_string(c).ok()) == Some(self.cluster_id);
         if !(same_secret && same_cluster) {
-            return Err(Error::Forbidden);
+            return Err(Error::Forbidden { message: "not an agent of this cluster".into() });
         }
         call.expected_holder.and_then(|h| Ulid::from_string(h).ok()).ok_or_else(|| {
             Error::invalid(
@@ -48,6 +68,16 @@ impl PeerAuth {
             )
         })
     }
+}
+
+/// The certificates in a PEM file (`--tls-ca`).
+pub fn trusted_certificates(path: &std::path::Path) -> std::result::Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("--tls-ca {}: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("--tls-ca {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("--tls-ca {}: no PEM certificate in the file", path.display()));
+    }
+    Ok(certs)
 }
 
 /// The credentials an agent-to-agent call carries, as a face received them

@@ -44,6 +44,9 @@ impl IntoResponse for ApiError {
         if matches!(self.status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS) {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         response
     }
 }
@@ -87,8 +90,8 @@ impl From<Error> for ApiError {
                 new(StatusCode::CONFLICT, "illegal_generation").with("generation", current)
             }
             Error::TooLarge { .. } => new(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large"),
-            Error::Unauthenticated => new(StatusCode::UNAUTHORIZED, "unauthenticated"),
-            Error::Forbidden => new(StatusCode::FORBIDDEN, "forbidden"),
+            Error::Unauthenticated { .. } => new(StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Error::Forbidden { .. } => new(StatusCode::FORBIDDEN, "forbidden"),
             Error::NotCoordinator => new(StatusCode::MISDIRECTED_REQUEST, "not_coordinator"),
             Error::NotLeaseHolder => new(StatusCode::CONFLICT, "not_lease_holder"),
             Error::Overloaded => new(StatusCode::SERVICE_UNAVAILABLE, "overloaded"),

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::encoding::Encoding;
 use super::records::OutRecord;
 use super::{ApiError, body};
+use crate::auth::Caller;
 use crate::groups::{GroupReply, GroupRequest, OffsetReset};
 use crate::service::{Agent, CommittedOffset};
 
@@ -42,8 +43,8 @@ fn render(reply: GroupReply, encoding: Encoding) -> Json<Value> {
     })
 }
 
-async fn run(agent: &Agent, group: &str, req: GroupRequest) -> Result<Json<Value>, ApiError> {
-    Ok(render(agent.group(group, req).await?, Encoding::String))
+async fn run(agent: &Agent, caller: &Caller, group: &str, req: GroupRequest) -> Result<Json<Value>, ApiError> {
+    Ok(render(agent.group(caller, group, req).await?, Encoding::String))
 }
 
 #[derive(Deserialize)]
@@ -61,6 +62,7 @@ fn default_session() -> u64 {
 
 pub async fn join(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
     raw: Body,
 ) -> Result<Json<Value>, ApiError> {
@@ -72,23 +74,25 @@ pub async fn join(
         auto_offset_reset: b.auto_offset_reset,
         name: None,
     };
-    run(&agent, &group, req).await
+    run(&agent, &caller, &group, req).await
 }
 
 pub async fn heartbeat(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Path((group, member_id)) = path?;
-    run(&agent, &group, GroupRequest::Heartbeat { member_id }).await
+    run(&agent, &caller, &group, GroupRequest::Heartbeat { member_id }).await
 }
 
 pub async fn leave(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Path((group, member_id)) = path?;
-    run(&agent, &group, GroupRequest::Leave { member_id }).await
+    run(&agent, &caller, &group, GroupRequest::Leave { member_id }).await
 }
 
 /// A member's fetch: the partition fetch's limits, without an offset (the
@@ -107,6 +111,7 @@ pub struct FetchQuery {
 
 pub async fn records(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<FetchQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -114,7 +119,7 @@ pub async fn records(
     let Query(q) = query?;
     let req =
         GroupRequest::Fetch { member_id, max_records: q.max_records, max_bytes: q.max_bytes, timeout_ms: q.timeout_ms };
-    Ok(render(agent.group(&group, req).await?, q.encoding))
+    Ok(render(agent.group(&caller, &group, req).await?, q.encoding))
 }
 
 #[derive(Deserialize)]
@@ -126,6 +131,7 @@ pub struct CommitBody {
 
 pub async fn commit(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
     raw: Body,
 ) -> Result<Json<Value>, ApiError> {
@@ -133,6 +139,7 @@ pub async fn commit(
     let b: CommitBody = body::json(&body::read(raw, agent.max_request_bytes()).await?)?;
     run(
         &agent,
+        &caller,
         &group,
         GroupRequest::Commit { member_id: b.member_id, generation: Some(b.generation), offsets: b.offsets },
     )
@@ -148,9 +155,10 @@ pub struct GroupOffsets {
 /// Committed offsets and lag per partition, from the log (any agent answers).
 pub async fn offsets(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<GroupOffsets>, ApiError> {
     let Path(group) = path?;
-    let offsets = agent.group_offsets(&group).await?;
+    let offsets = agent.group_offsets(&caller, &group).await?;
     Ok(Json(GroupOffsets { group, offsets }))
 }

@@ -37,7 +37,7 @@ impl MakeRequestId for MakeUlid {
 
 /// Which face a path belongs to: `v1`, `v2`, `v3` (Kafka REST), `internal`
 /// or `other`.
-fn face(path: &str) -> &'static str {
+pub(super) fn face(path: &str) -> &'static str {
     match path.split('/').nth(1) {
         Some("v1") => "v1",
         Some("v3") => "v3",

@@ -1,6 +1,7 @@
 //! The native HTTP API v1.
 
 mod body;
+mod caller;
 mod encoding;
 mod error;
 mod groups;
@@ -12,6 +13,7 @@ mod records;
 mod rest_error;
 mod server;
 mod tail;
+mod tls;
 mod topics;
 mod v2;
 mod v3;
@@ -28,6 +30,7 @@ use tokio::net::TcpListener;
 
 pub use error::ApiError;
 pub use records::OutRecord;
+pub use tls::Tls;
 
 use crate::service::Agent;
 
@@ -39,8 +42,10 @@ use crate::service::Agent;
 pub async fn serve(
     agent: Arc<Agent>,
     listener: TcpListener,
+    tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let reloads = reload_on_hangup(agent.clone(), tls.clone());
     let stop = {
         let agent = agent.clone();
         async move {
@@ -53,7 +58,7 @@ pub async fn serve(
     };
     let app = layers::wrap(agent.clone(), router(agent.clone()), agent.components(), agent.request_body_timeout());
     let server = async {
-        server::run(listener, app, agent.request_header_timeout(), stop).await;
+        server::run(listener, app, agent.request_header_timeout(), tls, stop).await;
         Ok::<(), std::io::Error>(())
     };
     let drain = async {
@@ -68,10 +73,41 @@ pub async fn serve(
         (served, ()) = async { tokio::join!(server, drain) } => served?,
         () = deadline => tracing::warn!(timeout = ?agent.drain_timeout(), "drain timed out; exiting with work in progress"),
     }
+    reloads.abort();
     match agent.fatal_error() {
         Some(e) => Err(std::io::Error::other(e)),
         None => Ok(()),
     }
+}
+
+/// On SIGHUP, reads the tokens file and the TLS certificate again.
+fn reload_on_hangup(agent: Arc<Agent>, tls: Option<Arc<Tls>>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut hangups = match signal(SignalKind::hangup()) {
+                Ok(hangups) => hangups,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGHUP; tokens and certificates load only at start");
+                    return;
+                }
+            };
+            while hangups.recv().await.is_some() {
+                agent.reload_tokens();
+                if let Some(tls) = &tls {
+                    match tls.reload() {
+                        Ok(()) => tracing::info!("TLS certificate reloaded"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot reload the TLS certificate; the one in use stays")
+                        }
+                    }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        drop((agent, tls));
+    })
 }
 
 pub fn router(agent: Arc<Agent>) -> Router {

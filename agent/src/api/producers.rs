@@ -8,6 +8,7 @@ use axum::extract::State;
 use serde::Deserialize;
 
 use super::{ApiError, body};
+use crate::auth::Caller;
 use crate::service::{Agent, ProducerId};
 
 #[derive(Deserialize, Default)]
@@ -19,9 +20,9 @@ struct InitProducer {
 
 /// `POST /v1/producers` with `{}` (or no body) for a new producer, or
 /// `{"producer_id": n}` to bump its epoch.
-pub async fn init(State(agent): State<Arc<Agent>>, raw: Body) -> Result<Json<ProducerId>, ApiError> {
+pub async fn init(State(agent): State<Arc<Agent>>, caller: Caller, raw: Body) -> Result<Json<ProducerId>, ApiError> {
     let bytes = body::read(raw, agent.max_request_bytes()).await?;
     let req: InitProducer =
         if bytes.iter().all(u8::is_ascii_whitespace) { InitProducer::default() } else { body::json(&bytes)? };
-    Ok(Json(agent.init_producer(req.producer_id).await?))
+    Ok(Json(agent.init_producer(&caller, req.producer_id).await?))
 }

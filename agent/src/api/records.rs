@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use super::encoding::{self, Encoding};
 use super::{ApiError, body, tail};
+use crate::auth::Caller;
 use crate::service::{Agent, FetchRequest, NewRecord, Receipt, RecordOffset};
 
 #[derive(Deserialize)]
@@ -164,6 +165,7 @@ fn server_timing(r: &Receipt) -> HeaderValue {
 
 pub async fn produce(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<ProduceQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -185,7 +187,7 @@ pub async fn produce(
         let records = records.into_iter().enumerate().map(|(i, r)| r.into_new(i, &q)).collect::<Result<_, _>>()?;
         (records, producer.map(|p| ProducerStamp { id: p.id, epoch: p.epoch, sequence: p.sequence }))
     };
-    let produced = agent.produce(&topic, records, stamp).await?;
+    let produced = agent.produce(&caller, &topic, records, stamp).await?;
     let mut response = Json(Produced { offsets: produced.offsets }).into_response();
     if let Some(receipt) = produced.receipt {
         response.headers_mut().insert("server-timing", server_timing(&receipt));
@@ -269,6 +271,7 @@ impl OutRecord {
 
 pub async fn fetch(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     path: Result<Path<(String, u32)>, PathRejection>,
     query: Result<Query<FetchQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -288,9 +291,9 @@ pub async fn fetch(
         if let Some(resume) = tail::last_event_id(&headers) {
             req.offset = resume;
         }
-        return Ok(tail::stream(agent.tail(req).await?, q.encoding));
+        return Ok(tail::stream(agent.tail(&caller, req).await?, q.encoding));
     }
-    let fetched = agent.fetch(&req).await?;
+    let fetched = agent.fetch(&caller, &req).await?;
     let records = fetched.records.iter().map(|(offset, r)| OutRecord::new(*offset, r, q.encoding)).collect();
     Ok(Json(FetchResponse {
         records,

@@ -61,6 +61,8 @@ impl RestError {
             (Version::V3, Error::TopicNotFound { .. } | Error::PartitionNotFound { .. }) => Some((404, 40403)),
             // Kafka REST answers an existing topic with 400.
             (Version::V3, Error::TopicExists { .. }) => Some((400, 40002)),
+            (_, Error::Unauthenticated { .. }) => Some((401, 40101)),
+            (_, Error::Forbidden { .. }) => Some((403, 40301)),
             _ => None,
         };
         let mut out = Self::from(ApiError::from(e));
@@ -94,6 +96,9 @@ impl IntoResponse for RestError {
         let mut response = (status, Json(&self)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

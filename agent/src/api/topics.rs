@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, body};
+use crate::auth::Caller;
 use crate::service::{Agent, NewTopic, PartitionInfo, TopicInfo, TopicUpdate};
 
 #[derive(Deserialize)]
@@ -57,7 +58,11 @@ impl From<(TopicInfo, Vec<PartitionInfo>)> for TopicDetail {
     }
 }
 
-pub async fn create(State(agent): State<Arc<Agent>>, raw: Body) -> Result<(StatusCode, Json<TopicInfo>), ApiError> {
+pub async fn create(
+    State(agent): State<Arc<Agent>>,
+    caller: Caller,
+    raw: Body,
+) -> Result<(StatusCode, Json<TopicInfo>), ApiError> {
     let req: CreateTopic = body::json(&body::read(raw, agent.max_request_bytes()).await?)?;
     let spec = NewTopic {
         name: req.name,
@@ -65,37 +70,40 @@ pub async fn create(State(agent): State<Arc<Agent>>, raw: Body) -> Result<(Statu
         retention_ms: req.retention_ms,
         retention_bytes: req.retention_bytes,
     };
-    Ok((StatusCode::CREATED, Json(agent.create_topic(spec).await?)))
+    Ok((StatusCode::CREATED, Json(agent.create_topic(&caller, spec).await?)))
 }
 
-pub async fn list(State(agent): State<Arc<Agent>>) -> Result<Json<TopicList>, ApiError> {
-    Ok(Json(TopicList { topics: agent.list_topics().await? }))
+pub async fn list(State(agent): State<Arc<Agent>>, caller: Caller) -> Result<Json<TopicList>, ApiError> {
+    Ok(Json(TopicList { topics: agent.list_topics(&caller).await? }))
 }
 
 pub async fn describe(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<TopicDetail>, ApiError> {
     let Path(name) = path?;
-    Ok(Json(agent.describe_topic(&name).await?.into()))
+    Ok(Json(agent.describe_topic(&caller, &name).await?.into()))
 }
 
 pub async fn update(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
     raw: Body,
 ) -> Result<Json<TopicDetail>, ApiError> {
     let Path(name) = path?;
     let req: UpdateTopic = body::json(&body::read(raw, agent.max_request_bytes()).await?)?;
     let update = TopicUpdate { retention_ms: req.retention_ms, retention_bytes: req.retention_bytes };
-    Ok(Json(agent.update_topic(&name, update).await?.into()))
+    Ok(Json(agent.update_topic(&caller, &name, update).await?.into()))
 }
 
 pub async fn delete(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Path(name) = path?;
-    agent.delete_topic(&name).await?;
+    agent.delete_topic(&caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -56,7 +56,7 @@ impl Groups {
         auth: Arc<PeerAuth>,
         stopping: CancellationToken,
     ) -> Self {
-        let http = reqwest::Client::builder().build().unwrap_or_default();
+        let http = auth.client(None);
         let local = Mutex::new(HashMap::new());
         Self { id: log.node().ulid(), log, reader, auth, url, term, http, local, stopping }
     }

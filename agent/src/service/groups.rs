@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::internal::Peer;
 use super::{Agent, validate};
+use crate::auth::{Action, Caller};
 use crate::error::Result;
 use crate::groups::{GroupReply, GroupRequest};
 
@@ -21,9 +22,22 @@ pub struct CommittedOffset {
 
 impl Agent {
     /// Runs a member's request on the group's coordinator, wherever it is.
-    pub async fn group(&self, group: &str, req: GroupRequest) -> Result<GroupReply> {
+    /// The caller needs the group, and consume rights on every topic the
+    /// request names; records of a topic the caller may no longer read (a
+    /// token reloaded meanwhile) are refused, not handed out.
+    pub async fn group(&self, caller: &Caller, group: &str, req: GroupRequest) -> Result<GroupReply> {
+        caller.check(Action::Group(group))?;
+        for topic in topics_named(&req) {
+            caller.check(Action::Consume(topic))?;
+        }
         validate::group_request(group, &req)?;
-        self.groups.handle(group, req).await
+        let reply = self.groups.handle(group, req).await?;
+        if let GroupReply::Records { records } = &reply {
+            for record in records {
+                caller.check(Action::Consume(&record.topic))?;
+            }
+        }
+        Ok(reply)
     }
 
     /// Runs a request another agent forwarded to this one as the group's coordinator.
@@ -33,13 +47,16 @@ impl Agent {
     }
 
     /// The group's committed offsets, from the log.
-    pub async fn group_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>> {
+    /// Only for topics the caller may consume.
+    pub async fn group_offsets(&self, caller: &Caller, group: &str) -> Result<Vec<CommittedOffset>> {
+        caller.check(Action::Group(group))?;
         validate::group_name(group)?;
         self.log.catch_up().await?;
         let state = self.log.state();
         let Some(topics) = state.group_offsets.get(group) else { return Ok(Vec::new()) };
         Ok(topics
             .iter()
+            .filter(|(topic, _)| caller.may(Action::Consume(topic)))
             .flat_map(|(topic, partitions)| partitions.iter().map(move |(p, o)| (topic, *p, *o)))
             .map(|(topic, partition, offset)| {
                 let high_watermark = state.partition(topic, partition).map_or(0, |p| p.high_watermark);
@@ -52,5 +69,17 @@ impl Agent {
                 }
             })
             .collect())
+    }
+}
+
+/// The topics a group request names.
+fn topics_named(req: &GroupRequest) -> Vec<&str> {
+    match req {
+        GroupRequest::Join { topics, .. } | GroupRequest::Subscribe { topics, .. } => {
+            topics.iter().map(String::as_str).collect()
+        }
+        GroupRequest::Seek { positions, .. } => positions.iter().map(|p| p.topic.as_str()).collect(),
+        GroupRequest::Commit { offsets, .. } => offsets.iter().map(|o| o.topic.as_str()).collect(),
+        GroupRequest::Heartbeat { .. } | GroupRequest::Leave { .. } | GroupRequest::Fetch { .. } => Vec::new(),
     }
 }

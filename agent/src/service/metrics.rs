@@ -12,6 +12,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::Agent;
+use crate::auth::{Caller, OpenEndpoint};
+use crate::error::Result;
 
 /// Seconds, from 1 ms to about 65 s.
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -129,7 +131,8 @@ impl Agent {
     }
 
     /// Every metric in Prometheus' text format.
-    pub async fn metrics_text(&self) -> String {
+    pub async fn metrics_text(&self, caller: &Caller) -> Result<String> {
+        self.check_open(caller, OpenEndpoint::Metrics)?;
         let m = &self.metrics;
         let mut r = Registry::with_prefix("floe");
         r.register("http_requests", "HTTP requests answered", m.requests.clone());
@@ -150,7 +153,7 @@ impl Agent {
         r.register("fetched_records", "Records returned by fetches", m.fetched_records.clone());
         r.register("fetched_bytes", "Bytes of values returned by fetches", m.fetched_bytes.clone());
 
-        let stats = self.stats().await;
+        let stats = self.snapshot().await;
         let store: Family<StoreLabels, Counter> = Family::default();
         for (kind, c) in [
             ("log", stats.store.log),
@@ -183,6 +186,6 @@ impl Agent {
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &r) {
             tracing::error!(error = %e, "cannot encode metrics");
         }
-        out
+        Ok(out)
     }
 }

@@ -35,9 +35,11 @@ use tokio_util::task::TaskTracker;
 
 use std::time::Duration;
 
+use crate::auth::{Action, Auth, Caller, OpenEndpoint};
 use crate::cache::BatchCache;
 use crate::committer::{Committer, GroupSettings, LeaseSettings};
 use crate::config::{AgentArgs, CompactorMode};
+use crate::error::Result;
 use crate::groups::Groups;
 use crate::partitioner::Sticky;
 use crate::peers::PeerAuth;
@@ -71,6 +73,8 @@ pub struct Agent {
     reader: Reader,
     sticky: Sticky,
     metrics: Metrics,
+    /// Clients' tokens; `None` when authentication is off.
+    auth: Option<Auth>,
     /// One permit per request in flight (`--max-concurrent-requests`).
     in_flight: Arc<tokio::sync::Semaphore>,
 }
@@ -99,7 +103,14 @@ impl Agent {
         let cache = BatchCache::new(settings.cache_bytes, disk)
             .map_err(|source| floe_broker::Error::LocalIo { what: "cache directory".into(), source })?;
         let secret = floe_broker::cluster::internal_secret(log.store().as_ref(), log.node()).await?;
-        let auth = Arc::new(PeerAuth::new(cluster.cluster_id, secret));
+        let trusted = match &settings.tls_ca {
+            Some(path) => crate::peers::trusted_certificates(path).map_err(|e| floe_broker::Error::LocalIo {
+                what: "agent-to-agent TLS".into(),
+                source: std::io::Error::other(e),
+            })?,
+            None => Vec::new(),
+        };
+        let auth = Arc::new(PeerAuth::new(cluster.cluster_id, secret, trusted));
         let advertised = url.to_owned();
         let (tasks, stopping, background) = (TaskTracker::new(), CancellationToken::new(), CancellationToken::new());
         let lease = settings.commit_lease.then(|| LeaseSettings {
@@ -138,6 +149,13 @@ impl Agent {
             auth.clone(),
             stopping.clone(),
         );
+        let client_auth = match &settings.auth_tokens {
+            Some(path) => Some(Auth::load(path, &settings.auth_open).map_err(|e| floe_broker::Error::LocalIo {
+                what: "client authentication".into(),
+                source: std::io::Error::other(e),
+            })?),
+            None => None,
+        };
         let max_concurrent = settings.max_concurrent_requests.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         let agent = Arc::new(Self {
             settings,
@@ -158,9 +176,48 @@ impl Agent {
             sticky: Sticky::default(),
             metrics: Metrics::default(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
+            auth: client_auth,
         });
         agent.tasks.spawn(maintain_groups(Arc::downgrade(&agent), agent.stopping.clone()));
         Ok(agent)
+    }
+
+    /// Who a request comes from, by its `Authorization` header value:
+    /// `Unauthenticated` for a token the agent does not know.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller> {
+        match &self.auth {
+            Some(auth) => auth.authenticate(authorization),
+            None => Ok(Caller::Unrestricted),
+        }
+    }
+
+    /// Reads the tokens file again (SIGHUP); on an error the tokens in force stay.
+    pub fn reload_tokens(&self) {
+        if let Some(auth) = &self.auth {
+            match auth.reload() {
+                Ok(count) => tracing::info!(tokens = count, "tokens file reloaded"),
+                Err(e) => tracing::error!(error = %e, "cannot reload the tokens file; the tokens in force stay"),
+            }
+        }
+    }
+
+    /// Whether `caller` may reach an endpoint that can be left open.
+    fn check_open(&self, caller: &Caller, endpoint: OpenEndpoint) -> Result<()> {
+        match &self.auth {
+            Some(auth) if !auth.is_open(endpoint) => caller.check(Action::Authenticated),
+            _ => Ok(()),
+        }
+    }
+
+    /// The cluster's id, for any caller with a valid token.
+    pub fn describe_cluster(&self, caller: &Caller) -> Result<String> {
+        caller.check(Action::Authenticated)?;
+        Ok(self.cluster_id())
+    }
+
+    /// Liveness: answers while the process serves requests.
+    pub fn health(&self, caller: &Caller) -> Result<()> {
+        self.check_open(caller, OpenEndpoint::Healthz)
     }
 
     /// The cluster this agent serves: the bucket's id, lower-case.

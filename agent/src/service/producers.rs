@@ -5,6 +5,7 @@ use floe_broker::state::OpOutcome;
 use serde::Serialize;
 
 use super::Agent;
+use crate::auth::{Action, Caller};
 use crate::error::{Error, Result};
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -15,7 +16,8 @@ pub struct ProducerId {
 
 impl Agent {
     /// A new producer (`None`), or a new epoch of `producer_id` that fences the old one.
-    pub async fn init_producer(&self, producer_id: Option<u64>) -> Result<ProducerId> {
+    pub async fn init_producer(&self, caller: &Caller, producer_id: Option<u64>) -> Result<ProducerId> {
+        caller.check(Action::Authenticated)?;
         match Error::commit_one(&self.log, Op::InitProducer { producer_id }).await? {
             (_, OpOutcome::ProducerReady { id, epoch }) => Ok(ProducerId { producer_id: id, epoch }),
             _ => Err(Error::ProducerNotFound { producer_id: producer_id.unwrap_or_default() }),

@@ -11,6 +11,7 @@ use floe_broker::state::Placement;
 use serde::Serialize;
 
 use super::{Agent, validate};
+use crate::auth::{Action, Caller};
 use crate::error::{Error, Invalid, Result};
 use crate::partitioner;
 use crate::reader::{FetchRequest, Fetched};
@@ -53,10 +54,12 @@ impl Agent {
     /// partition, and a retry is answered with the original's offsets.
     pub async fn produce(
         &self,
+        caller: &Caller,
         topic: &str,
         records: Vec<NewRecord>,
         producer: Option<ProducerStamp>,
     ) -> Result<Produced> {
+        caller.check(Action::Produce(topic))?;
         let started = tokio::time::Instant::now();
         let count = records.len() as u64;
         let bytes: u64 = records.iter().map(|r| r.value.len() as u64).sum();
@@ -153,9 +156,11 @@ impl Agent {
     /// produce). The topic itself failing is the whole call's error.
     pub async fn check_records<'a>(
         &self,
+        caller: &Caller,
         topic: &str,
         records: impl IntoIterator<Item = &'a NewRecord>,
     ) -> Result<Vec<Result<()>>> {
+        caller.check(Action::Produce(topic))?;
         let (partitions, _) = self.partitions_of(topic).await?;
         Ok(records.into_iter().map(|r| check_record(topic, partitions, r)).collect())
     }
@@ -180,7 +185,8 @@ impl Agent {
 
     /// Reads from one partition; at the high watermark, waits up to the
     /// request's timeout for records to arrive.
-    pub async fn fetch(&self, req: &FetchRequest) -> Result<Fetched> {
+    pub async fn fetch(&self, caller: &Caller, req: &FetchRequest) -> Result<Fetched> {
+        caller.check(Action::Consume(&req.topic))?;
         let timeout_ms = u64::try_from(req.timeout.as_millis()).unwrap_or(u64::MAX);
         validate::fetch_limits(req.max_records, req.max_bytes, timeout_ms)?;
         // A long-poll does not hold up a stopping agent: it is answered with
@@ -198,10 +204,11 @@ impl Agent {
 
     /// A live tail from `req.offset`. The start is checked (and its records
     /// read) before this returns, so a bad start is an ordinary error.
-    pub async fn tail(self: &Arc<Self>, req: FetchRequest) -> Result<Tail> {
-        let first = self.fetch(&FetchRequest { timeout: Duration::ZERO, ..req.clone() }).await?;
+    pub async fn tail(self: &Arc<Self>, caller: &Caller, req: FetchRequest) -> Result<Tail> {
+        let first = self.fetch(caller, &FetchRequest { timeout: Duration::ZERO, ..req.clone() }).await?;
         Ok(Tail {
             agent: self.clone(),
+            caller: caller.clone(),
             req: FetchRequest { offset: first.next_offset, timeout: TAIL_POLL, ..req },
             first: Some(first.records),
         })
@@ -211,6 +218,8 @@ impl Agent {
 /// Records of a partition as they commit.
 pub struct Tail {
     agent: Arc<Agent>,
+    /// Checked again before each read: a token revoked by a reload ends the tail.
+    caller: Caller,
     req: FetchRequest,
     first: Option<Vec<(u64, Record)>>,
 }
@@ -225,6 +234,7 @@ impl Tail {
         if let Some(first) = self.first.take() {
             return Ok(Some(first));
         }
+        self.caller.check(Action::Consume(&self.req.topic))?;
         let fetched = tokio::select! {
             fetched = self.agent.reader.fetch(&self.req) => fetched?,
             () = self.agent.stopping.cancelled() => return Ok(None),

@@ -7,6 +7,7 @@ use floe_broker::metered::StoreStats;
 use serde::Serialize;
 
 use super::Agent;
+use crate::auth::{Action, Caller, OpenEndpoint};
 use crate::cache::CacheStats;
 use crate::error::{Error, Result};
 
@@ -61,7 +62,13 @@ pub struct LeaseStats {
 }
 
 impl Agent {
-    pub async fn stats(&self) -> Stats {
+    pub async fn stats(&self, caller: &Caller) -> Result<Stats> {
+        caller.check(Action::Authenticated)?;
+        Ok(self.snapshot().await)
+    }
+
+    /// The counters, for `stats` and the metrics.
+    pub(super) async fn snapshot(&self) -> Stats {
         let skew = self.log.skew();
         Stats {
             store: self.store_stats.stats(),
@@ -87,7 +94,8 @@ impl Agent {
     /// Ready when the store answers, the log is caught up, and this agent's
     /// clock is close enough to the store's for it to commit. Returns the
     /// log position.
-    pub async fn ready(&self) -> Result<u64> {
+    pub async fn ready(&self, caller: &Caller) -> Result<u64> {
+        self.check_open(caller, OpenEndpoint::Readyz)?;
         if let Some(e) = self.log.skew().refusal() {
             return Err(Error::ClockSkew { message: e.to_string() });
         }

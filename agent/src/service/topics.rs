@@ -5,6 +5,7 @@ use floe_broker::state::{OpOutcome, Topic};
 use serde::Serialize;
 
 use super::{Agent, validate};
+use crate::auth::{Action, Caller};
 use crate::error::{Error, Invalid, Result};
 
 /// A topic to create. Retention: `None` keeps the default, -1 is unlimited (as in Kafka).
@@ -68,7 +69,8 @@ fn with_settings(
 impl Agent {
     /// Creates a topic; `TopicExists` if it exists (another agent may have
     /// created it first: the log decides).
-    pub async fn create_topic(&self, spec: NewTopic) -> Result<TopicInfo> {
+    pub async fn create_topic(&self, caller: &Caller, spec: NewTopic) -> Result<TopicInfo> {
+        caller.check(Action::Admin)?;
         let config = self.check_new_topic(&spec)?;
         let exists = || Error::TopicExists { topic: spec.name.clone() };
         let op = Op::CreateTopic { name: spec.name.clone(), partitions: spec.partitions, config };
@@ -84,7 +86,8 @@ impl Agent {
 
     /// What `create_topic` would create, checked against the log as it is
     /// now, without creating anything (a dry run).
-    pub async fn validate_new_topic(&self, spec: &NewTopic) -> Result<TopicInfo> {
+    pub async fn validate_new_topic(&self, caller: &Caller, spec: &NewTopic) -> Result<TopicInfo> {
+        caller.check(Action::Admin)?;
         self.log.catch_up().await?;
         let config = self.check_new_topic(spec)?;
         Ok(TopicInfo {
@@ -110,12 +113,20 @@ impl Agent {
         Ok(config)
     }
 
-    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>> {
+    /// The topics the caller may produce to or consume from (all of them
+    /// for an admin, or with authentication off).
+    pub async fn list_topics(&self, caller: &Caller) -> Result<Vec<TopicInfo>> {
+        caller.check(Action::Authenticated)?;
         self.log.catch_up().await?;
-        Ok(self.log.state().topics.iter().map(|(name, t)| TopicInfo::new(name, t)).collect())
+        let state = self.log.state();
+        let visible = |name: &str| caller.may(Action::Produce(name)) || caller.may(Action::Consume(name));
+        Ok(state.topics.iter().filter(|(name, _)| visible(name)).map(|(name, t)| TopicInfo::new(name, t)).collect())
     }
 
-    pub async fn describe_topic(&self, name: &str) -> Result<(TopicInfo, Vec<PartitionInfo>)> {
+    pub async fn describe_topic(&self, caller: &Caller, name: &str) -> Result<(TopicInfo, Vec<PartitionInfo>)> {
+        if !caller.may(Action::Produce(name)) {
+            caller.check(Action::Consume(name))?;
+        }
         self.log.catch_up().await?;
         self.describe_applied(name)
     }
@@ -139,7 +150,8 @@ impl Agent {
     /// Deletes the topic and everything in it. Records of it still being
     /// written are refused when they commit, and a topic created later under
     /// the same name starts empty: nothing of this one shows in it.
-    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+    pub async fn delete_topic(&self, caller: &Caller, name: &str) -> Result<()> {
+        caller.check(Action::Admin)?;
         // A name no topic can have names no topic: not found, as for reads.
         self.log.catch_up().await?;
         let not_found = || Error::TopicNotFound { topic: name.to_owned() };
@@ -154,7 +166,13 @@ impl Agent {
     }
 
     /// Changes a topic's settings; a change to the values it has writes nothing.
-    pub async fn update_topic(&self, name: &str, update: TopicUpdate) -> Result<(TopicInfo, Vec<PartitionInfo>)> {
+    pub async fn update_topic(
+        &self,
+        caller: &Caller,
+        name: &str,
+        update: TopicUpdate,
+    ) -> Result<(TopicInfo, Vec<PartitionInfo>)> {
+        caller.check(Action::Admin)?;
         self.log.catch_up().await?;
         let not_found = || Error::TopicNotFound { topic: name.to_owned() };
         let current = self.log.state().topic(name).map(|t| t.config).ok_or_else(not_found)?;

@@ -67,8 +67,23 @@ impl AgentProc {
         panic!("floe-agent did not exit within a minute of SIGTERM");
     }
 
+    /// Sends a signal (`HUP`, say) to the agent.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args([&format!("-{name}"), &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -{name} {pid}");
+    }
+
     pub fn client(&self) -> Client {
         Client { base: self.url.clone(), http: reqwest::Client::new() }
+    }
+
+    /// A client that sends `Authorization: Bearer {token}` on every request.
+    pub fn client_with_token(&self, token: &str) -> Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        Client { base: self.url.clone(), http: reqwest::Client::builder().default_headers(headers).build().unwrap() }
     }
 }
 

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::{RestError, base_url, embedded, media, no_content, path, v2_json};
 use crate::api::body;
 use crate::api::encoding::{self, Encoding};
+use crate::auth::Caller;
 use crate::error::Error;
 use crate::groups::{GroupReply, GroupRequest, OffsetReset, Seek, SeekTo, TopicPartition};
 use crate::service::Agent;
@@ -37,8 +38,8 @@ async fn body_json<T: serde::de::DeserializeOwned + Default>(agent: &Agent, raw:
     body::json(&bytes).map_err(|e| RestError::new(422, 422, e.message))
 }
 
-async fn run(agent: &Agent, group: &str, req: GroupRequest) -> Result<GroupReply, RestError> {
-    agent.group(group, req).await.map_err(err)
+async fn run(agent: &Agent, caller: &Caller, group: &str, req: GroupRequest) -> Result<GroupReply, RestError> {
+    agent.group(caller, group, req).await.map_err(err)
 }
 
 #[derive(Deserialize, Default)]
@@ -57,6 +58,7 @@ struct CreateBody {
 
 pub async fn create(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     raw: Body,
@@ -86,17 +88,18 @@ pub async fn create(
         auto_offset_reset: reset,
         name: Some(name.clone()),
     };
-    run(&agent, &group, req).await?;
+    run(&agent, &caller, &group, req).await?;
     let base_uri = format!("{}/consumers/{group}/instances/{name}", base_url(&headers));
     Ok(v2_json(200, &json!({"instance_id": name, "base_uri": base_uri})))
 }
 
 pub async fn delete(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, RestError> {
     let (group, member_id) = path(p)?;
-    run(&agent, &group, GroupRequest::Leave { member_id }).await?;
+    run(&agent, &caller, &group, GroupRequest::Leave { member_id }).await?;
     Ok(no_content())
 }
 
@@ -110,6 +113,7 @@ struct SubscribeBody {
 
 pub async fn subscribe(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
     raw: Body,
 ) -> Result<Response, RestError> {
@@ -118,22 +122,28 @@ pub async fn subscribe(
     if b.topic_pattern.is_some() {
         return Err(RestError::new(422, 42204, "topic_pattern is not supported; name the topics"));
     }
-    run(&agent, &group, GroupRequest::Subscribe { member_id, topics: b.topics }).await?;
+    run(&agent, &caller, &group, GroupRequest::Subscribe { member_id, topics: b.topics }).await?;
     Ok(no_content())
 }
 
 pub async fn unsubscribe(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, RestError> {
     let (group, member_id) = path(p)?;
-    run(&agent, &group, GroupRequest::Subscribe { member_id, topics: Vec::new() }).await?;
+    run(&agent, &caller, &group, GroupRequest::Subscribe { member_id, topics: Vec::new() }).await?;
     Ok(no_content())
 }
 
 /// The member's view: its topics and its assigned partitions.
-async fn view(agent: &Agent, group: &str, member_id: String) -> Result<(Vec<String>, Vec<TopicPartition>), RestError> {
-    match run(agent, group, GroupRequest::Heartbeat { member_id }).await? {
+async fn view(
+    agent: &Agent,
+    caller: &Caller,
+    group: &str,
+    member_id: String,
+) -> Result<(Vec<String>, Vec<TopicPartition>), RestError> {
+    match run(agent, caller, group, GroupRequest::Heartbeat { member_id }).await? {
         GroupReply::Heartbeat { topics, assignments, .. } => Ok((topics, assignments)),
         other => Err(RestError::new(500, 500, format!("unexpected group reply {other:?}"))),
     }
@@ -141,19 +151,21 @@ async fn view(agent: &Agent, group: &str, member_id: String) -> Result<(Vec<Stri
 
 pub async fn subscription(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, RestError> {
     let (group, member_id) = path(p)?;
-    let (topics, _) = view(&agent, &group, member_id).await?;
+    let (topics, _) = view(&agent, &caller, &group, member_id).await?;
     Ok(v2_json(200, &json!({ "topics": topics })))
 }
 
 pub async fn assignments(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, RestError> {
     let (group, member_id) = path(p)?;
-    let (_, partitions) = view(&agent, &group, member_id).await?;
+    let (_, partitions) = view(&agent, &caller, &group, member_id).await?;
     Ok(v2_json(200, &json!({ "partitions": partitions })))
 }
 
@@ -168,6 +180,7 @@ pub struct RecordsQuery {
 /// Records in the format the `Accept` header names (JSON when it names none).
 pub async fn records(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
     q: Result<Query<RecordsQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -184,7 +197,7 @@ pub async fn records(
         max_bytes: q.max_bytes.unwrap_or(1 << 20).clamp(1, crate::service::validate::MAX_FETCH_BYTES),
         timeout_ms: q.timeout.unwrap_or(1_000).min(crate::service::validate::MAX_FETCH_TIMEOUT_MS),
     };
-    let GroupReply::Records { records } = run(&agent, &group, req).await? else {
+    let GroupReply::Records { records } = run(&agent, &caller, &group, req).await? else {
         return Err(RestError::new(500, 500, "unexpected group reply"));
     };
     let out: Vec<Value> = records
@@ -210,6 +223,7 @@ struct OffsetsBody {
 /// offset is the next to read); an empty body commits what was fetched.
 pub async fn commit(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
     raw: Body,
 ) -> Result<Response, RestError> {
@@ -223,7 +237,7 @@ pub async fn commit(
             Ok(GroupOffset { offset: next, topic_id: None, ..o })
         })
         .collect::<Result<_, RestError>>()?;
-    run(&agent, &group, GroupRequest::Commit { member_id, generation: None, offsets }).await?;
+    run(&agent, &caller, &group, GroupRequest::Commit { member_id, generation: None, offsets }).await?;
     Ok(no_content())
 }
 
@@ -245,15 +259,16 @@ struct PartitionRef {
 /// The group's committed offsets for the given partitions.
 pub async fn committed(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
     raw: Body,
 ) -> Result<Response, RestError> {
     let (group, member_id) = path(p)?;
     let b: PartitionsBody = body_json(&agent, raw).await?;
     // The instance must exist, as in Kafka REST.
-    view(&agent, &group, member_id).await?;
+    view(&agent, &caller, &group, member_id).await?;
     let wanted: BTreeSet<(String, u32)> = b.partitions.into_iter().map(|p| (p.topic, p.partition)).collect();
-    let committed = agent.group_offsets(&group).await.map_err(err)?;
+    let committed = agent.group_offsets(&caller, &group).await.map_err(err)?;
     let offsets: Vec<Value> = committed
         .into_iter()
         .filter(|o| wanted.is_empty() || wanted.contains(&(o.topic.clone(), o.partition)))
@@ -262,13 +277,20 @@ pub async fn committed(
     Ok(v2_json(200, &json!({ "offsets": offsets })))
 }
 
-async fn seek_to(agent: &Agent, group: String, member_id: String, positions: Vec<Seek>) -> Result<Response, RestError> {
-    run(agent, &group, GroupRequest::Seek { member_id, positions }).await?;
+async fn seek_to(
+    agent: &Agent,
+    caller: &Caller,
+    group: String,
+    member_id: String,
+    positions: Vec<Seek>,
+) -> Result<Response, RestError> {
+    run(agent, caller, &group, GroupRequest::Seek { member_id, positions }).await?;
     Ok(no_content())
 }
 
 pub async fn seek(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
     raw: Body,
 ) -> Result<Response, RestError> {
@@ -282,11 +304,12 @@ pub async fn seek(
             Ok(Seek { topic: p.topic, partition: p.partition, to: SeekTo::Offset(offset) })
         })
         .collect::<Result<_, RestError>>()?;
-    seek_to(&agent, group, member_id, positions).await
+    seek_to(&agent, &caller, group, member_id, positions).await
 }
 
 async fn seek_all(
     agent: &Agent,
+    caller: &Caller,
     group: String,
     member_id: String,
     raw: Body,
@@ -294,23 +317,25 @@ async fn seek_all(
 ) -> Result<Response, RestError> {
     let b: PartitionsBody = body_json(agent, raw).await?;
     let positions = b.partitions.into_iter().map(|p| Seek { topic: p.topic, partition: p.partition, to }).collect();
-    seek_to(agent, group, member_id, positions).await
+    seek_to(agent, caller, group, member_id, positions).await
 }
 
 pub async fn seek_beginning(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
     raw: Body,
 ) -> Result<Response, RestError> {
     let (group, member_id) = path(p)?;
-    seek_all(&agent, group, member_id, raw, SeekTo::Beginning).await
+    seek_all(&agent, &caller, group, member_id, raw, SeekTo::Beginning).await
 }
 
 pub async fn seek_end(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
     raw: Body,
 ) -> Result<Response, RestError> {
     let (group, member_id) = path(p)?;
-    seek_all(&agent, group, member_id, raw, SeekTo::End).await
+    seek_all(&agent, &caller, group, member_id, raw, SeekTo::End).await
 }

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::{RestError, body_format, path, v2_json};
 use crate::api::{body, encoding};
+use crate::auth::Caller;
 use crate::error::Error;
 use crate::service::{Agent, NewRecord, PartitionInfo};
 
@@ -19,8 +20,8 @@ fn err(e: Error) -> RestError {
     RestError::v2(e)
 }
 
-pub async fn list(State(agent): State<Arc<Agent>>) -> Result<Response, RestError> {
-    let names: Vec<String> = agent.list_topics().await.map_err(err)?.into_iter().map(|t| t.name).collect();
+pub async fn list(State(agent): State<Arc<Agent>>, caller: Caller) -> Result<Response, RestError> {
+    let names: Vec<String> = agent.list_topics(&caller).await.map_err(err)?.into_iter().map(|t| t.name).collect();
     Ok(v2_json(200, &names))
 }
 
@@ -32,10 +33,11 @@ fn partition_json(p: u32) -> Value {
 
 pub async fn get(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<String>, PathRejection>,
 ) -> Result<Response, RestError> {
     let topic = path(p)?;
-    let (info, partitions) = agent.describe_topic(&topic).await.map_err(err)?;
+    let (info, partitions) = agent.describe_topic(&caller, &topic).await.map_err(err)?;
     let configs =
         json!({"retention.ms": info.retention_ms.to_string(), "retention.bytes": info.retention_bytes.to_string()});
     let partitions: Vec<Value> = partitions.iter().map(|p| partition_json(p.partition)).collect();
@@ -44,15 +46,21 @@ pub async fn get(
 
 pub async fn partitions(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<String>, PathRejection>,
 ) -> Result<Response, RestError> {
     let topic = path(p)?;
-    let (_, partitions) = agent.describe_topic(&topic).await.map_err(err)?;
+    let (_, partitions) = agent.describe_topic(&caller, &topic).await.map_err(err)?;
     Ok(v2_json(200, &partitions.iter().map(|p| partition_json(p.partition)).collect::<Vec<_>>()))
 }
 
-async fn one_partition(agent: &Agent, topic: &str, partition: u32) -> Result<PartitionInfo, RestError> {
-    let (_, partitions) = agent.describe_topic(topic).await.map_err(err)?;
+async fn one_partition(
+    agent: &Agent,
+    caller: &Caller,
+    topic: &str,
+    partition: u32,
+) -> Result<PartitionInfo, RestError> {
+    let (_, partitions) = agent.describe_topic(caller, topic).await.map_err(err)?;
     partitions
         .into_iter()
         .find(|p| p.partition == partition)
@@ -61,19 +69,21 @@ async fn one_partition(agent: &Agent, topic: &str, partition: u32) -> Result<Par
 
 pub async fn partition(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<(String, u32)>, PathRejection>,
 ) -> Result<Response, RestError> {
     let (topic, partition) = path(p)?;
-    let p = one_partition(&agent, &topic, partition).await?;
+    let p = one_partition(&agent, &caller, &topic, partition).await?;
     Ok(v2_json(200, &partition_json(p.partition)))
 }
 
 pub async fn offsets(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<(String, u32)>, PathRejection>,
 ) -> Result<Response, RestError> {
     let (topic, partition) = path(p)?;
-    let p = one_partition(&agent, &topic, partition).await?;
+    let p = one_partition(&agent, &caller, &topic, partition).await?;
     Ok(v2_json(200, &json!({"beginning_offset": p.log_start_offset, "end_offset": p.high_watermark})))
 }
 
@@ -103,28 +113,31 @@ struct OffsetReport {
 
 pub async fn produce(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     raw: Body,
 ) -> Result<Response, RestError> {
     let topic = path(p)?;
-    produce_records(&agent, &topic, None, &headers, raw).await
+    produce_records(&agent, &caller, &topic, None, &headers, raw).await
 }
 
 pub async fn produce_to_partition(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<(String, u32)>, PathRejection>,
     headers: HeaderMap,
     raw: Body,
 ) -> Result<Response, RestError> {
     let (topic, partition) = path(p)?;
-    produce_records(&agent, &topic, Some(partition), &headers, raw).await
+    produce_records(&agent, &caller, &topic, Some(partition), &headers, raw).await
 }
 
 /// All records of a request are written together or not at all (Floe's
 /// produce is atomic); the answer lists an offset per record.
 async fn produce_records(
     agent: &Agent,
+    caller: &Caller,
     topic: &str,
     partition: Option<u32>,
     headers: &HeaderMap,
@@ -146,7 +159,7 @@ async fn produce_records(
         })
         .collect::<Result<Vec<_>, crate::api::ApiError>>()
         .map_err(|e| RestError::new(422, 42205, e.message))?;
-    let produced = agent.produce(topic, records, None).await.map_err(|e| match e {
+    let produced = agent.produce(caller, topic, records, None).await.map_err(|e| match e {
         Error::InRecord { error, .. } => err(*error),
         e => err(e),
     })?;

@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use super::{RestError, check_accept, check_content_type};
 use crate::api::body;
+use crate::auth::Caller;
 use crate::error::Error;
 use crate::service::{Agent, NewRecord};
 
@@ -182,6 +183,7 @@ fn parse(req: ProduceRequest) -> Result<Parsed, RestError> {
 
 pub async fn produce(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     raw: Body,
@@ -223,7 +225,7 @@ pub async fn produce(
     // their error, and the rest go in one request. (The topic itself failing
     // fails the whole request, as in Kafka REST.)
     if !good.is_empty() {
-        let checks = agent.check_records(&topic, good.iter().map(|(_, p)| &p.record)).await?;
+        let checks = agent.check_records(&caller, &topic, good.iter().map(|(_, p)| &p.record)).await?;
         let mut records = Vec::with_capacity(good.len());
         let mut accepted = Vec::with_capacity(good.len());
         for ((index, mut parsed), check) in good.into_iter().zip(checks) {
@@ -238,7 +240,7 @@ pub async fn produce(
         }
         good = accepted;
         if !good.is_empty() {
-            match agent.produce(&topic, records, None).await {
+            match agent.produce(&caller, &topic, records, None).await {
                 Ok(produced) => {
                     for ((index, parsed), placed) in good.into_iter().zip(produced.offsets) {
                         reports[index] = Some(Report {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{RestError, base_url, check_accept, check_content_type};
 use crate::api::body;
+use crate::auth::Caller;
 use crate::service::{Agent, NewTopic, TopicInfo};
 
 #[derive(Serialize)]
@@ -156,9 +157,11 @@ fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, RestError> {
 
 pub async fn list_clusters(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     headers: HeaderMap,
 ) -> Result<Json<List<ClusterData>>, RestError> {
     check_accept(&headers)?;
+    agent.describe_cluster(&caller)?;
     let urls = Urls::new(&headers, &agent);
     let metadata = collection(format!("{}/clusters", base_url(&headers)));
     Ok(Json(List { kind: "KafkaClusterList", metadata, data: vec![urls.cluster_data()] }))
@@ -167,23 +170,26 @@ pub async fn list_clusters(
 /// Any cluster id is this cluster, as Kafka REST outside Confluent Cloud does.
 pub async fn get_cluster(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Json<ClusterData>, RestError> {
     path(p)?;
     check_accept(&headers)?;
+    agent.describe_cluster(&caller)?;
     Ok(Json(Urls::new(&headers, &agent).cluster_data()))
 }
 
 pub async fn list_topics(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Json<List<TopicData>>, RestError> {
     path(p)?;
     check_accept(&headers)?;
     let urls = Urls::new(&headers, &agent);
-    let data = agent.list_topics().await?.iter().map(|t| urls.topic_data(t)).collect();
+    let data = agent.list_topics(&caller).await?.iter().map(|t| urls.topic_data(t)).collect();
     Ok(Json(List { kind: "KafkaTopicList", metadata: collection(format!("{}/topics", urls.cluster)), data }))
 }
 
@@ -237,6 +243,7 @@ fn retention(configs: &[Config]) -> Result<(Option<i64>, Option<i64>), RestError
 
 pub async fn create_topic(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     raw: Body,
@@ -256,10 +263,10 @@ pub async fn create_topic(
     };
     let urls = Urls::new(&headers, &agent);
     if req.validate_only {
-        let info = agent.validate_new_topic(&spec).await?;
+        let info = agent.validate_new_topic(&caller, &spec).await?;
         return Ok((StatusCode::OK, Json(urls.topic_data(&info))));
     }
-    let info = agent.create_topic(spec).await?;
+    let info = agent.create_topic(&caller, spec).await?;
     Ok((StatusCode::CREATED, Json(urls.topic_data(&info))))
 }
 
@@ -271,6 +278,7 @@ pub struct TopicQuery {
 
 pub async fn get_topic(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
     q: Result<Query<TopicQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -278,7 +286,7 @@ pub async fn get_topic(
     let (_, topic) = path(p)?;
     let Query(q) = q.map_err(|e| RestError::new(400, 400, e.body_text()))?;
     check_accept(&headers)?;
-    let (info, _) = agent.describe_topic(&topic).await?;
+    let (info, _) = agent.describe_topic(&caller, &topic).await?;
     let mut data = Urls::new(&headers, &agent).topic_data(&info);
     // Without client authentication every client may do everything.
     if q.include_authorized_operations {
@@ -289,12 +297,13 @@ pub async fn get_topic(
 
 pub async fn list_partitions(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Json<List<PartitionData>>, RestError> {
     let (_, topic) = path(p)?;
     check_accept(&headers)?;
-    let (_, partitions) = agent.describe_topic(&topic).await?;
+    let (_, partitions) = agent.describe_topic(&caller, &topic).await?;
     let urls = Urls::new(&headers, &agent);
     let data = partitions.iter().map(|p| urls.partition_data(&topic, p.partition)).collect();
     let metadata = collection(format!("{}/topics/{topic}/partitions", urls.cluster));
@@ -303,6 +312,7 @@ pub async fn list_partitions(
 
 pub async fn get_partition(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<(String, String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Json<PartitionData>, RestError> {
@@ -313,7 +323,7 @@ pub async fn get_partition(
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(RestError::new(400, 400, format!("partition id {id:?} is not an integer")));
     }
-    let (_, partitions) = agent.describe_topic(&topic).await?;
+    let (_, partitions) = agent.describe_topic(&caller, &topic).await?;
     let found = id.parse::<u32>().ok().filter(|p| partitions.iter().any(|x| x.partition == *p));
     let Some(partition) = found else {
         return Err(RestError::new(404, 40403, format!("topic {topic:?} has no partition {id}")));
@@ -323,11 +333,12 @@ pub async fn get_partition(
 
 pub async fn delete_topic(
     State(agent): State<Arc<Agent>>,
+    caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<StatusCode, RestError> {
     let (_, topic) = path(p)?;
     check_accept(&headers)?;
-    agent.delete_topic(&topic).await?;
+    agent.delete_topic(&caller, &topic).await?;
     Ok(StatusCode::NO_CONTENT)
 }
