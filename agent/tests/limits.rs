@@ -160,3 +160,37 @@ async fn requests_beyond_the_bound_in_flight_are_told_to_retry() {
     }
     assert_eq!(c.get("/healthz").await.0, 200, "served again once the slots are free");
 }
+
+/// A misspelt field is a mistake the client should hear about, not a
+/// setting silently left at its default: every native request body refuses
+/// fields it does not know, and nothing of the request is applied.
+#[tokio::test]
+async fn unknown_fields_are_refused_and_nothing_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(&format!("file://{}", dir.path().display()), &[], &["--compactor", "off"]);
+    let c = a.client();
+    c.create_topic("t", 1).await;
+    let (_, joined) = c.post("/v1/groups/g/members", &json!({"topics": ["t"]})).await;
+    let member = joined["member_id"].as_str().unwrap().to_owned();
+    let cases = [
+        ("/v1/topics", json!({"name": "u", "partition": 3})),
+        ("/v1/topics/t/records", json!({"records": [{"value": "x"}], "acks": "all"})),
+        ("/v1/topics/t/records", json!({"records": [{"value": "x", "parttion": 0}]})),
+        ("/v1/topics/t/records", json!({"records": [{"value": "x"}], "producer": {"id": 1, "epoch": 0, "seq": 0}})),
+        ("/v1/producers", json!({"producer": 7})),
+        ("/v1/groups/g/members", json!({"topics": ["t"], "session_timeout": 5000})),
+        ("/v1/groups/g/offsets", json!({"member_id": member, "generation": 1, "offsets": [], "force": true})),
+    ];
+    for (path, body) in cases {
+        let (s, b) = c.post(path, &body).await;
+        assert_eq!(s, 400, "{path} {body}: {b}");
+        assert!(b["error"]["message"].as_str().unwrap().contains("unknown field"), "{b}");
+    }
+    let (s, _) = c.get("/v1/topics/u").await;
+    assert_eq!(s, 404, "the topic with a misspelt setting was not created");
+    assert_eq!(c.read_all("t", 0, 0).await.len(), 0, "no record was written");
+    let r = c.http.patch(format!("{}/v1/topics/t", c.base)).json(&json!({"retention_ms": 1000, "retention": 5}));
+    assert_eq!(r.send().await.unwrap().status(), 400);
+    let (_, topic) = c.get("/v1/topics/t").await;
+    assert_ne!(topic["retention_ms"], 1000, "the retention was not changed: {topic}");
+}

@@ -48,6 +48,7 @@ async fn run(agent: &Agent, caller: &Caller, group: &str, req: GroupRequest) -> 
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JoinBody {
     topics: Vec<String>,
     #[serde(default = "default_session")]
@@ -123,6 +124,7 @@ pub async fn records(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CommitBody {
     member_id: String,
     generation: u64,

@@ -12,6 +12,7 @@ use crate::auth::Caller;
 use crate::service::{Agent, ProducerId};
 
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct InitProducer {
     /// Present: start a new epoch of this producer, fencing the old one.
     #[serde(default)]

@@ -33,6 +33,7 @@ struct ProduceBody {
 /// An idempotent producer's stamp on a request: `sequence` is the sequence of
 /// the request's first record in its (single) partition.
 #[derive(Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
 struct ProducerRef {
     id: u64,
     epoch: u32,

@@ -14,6 +14,7 @@ use crate::auth::Caller;
 use crate::service::{Agent, NewTopic, PartitionInfo, TopicInfo, TopicUpdate};
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateTopic {
     name: String,
     #[serde(default = "one")]
