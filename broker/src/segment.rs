@@ -199,7 +199,14 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Record>> {
     if codec != CODEC_ZSTD {
         return Err(bad("unknown codec"));
     }
-    let raw = zstd::bulk::decompress(&bytes[BATCH_HEADER_LEN..], raw_len).map_err(|e| Error::corrupt("batch", e))?;
+    // Lengths in the header are checked against what the bytes can hold
+    // before anything is allocated for them: a header that passes its CRC
+    // can still lie (a bug, or a hostile writer), and must not make the
+    // reader reserve gigabytes.
+    if count as usize > raw_len / MIN_RECORD_LEN {
+        return Err(bad("more records than the uncompressed length can hold"));
+    }
+    let raw = decompress(&bytes[BATCH_HEADER_LEN..], raw_len)?;
     if raw.len() != raw_len {
         return Err(bad("uncompressed length does not match its header"));
     }
@@ -213,6 +220,23 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Record>> {
         return Err(bad("trailing bytes after the last record"));
     }
     Ok(records)
+}
+
+/// The smallest encoded record: timestamp, key length, value length and
+/// header count, with every field empty.
+const MIN_RECORD_LEN: usize = 20;
+
+/// The smallest index entry: an empty topic name and the fixed fields.
+const MIN_INDEX_ENTRY_LEN: usize = 30;
+
+/// Decompresses at most `limit` bytes (one more, to tell an overlong payload),
+/// growing the buffer with the output rather than reserving `limit` up front.
+fn decompress(payload: &[u8], limit: usize) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let decoder = zstd::stream::read::Decoder::with_buffer(payload).map_err(|e| Error::corrupt("batch", e))?;
+    let mut raw = Vec::with_capacity(limit.min(payload.len().saturating_mul(8)));
+    decoder.take(limit as u64 + 1).read_to_end(&mut raw).map_err(|e| Error::corrupt("batch", e))?;
+    Ok(raw)
 }
 
 /// Reads one record from `cur`, slicing byte fields out of `raw` without copying.
@@ -268,6 +292,9 @@ pub fn read_index(segment: &[u8]) -> Result<Vec<BatchMeta>> {
     let mut idx = &segment[index_start..index_end];
     if crc32c::crc32c(idx) != crc {
         return Err(bad("index CRC32C mismatch"));
+    }
+    if count as usize > idx.len() / MIN_INDEX_ENTRY_LEN {
+        return Err(bad("more batches than the index can hold"));
     }
     let mut out = Vec::with_capacity(count as usize);
     for _ in 0..count {
@@ -354,6 +381,52 @@ mod tests {
     #[test]
     fn empty_batch_is_refused() {
         assert!(SegmentBuilder::new().add_batch("t", 0, &[]).is_err());
+    }
+
+    /// Found by `cargo fuzz` (segment_batch): a batch whose header claims
+    /// 2.5 billion records, with a matching CRC, made the reader reserve
+    /// memory for all of them.
+    #[test]
+    fn fuzz_a_record_count_the_payload_cannot_hold_is_refused_before_allocating() {
+        let mut batch: Vec<u8> = vec![
+            82, 10, 108, 108, 108, 36, 108, 108, 108, 151, 151, 151, 1, 0, 0, 0, 10, 108, 105, 108, 108, 108, 108, 108,
+            255, 108, 108, 108, 1, 0, 0, 0, 108,
+        ];
+        let payload_len = (batch.len() - BATCH_HEADER_LEN) as u32;
+        batch[0..4].copy_from_slice(&payload_len.to_le_bytes());
+        let crc = crc32c::crc32c(&batch[8..]);
+        batch[4..8].copy_from_slice(&crc.to_le_bytes());
+        let e = decode_batch(&batch).unwrap_err().to_string();
+        assert!(e.contains("more records than the uncompressed length can hold"), "{e}");
+    }
+
+    /// A header that claims a 4 GiB payload behind a few bytes of zstd is
+    /// refused (that nothing near 4 GiB is reserved for it is what the fuzz
+    /// target's malloc limit checks).
+    #[test]
+    fn a_lying_uncompressed_length_is_refused() {
+        let rec = Record { key: None, value: Bytes::from_static(b"v"), timestamp: 0, headers: vec![] };
+        let mut b = SegmentBuilder::new();
+        b.add_batch("t", 0, &[rec]).unwrap();
+        let (bytes, metas) = b.finish().unwrap();
+        let r = metas[0].range();
+        let mut batch = bytes[r.start as usize..r.end as usize].to_vec();
+        batch[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+        let crc = crc32c::crc32c(&batch[8..]);
+        batch[4..8].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(decode_batch(&batch), Err(Error::Corrupt { .. })));
+    }
+
+    /// The index's batch count is checked against the index's length.
+    #[test]
+    fn an_index_count_the_index_cannot_hold_is_refused() {
+        let mut segment = MAGIC.to_vec();
+        segment.extend_from_slice(&0u32.to_le_bytes());
+        segment.extend_from_slice(&u32::MAX.to_le_bytes());
+        segment.extend_from_slice(&crc32c::crc32c(&[]).to_le_bytes());
+        segment.extend_from_slice(INDEX_MAGIC);
+        let e = read_index(&segment).unwrap_err().to_string();
+        assert!(e.contains("more batches than the index can hold"), "{e}");
     }
 
     #[test]

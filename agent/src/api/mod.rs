@@ -32,6 +32,24 @@ pub use error::ApiError;
 pub use records::OutRecord;
 pub use tls::Tls;
 
+/// Entry points for the fuzz targets in `fuzz/`.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use axum::http::{HeaderMap, HeaderValue, Uri, header};
+
+    /// Parses a native produce request (query string, content type, body)
+    /// as the handler does, up to the records it would hand the service.
+    pub fn produce_request(query: &str, content_type: &str, body: &[u8]) -> Result<usize, String> {
+        let uri: Uri = format!("/v1/topics/t/records?{query}").parse().map_err(|e| format!("{e}"))?;
+        let axum::extract::Query(q) = axum::extract::Query::try_from_uri(&uri).map_err(|e| e.body_text())?;
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).map_err(|e| e.to_string())?);
+        super::records::parse_produce(&headers, &q, bytes::Bytes::copy_from_slice(body))
+            .map(|(records, _)| records.len())
+            .map_err(|e| e.message)
+    }
+}
+
 use crate::service::Agent;
 
 /// Serves the API until `shutdown` resolves or the agent meets an error it

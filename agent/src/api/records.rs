@@ -123,6 +123,26 @@ pub struct Produced {
     offsets: Vec<RecordOffset>,
 }
 
+/// A produce request's records and producer, from its headers, query and body.
+pub(super) fn parse_produce(
+    headers: &HeaderMap,
+    q: &ProduceQuery,
+    bytes: Bytes,
+) -> Result<(Vec<NewRecord>, Option<ProducerStamp>), ApiError> {
+    if body::media_type(headers) == OCTET_STREAM {
+        return Ok((vec![octet_stream_record(headers, bytes, q)?], None));
+    }
+    if q.key.is_some() || q.partition.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "key and partition go in the query only with an application/octet-stream body",
+        ));
+    }
+    let (records, producer) = parse_records(headers, &bytes)?;
+    let records = records.into_iter().enumerate().map(|(i, r)| r.into_new(i, q)).collect::<Result<_, _>>()?;
+    Ok((records, producer.map(|p| ProducerStamp { id: p.id, epoch: p.epoch, sequence: p.sequence })))
+}
+
 /// NDJSON when the request says so; JSON otherwise (curl's `-d` labels JSON as a form).
 fn parse_records(headers: &HeaderMap, bytes: &[u8]) -> Result<(Vec<InRecord>, Option<ProducerRef>), ApiError> {
     if body::media_type(headers) != NDJSON {
@@ -175,19 +195,7 @@ pub async fn produce(
     let Path(topic) = path?;
     let Query(q) = query?;
     let bytes = body::read(raw, agent.max_request_bytes()).await?;
-    let (records, stamp) = if body::media_type(&headers) == OCTET_STREAM {
-        (vec![octet_stream_record(&headers, bytes, &q)?], None)
-    } else {
-        if q.key.is_some() || q.partition.is_some() {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                "key and partition go in the query only with an application/octet-stream body",
-            ));
-        }
-        let (records, producer) = parse_records(&headers, &bytes)?;
-        let records = records.into_iter().enumerate().map(|(i, r)| r.into_new(i, &q)).collect::<Result<_, _>>()?;
-        (records, producer.map(|p| ProducerStamp { id: p.id, epoch: p.epoch, sequence: p.sequence }))
-    };
+    let (records, stamp) = parse_produce(&headers, &q, bytes)?;
     let produced = agent.produce(&caller, &topic, records, stamp).await?;
     let mut response = Json(Produced { offsets: produced.offsets }).into_response();
     if let Some(receipt) = produced.receipt {
