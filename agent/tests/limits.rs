@@ -180,11 +180,26 @@ async fn unknown_fields_are_refused_and_nothing_is_applied() {
         ("/v1/producers", json!({"producer": 7})),
         ("/v1/groups/g/members", json!({"topics": ["t"], "session_timeout": 5000})),
         ("/v1/groups/g/offsets", json!({"member_id": member, "generation": 1, "offsets": [], "force": true})),
+        (
+            "/v1/groups/g/offsets",
+            json!({"member_id": member, "generation": 1, "offsets": [{"topic": "t", "partition": 0, "offset": 0, "ofset": 1}]}),
+        ),
     ];
     for (path, body) in cases {
         let (s, b) = c.post(path, &body).await;
         assert_eq!(s, 400, "{path} {body}: {b}");
         assert!(b["error"]["message"].as_str().unwrap().contains("unknown field"), "{b}");
+    }
+    // Nor may fields come as an array in their declared order.
+    for (path, body) in [
+        ("/v1/topics", json!(["u", 2, null, null])),
+        ("/v1/topics/t/records", json!([[{"value": "x"}]])),
+        ("/v1/topics/t/records", json!({"records": [[null, "x"]]})),
+        ("/v1/groups/g/members", json!([["t"]])),
+    ] {
+        let (s, b) = c.post(path, &body).await;
+        assert_eq!(s, 400, "{path} {body}: {b}");
+        assert_eq!(b["error"]["code"], "invalid_json", "{b}");
     }
     let (s, _) = c.get("/v1/topics/u").await;
     assert_eq!(s, 404, "the topic with a misspelt setting was not created");

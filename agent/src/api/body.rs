@@ -31,8 +31,56 @@ pub async fn read(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     })
 }
 
+/// A JSON object as `T` (a struct). Only an object: see `ObjectOnly`.
 pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
+    object(bytes).map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
+}
+
+/// `bytes` (one JSON object, and nothing after it but whitespace) as `T`.
+pub fn object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = T::deserialize(ObjectOnly(&mut de))?;
+    de.end()?;
+    Ok(value)
+}
+
+/// Reads a struct only from a JSON object. Serde's derived structs also
+/// accept an array of their fields in order (`["orders", 3]` for a topic),
+/// which no client means and which would bypass the refusal of unknown
+/// fields; a map is what every request body is.
+struct ObjectOnly<D>(D);
+
+impl<'de, D: serde::Deserializer<'de>> serde::Deserializer<'de> for ObjectOnly<D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_any(visitor)
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_map(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+    }
+}
+
+/// `ObjectOnly` for one element of a list.
+struct ObjectSeed<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: serde::Deserialize<'de>> serde::de::DeserializeSeed<'de> for ObjectSeed<T> {
+    type Value = T;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        T::deserialize(ObjectOnly(d))
+    }
 }
 
 /// The body's media type, without parameters, lower-cased; JSON when absent.
@@ -49,7 +97,7 @@ pub fn media_type(headers: &HeaderMap) -> String {
 /// body's own size.
 pub const MAX_RECORDS_PER_REQUEST: usize = 100_000;
 
-/// Deserializes a list of at most `MAX_RECORDS_PER_REQUEST` items, failing
+/// Deserializes a list of at most `MAX_RECORDS_PER_REQUEST` objects, failing
 /// at the first one over (use with `#[serde(deserialize_with = ...)]`).
 pub fn bounded_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
@@ -64,7 +112,7 @@ where
         }
         fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
             let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-            while let Some(item) = seq.next_element()? {
+            while let Some(item) = seq.next_element_seed(ObjectSeed(std::marker::PhantomData))? {
                 if out.len() == MAX_RECORDS_PER_REQUEST {
                     return Err(serde::de::Error::custom(format!(
                         "more than {MAX_RECORDS_PER_REQUEST} records in one request"

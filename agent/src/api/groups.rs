@@ -128,7 +128,22 @@ pub async fn records(
 pub struct CommitBody {
     member_id: String,
     generation: u64,
-    offsets: Vec<GroupOffset>,
+    offsets: Vec<CommitOffset>,
+}
+
+/// One offset to commit: the next offset the group will read in the partition.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitOffset {
+    topic: String,
+    partition: u32,
+    offset: u64,
+}
+
+impl From<CommitOffset> for GroupOffset {
+    fn from(o: CommitOffset) -> Self {
+        GroupOffset { topic: o.topic, partition: o.partition, offset: o.offset, topic_id: None }
+    }
 }
 
 pub async fn commit(
@@ -143,7 +158,11 @@ pub async fn commit(
         &agent,
         &caller,
         &group,
-        GroupRequest::Commit { member_id: b.member_id, generation: Some(b.generation), offsets: b.offsets },
+        GroupRequest::Commit {
+            member_id: b.member_id,
+            generation: Some(b.generation),
+            offsets: b.offsets.into_iter().map(GroupOffset::from).collect(),
+        },
     )
     .await
 }

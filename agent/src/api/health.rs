@@ -32,3 +32,10 @@ pub async fn metrics(
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     Ok(([(axum::http::header::CONTENT_TYPE, content_type)], agent.metrics_text(&caller).await?))
 }
+
+/// The native API's OpenAPI 3 document (`agent/openapi/v1.json`; kept
+/// honest by `tests/openapi.rs` and `scripts/schemathesis-v1`). Open to all:
+/// it describes the API, not the data.
+pub async fn openapi() -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], include_str!("../../openapi/v1.json"))
+}

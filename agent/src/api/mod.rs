@@ -134,6 +134,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/v1/stats", get(health::stats))
         .route("/metrics", get(health::metrics))
+        .route("/v1/openapi.json", get(health::openapi))
         .route("/v1/topics", post(topics::create).get(topics::list))
         .route("/v1/producers", post(producers::init))
         .route("/internal/v1/commit", post(internal::commit))

@@ -161,7 +161,7 @@ fn parse_records(headers: &HeaderMap, bytes: &[u8]) -> Result<(Vec<InRecord>, Op
         .enumerate()
         .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
         .map(|(i, line)| {
-            serde_json::from_slice(line)
+            body::object(line)
                 .map_err(|e| ApiError::bad_request("invalid_json", format!("line {}: {e}", i + 1)).with("line", i + 1))
         })
         .collect::<Result<_, _>>()?;
