@@ -52,6 +52,23 @@ async fn a_scrape_shows_the_traffic() {
     assert!(sample(&after, "floe_log_applied") > sample(&before, "floe_log_applied"));
     let produced = "floe_http_requests_total{face=\"v1\",method=\"POST\",status=\"200\"}";
     assert!(sample(&after, produced) >= 10.0, "answered requests counted");
+    assert!(sample(&after, "floe_fetch_seconds_count") >= 2.0, "fetches timed");
+    let commits = sample(&after, "floe_log_commits_total");
+    assert!(commits >= 11.0, "a topic and at least ten flushes committed: {commits}");
+    assert_eq!(sample(&after, "floe_log_commit_conflicts_total"), 0.0, "a lone agent never loses a position");
+    let segment_bytes = sample(&after, "floe_store_bytes_total{kind=\"segments\",direction=\"put\"}");
+    assert!(segment_bytes > 0.0, "segment bytes counted");
+
+    // A group's committed offsets and lag, per partition.
+    let (_, joined) = c.post("/v1/groups/g/members", &json!({"topics": ["t"]})).await;
+    let member = joined["member_id"].as_str().unwrap();
+    let commit = json!({"member_id": member, "generation": joined["generation"], "offsets": [{"topic": "t", "partition": 0, "offset": 5}]});
+    let (s, b) = c.post("/v1/groups/g/offsets", &commit).await;
+    assert_eq!(s, 200, "{b}");
+    let groups = scrape(&c).await;
+    let labels = "{group=\"g\",topic=\"t\",partition=\"0\"}";
+    assert_eq!(sample(&groups, &format!("floe_group_committed_offset{labels}")), 5.0);
+    assert_eq!(sample(&groups, &format!("floe_group_lag{labels}")), 15.0);
 }
 
 #[tokio::test]

@@ -75,6 +75,25 @@ pub struct MetadataLog {
     /// concurrent callers share one round of GETs.
     catch_ups_begun: AtomicU64,
     catch_up_done: AtomicU64,
+    counters: CommitCounters,
+}
+
+/// What this node's commits met, for its metrics.
+#[derive(Debug, Default)]
+struct CommitCounters {
+    commits: AtomicU64,
+    /// Positions another writer took first (the entry moved on to the next).
+    conflicts: AtomicU64,
+    /// PUTs whose outcome had to be read back from the log.
+    settles: AtomicU64,
+}
+
+/// A snapshot of `CommitCounters`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    pub commits: u64,
+    pub conflicts: u64,
+    pub settles: u64,
 }
 
 impl MetadataLog {
@@ -103,6 +122,7 @@ impl MetadataLog {
             advance: Mutex::new(()),
             catch_ups_begun: AtomicU64::new(0),
             catch_up_done: AtomicU64::new(0),
+            counters: CommitCounters::default(),
         };
         log.replay().await?;
         Ok(log)
@@ -129,6 +149,17 @@ impl MetadataLog {
 
     fn state_mut(&self) -> RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Entries this node committed, positions it lost to other writers, and
+    /// PUTs whose outcome it had to read back.
+    pub fn commit_stats(&self) -> CommitStats {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CommitStats {
+            commits: n(&self.counters.commits),
+            conflicts: n(&self.counters.conflicts),
+            settles: n(&self.counters.settles),
+        }
     }
 
     pub fn applied(&self) -> u64 {
@@ -169,14 +200,20 @@ impl MetadataLog {
             let seq = self.applied() + 1;
             let put = self.store.put_opts(&keys::log_entry(seq), body.clone().into(), PutMode::Create.into()).await;
             match put {
-                Ok(_) => return self.apply_committed(seq, &entry),
+                Ok(_) => {
+                    self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                    return self.apply_committed(seq, &entry);
+                }
                 Err(e) if definitely_not_written(&e) => return Err(e.into()),
                 Err(e) => {
+                    self.counters.settles.fetch_add(1, Ordering::Relaxed);
                     if let Some(done) = self.settle(seq, &entry, &body, e).await? {
+                        self.counters.commits.fetch_add(1, Ordering::Relaxed);
                         return Ok(done);
                     }
                 }
             }
+            self.counters.conflicts.fetch_add(1, Ordering::Relaxed);
             // Lost the race. Retrying at the next position alone would lose
             // again and again to writers that commit faster than we can read
             // one entry; go to the tail first. After several losses in a row,

@@ -48,6 +48,19 @@ struct StoreLabels {
     op: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreBytesLabels {
+    kind: &'static str,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupPartitionLabels {
+    group: String,
+    topic: String,
+    partition: u32,
+}
+
 /// The metrics that change as requests are served.
 pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
@@ -60,6 +73,7 @@ pub struct Metrics {
     produced_bytes: Counter,
     fetched_records: Counter,
     fetched_bytes: Counter,
+    fetch_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -74,6 +88,7 @@ impl Default for Metrics {
             produced_bytes: Counter::default(),
             fetched_records: Counter::default(),
             fetched_bytes: Counter::default(),
+            fetch_seconds: histogram(),
         }
     }
 }
@@ -107,7 +122,8 @@ impl Metrics {
         }
     }
 
-    pub fn fetch(&self, records: u64, bytes: u64) {
+    pub fn fetch(&self, records: u64, bytes: u64, seconds: f64) {
+        self.fetch_seconds.observe(seconds);
         self.fetched_records.inc_by(records);
         self.fetched_bytes.inc_by(bytes);
     }
@@ -117,6 +133,28 @@ fn counter(value: u64) -> Counter {
     let c = Counter::default();
     c.inc_by(value);
     c
+}
+
+type GroupGauges = Family<GroupPartitionLabels, Gauge>;
+
+impl Agent {
+    /// Committed offsets and lag per group and partition, from the log as
+    /// applied here (any agent answers the same).
+    fn group_positions(&self) -> (GroupGauges, GroupGauges) {
+        let (committed, lag) = (GroupGauges::default(), GroupGauges::default());
+        let state = self.log.state();
+        for (group, topics) in &state.group_offsets {
+            for (topic, partitions) in topics {
+                for (&partition, &offset) in partitions {
+                    let labels = GroupPartitionLabels { group: group.clone(), topic: topic.clone(), partition };
+                    let high_watermark = state.partition(topic, partition).map_or(0, |p| p.high_watermark);
+                    committed.get_or_create(&labels).set(offset as i64);
+                    lag.get_or_create(&labels).set(high_watermark.saturating_sub(offset) as i64);
+                }
+            }
+        }
+        (committed, lag)
+    }
 }
 
 fn gauge(value: i64) -> Gauge {
@@ -152,6 +190,7 @@ impl Agent {
         r.register("produced_bytes", "Bytes of records acknowledged", m.produced_bytes.clone());
         r.register("fetched_records", "Records returned by fetches", m.fetched_records.clone());
         r.register("fetched_bytes", "Bytes of values returned by fetches", m.fetched_bytes.clone());
+        r.register("fetch_seconds", "Time to answer a fetch, long-polls included", m.fetch_seconds.clone());
 
         let stats = self.snapshot().await;
         let store: Family<StoreLabels, Counter> = Family::default();
@@ -166,6 +205,18 @@ impl Agent {
             }
         }
         r.register("store_requests", "Object-store requests by kind of key and operation", store);
+        let store_bytes: Family<StoreBytesLabels, Counter> = Family::default();
+        for (kind, c) in
+            [("log", stats.store.log), ("segments", stats.store.segments), ("snapshots", stats.store.snapshots)]
+        {
+            store_bytes.get_or_create(&StoreBytesLabels { kind, direction: "put" }).inc_by(c.put_bytes);
+            store_bytes.get_or_create(&StoreBytesLabels { kind, direction: "get" }).inc_by(c.get_bytes);
+        }
+        r.register(
+            "store_bytes",
+            "Bytes written to and read from the store, by kind of key (segment bytes per segment PUT: the flush size)",
+            store_bytes,
+        );
         let cache = stats.cache;
         r.register("cache_lookups", "Batches asked of the read cache", counter(cache.lookups));
         r.register("cache_loads", "Batches not in RAM, loaded from disk or the store", counter(cache.loads));
@@ -177,6 +228,21 @@ impl Agent {
             gauge(stats.writer.held_bytes as i64),
         );
         r.register("log_applied", "Log position applied by this agent", gauge(stats.log.applied as i64));
+        r.register("log_commits", "Log entries this agent committed", counter(stats.log.commits));
+        r.register(
+            "log_commit_conflicts",
+            "Log positions another writer took first (the entry went to the next)",
+            counter(stats.log.commit_conflicts),
+        );
+        r.register(
+            "log_commit_settles",
+            "Commits whose outcome was unknown and read back from the log",
+            counter(stats.log.commit_settles),
+        );
+        r.register("writer_budget_bytes", "The write buffer's budget", gauge(stats.writer.budget_bytes as i64));
+        let (committed, lag) = self.group_positions();
+        r.register("group_committed_offset", "A group's committed offset per partition", committed);
+        r.register("group_lag", "Records between a group's committed offset and the high watermark", lag);
         if let Some(c) = &self.compactor_stats {
             let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
             r.register("compactor_cycles", "Compaction cycles run", counter(n(&c.cycles)));

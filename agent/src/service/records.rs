@@ -187,6 +187,7 @@ impl Agent {
     /// request's timeout for records to arrive.
     pub async fn fetch(&self, caller: &Caller, req: &FetchRequest) -> Result<Fetched> {
         caller.check(Action::Consume(&req.topic))?;
+        let started = tokio::time::Instant::now();
         let timeout_ms = u64::try_from(req.timeout.as_millis()).unwrap_or(u64::MAX);
         validate::fetch_limits(req.max_records, req.max_bytes, timeout_ms)?;
         // A long-poll does not hold up a stopping agent: it is answered with
@@ -198,7 +199,7 @@ impl Agent {
             }
         };
         let bytes = fetched.records.iter().map(|(_, r)| r.value.len() as u64).sum();
-        self.metrics.fetch(fetched.records.len() as u64, bytes);
+        self.metrics.fetch(fetched.records.len() as u64, bytes, started.elapsed().as_secs_f64());
         Ok(fetched)
     }
 

@@ -31,6 +31,12 @@ pub struct Stats {
 #[derive(Debug, Serialize)]
 pub struct LogStats {
     pub applied: u64,
+    /// Entries this agent committed.
+    pub commits: u64,
+    /// Log positions another writer took first.
+    pub commit_conflicts: u64,
+    /// Commits whose outcome was read back from the log.
+    pub commit_settles: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,7 +79,15 @@ impl Agent {
         Stats {
             store: self.store_stats.stats(),
             cache: self.cache.stats().await,
-            log: LogStats { applied: self.log.applied() },
+            log: {
+                let c = self.log.commit_stats();
+                LogStats {
+                    applied: self.log.applied(),
+                    commits: c.commits,
+                    commit_conflicts: c.conflicts,
+                    commit_settles: c.settles,
+                }
+            },
             writer: WriterStats { held_bytes: self.writer.held_bytes(), budget_bytes: self.settings.buffer_bytes },
             clock: ClockStats { offset_ms: skew.offset_ms(), bound_ms: skew.bound_ms() },
             compactor: self.compactor_stats.as_ref().map(|s| {
