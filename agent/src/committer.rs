@@ -178,6 +178,10 @@ async fn group_commits(
     stop: CancellationToken,
 ) {
     let mut stopping = false;
+    // The window bounds how often this agent commits, not how long an entry
+    // waits: one that arrives a window or more after the last commit ended
+    // goes at once, so commits are never closer together than before.
+    let mut last_done: Option<tokio::time::Instant> = None;
     loop {
         let first = tokio::select! {
             first = rx.recv() => first,
@@ -189,8 +193,8 @@ async fn group_commits(
         };
         let Some(first) = first else { return };
         let Some(committer) = committer.upgrade() else { return };
-        if !committer.group.window.is_zero() {
-            tokio::time::sleep(committer.group.window).await;
+        if let Some(done) = last_done.filter(|_| !committer.group.window.is_zero()) {
+            tokio::time::sleep_until(done + committer.group.window).await;
         }
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -208,7 +212,9 @@ async fn group_commits(
             }
             continue;
         }
-        match committer.log.commit(ops).await {
+        let committed = committer.log.commit(ops).await;
+        last_done = Some(tokio::time::Instant::now());
+        match committed {
             Ok(done) => {
                 let mut outcomes = done.outcomes.into_iter();
                 for (s, n) in group.into_iter().zip(sizes) {

@@ -326,16 +326,32 @@ async fn flusher(
     let mut open: Vec<Pending> = Vec::new();
     let mut open_bytes = 0usize;
     let mut deadline: Option<Instant> = None;
+    // The interval bounds how often this agent flushes, not how long a record
+    // waits: a record arriving when the last flush began an interval ago or
+    // more is flushed at once. The start counts as a flush, so an agent
+    // never flushes more often than one per interval (size-triggered
+    // flushes aside, as before).
+    let mut last_seal = Instant::now();
     let mut closing = false;
     let mut stopping = false;
     while !closing {
         let seal = tokio::select! {
             next = rx.recv() => match next {
                 Some(p) => {
-                    deadline.get_or_insert_with(|| Instant::now() + settings.flush_interval);
+                    let due = *deadline.get_or_insert(last_seal + settings.flush_interval);
                     open_bytes += p.bytes;
                     open.push(p);
-                    open_bytes >= settings.flush_bytes
+                    if due <= Instant::now() {
+                        // Due already: take what else is queued right now into the same flush.
+                        while open_bytes < settings.flush_bytes {
+                            let Ok(more) = rx.try_recv() else { break };
+                            open_bytes += more.bytes;
+                            open.push(more);
+                        }
+                        true
+                    } else {
+                        open_bytes >= settings.flush_bytes
+                    }
                 }
                 None => {
                     closing = true;
@@ -351,7 +367,8 @@ async fn flusher(
             }
         };
         if seal {
-            let task = tasks.spawn(upload(log.clone(), std::mem::take(&mut open), Instant::now()));
+            last_seal = Instant::now();
+            let task = tasks.spawn(upload(log.clone(), std::mem::take(&mut open), last_seal));
             open_bytes = 0;
             deadline = None;
             // Waits while `max_uploads` are in flight; requests keep queueing,
