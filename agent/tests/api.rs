@@ -21,7 +21,10 @@ async fn topics_admin_shapes_and_errors() {
     let c = agent.client();
     let (s, b) = c.post("/v1/topics", &json!({"name": "orders", "partitions": 3})).await;
     let week = 7 * 24 * 3600 * 1000;
-    assert_eq!((s, b), (201, json!({"name": "orders", "partitions": 3, "retention_ms": week, "retention_bytes": -1})));
+    assert_eq!(
+        (s, b),
+        (201, json!({"name": "orders", "partitions": 3, "retention_ms": week, "retention_bytes": -1, "bytes": 0}))
+    );
     let (s, b) = c.post("/v1/topics", &json!({"name": "orders", "partitions": 1})).await;
     assert_eq!((s, code(&b)), (409, "topic_exists"));
     let (s, b) = c.post("/v1/topics", &json!({"name": "bad name"})).await;
@@ -29,11 +32,11 @@ async fn topics_admin_shapes_and_errors() {
     let (s, b) = c.post("/v1/topics", &json!({"name": "zero", "partitions": 0})).await;
     assert_eq!((s, code(&b)), (400, "invalid_partitions"));
     let (s, b) = c.get("/v1/topics").await;
-    let listed = json!({"topics": [{"name": "orders", "partitions": 3, "retention_ms": week, "retention_bytes": -1}]});
+    let listed = json!({"topics": [{"name": "orders", "partitions": 3, "retention_ms": week, "retention_bytes": -1, "bytes": 0}]});
     assert_eq!((s, b), (200, listed));
     let (s, b) = c.get("/v1/topics/orders").await;
     assert_eq!(s, 200);
-    assert_eq!(b["partitions"][2], json!({"partition": 2, "log_start_offset": 0, "high_watermark": 0}));
+    assert_eq!(b["partitions"][2], json!({"partition": 2, "log_start_offset": 0, "high_watermark": 0, "bytes": 0}));
     let (s, b) = c.get("/v1/topics/missing").await;
     assert_eq!((s, code(&b)), (404, "topic_not_found"));
     let patch = |body: Value| {

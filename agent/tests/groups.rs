@@ -1,7 +1,8 @@
 //! Consumer groups end to end: three members over six partitions behind two
 //! agents consume everything with commits; one member dies mid-way; after the
 //! rebalance every record is processed and committed, and no committed offset
-//! ever moves backwards. Also: SSE tails resume with Last-Event-ID.
+//! ever moves backwards. Also: members outlive a quiet spell longer than the
+//! coordinator's term; SSE tails resume with Last-Event-ID.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
@@ -174,6 +175,29 @@ async fn group_errors_are_clear() {
     assert_eq!(r.status(), 200);
     let (s, _) = c.post(&format!("/v1/groups/g/members/{id}/heartbeat"), &json!({})).await;
     assert_eq!(s, 409, "a member that left is gone");
+}
+
+/// While nothing commits the log clock stands still; the coordinator must
+/// still renew its lease, or the first entry after a quiet spell longer than
+/// the term ends its tenure and members heartbeating all along are lost.
+#[tokio::test]
+async fn members_survive_a_quiet_spell_longer_than_the_coordinator_term() {
+    let dir = tempfile::tempdir().unwrap();
+    let term = ["--group-coordinator-term-ms", "2000"];
+    let agent = AgentProc::start(&format!("file://{}", dir.path().display()), &[], &term);
+    let c = agent.client();
+    c.create_topic("t", 1).await;
+    let (s, joined) = c.post("/v1/groups/g/members", &json!({"topics": ["t"], "session_timeout_ms": 60_000})).await;
+    assert_eq!(s, 200, "{joined}");
+    let heartbeat = format!("/v1/groups/g/members/{}/heartbeat", joined["member_id"].as_str().unwrap());
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (s, b) = c.post(&heartbeat, &json!({})).await;
+        assert_eq!(s, 200, "{b}");
+    }
+    c.produce("t", json!([{"value": "x"}])).await;
+    let (s, b) = c.post(&heartbeat, &json!({})).await;
+    assert_eq!(s, 200, "the member survives the first commit after the quiet spell: {b}");
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use super::records::OutRecord;
 use super::{ApiError, body};
 use crate::auth::Caller;
 use crate::groups::{GroupReply, GroupRequest, OffsetReset};
-use crate::service::{Agent, CommittedOffset};
+use crate::service::{Agent, CommittedOffset, GroupDescription, GroupSummary};
 
 /// A reply as members see it.
 fn render(reply: GroupReply, encoding: Encoding) -> Json<Value> {
@@ -40,6 +40,7 @@ fn render(reply: GroupReply, encoding: Encoding) -> Json<Value> {
             json!({ "records": records })
         }
         GroupReply::Left | GroupReply::Committed => json!({}),
+        GroupReply::Described { generation, members } => json!({ "generation": generation, "members": members }),
     })
 }
 
@@ -182,4 +183,24 @@ pub async fn offsets(
     let Path(group) = path?;
     let offsets = agent.group_offsets(&caller, &group).await?;
     Ok(Json(GroupOffsets { group, offsets }))
+}
+
+#[derive(Serialize)]
+pub struct GroupList {
+    groups: Vec<GroupSummary>,
+}
+
+/// Groups with committed offsets or a coordinator.
+pub async fn list(State(agent): State<Arc<Agent>>, caller: Caller) -> Result<Json<GroupList>, ApiError> {
+    Ok(Json(GroupList { groups: agent.list_groups(&caller).await? }))
+}
+
+/// A group's coordinator, generation, members and committed offsets.
+pub async fn describe(
+    State(agent): State<Arc<Agent>>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<GroupDescription>, ApiError> {
+    let Path(group) = path?;
+    Ok(Json(agent.describe_group(&caller, &group).await?))
 }

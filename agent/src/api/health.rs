@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::ApiError;
 use crate::auth::Caller;
-use crate::service::{Agent, Stats};
+use crate::service::{Agent, ClusterInfo, Stats};
 
 pub async fn healthz(State(agent): State<Arc<Agent>>, caller: Caller) -> Result<Json<Value>, ApiError> {
     agent.health(&caller)?;
@@ -38,4 +38,9 @@ pub async fn metrics(
 /// it describes the API, not the data.
 pub async fn openapi() -> impl axum::response::IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], include_str!("../../openapi/v1.json"))
+}
+
+/// The cluster as this agent sees it (for the console's overview).
+pub async fn cluster(State(agent): State<Arc<Agent>>, caller: Caller) -> Result<Json<ClusterInfo>, ApiError> {
+    Ok(Json(agent.cluster_info(&caller).await?))
 }

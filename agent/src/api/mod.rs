@@ -15,6 +15,7 @@ mod server;
 mod tail;
 mod tls;
 mod topics;
+mod ui;
 mod v2;
 mod v3;
 
@@ -133,12 +134,15 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/stats", get(health::stats))
+        .route("/v1/cluster", get(health::cluster))
         .route("/metrics", get(health::metrics))
         .route("/v1/openapi.json", get(health::openapi))
         .route("/v1/topics", post(topics::create).get(topics::list))
         .route("/v1/producers", post(producers::init))
         .route("/internal/v1/commit", post(internal::commit))
         .route("/internal/v2/groups/{group}", post(internal::group))
+        .route("/v1/groups", get(groups::list))
+        .route("/v1/groups/{group}", get(groups::describe))
         .route("/v1/groups/{group}/members", post(groups::join))
         .route("/v1/groups/{group}/members/{member}", axum::routing::delete(groups::leave))
         .route("/v1/groups/{group}/members/{member}/heartbeat", post(groups::heartbeat))
@@ -147,8 +151,10 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/topics/{topic}", get(topics::describe).patch(topics::update).delete(topics::delete))
         .route("/v1/topics/{topic}/records", post(records::produce))
         .route("/v1/topics/{topic}/partitions/{partition}/records", get(records::fetch))
+        .route("/v1/topics/{topic}/partitions/{partition}/offsets", get(records::offset_for_time))
         .nest("/v3", v3::router())
         .merge(v2::router())
+        .merge(ui::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

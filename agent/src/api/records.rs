@@ -312,3 +312,23 @@ pub async fn fetch(
     })
     .into_response())
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeQuery {
+    /// Milliseconds since the Unix epoch.
+    timestamp: i64,
+}
+
+/// `GET …/partitions/{p}/offsets?timestamp=MS`: where to start reading from a time.
+pub async fn offset_for_time(
+    State(agent): State<Arc<Agent>>,
+    caller: Caller,
+    path: Result<Path<(String, u32)>, PathRejection>,
+    query: Result<Query<TimeQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path((topic, partition)) = path?;
+    let Query(q) = query?;
+    let offset = agent.offset_for_time(&caller, &topic, partition, q.timestamp).await?;
+    Ok(Json(serde_json::json!({ "offset": offset })))
+}

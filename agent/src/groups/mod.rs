@@ -67,6 +67,9 @@ pub enum GroupRequest {
         generation: Option<u64>,
         offsets: Vec<GroupOffset>,
     },
+    /// The group's generation and members, as its coordinator sees them
+    /// (for the console and operators; touches nothing).
+    Describe,
 }
 
 /// Where a seek moves a member's position in one partition.
@@ -89,7 +92,7 @@ impl GroupRequest {
     /// The member a request speaks for (a join has none yet).
     pub fn member_id(&self) -> Option<&str> {
         match self {
-            Self::Join { .. } => None,
+            Self::Join { .. } | Self::Describe => None,
             Self::Heartbeat { member_id }
             | Self::Leave { member_id }
             | Self::Subscribe { member_id, .. }
@@ -127,6 +130,18 @@ pub enum GroupReply {
         records: Vec<GroupRecord>,
     },
     Committed,
+    Described {
+        generation: u64,
+        members: Vec<MemberView>,
+    },
+}
+
+/// A member as `Describe` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MemberView {
+    pub member_id: String,
+    pub topics: Vec<String>,
+    pub assignments: Vec<TopicPartition>,
 }
 
 /// A record handed to a member, with where it came from.

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::membership::{GroupState, Member, OffsetReset, Position};
-use super::{GroupRecord, GroupReply, GroupRequest, SeekTo, TopicPartition};
+use super::{GroupRecord, GroupReply, GroupRequest, MemberView, SeekTo, TopicPartition};
 use crate::error::{Error, Invalid, Result};
 use crate::reader::{FetchError, FetchRequest, Reader};
 
@@ -94,6 +94,19 @@ impl Coordinator<'_> {
             }
             GroupRequest::Fetch { member_id, max_records, max_bytes, timeout_ms } => {
                 self.fetch(&member_id, max_records, max_bytes, Duration::from_millis(timeout_ms)).await
+            }
+            GroupRequest::Describe => {
+                let s = self.state.lock().await;
+                let members = s
+                    .members
+                    .iter()
+                    .map(|(id, m)| MemberView {
+                        member_id: id.clone(),
+                        topics: m.topics.clone(),
+                        assignments: assignments(m),
+                    })
+                    .collect();
+                Ok(GroupReply::Described { generation: s.generation, members })
             }
         }
     }

@@ -83,6 +83,12 @@ impl Groups {
             match holder {
                 Some((h, _)) if h == self.id => return self.run_local(group, req).await,
                 Some((holder, url)) => match self.forward(&url, holder, group, &req).await {
+                    // Looking at a group never elects a coordinator for it.
+                    Forwarded::Answer(Err(Error::NotCoordinator)) | Forwarded::NoAnswer
+                        if matches!(req, GroupRequest::Describe) =>
+                    {
+                        return Err(Error::CoordinatorUnavailable { group: group.to_owned() });
+                    }
                     // A fetch may have moved the member's positions on the
                     // coordinator before its answer was lost: run again, it
                     // would skip what the lost answer held. The member retries.
@@ -104,6 +110,10 @@ impl Groups {
                     }
                 },
                 None if matches!(req, GroupRequest::Join { .. }) => self.claim(group).await?,
+                // No coordinator: nobody is in the group.
+                None if matches!(req, GroupRequest::Describe) => {
+                    return Ok(GroupReply::Described { generation: 0, members: Vec::new() });
+                }
                 None => {
                     return Err(Error::UnknownMember { member_id: req.member_id().unwrap_or_default().to_owned() });
                 }
@@ -208,7 +218,7 @@ impl Groups {
     }
 
     /// Coordinator housekeeping: expire members, renew the leases of groups
-    /// that have members.
+    /// that have members (once half a term has passed; all in one entry).
     ///
     /// # Cancel safety
     /// Cancel safe: it changes only in-memory membership under each group's
@@ -220,13 +230,19 @@ impl Groups {
             let mut s = local.state.lock().await;
             protocol::expire(&self.log, &group, &mut s);
             let lease = self.log.state().valid_lease(&lease_name(&group)).map(|l| (l.holder, l.since, l.expires_ms));
-            let clock = self.log.state().log_clock_ms;
+            // Not the log clock alone: it stands still while nothing commits,
+            // and the next entry of any kind carries the present time, so a
+            // lease judged on it would not be renewed through a quiet spell
+            // and that entry would end the tenure. This node's clock (kept
+            // near the store's by the skew guard) only says when to renew;
+            // the log still decides, on apply, whether the tenure goes on.
+            let now = self.log.state().log_clock_ms.max(self.log.node().now_ms());
             match lease {
                 // Renewed only within the tenure this state belongs to; a lapsed one is let go.
                 Some((h, since, expires)) if h == self.id && since == local.tenure.since => {
                     if !self.stopping.is_cancelled()
                         && !s.members.is_empty()
-                        && expires.saturating_sub(clock) < self.term.as_millis() as u64 / 2
+                        && expires.saturating_sub(now) < self.term.as_millis() as u64 / 2
                     {
                         renew.push(self.acquire(&group));
                     }
@@ -267,5 +283,70 @@ fn forward_timeout(req: &GroupRequest) -> Duration {
     match req {
         GroupRequest::Fetch { timeout_ms, .. } => Duration::from_millis(*timeout_ms) + MARGIN,
         _ => MARGIN,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use floe_broker::Components;
+    use floe_broker::clock::OffsetClock;
+    use floe_broker::entry::TopicConfig;
+    use object_store::memory::InMemory;
+    use tokio_util::task::TaskTracker;
+
+    use super::*;
+    use crate::cache::BatchCache;
+    use crate::groups::OffsetReset;
+
+    /// While nothing commits the log clock stands still; a coordinator that
+    /// judged its lease on it alone never renewed, and the first entry after
+    /// a quiet spell longer than the term ended its tenure: members that had
+    /// heartbeated all along got `unknown_member`.
+    #[tokio::test]
+    async fn a_coordinator_renews_its_lease_while_nothing_commits() {
+        // Time passes by moving this node's clock; the store's stays put, so
+        // the skew guard is told to allow for that.
+        let clock = Arc::new(OffsetClock::new(0));
+        let node = Components { clock: clock.clone(), ..Components::default() };
+        let settings = floe_broker::LogSettings { max_clock_skew_ms: Some(3_600_000), ..Default::default() };
+        let store: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
+        let (cluster, log) = floe_broker::open_with(store, node, settings).await.unwrap();
+        let log = Arc::new(log);
+        let reader = Reader::new(log.clone(), BatchCache::new(1 << 20, None).unwrap(), TaskTracker::new());
+        let auth = Arc::new(PeerAuth::new(cluster.cluster_id, "secret".into(), Vec::new()));
+        let term = Duration::from_secs(10);
+        let groups = Groups::new(log.clone(), reader, "http://unused".into(), term, auth, CancellationToken::new());
+        let topic = |name: &str| Op::CreateTopic { name: name.into(), partitions: 1, config: TopicConfig::default() };
+        log.commit(vec![topic("t")]).await.unwrap();
+        let join = GroupRequest::Join {
+            topics: vec!["t".into()],
+            session_timeout_ms: 300_000,
+            auto_offset_reset: OffsetReset::Earliest,
+            name: None,
+        };
+        let Ok(GroupReply::Joined { member_id, .. }) = groups.handle("g", join).await else { panic!("join failed") };
+        let heartbeat = || GroupRequest::Heartbeat { member_id: member_id.clone() };
+        let tenure = || log.state().valid_lease(&lease_name("g")).map(Lease::tenure);
+        let joined = tenure();
+        assert!(joined.is_some());
+
+        let before = log.applied();
+        groups.maintain().await;
+        assert_eq!(log.applied(), before, "a fresh lease is not renewed");
+
+        // 6 s of a 10 s term pass and nothing commits; the member heartbeats.
+        clock.set_offset_ms(6_000);
+        assert!(matches!(groups.handle("g", heartbeat()).await, Ok(GroupReply::Heartbeat { .. })));
+        groups.maintain().await;
+        assert_eq!(log.applied(), before + 1, "renewed although the log clock stood still");
+        groups.maintain().await;
+        assert_eq!(log.applied(), before + 1, "renewed once, not on every round");
+
+        // 12 s after the join, something commits (a produce, say).
+        clock.set_offset_ms(12_000);
+        log.commit(vec![topic("u")]).await.unwrap();
+        assert_eq!(tenure(), joined, "the tenure goes on");
+        let answer = groups.handle("g", heartbeat()).await;
+        assert!(matches!(answer, Ok(GroupReply::Heartbeat { .. })), "the member is still known: {answer:?}");
     }
 }

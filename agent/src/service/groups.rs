@@ -7,8 +7,26 @@ use serde::Serialize;
 use super::internal::Peer;
 use super::{Agent, validate};
 use crate::auth::{Action, Caller};
-use crate::error::Result;
-use crate::groups::{GroupReply, GroupRequest};
+use crate::error::{Error, Result};
+use crate::groups::{GroupReply, GroupRequest, MemberView};
+
+/// A group as the console lists it.
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupSummary {
+    pub group: String,
+    /// The agent coordinating it, while it has one.
+    pub coordinator: Option<String>,
+}
+
+/// A group's coordinator, generation, members and committed offsets.
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupDescription {
+    pub group: String,
+    pub coordinator: Option<String>,
+    pub generation: u64,
+    pub members: Vec<MemberView>,
+    pub offsets: Vec<CommittedOffset>,
+}
 
 /// A committed offset, with the partition's high watermark and the lag between them.
 #[derive(Clone, Debug, Serialize)]
@@ -47,6 +65,37 @@ impl Agent {
     }
 
     /// The group's committed offsets, from the log.
+    /// Groups with committed offsets or a coordinator, those the caller may use.
+    pub async fn list_groups(&self, caller: &Caller) -> Result<Vec<GroupSummary>> {
+        caller.check(Action::Authenticated)?;
+        self.log.catch_up().await?;
+        let state = self.log.state();
+        let coordinated = state.leases.keys().filter_map(|name| name.strip_prefix("group/"));
+        let names: std::collections::BTreeSet<&str> =
+            state.group_offsets.keys().map(String::as_str).chain(coordinated).collect();
+        Ok(names
+            .into_iter()
+            .filter(|g| caller.may(Action::Group(g)))
+            .map(|g| GroupSummary {
+                group: g.to_owned(),
+                coordinator: state.valid_lease(&floe_broker::state::group_lease(g)).map(|l| l.url.clone()),
+            })
+            .collect())
+    }
+
+    /// The group as its coordinator sees it, with its committed offsets.
+    pub async fn describe_group(&self, caller: &Caller, group: &str) -> Result<GroupDescription> {
+        caller.check(Action::Group(group))?;
+        validate::group_name(group)?;
+        let GroupReply::Described { generation, members } = self.groups.handle(group, GroupRequest::Describe).await?
+        else {
+            return Err(Error::internal("a group's coordinator answered a describe with something else"));
+        };
+        let offsets = self.group_offsets(caller, group).await?;
+        let coordinator = self.log.state().valid_lease(&floe_broker::state::group_lease(group)).map(|l| l.url.clone());
+        Ok(GroupDescription { group: group.to_owned(), coordinator, generation, members, offsets })
+    }
+
     /// Only for topics the caller may consume.
     pub async fn group_offsets(&self, caller: &Caller, group: &str) -> Result<Vec<CommittedOffset>> {
         caller.check(Action::Group(group))?;
@@ -80,6 +129,9 @@ fn topics_named(req: &GroupRequest) -> Vec<&str> {
         }
         GroupRequest::Seek { positions, .. } => positions.iter().map(|p| p.topic.as_str()).collect(),
         GroupRequest::Commit { offsets, .. } => offsets.iter().map(|o| o.topic.as_str()).collect(),
-        GroupRequest::Heartbeat { .. } | GroupRequest::Leave { .. } | GroupRequest::Fetch { .. } => Vec::new(),
+        GroupRequest::Heartbeat { .. }
+        | GroupRequest::Leave { .. }
+        | GroupRequest::Fetch { .. }
+        | GroupRequest::Describe => Vec::new(),
     }
 }

@@ -6,6 +6,7 @@
 //! `Agent`'s fields are private to this module: the faces reach the log,
 //! the writer and the groups only through these methods.
 
+mod cluster;
 mod groups;
 mod internal;
 mod metrics;
@@ -17,7 +18,8 @@ pub mod validate;
 
 pub use crate::reader::{FetchRequest, Fetched};
 pub use crate::writer::Receipt;
-pub use groups::CommittedOffset;
+pub use cluster::{AgentInfo, ClusterInfo};
+pub use groups::{CommittedOffset, GroupDescription, GroupSummary};
 pub use internal::Peer;
 pub use metrics::{Metrics, RequestLabels};
 pub use producers::ProducerId;
@@ -73,6 +75,8 @@ pub struct Agent {
     reader: Reader,
     sticky: Sticky,
     metrics: Metrics,
+    /// Where other agents reach this one.
+    url: String,
     /// Clients' tokens; `None` when authentication is off.
     auth: Option<Auth>,
     /// One permit per request in flight (`--max-concurrent-requests`).
@@ -177,6 +181,7 @@ impl Agent {
             metrics: Metrics::default(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
             auth: client_auth,
+            url: advertised,
         });
         agent.tasks.spawn(maintain_groups(Arc::downgrade(&agent), agent.stopping.clone()));
         Ok(agent)

@@ -30,6 +30,8 @@ pub struct TopicInfo {
     pub partitions: u32,
     pub retention_ms: i64,
     pub retention_bytes: i64,
+    /// Bytes of its batches in the store (compressed), all partitions.
+    pub bytes: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -37,6 +39,13 @@ pub struct PartitionInfo {
     pub partition: u32,
     pub log_start_offset: u64,
     pub high_watermark: u64,
+    /// Bytes of its batches in the store (compressed).
+    pub bytes: u64,
+}
+
+/// Bytes of a partition's batches in the store.
+fn stored_bytes(p: &floe_broker::state::Partition) -> u64 {
+    p.batches.values().map(|b| u64::from(b.len)).sum()
 }
 
 impl TopicInfo {
@@ -46,6 +55,7 @@ impl TopicInfo {
             partitions: topic.partitions.len() as u32,
             retention_ms: topic.config.retention_ms,
             retention_bytes: topic.config.retention_bytes,
+            bytes: topic.partitions.iter().map(stored_bytes).sum(),
         }
     }
 }
@@ -95,6 +105,7 @@ impl Agent {
             partitions: spec.partitions,
             retention_ms: config.retention_ms,
             retention_bytes: config.retention_bytes,
+            bytes: 0,
         })
     }
 
@@ -142,6 +153,7 @@ impl Agent {
                 partition: i as u32,
                 log_start_offset: p.log_start_offset,
                 high_watermark: p.high_watermark,
+                bytes: stored_bytes(p),
             })
             .collect();
         Ok((TopicInfo::new(name, topic), partitions))
@@ -184,5 +196,21 @@ impl Agent {
             (_, OpOutcome::TopicUpdated) => self.describe_applied(name),
             _ => Err(not_found()),
         }
+    }
+
+    /// The offset of the first batch of `topic`/`partition` holding a record
+    /// stamped at or after `timestamp` (ms), or the high watermark if none
+    /// does: where to start reading "from a time". Batches, not records:
+    /// the batch found may begin with a few earlier records.
+    pub async fn offset_for_time(&self, caller: &Caller, topic: &str, partition: u32, timestamp: i64) -> Result<u64> {
+        caller.check(Action::Consume(topic))?;
+        self.log.catch_up().await?;
+        let state = self.log.state();
+        let t = state.topic(topic).ok_or_else(|| Error::TopicNotFound { topic: topic.to_owned() })?;
+        let p = t
+            .partitions
+            .get(partition as usize)
+            .ok_or_else(|| Error::PartitionNotFound { topic: topic.to_owned(), partition })?;
+        Ok(p.batches.iter().find(|(_, b)| b.max_timestamp >= timestamp).map_or(p.high_watermark, |(base, _)| *base))
     }
 }

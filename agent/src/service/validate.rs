@@ -106,7 +106,7 @@ pub fn group_request(group: &str, req: &GroupRequest) -> Result<()> {
             }
             positions.iter().try_for_each(|p| topic_name(&p.topic))
         }
-        GroupRequest::Heartbeat { .. } | GroupRequest::Leave { .. } => Ok(()),
+        GroupRequest::Heartbeat { .. } | GroupRequest::Leave { .. } | GroupRequest::Describe => Ok(()),
     }
 }
 
