@@ -69,6 +69,7 @@ async fn a_scrape_shows_the_traffic() {
     let labels = "{group=\"g\",topic=\"t\",partition=\"0\"}";
     assert_eq!(sample(&groups, &format!("floe_group_committed_offset{labels}")), 5.0);
     assert_eq!(sample(&groups, &format!("floe_group_lag{labels}")), 15.0);
+    assert_eq!(sample(&groups, "floe_group_members{group=\"g\"}"), 1.0, "this agent coordinates g");
 }
 
 #[tokio::test]
