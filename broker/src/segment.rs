@@ -394,8 +394,7 @@ mod tests {
         ];
         let payload_len = (batch.len() - BATCH_HEADER_LEN) as u32;
         batch[0..4].copy_from_slice(&payload_len.to_le_bytes());
-        let crc = crc32c::crc32c(&batch[8..]);
-        batch[4..8].copy_from_slice(&crc.to_le_bytes());
+        reseal(&mut batch);
         let e = decode_batch(&batch).unwrap_err().to_string();
         assert!(e.contains("more records than the uncompressed length can hold"), "{e}");
     }
@@ -405,15 +404,9 @@ mod tests {
     /// target's malloc limit checks).
     #[test]
     fn a_lying_uncompressed_length_is_refused() {
-        let rec = Record { key: None, value: Bytes::from_static(b"v"), timestamp: 0, headers: vec![] };
-        let mut b = SegmentBuilder::new();
-        b.add_batch("t", 0, &[rec]).unwrap();
-        let (bytes, metas) = b.finish().unwrap();
-        let r = metas[0].range();
-        let mut batch = bytes[r.start as usize..r.end as usize].to_vec();
+        let mut batch = one_batch();
         batch[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
-        let crc = crc32c::crc32c(&batch[8..]);
-        batch[4..8].copy_from_slice(&crc.to_le_bytes());
+        reseal(&mut batch);
         assert!(matches!(decode_batch(&batch), Err(Error::Corrupt { .. })));
     }
 
@@ -431,11 +424,24 @@ mod tests {
 
     #[test]
     fn truncated_batch_is_refused() {
+        let batch = one_batch();
+        assert!(decode_batch(&batch[..batch.len() - 1]).is_err());
+    }
+
+    /// The bytes of a batch of one small record, as a ranged GET returns them.
+    fn one_batch() -> Vec<u8> {
         let rec = Record { key: None, value: Bytes::from_static(b"v"), timestamp: 0, headers: vec![] };
         let mut b = SegmentBuilder::new();
         b.add_batch("t", 0, &[rec]).unwrap();
         let (bytes, metas) = b.finish().unwrap();
         let r = metas[0].range();
-        assert!(decode_batch(&bytes[r.start as usize..r.end as usize - 1]).is_err());
+        bytes[r.start as usize..r.end as usize].to_vec()
+    }
+
+    /// Sets a batch's CRC32C to match its (altered) bytes, as a writer that
+    /// lies would.
+    fn reseal(batch: &mut [u8]) {
+        let crc = crc32c::crc32c(&batch[8..]);
+        batch[4..8].copy_from_slice(&crc.to_le_bytes());
     }
 }
