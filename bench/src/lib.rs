@@ -12,6 +12,7 @@
 pub mod chaos;
 pub mod clock;
 pub mod cluster;
+pub mod cpu_floor;
 pub mod floor;
 pub mod history;
 pub mod load;

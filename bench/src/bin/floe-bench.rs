@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use floe_bench::cluster::{Cluster, Setup};
+use floe_bench::cpu_floor::{self, CpuFloorResult};
 use floe_bench::floor::{self, FloorResult};
 use floe_bench::load::{Keys, Load};
 use floe_bench::metadata::{self, MetadataOptions};
@@ -86,6 +87,11 @@ struct Common {
     /// Seconds per floor measurement.
     #[arg(long, default_value_t = 3)]
     floor_seconds: u64,
+    /// `floor`: also the CPU floor (the same request bodies parsed,
+    /// compressed and checksummed on one core); `produce` and `all` always
+    /// measure it.
+    #[arg(long)]
+    cpu: bool,
     /// Seed for record contents and store latency samples.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -234,6 +240,9 @@ async fn run(which: Which, c: Common, bin_dir: &Path, json: Option<PathBuf>) -> 
         let sizes = floor::sizes(&c.floor_bytes, results.produce.as_ref().map(|p| p.mean_segment_bytes));
         results.floor = run_floor(&c, &store_url, sizes).await?;
     }
+    if matches!(which, Which::Produce | Which::All) || (which == Which::Floor && c.cpu) {
+        results.cpu_floor = Some(run_cpu_floor(&c, &load).await?);
+    }
     if let (Some(cluster), Which::E2e | Which::All) = (&cluster, which) {
         let e2e_load = if which == Which::All { Load { rate: Some(c.e2e_rate), ..load.clone() } } else { load.clone() };
         let (r, produce_hist, e2e_hist) = run_e2e(cluster, &e2e_load, c.seed.wrapping_add(1000)).await?;
@@ -282,6 +291,19 @@ async fn run_floor(c: &Common, store_url: &str, sizes: Vec<u64>) -> Result<Vec<F
         results.push(f);
     }
     Ok(results)
+}
+
+async fn run_cpu_floor(c: &Common, load: &Load) -> Result<CpuFloorResult, Err> {
+    let (load, seed, duration) = (load.clone(), c.seed, Duration::from_secs(c.floor_seconds.max(1)));
+    eprintln!("CPU floor: parse, compress and checksum produce bodies on one core for {} s", duration.as_secs());
+    let f = tokio::task::spawn_blocking(move || cpu_floor::cpu_floor(&load, seed, duration))
+        .await
+        .map_err(|e| format!("CPU floor: {e}"))??;
+    println!(
+        "CPU floor: {:.1} MiB/s of payload on one core ({} requests of {} × {} B records)",
+        f.mib_per_cpu_s, f.requests, f.records_per_request, f.record_bytes
+    );
+    Ok(f)
 }
 
 async fn run_e2e(

@@ -10,7 +10,7 @@ mod schedule;
 use std::str::FromStr;
 use std::time::Duration;
 
-use bodies::Bodies;
+pub(crate) use bodies::Bodies;
 pub use bodies::random_text;
 pub use consume::{Consumed, Until, consume};
 pub use produce::{Produced, produce_load};

@@ -1,6 +1,7 @@
 //! `floe-bench`'s JSON document: the run's settings and headline figures at
 //! the top level, each scenario's detailed result below.
 
+use crate::cpu_floor::CpuFloorResult;
 use serde::Serialize;
 
 use crate::cluster::Setup;
@@ -15,6 +16,7 @@ use super::price_table;
 pub struct Results {
     pub produce: Option<ProduceResult>,
     pub floor: Vec<FloorResult>,
+    pub cpu_floor: Option<CpuFloorResult>,
     pub e2e: Option<E2eResult>,
     pub consume: Option<ConsumeResult>,
 }
@@ -44,6 +46,10 @@ pub struct Summary {
     pub p99_budget_ms: Option<f64>,
     pub agent_cpu_s_per_gib: Option<f64>,
     pub mib_s_per_agent_cpu_s: Option<f64>,
+    /// The same bodies parsed, compressed and checksummed on one core.
+    pub cpu_floor_mib_s: Option<f64>,
+    /// mib_s_per_agent_cpu_s / cpu_floor_mib_s.
+    pub agent_cpu_to_floor: Option<f64>,
     /// All object-store PUTs per GiB of payload written.
     pub put_per_gib: Option<f64>,
     /// Object-store GETs per GiB read by a fresh (cold) agent catching up;
@@ -64,7 +70,9 @@ impl Summary {
     /// The summary of `scenario` run with `setup` and `load`: every headline
     /// figure is derived here from the detailed results.
     pub fn new(scenario: &str, setup: &Setup, load: &Load, results: Results) -> Self {
-        let Results { produce, floor, e2e, consume } = results;
+        let Results { produce, floor, cpu_floor, e2e, consume } = results;
+        let per_cpu_s = produce.as_ref().and_then(|p| p.mib_s_per_cpu_s);
+        let cpu_floor_mib_s = cpu_floor.as_ref().map(|f| f.mib_per_cpu_s);
         let produce_latency = produce.as_ref().map(|p| p.latency).or(e2e.as_ref().map(|e| e.produce));
         let per_gib_written = produce.as_ref().map(|p| p.requests_per_gib);
         let biggest = floor.iter().max_by_key(|f| f.object_bytes);
@@ -96,7 +104,9 @@ impl Summary {
             produce_to_floor,
             p99_budget_ms,
             agent_cpu_s_per_gib: produce.as_ref().and_then(|p| p.agent_cpu_s_per_gib),
-            mib_s_per_agent_cpu_s: produce.as_ref().and_then(|p| p.mib_s_per_cpu_s),
+            mib_s_per_agent_cpu_s: per_cpu_s,
+            cpu_floor_mib_s,
+            agent_cpu_to_floor: per_cpu_s.zip(cpu_floor_mib_s).map(|(agent, floor)| agent / floor),
             put_per_gib: per_gib_written.map(|g| g.put),
             get_per_gib: consume.as_ref().map(|c| c.catchup_get_per_gib).or(per_gib_written.map(|g| g.get)),
             tail_get_per_gib: consume.as_ref().map(|c| c.tail_segment_get_per_gib),
@@ -227,7 +237,7 @@ mod tests {
         // Every row of the table, figures missing as "-".
         let table = text::summary(&s);
         assert!(table.starts_with("\nsummary (e2e, profile none, flush 50 ms)\n"));
-        assert_eq!(table.lines().count(), 1 + 1 + 15 + 1);
+        assert_eq!(table.lines().count(), 1 + 1 + 17 + 1);
         assert!(table.contains("  e2e p99 ms                      11.00\n"));
         assert!(table.contains("  produce MiB/s                       -\n"));
     }
