@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use base64::Engine;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::error::{Error, Result};
@@ -67,6 +67,39 @@ impl Caller {
     pub fn may(&self, action: Action<'_>) -> bool {
         self.check(action).is_ok()
     }
+
+    /// Whether the caller may produce to some topic (an idempotent producer
+    /// id is for producing).
+    pub fn may_produce_somewhere(&self) -> bool {
+        match self {
+            Caller::Unrestricted => true,
+            Caller::Anonymous => false,
+            Caller::Token(grant) => grant.admin || !grant.produce.is_empty(),
+        }
+    }
+
+    /// The topics the caller may consume, for a group coordinator (perhaps
+    /// on another agent) to apply before it moves any read position.
+    pub fn consume_scope(&self) -> ConsumeScope {
+        match self {
+            Caller::Unrestricted => ConsumeScope(None),
+            Caller::Token(grant) if grant.admin => ConsumeScope(None),
+            Caller::Token(grant) => ConsumeScope(Some(grant.consume.clone())),
+            Caller::Anonymous => ConsumeScope(Some(Vec::new())),
+        }
+    }
+}
+
+/// The topics a caller may consume: `None` for every topic. Travels with
+/// group fetches and commits to the coordinator. Absent (from an agent of
+/// a version without tokens), it means every topic.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumeScope(Option<Vec<Pattern>>);
+
+impl ConsumeScope {
+    pub fn allows(&self, topic: &str) -> bool {
+        self.0.as_ref().is_none_or(|patterns| patterns.iter().any(|p| p.matches(topic)))
+    }
 }
 
 impl std::fmt::Display for Action<'_> {
@@ -85,6 +118,8 @@ impl std::fmt::Display for Action<'_> {
 #[derive(Debug)]
 pub struct Grant {
     pub name: String,
+    /// The token's hash: finds the grant again after a reload.
+    hash: [u8; 32],
     admin: bool,
     produce: Vec<Pattern>,
     consume: Vec<Pattern>,
@@ -107,8 +142,9 @@ impl Grant {
 
 /// A resource name pattern, as Kafka's ACLs have them: a literal name, a
 /// prefix (`orders.*`), or `*` for every name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Pattern {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pattern {
     Literal(String),
     Prefix(String),
 }
@@ -187,6 +223,7 @@ impl TokenSet {
                     .map_err(|e| format!("token {:?}: {e}", entry.name))
             };
             let grant = Grant {
+                hash,
                 admin: entry.admin,
                 produce: patterns(&entry.produce)?,
                 consume: patterns(&entry.consume)?,
@@ -274,6 +311,17 @@ impl Auth {
         }
         let tokens = self.tokens.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         tokens.find(token.trim()).map(Caller::Token).ok_or_else(|| unauthenticated("unknown token"))
+    }
+
+    /// The caller as the tokens in force now see it: a token removed by a
+    /// reload is `Unauthenticated`, a changed one has its new permissions.
+    pub fn refresh(&self, caller: &Caller) -> Result<Caller> {
+        let Caller::Token(grant) = caller else { return Ok(caller.clone()) };
+        let tokens = self.tokens.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let found = tokens.entries.iter().find(|(hash, _)| bool::from(hash.ct_eq(&grant.hash)));
+        found
+            .map(|(_, g)| Caller::Token(g.clone()))
+            .ok_or_else(|| Error::Unauthenticated { message: "the token is no longer valid".into() })
     }
 
     pub fn is_open(&self, endpoint: OpenEndpoint) -> bool {

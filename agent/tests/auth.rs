@@ -136,3 +136,86 @@ async fn closed_probes_and_a_bad_tokens_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("tokens.toml") && stderr.contains("64 hex digits"), "{stderr}");
 }
+
+/// A group fetch by a token that may not read the member's topics is
+/// refused before any read position moves: the member's own token then
+/// reads everything from the start.
+#[tokio::test]
+async fn a_refused_group_fetch_moves_nothing() {
+    let (store, env, _dir) = fresh_store(Backend::Dir).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let (root, root_entry) = token("ops", &["--admin"]);
+    let (reader, reader_entry) = token("reader", &["--consume", "a", "--group", "g"]);
+    let (outsider, outsider_entry) = token("outsider", &["--group", "g"]);
+    let tokens = files.path().join("tokens.toml");
+    std::fs::write(&tokens, format!("{root_entry}\n{reader_entry}\n{outsider_entry}")).unwrap();
+    let agent = AgentProc::start(&store, &env, &["--auth-tokens", tokens.to_str().unwrap()]);
+    let (admin, reader, outsider) =
+        (agent.client_with_token(&root), agent.client_with_token(&reader), agent.client_with_token(&outsider));
+    admin.create_topic("a", 1).await;
+    admin.produce("a", json!([{"value": "1"}, {"value": "2"}, {"value": "3"}])).await;
+    let (s, joined) = reader.post("/v1/groups/g/members", &json!({"topics": ["a"]})).await;
+    assert_eq!(s, 200, "{joined}");
+    let member = joined["member_id"].as_str().unwrap();
+    let records = format!("/v1/groups/g/members/{member}/records?timeout_ms=0");
+
+    let (s, b) = outsider.get(&records).await;
+    assert_eq!((s, code(&b)), (403, "forbidden"), "{b}");
+    // The outsider does not learn the member's id or topics from a describe.
+    let (s, described) = outsider.get("/v1/groups/g").await;
+    assert_eq!(s, 200, "{described}");
+    assert_eq!(described["members"][0]["member_id"], "", "{described}");
+    assert_eq!(described["members"][0]["topics"], json!([]), "{described}");
+
+    let (s, b) = reader.get(&records).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["records"].as_array().unwrap().len(), 3, "nothing was skipped: {b}");
+}
+
+/// A live tail ends once its token is removed by a reload, and shows
+/// nothing produced after.
+#[tokio::test]
+async fn a_tail_ends_when_its_token_is_removed() {
+    use futures::StreamExt;
+    let (store, env, _dir) = fresh_store(Backend::Dir).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let (root, root_entry) = token("ops", &["--admin"]);
+    let (app, app_entry) = token("app", &["--consume", "a"]);
+    let tokens = files.path().join("tokens.toml");
+    std::fs::write(&tokens, format!("{root_entry}\n{app_entry}")).unwrap();
+    let agent = AgentProc::start(&store, &env, &["--auth-tokens", tokens.to_str().unwrap()]);
+    let admin = agent.client_with_token(&root);
+    admin.create_topic("a", 1).await;
+    let tail = agent
+        .client_with_token(&app)
+        .http
+        .get(format!("{}/v1/topics/a/partitions/0/records?offset=0", agent.url))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tail.status(), 200);
+    let mut stream = tail.bytes_stream();
+    admin.produce("a", json!([{"value": "before"}])).await;
+    let mut seen = String::new();
+    while !seen.contains("before") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(30), stream.next()).await;
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap().unwrap()));
+    }
+    std::fs::write(&tokens, &root_entry).unwrap();
+    agent.signal("HUP");
+    // Until the reload is seen, records may still come; after it, the tail ends.
+    let mut after = String::new();
+    for i in 0..100 {
+        admin.produce("a", json!([{"value": format!("after-{i}")}])).await;
+        match tokio::time::timeout(std::time::Duration::from_millis(200), stream.next()).await {
+            Ok(Some(Ok(chunk))) => after.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(None | Some(Err(_))) => break,
+            Err(_) => {}
+        }
+        if after.contains("unauthenticated") {
+            break;
+        }
+    }
+    assert!(after.contains("unauthenticated"), "the tail went on after its token was removed: {after}");
+}

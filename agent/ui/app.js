@@ -375,7 +375,7 @@ function overviewPage(ctx) {
 function renderCluster(c, box, agentsBox) {
   fill(box, dl([
     ['Cluster id', c.cluster_id],
-    ['Store', c.store],
+    ['Store', c.store ?? '(shown to admins)'],
     ['Log position (applied)', String(c.applied)],
     ['This agent', c.this_agent],
   ], { id: 'cluster' }));

@@ -236,6 +236,9 @@ fn decompress(payload: &[u8], limit: usize) -> Result<Vec<u8>> {
     let decoder = zstd::stream::read::Decoder::with_buffer(payload).map_err(|e| Error::corrupt("batch", e))?;
     let mut raw = Vec::with_capacity(limit.min(payload.len().saturating_mul(8)));
     decoder.take(limit as u64 + 1).read_to_end(&mut raw).map_err(|e| Error::corrupt("batch", e))?;
+    // Records slice this buffer for as long as they are cached, and the
+    // cache weighs them by their length: hold no more than that.
+    raw.shrink_to_fit();
     Ok(raw)
 }
 

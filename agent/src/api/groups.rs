@@ -100,6 +100,7 @@ pub async fn leave(
 /// A member's fetch: the partition fetch's limits, without an offset (the
 /// coordinator keeps the member's positions).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FetchQuery {
     #[serde(default = "super::records::default_max_records")]
     max_records: usize,
@@ -119,8 +120,13 @@ pub async fn records(
 ) -> Result<Json<Value>, ApiError> {
     let Path((group, member_id)) = path?;
     let Query(q) = query?;
-    let req =
-        GroupRequest::Fetch { member_id, max_records: q.max_records, max_bytes: q.max_bytes, timeout_ms: q.timeout_ms };
+    let req = GroupRequest::Fetch {
+        member_id,
+        max_records: q.max_records,
+        max_bytes: q.max_bytes,
+        timeout_ms: q.timeout_ms,
+        scope: Default::default(),
+    };
     Ok(render(agent.group(&caller, &group, req).await?, q.encoding))
 }
 
@@ -163,6 +169,7 @@ pub async fn commit(
             member_id: b.member_id,
             generation: Some(b.generation),
             offsets: b.offsets.into_iter().map(GroupOffset::from).collect(),
+            scope: Default::default(),
         },
     )
     .await

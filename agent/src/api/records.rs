@@ -205,6 +205,7 @@ pub async fn produce(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FetchQuery {
     #[serde(default)]
     offset: u64,

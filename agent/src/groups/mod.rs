@@ -20,6 +20,7 @@ use floe_broker::Record;
 use floe_broker::entry::GroupOffset;
 use serde::{Deserialize, Serialize};
 
+pub use crate::auth::ConsumeScope;
 pub use membership::OffsetReset;
 pub use routing::Groups;
 
@@ -58,6 +59,10 @@ pub enum GroupRequest {
         max_records: usize,
         max_bytes: usize,
         timeout_ms: u64,
+        /// What the caller may read: a member with a partition outside it is
+        /// refused before any position moves. Set by the service.
+        #[serde(default)]
+        scope: ConsumeScope,
     },
     /// Commits `offsets` (the next offset to read in each partition). Without
     /// a generation, in the group's current one; with no offsets and no
@@ -66,6 +71,10 @@ pub enum GroupRequest {
         member_id: String,
         generation: Option<u64>,
         offsets: Vec<GroupOffset>,
+        /// What the caller may read: committing positions outside it is
+        /// refused. Set by the service.
+        #[serde(default)]
+        scope: ConsumeScope,
     },
     /// The group's generation and members, as its coordinator sees them
     /// (for the console and operators; touches nothing).
@@ -89,6 +98,14 @@ pub enum SeekTo {
 }
 
 impl GroupRequest {
+    /// The request with `scope` as the caller's reach, where it matters.
+    pub fn scoped(mut self, to: ConsumeScope) -> Self {
+        if let Self::Fetch { scope, .. } | Self::Commit { scope, .. } = &mut self {
+            *scope = to;
+        }
+        self
+    }
+
     /// The member a request speaks for (a join has none yet).
     pub fn member_id(&self) -> Option<&str> {
         match self {

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::membership::{GroupState, Member, OffsetReset, Position};
-use super::{GroupRecord, GroupReply, GroupRequest, MemberView, SeekTo, TopicPartition};
+use super::{ConsumeScope, GroupRecord, GroupReply, GroupRequest, MemberView, SeekTo, TopicPartition};
 use crate::error::{Error, Invalid, Result};
 use crate::reader::{FetchError, FetchRequest, Reader};
 
@@ -89,11 +89,11 @@ impl Coordinator<'_> {
                 s.rebalance(&all);
                 Ok(GroupReply::Left)
             }
-            GroupRequest::Commit { member_id, generation, offsets } => {
-                self.commit(&member_id, generation, offsets).await
+            GroupRequest::Commit { member_id, generation, offsets, scope } => {
+                self.commit(&member_id, generation, offsets, &scope).await
             }
-            GroupRequest::Fetch { member_id, max_records, max_bytes, timeout_ms } => {
-                self.fetch(&member_id, max_records, max_bytes, Duration::from_millis(timeout_ms)).await
+            GroupRequest::Fetch { member_id, max_records, max_bytes, timeout_ms, scope } => {
+                self.fetch(&member_id, max_records, max_bytes, Duration::from_millis(timeout_ms), &scope).await
             }
             GroupRequest::Describe => {
                 let s = self.state.lock().await;
@@ -152,7 +152,13 @@ impl Coordinator<'_> {
     /// The group stays locked until the commit is in the log, so a rebalance
     /// cannot slip between the generation check and the commit, and commits
     /// of one group land in the order checked.
-    async fn commit(&self, member_id: &str, generation: Option<u64>, offsets: Vec<GroupOffset>) -> Result<GroupReply> {
+    async fn commit(
+        &self,
+        member_id: &str,
+        generation: Option<u64>,
+        offsets: Vec<GroupOffset>,
+        scope: &ConsumeScope,
+    ) -> Result<GroupReply> {
         let mut s = self.state.lock().await;
         let current = s.generation;
         let m = member(&mut s, member_id)?;
@@ -175,6 +181,9 @@ impl Coordinator<'_> {
         } else {
             offsets
         };
+        if let Some(o) = offsets.iter().find(|o| !scope.allows(&o.topic)) {
+            return Err(out_of_scope(&o.topic));
+        }
         if offsets.is_empty() {
             return Ok(GroupReply::Committed);
         }
@@ -200,6 +209,7 @@ impl Coordinator<'_> {
         max_records: usize,
         max_bytes: usize,
         timeout: Duration,
+        scope: &ConsumeScope,
     ) -> Result<GroupReply> {
         let deadline = Instant::now() + timeout;
         let mut applied = self.log.subscribe();
@@ -210,6 +220,10 @@ impl Coordinator<'_> {
                 let generation = s.generation;
                 let m = member(&mut s, member_id)?;
                 m.last_seen = Instant::now();
+                // Before anything is read or any position moves.
+                if let Some((topic, _)) = m.assignments.iter().find(|(t, _)| !scope.allows(t)) {
+                    return Err(out_of_scope(topic));
+                }
                 let n = m.assignments.len().max(1);
                 let start = m.next_partition % n;
                 m.next_partition = (start + 1) % n;
@@ -304,6 +318,11 @@ pub(super) fn expire(log: &MetadataLog, group: &str, s: &mut GroupState) {
         s.rebalance(&all);
         tracing::info!(group, generation = s.generation, "members expired; rebalanced");
     }
+}
+
+/// A caller whose token may not read `topic` asked to read or commit in it.
+fn out_of_scope(topic: &str) -> Error {
+    Error::Forbidden { message: format!("this token may not consume from topic {topic:?}") }
 }
 
 fn member<'a>(s: &'a mut GroupState, id: &str) -> Result<&'a mut Member> {

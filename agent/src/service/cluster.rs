@@ -13,7 +13,8 @@ use crate::error::Result;
 #[derive(Clone, Debug, Serialize)]
 pub struct ClusterInfo {
     pub cluster_id: String,
-    pub store: String,
+    /// Shown to admins only (with tokens on).
+    pub store: Option<String>,
     pub applied: u64,
     /// Where other agents reach this one.
     pub this_agent: String,
@@ -37,6 +38,7 @@ impl Agent {
         for name in state.leases.keys() {
             let Some(lease) = state.valid_lease(name) else { continue };
             let role = match name.strip_prefix("group/") {
+                Some(group) if !caller.may(Action::Group(group)) => continue,
                 Some(group) => format!("coordinator of group {group}"),
                 None if name == COMMIT_LEASE => "commit lease".to_owned(),
                 None => format!("lease {name}"),
@@ -45,7 +47,7 @@ impl Agent {
         }
         Ok(ClusterInfo {
             cluster_id: self.cluster_id(),
-            store: self.settings.store.clone(),
+            store: self.may_see_everything(caller).then(|| self.settings.store.clone()),
             applied,
             this_agent: self.url.clone(),
             agents: agents.into_iter().map(|(url, roles)| AgentInfo { url, roles }).collect(),

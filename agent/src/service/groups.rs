@@ -49,7 +49,7 @@ impl Agent {
             caller.check(Action::Consume(topic))?;
         }
         validate::group_request(group, &req)?;
-        let reply = self.groups.handle(group, req).await?;
+        let reply = self.groups.handle(group, req.scoped(caller.consume_scope())).await?;
         if let GroupReply::Records { records } = &reply {
             for record in records {
                 caller.check(Action::Consume(&record.topic))?;
@@ -92,6 +92,21 @@ impl Agent {
             return Err(Error::internal("a group's coordinator answered a describe with something else"));
         };
         let offsets = self.group_offsets(caller, group).await?;
+        // What members read is shown only for topics the caller may read,
+        // and a member's id (which can act for it) only to a caller who may
+        // read all it reads.
+        let members = members
+            .into_iter()
+            .map(|m| {
+                let readable = |t: &str| caller.may(Action::Consume(t));
+                let all = m.topics.iter().all(|t| readable(t)) && m.assignments.iter().all(|a| readable(&a.topic));
+                MemberView {
+                    member_id: if all { m.member_id } else { String::new() },
+                    topics: m.topics.into_iter().filter(|t| readable(t)).collect(),
+                    assignments: m.assignments.into_iter().filter(|a| readable(&a.topic)).collect(),
+                }
+            })
+            .collect();
         let coordinator = self.log.state().valid_lease(&floe_broker::state::group_lease(group)).map(|l| l.url.clone());
         Ok(GroupDescription { group: group.to_owned(), coordinator, generation, members, offsets })
     }

@@ -245,16 +245,20 @@ impl Agent {
             counter(stats.log.commit_settles),
         );
         r.register("writer_budget_bytes", "The write buffer's budget", gauge(stats.writer.budget_bytes as i64));
-        let (committed, lag) = self.group_positions();
-        r.register("group_committed_offset", "A group's committed offset per partition", committed);
-        r.register("group_lag", "Records between a group's committed offset and the high watermark", lag);
-        let (members, generations) = (Family::<GroupLabels, Gauge>::default(), Family::<GroupLabels, Gauge>::default());
-        for (group, count, generation) in self.groups.coordinated().await {
-            members.get_or_create(&GroupLabels { group: group.clone() }).set(count as i64);
-            generations.get_or_create(&GroupLabels { group }).set(generation as i64);
+        // Group and topic names: with tokens on, only for an admin's scrape.
+        if self.may_see_everything(caller) {
+            let (committed, lag) = self.group_positions();
+            r.register("group_committed_offset", "A group's committed offset per partition", committed);
+            r.register("group_lag", "Records between a group's committed offset and the high watermark", lag);
+            let members = Family::<GroupLabels, Gauge>::default();
+            let generations = Family::<GroupLabels, Gauge>::default();
+            for (group, count, generation) in self.groups.coordinated().await {
+                members.get_or_create(&GroupLabels { group: group.clone() }).set(count as i64);
+                generations.get_or_create(&GroupLabels { group }).set(generation as i64);
+            }
+            r.register("group_members", "Members of each group this agent coordinates", members);
+            r.register("group_generation", "Generation of each group this agent coordinates", generations);
         }
-        r.register("group_members", "Members of each group this agent coordinates", members);
-        r.register("group_generation", "Generation of each group this agent coordinates", generations);
         if let Some(c) = &self.compactor_stats {
             let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
             r.register("compactor_cycles", "Compaction cycles run", counter(n(&c.cycles)));

@@ -196,6 +196,21 @@ impl Agent {
         }
     }
 
+    /// The caller as the tokens in force now see it (after a reload, a
+    /// removed token is `Unauthenticated`): for long-lived requests.
+    pub fn refresh_caller(&self, caller: &Caller) -> Result<Caller> {
+        match &self.auth {
+            Some(auth) => auth.refresh(caller),
+            None => Ok(caller.clone()),
+        }
+    }
+
+    /// Whether figures that name groups and topics may be shown to `caller`
+    /// (metrics are open to anyone by default).
+    fn may_see_everything(&self, caller: &Caller) -> bool {
+        self.auth.is_none() || caller.may(Action::Admin)
+    }
+
     /// Reads the tokens file again (SIGHUP); on an error the tokens in force stay.
     pub fn reload_tokens(&self) {
         if let Some(auth) = &self.auth {

@@ -219,7 +219,8 @@ impl Agent {
 /// Records of a partition as they commit.
 pub struct Tail {
     agent: Arc<Agent>,
-    /// Checked again before each read: a token revoked by a reload ends the tail.
+    /// Refreshed and checked again before each read: a token removed or
+    /// narrowed by a reload ends the tail.
     caller: Caller,
     req: FetchRequest,
     first: Option<Vec<(u64, Record)>>,
@@ -235,13 +236,20 @@ impl Tail {
         if let Some(first) = self.first.take() {
             return Ok(Some(first));
         }
-        self.caller.check(Action::Consume(&self.req.topic))?;
+        self.recheck()?;
         let fetched = tokio::select! {
             fetched = self.agent.reader.fetch(&self.req) => fetched?,
             () = self.agent.stopping.cancelled() => return Ok(None),
         };
+        // Again after the long-poll: the token may have been removed while it waited.
+        self.recheck()?;
         self.req.offset = fetched.next_offset;
         Ok(Some(fetched.records))
+    }
+
+    fn recheck(&mut self) -> Result<()> {
+        self.caller = self.agent.refresh_caller(&self.caller)?;
+        self.caller.check(Action::Consume(&self.req.topic))
     }
 }
 

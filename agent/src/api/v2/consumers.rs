@@ -196,6 +196,7 @@ pub async fn records(
         max_records: crate::service::validate::MAX_FETCH_RECORDS,
         max_bytes: q.max_bytes.unwrap_or(1 << 20).clamp(1, crate::service::validate::MAX_FETCH_BYTES),
         timeout_ms: q.timeout.unwrap_or(1_000).min(crate::service::validate::MAX_FETCH_TIMEOUT_MS),
+        scope: Default::default(),
     };
     let GroupReply::Records { records } = run(&agent, &caller, &group, req).await? else {
         return Err(RestError::new(500, 500, "unexpected group reply"));
@@ -237,7 +238,13 @@ pub async fn commit(
             Ok(GroupOffset { offset: next, topic_id: None, ..o })
         })
         .collect::<Result<_, RestError>>()?;
-    run(&agent, &caller, &group, GroupRequest::Commit { member_id, generation: None, offsets }).await?;
+    run(
+        &agent,
+        &caller,
+        &group,
+        GroupRequest::Commit { member_id, generation: None, offsets, scope: Default::default() },
+    )
+    .await?;
     Ok(no_content())
 }
 
