@@ -169,6 +169,11 @@ async fn run(
     let addr = listener.local_addr()?;
     tracing::info!(store = %args.store, "opening bucket");
     let advertised = args.advertised_url(addr)?;
+    // From here a SIGHUP (a certificate or token rotation reaching an agent
+    // still opening its bucket) must not kill it: taking the signal over now
+    // replaces the default action; the server reloads on later ones.
+    #[cfg(unix)]
+    drop(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()));
     let agent = Agent::start(args, store, &advertised).await?;
     // Scripts and tests wait for this line on stdout.
     let scheme = if tls.is_some() { "https" } else { "http" };

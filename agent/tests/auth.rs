@@ -80,6 +80,9 @@ async fn tokens_limit_who_does_what_and_nothing_refused_is_written() {
         .post(&format!("/v3/clusters/{cluster}/topics/b/records"), &json!({"value": {"type": "STRING", "data": "x"}}))
         .await;
     assert_eq!((s, b["error_code"].as_u64()), (403, Some(40301)), "{b}");
+    let (s, b) = app_c.get(&format!("/v3/clusters/{cluster}/topics/a?include_authorized_operations=true")).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["authorized_operations"], json!(["READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS"]));
     let r = nobody.http.get(format!("{}/topics", nobody.base)).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error_code"], 40101);

@@ -56,6 +56,9 @@ async fn a_scrape_shows_the_traffic() {
     let commits = sample(&after, "floe_log_commits_total");
     assert!(commits >= 11.0, "a topic and at least ten flushes committed: {commits}");
     assert_eq!(sample(&after, "floe_log_commit_conflicts_total"), 0.0, "a lone agent never loses a position");
+    let tail_reads = sample(&after, "floe_store_request_outcomes_total{kind=\"log\",outcome=\"not_found\"}");
+    assert!(tail_reads >= 1.0, "reading past the log's tail finds no entry: {tail_reads}");
+    assert_eq!(sample(&after, "floe_store_request_outcomes_total{kind=\"segments\",outcome=\"failed\"}"), 0.0);
     let segment_bytes = sample(&after, "floe_store_bytes_total{kind=\"segments\",direction=\"put\"}");
     assert!(segment_bytes > 0.0, "segment bytes counted");
 

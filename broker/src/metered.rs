@@ -25,6 +25,12 @@ struct Counters {
     delete: AtomicU64,
     put_bytes: AtomicU64,
     get_bytes: AtomicU64,
+    /// Create-only PUTs that found the key taken (a lost race, or a retry of one that landed).
+    put_exists: AtomicU64,
+    /// GETs of keys that do not exist.
+    get_missing: AtomicU64,
+    /// Requests that failed otherwise (timeouts, 5xx, refused credentials).
+    failed: AtomicU64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +42,9 @@ pub struct CounterSnapshot {
     pub delete: u64,
     pub put_bytes: u64,
     pub get_bytes: u64,
+    pub put_exists: u64,
+    pub get_missing: u64,
+    pub failed: u64,
 }
 
 impl CounterSnapshot {
@@ -48,6 +57,9 @@ impl CounterSnapshot {
             delete: f(self.delete, o.delete),
             put_bytes: f(self.put_bytes, o.put_bytes),
             get_bytes: f(self.get_bytes, o.get_bytes),
+            put_exists: f(self.put_exists, o.put_exists),
+            get_missing: f(self.get_missing, o.get_missing),
+            failed: f(self.failed, o.failed),
         }
     }
 }
@@ -62,6 +74,9 @@ impl Counters {
             delete: l(&self.delete),
             put_bytes: l(&self.put_bytes),
             get_bytes: l(&self.get_bytes),
+            put_exists: l(&self.put_exists),
+            get_missing: l(&self.get_missing),
+            failed: l(&self.failed),
         }
     }
 }
@@ -137,7 +152,15 @@ impl ObjectStore for MeteredStore {
         let c = self.counts.of(location.as_ref());
         add(&c.put, 1);
         add(&c.put_bytes, payload.content_length() as u64);
-        self.inner.put_opts(location, payload, opts).await
+        let put = self.inner.put_opts(location, payload, opts).await;
+        match &put {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                add(&c.put_exists, 1);
+            }
+            Err(_) => add(&c.failed, 1),
+        }
+        put
     }
 
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
@@ -148,7 +171,13 @@ impl ObjectStore for MeteredStore {
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         let c = self.counts.of(location.as_ref());
         add(&c.get, 1);
-        let got = self.inner.get_opts(location, options).await?;
+        let got = match self.inner.get_opts(location, options).await {
+            Ok(got) => got,
+            Err(e) => {
+                add(if matches!(e, object_store::Error::NotFound { .. }) { &c.get_missing } else { &c.failed }, 1);
+                return Err(e);
+            }
+        };
         add(&c.get_bytes, got.range.end - got.range.start);
         Ok(got)
     }

@@ -194,6 +194,8 @@ pub async fn produce(
 ) -> Result<Response, ApiError> {
     let Path(topic) = path?;
     let Query(q) = query?;
+    // Refused before the body is read (the service checks again).
+    caller.check(crate::auth::Action::Produce(&topic))?;
     let bytes = body::read(raw, agent.max_request_bytes()).await?;
     let (records, stamp) = parse_produce(&headers, &q, bytes)?;
     let produced = agent.produce(&caller, &topic, records, stamp).await?;

@@ -49,6 +49,12 @@ struct StoreLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreOutcomeLabels {
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoreBytesLabels {
     kind: &'static str,
     direction: &'static str,
@@ -210,6 +216,22 @@ impl Agent {
             }
         }
         r.register("store_requests", "Object-store requests by kind of key and operation", store);
+        let outcomes: Family<StoreOutcomeLabels, Counter> = Family::default();
+        for (kind, c) in [
+            ("log", stats.store.log),
+            ("segments", stats.store.segments),
+            ("snapshots", stats.store.snapshots),
+            ("other", stats.store.other),
+        ] {
+            for (outcome, n) in [("already_exists", c.put_exists), ("not_found", c.get_missing), ("failed", c.failed)] {
+                outcomes.get_or_create(&StoreOutcomeLabels { kind, outcome }).inc_by(n);
+            }
+        }
+        r.register(
+            "store_request_outcomes",
+            "Object-store requests that did not succeed, by kind of key and outcome (already_exists: a create-only PUT found the key taken)",
+            outcomes,
+        );
         let store_bytes: Family<StoreBytesLabels, Counter> = Family::default();
         for (kind, c) in
             [("log", stats.store.log), ("segments", stats.store.segments), ("snapshots", stats.store.snapshots)]

@@ -144,6 +144,8 @@ async fn produce_records(
     raw: Body,
 ) -> Result<Response, RestError> {
     let format = body_format(headers)?;
+    // Refused before the body is read (the service checks again).
+    caller.check(crate::auth::Action::Produce(topic)).map_err(err)?;
     let bytes = body::read(raw, agent.max_request_bytes()).await?;
     let req: ProduceBody = body::json(&bytes).map_err(|e| RestError::new(422, 42206, e.message))?;
     let records = req

@@ -191,6 +191,8 @@ pub async fn produce(
     let (_, topic) = p.map(|Path(t)| t).map_err(|e| RestError::new(400, 400, e.body_text()))?;
     check_accept(&headers)?;
     check_content_type(&headers)?;
+    // Refused before the body is read (the service checks again).
+    caller.check(crate::auth::Action::Produce(&topic))?;
     let bytes = body::read(raw, agent.max_request_bytes()).await?;
     let mut reports: Vec<Option<Report>> = Vec::new();
     let mut good: Vec<(usize, Parsed)> = Vec::new();

@@ -288,9 +288,8 @@ pub async fn get_topic(
     check_accept(&headers)?;
     let (info, _) = agent.describe_topic(&caller, &topic).await?;
     let mut data = Urls::new(&headers, &agent).topic_data(&info);
-    // Without client authentication every client may do everything.
     if q.include_authorized_operations {
-        data.authorized_operations = Some(vec!["ALL"]);
+        data.authorized_operations = Some(authorized_operations(&caller, &topic));
     }
     Ok(Json(data))
 }
@@ -341,4 +340,25 @@ pub async fn delete_topic(
     check_accept(&headers)?;
     agent.delete_topic(&caller, &topic).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Kafka's topic operations the caller's token allows (every one, `ALL`,
+/// with authentication off or for an admin).
+fn authorized_operations(caller: &Caller, topic: &str) -> Vec<&'static str> {
+    use crate::auth::Action;
+    if caller.may(Action::Admin) {
+        return vec!["ALL"];
+    }
+    let (read, write) = (caller.may(Action::Consume(topic)), caller.may(Action::Produce(topic)));
+    let mut ops = Vec::new();
+    if read {
+        ops.push("READ");
+    }
+    if write {
+        ops.push("WRITE");
+    }
+    if read || write {
+        ops.extend(["DESCRIBE", "DESCRIBE_CONFIGS"]);
+    }
+    ops
 }
