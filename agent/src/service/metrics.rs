@@ -204,29 +204,23 @@ impl Agent {
         r.register("fetch_seconds", "Time to answer a fetch, long-polls included", m.fetch_seconds.clone());
 
         let stats = self.snapshot().await;
-        let store: Family<StoreLabels, Counter> = Family::default();
-        for (kind, c) in [
+        let kinds = [
             ("log", stats.store.log),
             ("segments", stats.store.segments),
             ("snapshots", stats.store.snapshots),
             ("other", stats.store.other),
-        ] {
+        ];
+        let store: Family<StoreLabels, Counter> = Family::default();
+        let outcomes: Family<StoreOutcomeLabels, Counter> = Family::default();
+        for (kind, c) in kinds {
             for (op, n) in [("put", c.put), ("get", c.get), ("list", c.list), ("delete", c.delete)] {
                 store.get_or_create(&StoreLabels { kind, op }).inc_by(n);
             }
-        }
-        r.register("store_requests", "Object-store requests by kind of key and operation", store);
-        let outcomes: Family<StoreOutcomeLabels, Counter> = Family::default();
-        for (kind, c) in [
-            ("log", stats.store.log),
-            ("segments", stats.store.segments),
-            ("snapshots", stats.store.snapshots),
-            ("other", stats.store.other),
-        ] {
             for (outcome, n) in [("already_exists", c.put_exists), ("not_found", c.get_missing), ("failed", c.failed)] {
                 outcomes.get_or_create(&StoreOutcomeLabels { kind, outcome }).inc_by(n);
             }
         }
+        r.register("store_requests", "Object-store requests by kind of key and operation", store);
         r.register(
             "store_request_outcomes",
             "Object-store requests that did not succeed, by kind of key and outcome (already_exists: a create-only PUT found the key taken)",
