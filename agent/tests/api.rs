@@ -94,14 +94,7 @@ async fn ndjson_produce_and_fetch_fields() {
     let c = agent.client();
     c.create_topic("t", 1).await;
     let body = "{\"key\":\"k\",\"value\":\"one\",\"timestamp\":1700000000000,\"headers\":{\"h\":\"x\"}}\n\n{\"value\":\"two\"}\n";
-    let r = c
-        .http
-        .post(format!("{}/v1/topics/t/records", c.base))
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = c.post_ndjson("/v1/topics/t/records", body).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.json::<Value>().await.unwrap(),

@@ -113,14 +113,7 @@ async fn an_oversized_body_is_refused_before_it_is_sent() {
 
     // Too many records, however small, are refused too (and nothing is written).
     let ndjson: String = (0..100_001).map(|_| "{\"value\":\"x\"}\n").collect();
-    let r = c
-        .http
-        .post(format!("{}/v1/topics/t/records", c.base))
-        .header("content-type", "application/x-ndjson")
-        .body(ndjson)
-        .send()
-        .await
-        .unwrap();
+    let r = c.post_ndjson("/v1/topics/t/records", ndjson).await;
     assert_eq!(r.status(), 400);
     assert_eq!(common::code(&r.json().await.unwrap()), "too_many_records");
     assert!(c.read_all("t", 0, 0).await.is_empty());

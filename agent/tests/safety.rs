@@ -128,14 +128,7 @@ async fn hole8_unknown_members_offsets_noop_patches_and_bad_records_write_nothin
     let (s, b) = c.post("/v1/topics/t/records", &json!({"records": [{"value": "x", "timestamp": -5}]})).await;
     assert_eq!((s, code(&b)), (400, "invalid_timestamp"), "{b}");
     let ndjson = "{\"value\":\"x\",\"producer\":{\"id\":0,\"epoch\":0,\"sequence\":0}}\n";
-    let r = c
-        .http
-        .post(format!("{}/v1/topics/t/records", c.base))
-        .header("content-type", "application/x-ndjson")
-        .body(ndjson)
-        .send()
-        .await
-        .unwrap();
+    let r = c.post_ndjson("/v1/topics/t/records", ndjson).await;
     assert_eq!(r.status(), 400, "a producer field on an NDJSON line is refused, not ignored");
     // Internal group routes validate like public ones (an unauthenticated call is refused first).
     let (s, _) = c.get("/v1/groups/g/members/m/records?timeout_ms=18446744073709551615").await;

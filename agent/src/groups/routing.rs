@@ -65,16 +65,14 @@ impl Groups {
         self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Members and generation of each group this agent coordinates now.
-    pub async fn coordinated(&self) -> Vec<(String, usize, u64)> {
-        let groups: Vec<(String, Arc<tokio::sync::Mutex<GroupState>>)> =
-            self.local_groups().iter().map(|(g, l)| (g.clone(), l.state.clone())).collect();
-        let mut out = Vec::with_capacity(groups.len());
-        for (group, state) in groups {
-            let s = state.lock().await;
-            out.push((group, s.members.len(), s.generation));
-        }
-        out
+    /// Members and generation of each group this agent coordinates now. A
+    /// group busy right now (an offset commit holds it across its store
+    /// PUT) is left out: a metrics scrape does not wait behind the store.
+    pub fn coordinated(&self) -> Vec<(String, usize, u64)> {
+        self.local_groups()
+            .iter()
+            .filter_map(|(g, l)| l.state.try_lock().ok().map(|s| (g.clone(), s.members.len(), s.generation)))
+            .collect()
     }
 
     /// The tenure of the group's lease this agent holds now, if any.

@@ -268,7 +268,7 @@ impl Agent {
             r.register("group_lag", "Records between a group's committed offset and the high watermark", lag);
             let members = Family::<GroupLabels, Gauge>::default();
             let generations = Family::<GroupLabels, Gauge>::default();
-            for (group, count, generation) in self.groups.coordinated().await {
+            for (group, count, generation) in self.groups.coordinated() {
                 members.get_or_create(&GroupLabels { group: group.clone() }).set(count as i64);
                 generations.get_or_create(&GroupLabels { group }).set(generation as i64);
             }

@@ -152,6 +152,12 @@ impl Client {
         (r.status().as_u16(), r.json().await.unwrap())
     }
 
+    /// POSTs `body` as `application/x-ndjson`.
+    pub async fn post_ndjson(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        let r = self.http.post(format!("{}{path}", self.base)).header("content-type", "application/x-ndjson");
+        r.body(body).send().await.unwrap()
+    }
+
     pub async fn create_topic(&self, name: &str, partitions: u32) {
         let (status, body) = self.post("/v1/topics", &json!({"name": name, "partitions": partitions})).await;
         assert_eq!(status, 201, "{body}");
