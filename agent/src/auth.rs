@@ -24,7 +24,11 @@ pub enum Action<'a> {
     /// Create, change or delete topics.
     Admin,
     Produce(&'a str),
+    /// Produce to some topic (what an idempotent producer id is for).
+    ProduceAny,
     Consume(&'a str),
+    /// See a topic's settings and offsets: produce or consume rights on it.
+    Describe(&'a str),
     /// Join, read through or commit for this consumer group.
     Group(&'a str),
     /// Anything any valid token may do: list topics, read agent stats.
@@ -68,16 +72,6 @@ impl Caller {
         self.check(action).is_ok()
     }
 
-    /// Whether the caller may produce to some topic (an idempotent producer
-    /// id is for producing).
-    pub fn may_produce_somewhere(&self) -> bool {
-        match self {
-            Caller::Unrestricted => true,
-            Caller::Anonymous => false,
-            Caller::Token(grant) => grant.admin || !grant.produce.is_empty(),
-        }
-    }
-
     /// The topics the caller may consume, for a group coordinator (perhaps
     /// on another agent) to apply before it moves any read position.
     pub fn consume_scope(&self) -> ConsumeScope {
@@ -107,7 +101,9 @@ impl std::fmt::Display for Action<'_> {
         match self {
             Action::Admin => write!(f, "administer topics"),
             Action::Produce(t) => write!(f, "produce to topic {t:?}"),
+            Action::ProduceAny => write!(f, "produce to any topic"),
             Action::Consume(t) => write!(f, "consume from topic {t:?}"),
+            Action::Describe(t) => write!(f, "see topic {t:?}"),
             Action::Group(g) => write!(f, "use consumer group {g:?}"),
             Action::Authenticated => write!(f, "do this"),
         }
@@ -133,7 +129,9 @@ impl Grant {
             || match action {
                 Action::Admin => false,
                 Action::Produce(t) => any(&self.produce, t),
+                Action::ProduceAny => !self.produce.is_empty(),
                 Action::Consume(t) => any(&self.consume, t),
+                Action::Describe(t) => any(&self.produce, t) || any(&self.consume, t),
                 Action::Group(g) => any(&self.groups, g),
                 Action::Authenticated => true,
             }
@@ -198,7 +196,7 @@ struct TokenEntry {
 
 /// The tokens in force.
 struct TokenSet {
-    entries: Vec<([u8; 32], Arc<Grant>)>,
+    entries: Vec<Arc<Grant>>,
 }
 
 impl TokenSet {
@@ -213,7 +211,7 @@ impl TokenSet {
             let hash = parse_hash(&entry.sha256).ok_or_else(|| {
                 format!("token {:?}: sha256 must be 64 hex digits (the token's SHA-256, not the token)", entry.name)
             })?;
-            if entries.iter().any(|(h, _): &([u8; 32], _)| *h == hash) {
+            if entries.iter().any(|g: &Arc<Grant>| g.hash == hash) {
                 return Err(format!("token {:?} has the same hash as another token", entry.name));
             }
             let patterns = |list: &[String]| {
@@ -230,18 +228,21 @@ impl TokenSet {
                 groups: patterns(&entry.groups)?,
                 name: entry.name,
             };
-            entries.push((hash, Arc::new(grant)));
+            entries.push(Arc::new(grant));
         }
         Ok(Self { entries })
     }
 
-    /// The grant whose hash is the token's, comparing every entry in
-    /// constant time.
+    /// The grant whose hash is the token's.
     fn find(&self, token: &str) -> Option<Arc<Grant>> {
-        let hash = sha256(token.as_bytes());
+        self.by_hash(&sha256(token.as_bytes()))
+    }
+
+    /// The grant with this hash, comparing every entry in constant time.
+    fn by_hash(&self, hash: &[u8; 32]) -> Option<Arc<Grant>> {
         let mut found = None;
-        for (entry, grant) in &self.entries {
-            if bool::from(entry.ct_eq(&hash)) {
+        for grant in &self.entries {
+            if bool::from(grant.hash.ct_eq(hash)) {
                 found = Some(grant.clone());
             }
         }
@@ -256,21 +257,10 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-fn parse_hash(hex: &str) -> Option<[u8; 32]> {
-    let hex = hex.trim().as_bytes();
-    if hex.len() != 64 {
-        return None;
-    }
+fn parse_hash(text: &str) -> Option<[u8; 32]> {
     let mut out = [0; 32];
-    for (byte, pair) in out.iter_mut().zip(hex.chunks(2)) {
-        let digits = std::str::from_utf8(pair).ok()?;
-        *byte = u8::from_str_radix(digits, 16).ok()?;
-    }
+    hex::decode_to_slice(text.trim(), &mut out).ok()?;
     Some(out)
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Client authentication: the tokens file and the endpoints left open.
@@ -318,9 +308,9 @@ impl Auth {
     pub fn refresh(&self, caller: &Caller) -> Result<Caller> {
         let Caller::Token(grant) = caller else { return Ok(caller.clone()) };
         let tokens = self.tokens.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-        let found = tokens.entries.iter().find(|(hash, _)| bool::from(hash.ct_eq(&grant.hash)));
-        found
-            .map(|(_, g)| Caller::Token(g.clone()))
+        tokens
+            .by_hash(&grant.hash)
+            .map(Caller::Token)
             .ok_or_else(|| Error::Unauthenticated { message: "the token is no longer valid".into() })
     }
 
@@ -349,7 +339,7 @@ pub fn new_token(
         let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
         format!("[{}]", quoted.join(", "))
     };
-    let mut entry = format!("[[token]]\nname = {name:?}\nsha256 = \"{}\"\n", to_hex(&sha256(token.as_bytes())));
+    let mut entry = format!("[[token]]\nname = {name:?}\nsha256 = \"{}\"\n", hex::encode(sha256(token.as_bytes())));
     if admin {
         entry.push_str("admin = true\n");
     }

@@ -60,8 +60,10 @@ impl Lease {
 }
 
 /// The lease through which the group `group`'s coordinator is elected.
+const GROUP_LEASE_PREFIX: &str = "group/";
+
 pub fn group_lease(group: &str) -> String {
-    format!("group/{group}")
+    format!("{GROUP_LEASE_PREFIX}{group}")
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,6 +248,14 @@ impl State {
     }
 
     /// The lease called `name`, while the log clock has not passed its term.
+    /// The groups whose coordinator lease has not expired, with the lease.
+    pub fn group_coordinators(&self) -> impl Iterator<Item = (&str, &Lease)> {
+        self.leases
+            .iter()
+            .filter(|(_, l)| l.expires_ms > self.log_clock_ms)
+            .filter_map(|(name, l)| name.strip_prefix(GROUP_LEASE_PREFIX).map(|g| (g, l)))
+    }
+
     pub fn valid_lease(&self, name: &str) -> Option<&Lease> {
         self.leases.get(name).filter(|l| l.expires_ms > self.log_clock_ms)
     }

@@ -35,19 +35,15 @@ impl Agent {
         let state = self.log.state();
         let mut agents: BTreeMap<String, Vec<String>> = BTreeMap::new();
         agents.entry(self.url.clone()).or_default();
-        for name in state.leases.keys() {
-            let Some(lease) = state.valid_lease(name) else { continue };
-            let role = match name.strip_prefix("group/") {
-                Some(group) if !caller.may(Action::Group(group)) => continue,
-                Some(group) => format!("coordinator of group {group}"),
-                None if name == COMMIT_LEASE => "commit lease".to_owned(),
-                None => format!("lease {name}"),
-            };
-            agents.entry(lease.url.clone()).or_default().push(role);
+        if let Some(lease) = state.valid_lease(COMMIT_LEASE) {
+            agents.entry(lease.url.clone()).or_default().push("commit lease".to_owned());
+        }
+        for (group, lease) in state.group_coordinators().filter(|(g, _)| caller.may(Action::Group(g))) {
+            agents.entry(lease.url.clone()).or_default().push(format!("coordinator of group {group}"));
         }
         Ok(ClusterInfo {
             cluster_id: self.cluster_id(),
-            store: self.may_see_everything(caller).then(|| self.settings.store.clone()),
+            store: caller.may(Action::Admin).then(|| self.settings.store.clone()),
             applied,
             this_agent: self.url.clone(),
             agents: agents.into_iter().map(|(url, roles)| AgentInfo { url, roles }).collect(),

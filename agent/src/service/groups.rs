@@ -41,21 +41,16 @@ pub struct CommittedOffset {
 impl Agent {
     /// Runs a member's request on the group's coordinator, wherever it is.
     /// The caller needs the group, and consume rights on every topic the
-    /// request names; records of a topic the caller may no longer read (a
-    /// token reloaded meanwhile) are refused, not handed out.
+    /// request names; a fetch or a commit of positions carries the caller's
+    /// consume scope to the coordinator, which refuses a member reading
+    /// outside it before any position moves.
     pub async fn group(&self, caller: &Caller, group: &str, req: GroupRequest) -> Result<GroupReply> {
         caller.check(Action::Group(group))?;
         for topic in topics_named(&req) {
             caller.check(Action::Consume(topic))?;
         }
         validate::group_request(group, &req)?;
-        let reply = self.groups.handle(group, req.scoped(caller.consume_scope())).await?;
-        if let GroupReply::Records { records } = &reply {
-            for record in records {
-                caller.check(Action::Consume(&record.topic))?;
-            }
-        }
-        Ok(reply)
+        self.groups.handle(group, req.scoped(caller.consume_scope())).await
     }
 
     /// Runs a request another agent forwarded to this one as the group's coordinator.
@@ -70,16 +65,13 @@ impl Agent {
         caller.check(Action::Authenticated)?;
         self.log.catch_up().await?;
         let state = self.log.state();
-        let coordinated = state.leases.keys().filter_map(|name| name.strip_prefix("group/"));
-        let names: std::collections::BTreeSet<&str> =
-            state.group_offsets.keys().map(String::as_str).chain(coordinated).collect();
-        Ok(names
+        let mut groups: std::collections::BTreeMap<&str, Option<String>> =
+            state.group_offsets.keys().map(|g| (g.as_str(), None)).collect();
+        groups.extend(state.group_coordinators().map(|(g, lease)| (g, Some(lease.url.clone()))));
+        Ok(groups
             .into_iter()
-            .filter(|g| caller.may(Action::Group(g)))
-            .map(|g| GroupSummary {
-                group: g.to_owned(),
-                coordinator: state.valid_lease(&floe_broker::state::group_lease(g)).map(|l| l.url.clone()),
-            })
+            .filter(|(g, _)| caller.may(Action::Group(g)))
+            .map(|(g, coordinator)| GroupSummary { group: g.to_owned(), coordinator })
             .collect())
     }
 
@@ -87,11 +79,14 @@ impl Agent {
     pub async fn describe_group(&self, caller: &Caller, group: &str) -> Result<GroupDescription> {
         caller.check(Action::Group(group))?;
         validate::group_name(group)?;
+        // Caught up first, so the coordinator looked for, the members and
+        // the offsets all come from the same log position.
+        self.log.catch_up().await?;
         let GroupReply::Described { generation, members } = self.groups.handle(group, GroupRequest::Describe).await?
         else {
             return Err(Error::internal("a group's coordinator answered a describe with something else"));
         };
-        let offsets = self.group_offsets(caller, group).await?;
+        let offsets = self.committed(caller, group);
         // What members read is shown only for topics the caller may read,
         // and a member's id (which can act for it) only to a caller who may
         // read all it reads.
@@ -116,9 +111,15 @@ impl Agent {
         caller.check(Action::Group(group))?;
         validate::group_name(group)?;
         self.log.catch_up().await?;
+        Ok(self.committed(caller, group))
+    }
+
+    /// The group's committed offsets in topics the caller may consume, as
+    /// applied here.
+    fn committed(&self, caller: &Caller, group: &str) -> Vec<CommittedOffset> {
         let state = self.log.state();
-        let Some(topics) = state.group_offsets.get(group) else { return Ok(Vec::new()) };
-        Ok(topics
+        let Some(topics) = state.group_offsets.get(group) else { return Vec::new() };
+        topics
             .iter()
             .filter(|(topic, _)| caller.may(Action::Consume(topic)))
             .flat_map(|(topic, partitions)| partitions.iter().map(move |(p, o)| (topic, *p, *o)))
@@ -132,7 +133,7 @@ impl Agent {
                     lag: high_watermark.saturating_sub(offset),
                 }
             })
-            .collect())
+            .collect()
     }
 }
 

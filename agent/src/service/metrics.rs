@@ -262,7 +262,7 @@ impl Agent {
         );
         r.register("writer_budget_bytes", "The write buffer's budget", gauge(stats.writer.budget_bytes as i64));
         // Group and topic names: with tokens on, only for an admin's scrape.
-        if self.may_see_everything(caller) {
+        if caller.may(crate::auth::Action::Admin) {
             let (committed, lag) = self.group_positions();
             r.register("group_committed_offset", "A group's committed offset per partition", committed);
             r.register("group_lag", "Records between a group's committed offset and the high watermark", lag);

@@ -205,12 +205,6 @@ impl Agent {
         }
     }
 
-    /// Whether figures that name groups and topics may be shown to `caller`
-    /// (metrics are open to anyone by default).
-    fn may_see_everything(&self, caller: &Caller) -> bool {
-        self.auth.is_none() || caller.may(Action::Admin)
-    }
-
     /// Reads the tokens file again (SIGHUP); on an error the tokens in force stay.
     pub fn reload_tokens(&self) {
         if let Some(auth) = &self.auth {

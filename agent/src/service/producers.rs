@@ -19,10 +19,7 @@ impl Agent {
     pub async fn init_producer(&self, caller: &Caller, producer_id: Option<u64>) -> Result<ProducerId> {
         // Producer ids are for producing: a token that may produce nowhere
         // may neither get one nor fence one (a new epoch fences the old).
-        if !caller.may_produce_somewhere() {
-            caller.check(Action::Authenticated)?;
-            return Err(Error::Forbidden { message: "this token may not produce to any topic".into() });
-        }
+        caller.check(Action::ProduceAny)?;
         match Error::commit_one(&self.log, Op::InitProducer { producer_id }).await? {
             (_, OpOutcome::ProducerReady { id, epoch }) => Ok(ProducerId { producer_id: id, epoch }),
             _ => Err(Error::ProducerNotFound { producer_id: producer_id.unwrap_or_default() }),

@@ -43,11 +43,6 @@ pub struct PartitionInfo {
     pub bytes: u64,
 }
 
-/// Bytes of a partition's batches in the store.
-fn stored_bytes(p: &floe_broker::state::Partition) -> u64 {
-    p.batches.values().map(|b| u64::from(b.len)).sum()
-}
-
 impl TopicInfo {
     fn new(name: &str, topic: &Topic) -> Self {
         Self {
@@ -55,7 +50,7 @@ impl TopicInfo {
             partitions: topic.partitions.len() as u32,
             retention_ms: topic.config.retention_ms,
             retention_bytes: topic.config.retention_bytes,
-            bytes: topic.partitions.iter().map(stored_bytes).sum(),
+            bytes: topic.partitions.iter().map(|p| p.stored_bytes()).sum(),
         }
     }
 }
@@ -130,14 +125,16 @@ impl Agent {
         caller.check(Action::Authenticated)?;
         self.log.catch_up().await?;
         let state = self.log.state();
-        let visible = |name: &str| caller.may(Action::Produce(name)) || caller.may(Action::Consume(name));
-        Ok(state.topics.iter().filter(|(name, _)| visible(name)).map(|(name, t)| TopicInfo::new(name, t)).collect())
+        Ok(state
+            .topics
+            .iter()
+            .filter(|(name, _)| caller.may(Action::Describe(name)))
+            .map(|(name, t)| TopicInfo::new(name, t))
+            .collect())
     }
 
     pub async fn describe_topic(&self, caller: &Caller, name: &str) -> Result<(TopicInfo, Vec<PartitionInfo>)> {
-        if !caller.may(Action::Produce(name)) {
-            caller.check(Action::Consume(name))?;
-        }
+        caller.check(Action::Describe(name))?;
         self.log.catch_up().await?;
         self.describe_applied(name)
     }
@@ -153,7 +150,7 @@ impl Agent {
                 partition: i as u32,
                 log_start_offset: p.log_start_offset,
                 high_watermark: p.high_watermark,
-                bytes: stored_bytes(p),
+                bytes: p.stored_bytes(),
             })
             .collect();
         Ok((TopicInfo::new(name, topic), partitions))

@@ -357,7 +357,7 @@ fn authorized_operations(caller: &Caller, topic: &str) -> Vec<&'static str> {
     if write {
         ops.push("WRITE");
     }
-    if read || write {
+    if caller.may(Action::Describe(topic)) {
         ops.extend(["DESCRIBE", "DESCRIBE_CONFIGS"]);
     }
     ops
