@@ -59,7 +59,9 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOE_MAX_REQUEST_BYTES", default_value_t = 16 << 20)]
     pub max_request_bytes: usize,
 
-    /// How often the agent looks for log entries committed by others.
+    /// How often the agent looks for log entries committed by others while a
+    /// reader waits for new records or entries keep arriving; an idle agent
+    /// backs off to once a second (reads past what it knows catch up first).
     #[arg(long, env = "FLOE_LOG_POLL_MS", default_value_t = 250)]
     pub log_poll_ms: u64,
 

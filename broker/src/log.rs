@@ -171,6 +171,12 @@ impl MetadataLog {
         self.applied.subscribe()
     }
 
+    /// How many `subscribe` receivers are alive: readers waiting for the next
+    /// entry (long-polls, tails, group fetches).
+    pub fn waiting(&self) -> usize {
+        self.applied.receiver_count()
+    }
+
     /// Applies every entry committed before this call; returns the position applied.
     pub async fn catch_up(&self) -> Result<u64> {
         let asked_after = self.catch_ups_begun.load(Ordering::Acquire);

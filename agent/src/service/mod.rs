@@ -7,6 +7,7 @@
 //! the writer and the groups only through these methods.
 
 mod cluster;
+mod follow;
 mod groups;
 mod internal;
 mod metrics;
@@ -137,7 +138,12 @@ impl Agent {
             },
         );
         let (fatal, _) = tokio::sync::watch::channel(None);
-        tasks.spawn(follow(Arc::downgrade(&log), settings.log_poll_interval(), fatal.clone(), background.clone()));
+        tasks.spawn(follow::follow(
+            Arc::downgrade(&log),
+            settings.log_poll_interval(),
+            fatal.clone(),
+            background.clone(),
+        ));
         let compactor_stats = (settings.compactor == CompactorMode::Embedded).then(|| {
             let compactor = Compactor::new(log.clone(), settings.compaction.clone());
             let stats = compactor.stats();
@@ -315,13 +321,13 @@ impl Agent {
 
 /// A background loop's rhythm: a tick every period (late ticks are not
 /// made up), until `stop`, which wins over a tick that is due.
-struct Ticks {
+pub(super) struct Ticks {
     interval: tokio::time::Interval,
     stop: CancellationToken,
 }
 
 impl Ticks {
-    fn new(every: Duration, stop: CancellationToken) -> Self {
+    pub(super) fn new(every: Duration, stop: CancellationToken) -> Self {
         let mut interval = tokio::time::interval(every);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Self { interval, stop }
@@ -331,7 +337,7 @@ impl Ticks {
     ///
     /// # Cancel safety
     /// Cancel safe, as `Interval::tick`.
-    async fn next(&mut self) -> bool {
+    pub(super) async fn next(&mut self) -> bool {
         tokio::select! {
             biased;
             () = self.stop.cancelled() => false,
@@ -349,32 +355,5 @@ async fn maintain_groups(agent: std::sync::Weak<Agent>, stop: CancellationToken)
     while ticks.next().await {
         let Some(agent) = agent.upgrade() else { return };
         agent.groups.maintain().await;
-    }
-}
-
-/// Learns entries committed by other agents, so long-polls wake and reads
-/// stay fresh. A log entry that does not decode stops the agent: nothing
-/// after it can be applied, and retrying would only spin.
-///
-/// # Cancel safety
-/// Cancel safe: catching up only reads, and applies whole entries.
-async fn follow(
-    log: std::sync::Weak<MetadataLog>,
-    every: std::time::Duration,
-    fatal: tokio::sync::watch::Sender<Option<Arc<floe_broker::Error>>>,
-    stop: CancellationToken,
-) {
-    let mut ticks = Ticks::new(every, stop);
-    while ticks.next().await {
-        let Some(log) = log.upgrade() else { return };
-        match log.catch_up().await {
-            Ok(_) => {}
-            Err(e @ floe_broker::Error::CorruptLogEntry { .. }) => {
-                tracing::error!(error = %e, "stopping");
-                fatal.send_replace(Some(Arc::new(e)));
-                return;
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot read the metadata log"),
-        }
     }
 }
