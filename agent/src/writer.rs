@@ -1,10 +1,16 @@
 //! The write path: produce requests are appended to one open buffer; the
-//! buffer is sealed when `flush_interval` passes or `flush_bytes` is reached,
-//! uploaded as one segment, and committed with a create-only log entry. Only
-//! then is each request answered with its offsets.
+//! buffer is sealed when `flush_interval` passes or its segment would reach
+//! `flush_bytes`, uploaded as one segment, and committed with a create-only
+//! log entry. Only then is each request answered with its offsets.
+//!
+//! The interval bounds how often the agent flushes and commits, not how long
+//! a record waits: a buffer sealed early by size is committed together with
+//! the uploads that follow it, when its interval is up, so a busy agent writes
+//! a few segments per log entry.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use floe_broker::entry::Op;
@@ -168,6 +174,9 @@ type BatchKey = (String, u64, u32, Option<(ProducerStamp, usize)>);
 /// One sealed buffer, uploaded.
 struct Uploaded {
     sealed: Instant,
+    /// When the clock would have sealed this buffer: a buffer sealed early
+    /// by size may wait for its commit until then, for others to join it.
+    due: Instant,
     uploaded: Instant,
     segment: Ulid,
     bytes: bytes::Bytes,
@@ -202,8 +211,9 @@ impl Writer {
         let (uploads_tx, uploads_rx) = mpsc::channel(settings.max_uploads.max(1));
         let budget_bytes = settings.buffer_bytes.min(Semaphore::MAX_PERMITS);
         let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
+        let pacing = Pacing { interval: settings.flush_interval, max_uploads: settings.max_uploads.max(1) };
         tasks.spawn(flusher(rx, uploads_tx, log.clone(), settings, stop.clone(), tasks.clone()));
-        tasks.spawn(commit_uploads(uploads_rx, log.clone(), committer, cache));
+        tasks.spawn(commit_uploads(uploads_rx, log.clone(), committer, cache, pacing, stop.clone()));
         let budget = Arc::new(Semaphore::new(budget_bytes));
         Self { tx, stop, tasks, budget, budget_bytes, log, inflight: Arc::default() }
     }
@@ -334,6 +344,12 @@ async fn flusher(
     let mut last_seal = Instant::now();
     let mut closing = false;
     let mut stopping = false;
+    let ratio = Arc::new(SizeRatio::default());
+    // Highly compressible records must not fill the whole buffer budget
+    // before their segment reaches `flush_bytes`: a quarter of it at most
+    // (or `flush_bytes` of records, as if they did not compress).
+    let records_cap = settings.flush_bytes.max(settings.buffer_bytes / 4);
+    let full = |records: usize| records >= records_cap || ratio.segment_bytes(records) >= settings.flush_bytes;
     while !closing {
         let seal = tokio::select! {
             next = rx.recv() => match next {
@@ -343,14 +359,14 @@ async fn flusher(
                     open.push(p);
                     if due <= Instant::now() {
                         // Due already: take what else is queued right now into the same flush.
-                        while open_bytes < settings.flush_bytes {
+                        while !full(open_bytes) {
                             let Ok(more) = rx.try_recv() else { break };
                             open_bytes += more.bytes;
                             open.push(more);
                         }
                         true
                     } else {
-                        open_bytes >= settings.flush_bytes
+                        full(open_bytes)
                     }
                 }
                 None => {
@@ -368,7 +384,9 @@ async fn flusher(
         };
         if seal {
             last_seal = Instant::now();
-            let task = tasks.spawn(upload(log.clone(), std::mem::take(&mut open), last_seal));
+            // Sealed by the clock (or to stop): due now; sealed early by size: due when the clock would have sealed it.
+            let due = deadline.filter(|_| !stopping).unwrap_or(last_seal);
+            let task = tasks.spawn(upload(log.clone(), std::mem::take(&mut open), last_seal, due, ratio.clone()));
             open_bytes = 0;
             deadline = None;
             // Waits while `max_uploads` are in flight; requests keep queueing,
@@ -387,12 +405,48 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// Segment bytes per record byte, learned from the segments built so far, so
+/// that `flush_bytes` bounds the segment (what a PUT carries), not the
+/// records before compression.
+#[derive(Default)]
+struct SizeRatio {
+    /// Per mille; 0 until a segment has been built (then taken as 1).
+    per_mille: AtomicU32,
+}
+
+impl SizeRatio {
+    /// Smaller flushes are mostly headers: they say little about the ratio.
+    const MIN_SAMPLE: usize = 64 << 10;
+
+    fn segment_bytes(&self, records: usize) -> usize {
+        match self.per_mille.load(Ordering::Relaxed) {
+            0 => records,
+            r => records.saturating_mul(r as usize) / 1000,
+        }
+    }
+
+    /// A moving average (weight 1/4 to the newest), so a change in the
+    /// records shows within a few flushes.
+    fn learn(&self, records: usize, segment: usize) {
+        if records < Self::MIN_SAMPLE {
+            return;
+        }
+        let sample = u32::try_from(segment.saturating_mul(1000) / records).unwrap_or(u32::MAX).clamp(1, 4000);
+        let _ = self.per_mille.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+            Some(if old == 0 { sample } else { (old * 3 + sample) / 4 })
+        });
+    }
+}
+
 /// Builds one segment from the sealed requests (one batch per partition) and PUTs it.
 async fn upload(
     log: Arc<MetadataLog>,
     pending: Vec<Pending>,
     sealed: Instant,
+    due: Instant,
+    ratio: Arc<SizeRatio>,
 ) -> Result<Uploaded, (WriteError, Vec<Waiter>)> {
+    let record_bytes: usize = pending.iter().map(|p| p.bytes).sum();
     let mut groups: BTreeMap<BatchKey, Vec<Record>> = BTreeMap::new();
     let mut waiters = Vec::with_capacity(pending.len());
     let mut placed: Vec<Vec<(BatchKey, u32)>> = Vec::with_capacity(pending.len());
@@ -428,12 +482,17 @@ async fn upload(
     })
     .await;
     let (bytes, batches) = match built {
-        Ok(Ok(built)) => built,
+        Ok(Ok(built)) => {
+            ratio.learn(record_bytes, built.0.len());
+            built
+        }
         Ok(Err(e)) => return Err((WriteError::Upload(Arc::new(e)), waiters)),
         Err(e) => return Err((WriteError::UnexpectedOutcome(format!("segment encoder stopped: {e}")), waiters)),
     };
     match put_segment(&log, bytes.clone()).await {
-        Ok(segment) => Ok(Uploaded { sealed, uploaded: Instant::now(), segment, bytes, batches, records, waiters }),
+        Ok(segment) => {
+            Ok(Uploaded { sealed, due, uploaded: Instant::now(), segment, bytes, batches, records, waiters })
+        }
         Err(e) => Err((WriteError::Upload(Arc::new(e.into())), waiters)),
     }
 }
@@ -459,9 +518,24 @@ async fn refresh_if_stale(log: &MetadataLog, up: &mut Uploaded) -> Result<(), ob
     Ok(())
 }
 
-/// Commits uploads one at a time, in the order they were sealed, so one
-/// producer's requests keep their order within a partition. Ends when the
-/// flusher has ended and every upload it sealed is committed or failed.
+/// How `commit_uploads` spaces its commits.
+struct Pacing {
+    /// Commits start at most once per interval, unless an upload is due sooner.
+    interval: Duration,
+    /// Sealed uploads taken off the flusher's queue at most (bounds the
+    /// uploads in flight, as the queue does).
+    max_uploads: usize,
+}
+
+/// Commits uploads in the order they were sealed, so one producer's
+/// requests keep their order within a partition: the oldest upload, once
+/// finished and due, together with every upload after it that has finished
+/// by then, as one log entry. An upload is due when its buffer would have
+/// been sealed by the clock, or an interval after the previous commit began,
+/// whichever comes first, so a record waits no longer than with clock-sealed
+/// buffers, and a busy agent writes about one entry per interval. Ends when
+/// the flusher has ended and every upload it sealed is committed or failed.
+/// Once `stop` is cancelled, uploads are committed as soon as they finish.
 ///
 /// # Cancel safety
 /// Not cancel safe: dropped mid-commit, its requests get `Closed` although
@@ -472,25 +546,66 @@ async fn commit_uploads(
     log: Arc<MetadataLog>,
     committer: Arc<Committer>,
     cache: BatchCache,
+    pacing: Pacing,
+    stop: CancellationToken,
 ) {
-    let mut next: Option<UploadTask> = None;
+    let mut queue: VecDeque<UploadTask> = VecDeque::new();
+    let mut flusher_open = true;
+    let mut last_start: Option<Instant> = None;
     loop {
-        let task = match next.take() {
-            Some(task) => task,
-            None => match uploads.recv().await {
-                Some(task) => task,
+        if queue.is_empty() {
+            match uploads.recv().await {
+                Some(task) => queue.push_back(task),
                 None => return,
-            },
-        };
-        // Uploads that finished while the previous commit was in flight join
-        // this one: one log entry for all of them, in seal order.
-        let mut ready = vec![task.await];
-        while let Ok(more) = uploads.try_recv() {
-            if !more.is_finished() {
-                next = Some(more);
-                break;
             }
-            ready.push(more.await);
+        }
+        // The oldest upload, finished; later ones keep being taken meanwhile.
+        let first = loop {
+            let taking = flusher_open && queue.len() < pacing.max_uploads;
+            let Some(front) = queue.front_mut() else { break None };
+            tokio::select! {
+                done = front => {
+                    queue.pop_front();
+                    break Some(done);
+                }
+                more = uploads.recv(), if taking => match more {
+                    Some(task) => queue.push_back(task),
+                    None => flusher_open = false,
+                },
+            }
+        };
+        let first = match first {
+            Some(Ok(Ok(up))) => up,
+            Some(Ok(Err((e, waiters)))) => {
+                fail_all(waiters, &e);
+                continue;
+            }
+            // The waiters were dropped with the task; their callers see `Closed`.
+            Some(Err(_)) | None => continue,
+        };
+        let now = Instant::now();
+        let commit_at = match last_start.filter(|_| !stop.is_cancelled()) {
+            Some(start) => (start + pacing.interval).min(first.due),
+            None => now,
+        };
+        let wait = tokio::time::sleep_until(commit_at);
+        tokio::pin!(wait);
+        loop {
+            let taking = flusher_open && queue.len() < pacing.max_uploads;
+            tokio::select! {
+                () = &mut wait => break,
+                () = stop.cancelled() => break,
+                more = uploads.recv(), if taking => match more {
+                    Some(task) => queue.push_back(task),
+                    None => flusher_open = false,
+                },
+            }
+        }
+        let mut ready = vec![Ok(Ok(first))];
+        while queue.front().is_some_and(JoinHandle::is_finished) {
+            if let Some(task) = queue.pop_front() {
+                ready.push(task.await);
+            }
         }
         let mut group = Vec::with_capacity(ready.len());
         for done in ready {
@@ -500,11 +615,11 @@ async fn commit_uploads(
                     Err(e) => fail_all(up.waiters, &WriteError::Upload(Arc::new(e.into()))),
                 },
                 Ok(Err((e, waiters))) => fail_all(waiters, &e),
-                // The waiters were dropped with the task; their callers see `Closed`.
                 Err(_) => {}
             }
         }
         if !group.is_empty() {
+            last_start = Some(Instant::now());
             commit_group(group, &committer, &cache).await;
         }
     }
@@ -576,5 +691,81 @@ async fn commit_group(mut group: Vec<Uploaded>, committer: &Committer, cache: &B
 fn fail_all(waiters: Vec<Waiter>, e: &WriteError) {
     for w in waiters {
         w.answer(Err(e.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use floe_broker::entry::TopicConfig;
+    use floe_broker::metered::MeteredStore;
+
+    use crate::committer::GroupSettings;
+    use crate::peers::PeerAuth;
+
+    #[test]
+    fn flush_size_is_learned_from_the_segments_built() {
+        let ratio = SizeRatio::default();
+        assert_eq!(ratio.segment_bytes(1000), 1000, "nothing learned: the records' size");
+        ratio.learn(1 << 20, 768 << 10);
+        assert_eq!(ratio.segment_bytes(1000), 750);
+        ratio.learn(100, 10_000);
+        assert_eq!(ratio.segment_bytes(1000), 750, "a tiny flush (mostly headers) teaches nothing");
+        ratio.learn(1 << 20, 1 << 20);
+        assert_eq!(ratio.segment_bytes(1000), 812, "a moving average: (3 * 750 + 1000) / 4");
+    }
+
+    /// Five requests, one after another, each fill a buffer (`flush_bytes`
+    /// 1) less than an interval after the previous commit: their five
+    /// segments are committed by one log entry, not five.
+    #[tokio::test]
+    #[allow(clippy::disallowed_methods)] // test set-up
+    async fn buffers_sealed_by_size_share_one_log_entry() {
+        let store = Arc::new(MeteredStore::new(Arc::new(object_store::memory::InMemory::new())));
+        let (cluster, log) = floe_broker::open(store.clone(), floe_broker::LogSettings::default()).await.unwrap();
+        let log = Arc::new(log);
+        let topic = vec![Op::CreateTopic { name: "t".into(), partitions: 1, config: TopicConfig::default() }];
+        log.commit(topic).await.unwrap();
+        let topic_id = log.state().topic("t").unwrap().id;
+        let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
+        let auth = Arc::new(PeerAuth::new(cluster.cluster_id, String::new(), Vec::new()));
+        let group = GroupSettings { window: Duration::ZERO };
+        let committer = Committer::start(log.clone(), auth, None, group, &tasks, stop.clone(), stop.clone());
+        let settings = WriterSettings {
+            flush_interval: Duration::from_secs(3600),
+            flush_bytes: 1,
+            buffer_bytes: 1 << 20,
+            max_uploads: 4,
+        };
+        let writer = Writer::start(log.clone(), committer, BatchCache::new(1 << 20, None).unwrap(), settings);
+        let request = |n: u8| {
+            let writer = writer.clone();
+            let record = Record { key: None, value: bytes::Bytes::from(vec![n; 100]), timestamp: 1, headers: vec![] };
+            let part = PartitionRecords { partition: 0, topic_id, producer: None, records: vec![record] };
+            async move { writer.append("t".into(), vec![part]).await.unwrap() }
+        };
+        // The first commit goes at once: nothing was committed an interval before it.
+        let first = request(0).await.receipt.unwrap().seq;
+        // One at a time: each is uploaded before the next is sent.
+        let mut later = Vec::new();
+        for n in 1..=5 {
+            later.push(tokio::spawn(request(n)));
+            for _ in 0..10_000 {
+                if store.stats().segments.put == 1 + u64::from(n) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            assert_eq!(store.stats().segments.put, 1 + u64::from(n));
+        }
+        let log_puts = store.stats().log.put;
+        // Stopping commits what waits at once.
+        writer.drain().await;
+        let mut seqs = Vec::new();
+        for answer in later {
+            seqs.push(answer.await.unwrap().receipt.unwrap().seq);
+        }
+        assert!(seqs.iter().all(|s| *s == first + 1), "one entry for all five: {seqs:?}");
+        assert_eq!(store.stats().log.put, log_puts + 1);
     }
 }
