@@ -55,6 +55,9 @@ pub struct CacheStats {
     pub bytes: u64,
     pub disk_entries: u64,
     pub disk_bytes: u64,
+    /// GETs made for segment chunks (`chunks.rs`), and chunk bytes held in RAM.
+    pub chunk_gets: u64,
+    pub chunk_bytes: u64,
 }
 
 fn file_of(dir: &std::path::Path, key: &BatchKey) -> PathBuf {
@@ -72,7 +75,7 @@ impl BatchCache {
             .eviction_policy(EvictionPolicy::lru())
             .max_capacity(max_bytes)
             .weigher(|_, batch: &Batch| {
-                let bytes: usize = batch.iter().map(Record::size).sum();
+                let bytes: usize = batch.iter().map(Record::held_bytes).sum();
                 u32::try_from(bytes).unwrap_or(u32::MAX)
             })
             .build();
@@ -117,6 +120,8 @@ impl BatchCache {
             bytes: self.ram.weighted_size(),
             disk_entries: self.disk.as_ref().map_or(0, |d| d.index.entry_count()),
             disk_bytes: self.disk.as_ref().map_or(0, |d| d.index.weighted_size()),
+            chunk_gets: 0,
+            chunk_bytes: 0,
         }
     }
 
@@ -124,7 +129,7 @@ impl BatchCache {
     /// one ranged GET), decoded. Concurrent callers share one load.
     pub async fn get_or_load<F>(&self, key: BatchKey, fetch: F) -> Result<Batch, Arc<floe_broker::Error>>
     where
-        F: std::future::Future<Output = Result<Bytes, floe_broker::Error>>,
+        F: std::future::Future<Output = Result<Bytes, Arc<floe_broker::Error>>>,
     {
         self.counters.lookups.fetch_add(1, Ordering::Relaxed);
         let (counters, disk) = (self.counters.clone(), self.disk.clone());
@@ -152,10 +157,12 @@ impl BatchCache {
             };
             let records = tokio::task::spawn_blocking(move || decode_batch(&raw))
                 .await
-                .map_err(|e| floe_broker::Error::corrupt("batch", e))??;
+                .map_err(|e| floe_broker::Error::corrupt("batch", e))
+                .and_then(|decoded| decoded)
+                .map_err(Arc::new)?;
             Ok(Batch::from(records))
         };
-        self.ram.try_get_with(key, load).await
+        self.ram.try_get_with(key, load).await.map_err(|e: Arc<Arc<floe_broker::Error>>| Arc::clone(&*e))
     }
 }
 
@@ -183,7 +190,7 @@ mod tests {
         let first = cache.get_or_load(key, async { Ok(raw.clone()) }).await.unwrap();
         cache.ram.run_pending_tasks().await;
         let second = cache
-            .get_or_load(key, async { Err(floe_broker::Error::corrupt("test", "no GET expected")) })
+            .get_or_load(key, async { Err(Arc::new(floe_broker::Error::corrupt("test", "no GET expected"))) })
             .await
             .unwrap();
         assert_eq!(first, second);

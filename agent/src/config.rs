@@ -59,6 +59,12 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOE_MAX_REQUEST_BYTES", default_value_t = 16 << 20)]
     pub max_request_bytes: usize,
 
+    /// Request bodies being read and handled at once, in bytes (at least
+    /// --max-request-bytes); further requests wait before their bodies are
+    /// read, as with Kafka's queued.max.request.bytes.
+    #[arg(long, env = "FLOE_REQUEST_MEMORY_BYTES", default_value_t = 64 << 20)]
+    pub request_memory_bytes: usize,
+
     /// How often the agent looks for log entries committed by others while a
     /// reader waits for new records or entries keep arriving; an idle agent
     /// backs off to once a second (reads past what it knows catch up first).

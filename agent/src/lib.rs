@@ -3,6 +3,7 @@
 pub mod api;
 pub mod auth;
 pub mod cache;
+pub mod chunks;
 pub mod committer;
 pub mod config;
 pub mod config_file;

@@ -1,16 +1,17 @@
 //! The read path: offset → the partition's batch index → decoded-batch cache
-//! → ranged GET on a miss. Fetches at the high watermark may long-poll.
+//! → the segment's chunk (`chunks.rs`: one ranged GET for neighbouring
+//! batches) on a miss. Fetches at the high watermark may long-poll.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use floe_broker::state::StoredBatch;
-use floe_broker::{MetadataLog, Record, keys};
-use object_store::ObjectStoreExt;
+use floe_broker::{MetadataLog, Record};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::cache::{Batch, BatchCache};
+use crate::chunks::Chunks;
 
 #[derive(Clone, Debug)]
 pub struct FetchRequest {
@@ -68,13 +69,14 @@ const READ_AHEAD: usize = 2;
 pub struct Reader {
     log: Arc<MetadataLog>,
     cache: BatchCache,
+    chunks: Chunks,
     /// Owns read-ahead loads.
     tasks: TaskTracker,
 }
 
 impl Reader {
-    pub fn new(log: Arc<MetadataLog>, cache: BatchCache, tasks: TaskTracker) -> Self {
-        Self { log, cache, tasks }
+    pub fn new(log: Arc<MetadataLog>, cache: BatchCache, chunks: Chunks, tasks: TaskTracker) -> Self {
+        Self { log, cache, chunks, tasks }
     }
 
     pub async fn fetch(&self, req: &FetchRequest) -> Result<Fetched, FetchError> {
@@ -177,9 +179,8 @@ impl Reader {
     }
 
     async fn batch(&self, stored: &StoredBatch) -> Result<Batch, FetchError> {
-        let store = self.log.store().clone();
         let (segment, range) = (stored.segment, stored.pos..stored.pos + u64::from(stored.len));
-        let fetch = async move { Ok(store.get_range(&keys::segment(segment), range).await?) };
+        let fetch = self.chunks.read(segment, range);
         Ok(self.cache.get_or_load((segment, stored.pos), fetch).await?)
     }
 

@@ -244,7 +244,7 @@ impl Writer {
     /// Neither writes anything. (The log dedups on apply as well, which covers
     /// retries through other agents.)
     pub async fn append(&self, topic: String, parts: Vec<PartitionRecords>) -> Reply {
-        let bytes: usize = parts.iter().flat_map(|p| &p.records).map(Record::size).sum();
+        let bytes: usize = parts.iter().flat_map(|p| &p.records).map(Record::held_bytes).sum();
         let permits = u32::try_from(bytes).ok().filter(|_| bytes <= self.budget_bytes);
         let permits = permits.ok_or(WriteError::TooLarge { bytes, budget: self.budget_bytes })?;
         let stamp = match stamp_key(&topic, &parts) {

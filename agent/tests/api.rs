@@ -248,3 +248,29 @@ async fn a_catch_up_read_gets_each_needed_batch_once() {
     assert_eq!(stats["store"]["segments"]["get"], batches, "one ranged GET per batch, none twice: {stats}");
     assert_eq!(stats["cache"]["disk_entries"], batches, "every fetched batch also went to the NVMe tier");
 }
+
+#[tokio::test]
+async fn a_catch_up_read_gets_each_segment_once_for_all_its_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = AgentProc::start(&file_store(&dir), &[], &["--compactor", "off"]);
+    let c = writer.client();
+    c.create_topic("t", 8).await;
+    // Each request is one flush: one segment holding a batch of every partition.
+    let segments = 12;
+    for i in 0..segments {
+        let records: Vec<Value> = (0..8).map(|p| json!({"value": format!("{i}-{p}"), "partition": p})).collect();
+        c.produce("t", Value::Array(records)).await;
+    }
+    // A fresh agent reads every partition from the start: the neighbours of
+    // the first batch it misses in a segment come with the same GET.
+    let reader = AgentProc::start(&file_store(&dir), &[], &["--compactor", "off"]);
+    let r = reader.client();
+    for p in 0..8 {
+        let (s, b) = r.get(&format!("/v1/topics/t/partitions/{p}/records?offset=0&max_records=100")).await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["records"].as_array().unwrap().len(), segments, "{b}");
+        assert_eq!(b["records"][0]["value"], format!("0-{p}"));
+    }
+    let (_, stats) = r.get("/v1/stats").await;
+    assert_eq!(stats["store"]["segments"]["get"], segments, "one GET per segment, not per batch: {stats}");
+}

@@ -202,3 +202,57 @@ async fn unknown_fields_are_refused_and_nothing_is_applied() {
     let (_, topic) = c.get("/v1/topics/t").await;
     assert_ne!(topic["retention_ms"], 1000, "the retention was not changed: {topic}");
 }
+
+/// Request bodies count against `--request-memory-bytes` from before they
+/// are read until the request is answered: a request whose body does not
+/// fit waits, and goes on once the bytes are given back.
+#[tokio::test]
+async fn request_bodies_are_held_within_their_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(
+        &format!("file://{}", dir.path().display()),
+        &[],
+        &[
+            "--compactor",
+            "off",
+            "--max-request-bytes",
+            "1000",
+            "--request-memory-bytes",
+            "1000",
+            "--request-body-timeout-ms",
+            "1000",
+        ],
+    );
+    let c = a.client();
+    c.create_topic("t", 1).await;
+    let (_, stats) = c.get("/v1/stats").await;
+    let memory = &stats["memory"];
+    assert_eq!(memory["request_bodies"], json!({"held_bytes": 0, "budget_bytes": 1000}), "{stats}");
+    assert!(memory["rss_bytes"].as_u64().unwrap() > 0, "{stats}");
+    assert!(memory["peak_rss_bytes"].as_u64().unwrap() >= memory["rss_bytes"].as_u64().unwrap());
+
+    // A client promises the whole budget and stalls.
+    let addr = c.base.trim_start_matches("http://").to_owned();
+    let mut stalled = TcpStream::connect(&addr).await.unwrap();
+    let head = "POST /v1/topics/t/records HTTP/1.1\r\nHost: floe\r\nContent-Type: application/json\r\n\
+                Content-Length: 1000\r\n\r\n{\"records\":[";
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    let mut held = 0;
+    for _ in 0..1000 {
+        let (_, stats) = c.get("/v1/stats").await;
+        held = stats["memory"]["request_bodies"]["held_bytes"].as_u64().unwrap();
+        if held == 1000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(held, 1000, "the stalled request's declared body is reserved");
+    // Another produce waits for the bytes, then is written once they are back.
+    let offsets = c.produce("t", json!([{"value": "after", "partition": 0}])).await;
+    assert_eq!(offsets, vec![(0, 0)]);
+    let mut answer = Vec::new();
+    stalled.read_to_end(&mut answer).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"));
+    let (_, stats) = c.get("/v1/stats").await;
+    assert_eq!(stats["memory"]["request_bodies"]["held_bytes"], 0, "{stats}");
+}

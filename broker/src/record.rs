@@ -17,4 +17,10 @@ impl Record {
         let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
         self.key.as_ref().map_or(0, Bytes::len) + self.value.len() + headers + 16
     }
+
+    /// RAM the record holds in a buffer or cache: its bytes and the struct
+    /// itself (which, for a request of many tiny records, is most of it).
+    pub fn held_bytes(&self) -> usize {
+        self.size() + std::mem::size_of::<Self>()
+    }
 }

@@ -61,7 +61,9 @@ async fn count(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) 
 
 /// Refuses, before anything of it is read, a request whose declared body is
 /// over the limit (413; with `Expect: 100-continue` the client never sends
-/// it), and one beyond the bound on requests in flight (503, retry).
+/// it), and one beyond the bound on requests in flight (503, retry). Then
+/// reserves its body's size (the limit, when not declared) in the request
+/// memory budget, waiting for it, for as long as the request is handled.
 async fn admit(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) -> Response {
     let limit = agent.max_request_bytes();
     let declared = req
@@ -85,6 +87,8 @@ async fn admit(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) 
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests in flight; retry shortly");
         return refuse(e);
     };
+    let body = axum::body::HttpBody::size_hint(req.body()).upper().map_or(limit, |n| n.min(limit as u64) as usize);
+    let _reserved = agent.reserve_body(body).await;
     next.run(req).await
 }
 

@@ -322,7 +322,8 @@ mod tests {
         let store: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
         let (cluster, log) = floe_broker::open_with(store, node, settings).await.unwrap();
         let log = Arc::new(log);
-        let reader = Reader::new(log.clone(), BatchCache::new(1 << 20, None).unwrap(), TaskTracker::new());
+        let chunks = crate::chunks::Chunks::new(log.store().clone(), 1 << 20, 1 << 20);
+        let reader = Reader::new(log.clone(), BatchCache::new(1 << 20, None).unwrap(), chunks, TaskTracker::new());
         let auth = Arc::new(PeerAuth::new(cluster.cluster_id, "secret".into(), Vec::new()));
         let term = Duration::from_secs(10);
         let groups = Groups::new(log.clone(), reader, "http://unused".into(), term, auth, CancellationToken::new());

@@ -33,6 +33,11 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BudgetLabels {
+    budget: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -261,6 +266,22 @@ impl Agent {
             counter(stats.log.commit_settles),
         );
         r.register("writer_budget_bytes", "The write buffer's budget", gauge(stats.writer.budget_bytes as i64));
+        let memory = &stats.memory;
+        if let Some(rss) = memory.rss_bytes {
+            r.register("resident_memory_bytes", "The agent process's resident set size", gauge(rss as i64));
+        }
+        let (held, budgets) = (Family::<BudgetLabels, Gauge>::default(), Family::<BudgetLabels, Gauge>::default());
+        for (budget, b) in [
+            ("write_buffer", &memory.write_buffer),
+            ("batch_cache", &memory.batch_cache),
+            ("chunk_cache", &memory.chunk_cache),
+            ("request_bodies", &memory.request_bodies),
+        ] {
+            held.get_or_create(&BudgetLabels { budget }).set(b.held_bytes as i64);
+            budgets.get_or_create(&BudgetLabels { budget }).set(b.budget_bytes as i64);
+        }
+        r.register("memory_held_bytes", "Bytes held against each memory budget", held);
+        r.register("memory_budget_bytes", "Each memory budget's size", budgets);
         // Group and topic names: with tokens on, only for an admin's scrape.
         if caller.may(crate::auth::Action::Admin) {
             let (committed, lag) = self.group_positions();

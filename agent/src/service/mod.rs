@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use crate::auth::{Action, Auth, Caller, OpenEndpoint};
 use crate::cache::BatchCache;
+use crate::chunks::{CHUNK_BYTES, Chunks};
 use crate::committer::{Committer, GroupSettings, LeaseSettings};
 use crate::config::{AgentArgs, CompactorMode};
 use crate::error::Result;
@@ -82,6 +83,10 @@ pub struct Agent {
     auth: Option<Auth>,
     /// One permit per request in flight (`--max-concurrent-requests`).
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// One permit per byte of request bodies in flight (`--request-memory-bytes`).
+    bodies: Arc<tokio::sync::Semaphore>,
+    /// Raw segment chunks of the read path.
+    chunks: Chunks,
 }
 
 impl Agent {
@@ -105,7 +110,10 @@ impl Agent {
         let log = Arc::new(log);
         tracing::info!(cluster_id = %cluster.cluster_id, applied = log.applied(), "bucket opened");
         let disk = settings.cache_dir.clone().map(|d| (d, settings.cache_dir_bytes));
-        let cache = BatchCache::new(settings.cache_bytes, disk)
+        // A quarter of the read cache holds raw segment chunks, the rest decoded batches.
+        let chunk_budget = settings.cache_bytes / 4;
+        let chunks = Chunks::new(log.store().clone(), CHUNK_BYTES, chunk_budget);
+        let cache = BatchCache::new(settings.cache_bytes - chunk_budget, disk)
             .map_err(|source| floe_broker::Error::LocalIo { what: "cache directory".into(), source })?;
         let secret = floe_broker::cluster::internal_secret(log.store().as_ref(), log.node()).await?;
         let trusted = match &settings.tls_ca {
@@ -150,7 +158,7 @@ impl Agent {
             tasks.spawn(compactor.run(stopping.clone().cancelled_owned()));
             stats
         });
-        let reader = Reader::new(log.clone(), cache.clone(), tasks.clone());
+        let reader = Reader::new(log.clone(), cache.clone(), chunks.clone(), tasks.clone());
         let groups = Groups::new(
             log.clone(),
             reader.clone(),
@@ -167,6 +175,7 @@ impl Agent {
             None => None,
         };
         let max_concurrent = settings.max_concurrent_requests.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        let body_budget = body_budget(&settings);
         let agent = Arc::new(Self {
             settings,
             cluster_id: cluster.cluster_id,
@@ -186,6 +195,8 @@ impl Agent {
             sticky: Sticky::default(),
             metrics: Metrics::default(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
+            bodies: Arc::new(tokio::sync::Semaphore::new(body_budget)),
+            chunks,
             auth: client_auth,
             url: advertised,
         });
@@ -276,6 +287,28 @@ impl Agent {
         self.settings.max_request_bytes
     }
 
+    /// Reserves `bytes` of the request-body budget for a request's lifetime,
+    /// waiting while the bodies in flight hold it (the client's body stays
+    /// in its socket meanwhile).
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as `Semaphore::acquire_many_owned`.
+    pub async fn reserve_body(&self, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let bytes = u32::try_from(bytes.min(self.body_budget())).ok().filter(|n| *n > 0)?;
+        self.bodies.clone().acquire_many_owned(bytes).await.ok()
+    }
+
+    /// Bytes of the request-body budget held by requests in flight.
+    pub fn bodies_held(&self) -> usize {
+        self.body_budget().saturating_sub(self.bodies.available_permits())
+    }
+
+    /// The request-body budget: `--request-memory-bytes`, and room for at
+    /// least one request of the largest size.
+    pub(super) fn body_budget(&self) -> usize {
+        body_budget(&self.settings)
+    }
+
     /// How long, once stopping, in-flight requests and the drain may take.
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_millis(self.settings.drain_timeout_ms)
@@ -317,6 +350,10 @@ impl Agent {
         self.tasks.close();
         self.tasks.wait().await;
     }
+}
+
+fn body_budget(settings: &AgentArgs) -> usize {
+    settings.request_memory_bytes.max(settings.max_request_bytes).min(tokio::sync::Semaphore::MAX_PERMITS)
 }
 
 /// A background loop's rhythm: a tick every period (late ticks are not

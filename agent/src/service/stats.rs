@@ -26,6 +26,41 @@ pub struct Stats {
     /// None when compaction runs elsewhere.
     pub compactor: Option<CompactorStats>,
     pub lease: LeaseStats,
+    pub memory: MemoryStats,
+}
+
+/// The process's memory, and each budget that bounds what clients can make it hold.
+#[derive(Debug, Serialize)]
+pub struct MemoryStats {
+    /// Resident set size (Linux `VmRSS`; none elsewhere).
+    pub rss_bytes: Option<u64>,
+    /// Its peak since the start (`VmHWM`).
+    pub peak_rss_bytes: Option<u64>,
+    /// Records taken and not yet answered (`--buffer-bytes`).
+    pub write_buffer: Budget,
+    /// Decoded batches (three quarters of `--cache-bytes`).
+    pub batch_cache: Budget,
+    /// Raw segment chunks (a quarter of `--cache-bytes`).
+    pub chunk_cache: Budget,
+    /// Request bodies of requests in flight (`--request-memory-bytes`).
+    pub request_bodies: Budget,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Budget {
+    pub held_bytes: u64,
+    pub budget_bytes: u64,
+}
+
+/// `(VmRSS, VmHWM)` in bytes, from `/proc/self/status`.
+fn resident() -> (Option<u64>, Option<u64>) {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return (None, None) };
+    let field = |name: &str| {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kib: u64 = line[name.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kib * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 #[derive(Debug, Serialize)]
@@ -76,9 +111,16 @@ impl Agent {
     /// The counters, for `stats` and the metrics.
     pub(super) async fn snapshot(&self) -> Stats {
         let skew = self.log.skew();
+        // Before the literal: the state guard taken in it must not be held across an await.
+        let memory = self.memory().await;
         Stats {
             store: self.store_stats.stats(),
-            cache: self.cache.stats().await,
+            cache: {
+                let mut cache = self.cache.stats().await;
+                cache.chunk_gets = self.chunks.gets();
+                cache.chunk_bytes = self.chunks.held_bytes().await;
+                cache
+            },
             log: {
                 let c = self.log.commit_stats();
                 LogStats {
@@ -102,6 +144,21 @@ impl Agent {
                 enabled: self.settings.commit_lease,
                 holder_url: self.log.state().valid_lease(crate::committer::COMMIT_LEASE).map(|l| l.url.clone()),
             },
+            memory,
+        }
+    }
+
+    async fn memory(&self) -> MemoryStats {
+        let (rss_bytes, peak_rss_bytes) = resident();
+        let cache = self.settings.cache_bytes;
+        let budget = |held: u64, budget: u64| Budget { held_bytes: held, budget_bytes: budget };
+        MemoryStats {
+            rss_bytes,
+            peak_rss_bytes,
+            write_buffer: budget(self.writer.held_bytes() as u64, self.settings.buffer_bytes as u64),
+            batch_cache: budget(self.cache.stats().await.bytes, cache - cache / 4),
+            chunk_cache: budget(self.chunks.held_bytes().await, cache / 4),
+            request_bodies: budget(self.bodies_held() as u64, self.body_budget() as u64),
         }
     }
 
