@@ -112,6 +112,15 @@ enum Scenario {
     E2e(Common),
     /// produce + floor + e2e + consume in one run, one JSON with every headline figure.
     All(Common),
+    /// Producers while the agent's RSS is sampled, then idle: peak and idle
+    /// RSS against buffer + cache + 128 MiB, and idle GETs per second.
+    Memory {
+        #[command(flatten)]
+        common: Common,
+        /// Seconds of idling after the load.
+        #[arg(long, default_value_t = 10)]
+        idle_seconds: u64,
+    },
     /// Metadata PUTs per second for each cluster size, lease off and on.
     Metadata {
         /// Cluster sizes to measure.
@@ -144,6 +153,7 @@ async fn main() -> ExitCode {
             run_metadata(agents, duration, producers_per_agent, flush_interval_ms, group_commit_ms, &bin_dir, cli.json)
                 .await
         }
+        Scenario::Memory { common, idle_seconds } => run_memory(common, idle_seconds, &bin_dir, cli.json).await,
         Scenario::Floor(c) => run(Which::Floor, c, &bin_dir, cli.json).await,
         Scenario::Produce(c) => run(Which::Produce, c, &bin_dir, cli.json).await,
         Scenario::Consume(c) => run(Which::Consume, c, &bin_dir, cli.json).await,
@@ -395,6 +405,24 @@ async fn run_metadata(
     }
     if let Some(path) = json {
         write_file(&path, &serde_json::to_vec_pretty(&results)?)?;
+    }
+    Ok(())
+}
+
+/// `memory`: its own agent (so the RSS is of this run alone), then the text and JSON.
+async fn run_memory(c: Common, idle_seconds: u64, bin_dir: &Path, json: Option<PathBuf>) -> Result<(), Err> {
+    let dir = tempfile::tempdir()?;
+    let setup = c.setup(dir.path(), bin_dir);
+    let load = c.load();
+    print!("{}", text::header("memory", &setup, &load));
+    let cluster = Cluster::start(&setup).await?;
+    let idle = Duration::from_secs(idle_seconds.max(1));
+    let r = scenarios::memory::memory_scenario(&cluster, &load, idle, c.seed).await;
+    cluster.stop().await;
+    let r = r?;
+    print!("{}", scenarios::memory::text(&r));
+    if let Some(path) = json {
+        write_file(&path, &serde_json::to_vec_pretty(&r)?)?;
     }
     Ok(())
 }

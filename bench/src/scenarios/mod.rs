@@ -5,6 +5,7 @@
 
 mod consume;
 mod e2e;
+pub mod memory;
 mod produce;
 
 pub use consume::{ConsumeResult, consume_scenario};
