@@ -256,3 +256,32 @@ async fn request_bodies_are_held_within_their_budget() {
     let (_, stats) = c.get("/v1/stats").await;
     assert_eq!(stats["memory"]["request_bodies"]["held_bytes"], 0, "{stats}");
 }
+
+/// A produce gives its body's reservation back once the write buffer holds
+/// its records: requests waiting for their flush hold only the buffer.
+#[tokio::test]
+async fn a_buffered_produce_holds_the_write_buffer_not_the_body_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(
+        &format!("file://{}", dir.path().display()),
+        &[],
+        &["--compactor", "off", "--flush-interval-ms", "600000"],
+    );
+    let c = a.client();
+    c.create_topic("t", 1).await;
+    let waiting = {
+        let c = c.clone();
+        tokio::spawn(async move { c.produce("t", json!([{"value": "x".repeat(10_000), "partition": 0}])).await })
+    };
+    let mut memory = serde_json::Value::Null;
+    for _ in 0..1000 {
+        memory = c.get("/v1/stats").await.1["memory"].clone();
+        if memory["write_buffer"]["held_bytes"].as_u64().unwrap() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(memory["write_buffer"]["held_bytes"].as_u64().unwrap() > 10_000, "{memory}");
+    assert_eq!(memory["request_bodies"]["held_bytes"], 0, "{memory}");
+    waiting.abort();
+}

@@ -59,11 +59,24 @@ async fn count(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) 
     response
 }
 
+/// A request's share of `--request-memory-bytes`: taken before its body is
+/// read, given back when the request ends, or earlier by a produce handler
+/// once the writer's budget holds the records (`release`).
+#[derive(Clone, Default)]
+pub struct BodyReservation(Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
+
+impl BodyReservation {
+    pub fn release(&self) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    }
+}
+
 /// Refuses, before anything of it is read, a request whose declared body is
 /// over the limit (413; with `Expect: 100-continue` the client never sends
 /// it), and one beyond the bound on requests in flight (503, retry). Then
-/// reserves its body's size (the limit, when not declared) in the request
-/// memory budget, waiting for it, for as long as the request is handled.
+/// reserves twice its body's declared size (the limit, when it declares
+/// none), for the body and what it is parsed into, in the request memory
+/// budget, waiting for it: meanwhile the body stays in the client's socket.
 async fn admit(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) -> Response {
     let limit = agent.max_request_bytes();
     let declared = req
@@ -87,9 +100,14 @@ async fn admit(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) 
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests in flight; retry shortly");
         return refuse(e);
     };
-    let body = axum::body::HttpBody::size_hint(req.body()).upper().map_or(limit, |n| n.min(limit as u64) as usize);
-    let _reserved = agent.reserve_body(body).await;
-    next.run(req).await
+    let declared = axum::body::HttpBody::size_hint(req.body()).upper().map_or(limit, |n| n.min(limit as u64) as usize);
+    let reserved = agent.reserve_body(declared.saturating_mul(2)).await;
+    let reservation = BodyReservation(Arc::new(std::sync::Mutex::new(reserved)));
+    let mut req = req;
+    req.extensions_mut().insert(reservation.clone());
+    let response = next.run(req).await;
+    reservation.release();
+    response
 }
 
 /// Wraps `router` in the layers every request passes through. A body that

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::api::layers::BodyReservation;
+use axum::Extension;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -190,6 +192,7 @@ pub async fn produce(
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<ProduceQuery>, QueryRejection>,
     headers: HeaderMap,
+    reservation: Option<Extension<BodyReservation>>,
     raw: Body,
 ) -> Result<Response, ApiError> {
     let Path(topic) = path?;
@@ -198,6 +201,8 @@ pub async fn produce(
     caller.check(crate::auth::Action::Produce(&topic))?;
     let bytes = body::read(raw, agent.max_request_bytes()).await?;
     let (records, stamp) = parse_produce(&headers, &q, bytes)?;
+    // The writer's budget holds the records from here.
+    reservation.inspect(|r| r.release());
     let produced = agent.produce(&caller, &topic, records, stamp).await?;
     let mut response = Json(Produced { offsets: produced.offsets }).into_response();
     if let Some(receipt) = produced.receipt {

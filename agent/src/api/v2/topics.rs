@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::api::layers::BodyReservation;
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -116,10 +118,11 @@ pub async fn produce(
     caller: Caller,
     p: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
+    reservation: Option<Extension<BodyReservation>>,
     raw: Body,
 ) -> Result<Response, RestError> {
     let topic = path(p)?;
-    produce_records(&agent, &caller, &topic, None, &headers, raw).await
+    produce_records(&agent, &caller, &topic, None, &headers, reservation, raw).await
 }
 
 pub async fn produce_to_partition(
@@ -127,10 +130,11 @@ pub async fn produce_to_partition(
     caller: Caller,
     p: Result<Path<(String, u32)>, PathRejection>,
     headers: HeaderMap,
+    reservation: Option<Extension<BodyReservation>>,
     raw: Body,
 ) -> Result<Response, RestError> {
     let (topic, partition) = path(p)?;
-    produce_records(&agent, &caller, &topic, Some(partition), &headers, raw).await
+    produce_records(&agent, &caller, &topic, Some(partition), &headers, reservation, raw).await
 }
 
 /// All records of a request are written together or not at all (Floe's
@@ -141,6 +145,7 @@ async fn produce_records(
     topic: &str,
     partition: Option<u32>,
     headers: &HeaderMap,
+    reservation: Option<Extension<BodyReservation>>,
     raw: Body,
 ) -> Result<Response, RestError> {
     let format = body_format(headers)?;
@@ -161,6 +166,9 @@ async fn produce_records(
         })
         .collect::<Result<Vec<_>, crate::api::ApiError>>()
         .map_err(|e| RestError::new(422, 42205, e.message))?;
+    drop(bytes);
+    // The writer's budget holds the records from here.
+    reservation.inspect(|r| r.release());
     let produced = agent.produce(caller, topic, records, None).await.map_err(|e| match e {
         Error::InRecord { error, .. } => err(*error),
         e => err(e),

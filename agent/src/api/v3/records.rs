@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use crate::api::layers::BodyReservation;
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -186,6 +188,7 @@ pub async fn produce(
     caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
+    reservation: Option<Extension<BodyReservation>>,
     raw: Body,
 ) -> Result<Response, RestError> {
     let (_, topic) = p.map(|Path(t)| t).map_err(|e| RestError::new(400, 400, e.body_text()))?;
@@ -219,6 +222,9 @@ pub async fn produce(
             }
         }
     }
+    drop(bytes);
+    // The writer's budget holds the records from here.
+    reservation.inspect(|r| r.release());
     if reports.is_empty() {
         return Err(RestError::new(422, 422, "Payload error. Request body is empty. Data is required."));
     }
