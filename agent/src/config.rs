@@ -62,7 +62,7 @@ pub struct AgentArgs {
     /// Request bodies being read and handled at once, in bytes (at least
     /// --max-request-bytes); further requests wait before their bodies are
     /// read, as with Kafka's queued.max.request.bytes.
-    #[arg(long, env = "FLOE_REQUEST_MEMORY_BYTES", default_value_t = 64 << 20)]
+    #[arg(long, env = "FLOE_REQUEST_MEMORY_BYTES", default_value_t = 32 << 20)]
     pub request_memory_bytes: usize,
 
     /// How often the agent looks for log entries committed by others while a

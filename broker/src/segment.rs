@@ -131,6 +131,8 @@ impl SegmentBuilder {
         self.buf.put_u32_le(to_u32(self.index.len(), "batch count")?);
         self.buf.put_u32_le(crc);
         self.buf.put_slice(INDEX_MAGIC);
+        // The segment is held until its commit: not the doubling's slack with it.
+        self.buf.shrink_to_fit();
         Ok((Bytes::from(self.buf), self.index))
     }
 }

@@ -92,13 +92,13 @@ impl InRecord {
         let header_encoding = (value_encoding == Some(Encoding::Base64)).then_some(Encoding::Base64);
         let at = |e: ApiError| e.with("record_index", index);
         Ok(NewRecord {
-            key: self.key.as_ref().map(|k| encoding::decode("key", k, key_encoding)).transpose().map_err(at)?,
-            value: encoding::decode("value", &self.value, value_encoding).map_err(at)?,
+            key: self.key.map(|k| encoding::decode("key", k, key_encoding)).transpose().map_err(at)?,
+            value: encoding::decode("value", self.value, value_encoding).map_err(at)?,
             partition: self.partition,
             headers: self
                 .headers
-                .iter()
-                .map(|(name, v)| Ok((name.clone(), encoding::decode("header value", v, header_encoding)?)))
+                .into_iter()
+                .map(|(name, v)| Ok((name, encoding::decode("header value", v, header_encoding)?)))
                 .collect::<Result<_, ApiError>>()
                 .map_err(at)?,
             timestamp: self.timestamp,
@@ -108,7 +108,7 @@ impl InRecord {
 
 /// An `application/octet-stream` body: one record whose value is the body.
 fn octet_stream_record(headers: &HeaderMap, body: Bytes, q: &ProduceQuery) -> Result<NewRecord, ApiError> {
-    let key = q.key.as_ref().map(|k| encoding::decode("key", &Value::String(k.clone()), q.key_encoding)).transpose()?;
+    let key = q.key.as_ref().map(|k| encoding::decode("key", Value::String(k.clone()), q.key_encoding)).transpose()?;
     let record_headers = headers
         .iter()
         .filter_map(|(name, v)| Some((name.as_str().strip_prefix(HEADER_PREFIX)?.to_owned(), v)))

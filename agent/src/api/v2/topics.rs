@@ -157,9 +157,9 @@ async fn produce_records(
         .records
         .into_iter()
         .map(|r| {
-            let key = r.key.filter(|k| !k.is_null()).map(|k| encoding::decode("key", &k, Some(format))).transpose()?;
+            let key = r.key.filter(|k| !k.is_null()).map(|k| encoding::decode("key", k, Some(format))).transpose()?;
             let value = match r.value.filter(|v| !v.is_null()) {
-                Some(v) => encoding::decode("value", &v, Some(format))?,
+                Some(v) => encoding::decode("value", v, Some(format))?,
                 None => bytes::Bytes::new(),
             };
             Ok(NewRecord { key, value, partition: partition.or(r.partition), headers: Vec::new(), timestamp: None })
