@@ -1,11 +1,12 @@
 // An allocator that gives freed memory back to the system: with glibc's, an
-// agent that once held a burst of large requests kept its peak RSS while idle.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+// agent that once held a burst of large requests kept its peak RSS while
+// idle (measured: docs/decisions/0016-allocator.md).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -108,8 +109,34 @@ fn arguments() -> Result<Vec<std::ffi::OsString>, String> {
     }
 }
 
+/// jemalloc keeps freed pages for 10 s by default and returns them only when
+/// it is next called: at 200 MiB/s of produce that is gigabytes held. Here
+/// pages freed over a second ago go back, from a thread of its own, so an
+/// idle agent shrinks too. (Before the runtime starts: arenas made later
+/// take the defaults set here.)
+#[cfg(feature = "jemalloc")]
+fn tune_jemalloc() {
+    use tikv_jemalloc_ctl::{Access, AsName};
+    let settings: [(&[u8], isize); 4] = [
+        (b"arenas.dirty_decay_ms\0", 1000),
+        (b"arenas.muzzy_decay_ms\0", 0),
+        (b"arena.0.dirty_decay_ms\0", 1000),
+        (b"arena.0.muzzy_decay_ms\0", 0),
+    ];
+    for (name, value) in settings {
+        if let Err(e) = name.name().write(value) {
+            eprintln!("floe-agent: cannot set jemalloc's {}: {e}", String::from_utf8_lossy(name));
+        }
+    }
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        eprintln!("floe-agent: jemalloc's background thread did not start: {e}");
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    #[cfg(feature = "jemalloc")]
+    tune_jemalloc();
     let cli = match arguments() {
         Ok(args) => Cli::parse_from(args),
         Err(e) => {
