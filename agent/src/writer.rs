@@ -542,68 +542,47 @@ struct Pacing {
 /// their entry may land (an unknown outcome, as a crash would leave). It is
 /// never cancelled: the writer's drain waits for it to end.
 async fn commit_uploads(
-    mut uploads: mpsc::Receiver<UploadTask>,
+    uploads: mpsc::Receiver<UploadTask>,
     log: Arc<MetadataLog>,
     committer: Arc<Committer>,
     cache: BatchCache,
     pacing: Pacing,
     stop: CancellationToken,
 ) {
-    let mut queue: VecDeque<UploadTask> = VecDeque::new();
-    let mut flusher_open = true;
+    let mut intake = Intake { uploads, queue: VecDeque::new(), open: true, max: pacing.max_uploads };
     let mut last_start: Option<Instant> = None;
     loop {
-        if queue.is_empty() {
-            match uploads.recv().await {
-                Some(task) => queue.push_back(task),
+        let oldest = match intake.queue.pop_front() {
+            Some(task) => task,
+            None => match intake.uploads.recv().await {
+                Some(task) => task,
                 None => return,
-            }
-        }
-        // The oldest upload, finished; later ones keep being taken meanwhile.
-        let first = loop {
-            let taking = flusher_open && queue.len() < pacing.max_uploads;
-            let Some(front) = queue.front_mut() else { break None };
-            tokio::select! {
-                done = front => {
-                    queue.pop_front();
-                    break Some(done);
-                }
-                more = uploads.recv(), if taking => match more {
-                    Some(task) => queue.push_back(task),
-                    None => flusher_open = false,
-                },
-            }
+            },
         };
-        let first = match first {
-            Some(Ok(Ok(up))) => up,
-            Some(Ok(Err((e, waiters)))) => {
+        let first = match intake.meanwhile(oldest).await {
+            Ok(Ok(up)) => up,
+            Ok(Err((e, waiters))) => {
                 fail_all(waiters, &e);
                 continue;
             }
             // The waiters were dropped with the task; their callers see `Closed`.
-            Some(Err(_)) | None => continue,
+            Err(_) => continue,
         };
-        let now = Instant::now();
         let commit_at = match last_start.filter(|_| !stop.is_cancelled()) {
             Some(start) => (start + pacing.interval).min(first.due),
-            None => now,
+            None => Instant::now(),
         };
-        let wait = tokio::time::sleep_until(commit_at);
-        tokio::pin!(wait);
-        loop {
-            let taking = flusher_open && queue.len() < pacing.max_uploads;
-            tokio::select! {
-                () = &mut wait => break,
-                () = stop.cancelled() => break,
-                more = uploads.recv(), if taking => match more {
-                    Some(task) => queue.push_back(task),
-                    None => flusher_open = false,
-                },
-            }
-        }
+        intake
+            .meanwhile(async {
+                tokio::select! {
+                    () = tokio::time::sleep_until(commit_at) => {}
+                    () = stop.cancelled() => {}
+                }
+            })
+            .await;
         let mut ready = vec![Ok(Ok(first))];
-        while queue.front().is_some_and(JoinHandle::is_finished) {
-            if let Some(task) = queue.pop_front() {
+        while intake.queue.front().is_some_and(JoinHandle::is_finished) {
+            if let Some(task) = intake.queue.pop_front() {
                 ready.push(task.await);
             }
         }
@@ -621,6 +600,36 @@ async fn commit_uploads(
         if !group.is_empty() {
             last_start = Some(Instant::now());
             commit_group(group, &committer, &cache).await;
+        }
+    }
+}
+
+/// Sealed uploads taken off the flusher's queue, in seal order.
+struct Intake {
+    uploads: mpsc::Receiver<UploadTask>,
+    queue: VecDeque<UploadTask>,
+    /// Until the flusher has ended.
+    open: bool,
+    /// Taken at most: the flusher's queue holds the rest, so `max_uploads` still bounds them.
+    max: usize,
+}
+
+impl Intake {
+    /// Awaits `work`, taking newly sealed uploads meanwhile.
+    ///
+    /// # Cancel safety
+    /// Cancel safe if `work` is: what was taken stays in `queue`.
+    async fn meanwhile<F: std::future::Future>(&mut self, work: F) -> F::Output {
+        tokio::pin!(work);
+        loop {
+            let taking = self.open && self.queue.len() < self.max;
+            tokio::select! {
+                done = &mut work => return done,
+                more = self.uploads.recv(), if taking => match more {
+                    Some(task) => self.queue.push_back(task),
+                    None => self.open = false,
+                },
+            }
         }
     }
 }

@@ -110,8 +110,7 @@ impl Agent {
         let log = Arc::new(log);
         tracing::info!(cluster_id = %cluster.cluster_id, applied = log.applied(), "bucket opened");
         let disk = settings.cache_dir.clone().map(|d| (d, settings.cache_dir_bytes));
-        // A quarter of the read cache holds raw segment chunks, the rest decoded batches.
-        let chunk_budget = settings.cache_bytes / 4;
+        let chunk_budget = chunk_budget(settings.cache_bytes);
         let chunks = Chunks::new(log.store().clone(), CHUNK_BYTES, chunk_budget);
         let cache = BatchCache::new(settings.cache_bytes - chunk_budget, disk)
             .map_err(|source| floe_broker::Error::LocalIo { what: "cache directory".into(), source })?;
@@ -350,6 +349,11 @@ impl Agent {
         self.tasks.close();
         self.tasks.wait().await;
     }
+}
+
+/// A quarter of the read cache holds raw segment chunks, the rest decoded batches.
+fn chunk_budget(cache_bytes: u64) -> u64 {
+    cache_bytes / 4
 }
 
 fn body_budget(settings: &AgentArgs) -> usize {

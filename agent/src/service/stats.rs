@@ -112,15 +112,13 @@ impl Agent {
     pub(super) async fn snapshot(&self) -> Stats {
         let skew = self.log.skew();
         // Before the literal: the state guard taken in it must not be held across an await.
-        let memory = self.memory().await;
+        let mut cache = self.cache.stats().await;
+        cache.chunk_gets = self.chunks.gets();
+        cache.chunk_bytes = self.chunks.held_bytes().await;
+        let memory = self.memory(&cache);
         Stats {
             store: self.store_stats.stats(),
-            cache: {
-                let mut cache = self.cache.stats().await;
-                cache.chunk_gets = self.chunks.gets();
-                cache.chunk_bytes = self.chunks.held_bytes().await;
-                cache
-            },
+            cache,
             log: {
                 let c = self.log.commit_stats();
                 LogStats {
@@ -148,16 +146,16 @@ impl Agent {
         }
     }
 
-    async fn memory(&self) -> MemoryStats {
+    fn memory(&self, cache: &CacheStats) -> MemoryStats {
         let (rss_bytes, peak_rss_bytes) = resident();
-        let cache = self.settings.cache_bytes;
+        let chunk_budget = super::chunk_budget(self.settings.cache_bytes);
         let budget = |held: u64, budget: u64| Budget { held_bytes: held, budget_bytes: budget };
         MemoryStats {
             rss_bytes,
             peak_rss_bytes,
             write_buffer: budget(self.writer.held_bytes() as u64, self.settings.buffer_bytes as u64),
-            batch_cache: budget(self.cache.stats().await.bytes, cache - cache / 4),
-            chunk_cache: budget(self.chunks.held_bytes().await, cache / 4),
+            batch_cache: budget(cache.bytes, self.settings.cache_bytes - chunk_budget),
+            chunk_cache: budget(cache.chunk_bytes, chunk_budget),
             request_bodies: budget(self.bodies_held() as u64, self.body_budget() as u64),
         }
     }
