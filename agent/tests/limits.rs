@@ -237,15 +237,8 @@ async fn request_bodies_are_held_within_their_budget() {
     let head = "POST /v1/topics/t/records HTTP/1.1\r\nHost: floe\r\nContent-Type: application/json\r\n\
                 Content-Length: 1000\r\n\r\n{\"records\":[";
     stalled.write_all(head.as_bytes()).await.unwrap();
-    let mut held = 0;
-    for _ in 0..1000 {
-        let (_, stats) = c.get("/v1/stats").await;
-        held = stats["memory"]["request_bodies"]["held_bytes"].as_u64().unwrap();
-        if held == 1000 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let memory = memory_once(&c, |m| m["request_bodies"]["held_bytes"] == 1000).await;
+    let held = memory["request_bodies"]["held_bytes"].as_u64().unwrap();
     assert_eq!(held, 1000, "the stalled request's declared body is reserved");
     // Another produce waits for the bytes, then is written once they are back.
     let offsets = c.produce("t", json!([{"value": "after", "partition": 0}])).await;
@@ -273,15 +266,21 @@ async fn a_buffered_produce_holds_the_write_buffer_not_the_body_budget() {
         let c = c.clone();
         tokio::spawn(async move { c.produce("t", json!([{"value": "x".repeat(10_000), "partition": 0}])).await })
     };
+    let memory = memory_once(&c, |m| m["write_buffer"]["held_bytes"].as_u64().unwrap() > 0).await;
+    assert!(memory["write_buffer"]["held_bytes"].as_u64().unwrap() > 10_000, "{memory}");
+    assert_eq!(memory["request_bodies"]["held_bytes"], 0, "{memory}");
+    waiting.abort();
+}
+
+/// The agent's `memory` stats once `ready` holds of them (or after 1,000 tries: the caller's assertions then say what is wrong).
+async fn memory_once(c: &common::Client, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
     let mut memory = serde_json::Value::Null;
     for _ in 0..1000 {
         memory = c.get("/v1/stats").await.1["memory"].clone();
-        if memory["write_buffer"]["held_bytes"].as_u64().unwrap() > 0 {
+        if ready(&memory) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(memory["write_buffer"]["held_bytes"].as_u64().unwrap() > 10_000, "{memory}");
-    assert_eq!(memory["request_bodies"]["held_bytes"], 0, "{memory}");
-    waiting.abort();
+    memory
 }
