@@ -174,9 +174,6 @@ type BatchKey = (String, u64, u32, Option<(ProducerStamp, usize)>);
 /// One sealed buffer, uploaded.
 struct Uploaded {
     sealed: Instant,
-    /// When the clock would have sealed this buffer: a buffer sealed early
-    /// by size may wait for its commit until then, for others to join it.
-    due: Instant,
     uploaded: Instant,
     segment: Ulid,
     bytes: bytes::Bytes,
@@ -384,9 +381,7 @@ async fn flusher(
         };
         if seal {
             last_seal = Instant::now();
-            // Sealed by the clock (or to stop): due now; sealed early by size: due when the clock would have sealed it.
-            let due = deadline.filter(|_| !stopping).unwrap_or(last_seal);
-            let task = tasks.spawn(upload(log.clone(), std::mem::take(&mut open), last_seal, due, ratio.clone()));
+            let task = tasks.spawn(upload(log.clone(), std::mem::take(&mut open), last_seal, ratio.clone()));
             open_bytes = 0;
             deadline = None;
             // Waits while `max_uploads` are in flight; requests keep queueing,
@@ -443,7 +438,6 @@ async fn upload(
     log: Arc<MetadataLog>,
     pending: Vec<Pending>,
     sealed: Instant,
-    due: Instant,
     ratio: Arc<SizeRatio>,
 ) -> Result<Uploaded, (WriteError, Vec<Waiter>)> {
     let record_bytes: usize = pending.iter().map(|p| p.bytes).sum();
@@ -490,9 +484,7 @@ async fn upload(
         Err(e) => return Err((WriteError::UnexpectedOutcome(format!("segment encoder stopped: {e}")), waiters)),
     };
     match put_segment(&log, bytes.clone()).await {
-        Ok(segment) => {
-            Ok(Uploaded { sealed, due, uploaded: Instant::now(), segment, bytes, batches, records, waiters })
-        }
+        Ok(segment) => Ok(Uploaded { sealed, uploaded: Instant::now(), segment, bytes, batches, records, waiters }),
         Err(e) => Err((WriteError::Upload(Arc::new(e.into())), waiters)),
     }
 }
@@ -520,7 +512,7 @@ async fn refresh_if_stale(log: &MetadataLog, up: &mut Uploaded) -> Result<(), ob
 
 /// How `commit_uploads` spaces its commits.
 struct Pacing {
-    /// Commits start at most once per interval, unless an upload is due sooner.
+    /// Commits start at most once per interval.
     interval: Duration,
     /// Sealed uploads taken off the flusher's queue at most (bounds the
     /// uploads in flight, as the queue does).
@@ -529,11 +521,11 @@ struct Pacing {
 
 /// Commits uploads in the order they were sealed, so one producer's
 /// requests keep their order within a partition: the oldest upload, once
-/// finished and due, together with every upload after it that has finished
-/// by then, as one log entry. An upload is due when its buffer would have
-/// been sealed by the clock, or an interval after the previous commit began,
-/// whichever comes first, so a record waits no longer than with clock-sealed
-/// buffers, and a busy agent writes about one entry per interval. Ends when
+/// finished, together with every upload after it that has finished by
+/// then, as one log entry. Like flushes, commits start at most once per
+/// interval, and at once when the last began an interval ago or more: a
+/// busy agent writes one entry per interval however many buffers it seals
+/// by size, and a lone upload does not wait. Ends when
 /// the flusher has ended and every upload it sealed is committed or failed.
 /// Once `stop` is cancelled, uploads are committed as soon as they finish.
 ///
@@ -569,7 +561,7 @@ async fn commit_uploads(
             Err(_) => continue,
         };
         let commit_at = match last_start.filter(|_| !stop.is_cancelled()) {
-            Some(start) => (start + pacing.interval).min(first.due),
+            Some(start) => start + pacing.interval,
             None => Instant::now(),
         };
         intake
