@@ -117,6 +117,10 @@ fn arguments() -> Result<Vec<std::ffi::OsString>, String> {
 #[cfg(feature = "jemalloc")]
 fn tune_jemalloc() {
     use tikv_jemalloc_ctl::{Access, AsName};
+    // jemalloc's own setting (its name carries tikv-jemallocator's prefix) wins over ours.
+    if std::env::var_os("_RJEM_MALLOC_CONF").is_some() {
+        return;
+    }
     let settings: [(&[u8], isize); 4] = [
         (b"arenas.dirty_decay_ms\0", 1000),
         (b"arenas.muzzy_decay_ms\0", 0),

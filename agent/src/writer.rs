@@ -247,7 +247,11 @@ impl Writer {
         let stamp = match stamp_key(&topic, &parts) {
             Some(key) => match self.claim_stamp(key) {
                 Claim::Answered(reply) => return reply,
-                Claim::Wait(answer) => return answer.await.unwrap_or(Err(WriteError::Closed)),
+                Claim::Wait(answer) => {
+                    // Its records are the ones in flight: only the answer is awaited.
+                    drop(parts);
+                    return answer.await.unwrap_or(Err(WriteError::Closed));
+                }
                 Claim::Write(key) => Some((key, self.inflight.clone())),
             },
             None => None,
@@ -342,6 +346,9 @@ async fn flusher(
     let mut closing = false;
     let mut stopping = false;
     let ratio = Arc::new(SizeRatio::default());
+    // The queues between here and the commit hold up to twice `max_uploads`
+    // sealed buffers; this bounds how many of them PUT at once.
+    let puts = Arc::new(Semaphore::new(settings.max_uploads.max(1)));
     // Highly compressible records must not fill the whole buffer budget
     // before their segment reaches `flush_bytes`: a quarter of it at most
     // (or `flush_bytes` of records, as if they did not compress).
@@ -381,7 +388,8 @@ async fn flusher(
         };
         if seal {
             last_seal = Instant::now();
-            let task = tasks.spawn(upload(log.clone(), std::mem::take(&mut open), last_seal, ratio.clone()));
+            let task =
+                tasks.spawn(upload(log.clone(), std::mem::take(&mut open), last_seal, ratio.clone(), puts.clone()));
             open_bytes = 0;
             deadline = None;
             // Waits while `max_uploads` are in flight; requests keep queueing,
@@ -439,6 +447,7 @@ async fn upload(
     pending: Vec<Pending>,
     sealed: Instant,
     ratio: Arc<SizeRatio>,
+    puts: Arc<Semaphore>,
 ) -> Result<Uploaded, (WriteError, Vec<Waiter>)> {
     let record_bytes: usize = pending.iter().map(|p| p.bytes).sum();
     let mut groups: BTreeMap<BatchKey, Vec<Record>> = BTreeMap::new();
@@ -482,6 +491,9 @@ async fn upload(
         }
         Ok(Err(e)) => return Err((WriteError::Upload(Arc::new(e)), waiters)),
         Err(e) => return Err((WriteError::UnexpectedOutcome(format!("segment encoder stopped: {e}")), waiters)),
+    };
+    let Ok(_put) = puts.acquire().await else {
+        return Err((WriteError::Closed, waiters));
     };
     match put_segment(&log, bytes.clone()).await {
         Ok(segment) => Ok(Uploaded { sealed, uploaded: Instant::now(), segment, bytes, batches, records, waiters }),
@@ -602,7 +614,9 @@ struct Intake {
     queue: VecDeque<UploadTask>,
     /// Until the flusher has ended.
     open: bool,
-    /// Taken at most: the flusher's queue holds the rest, so `max_uploads` still bounds them.
+    /// Taken at most: the flusher's queue holds the rest, so these queues
+    /// hold at most about twice `max_uploads` sealed buffers (the flusher's
+    /// semaphore bounds those that PUT at once).
     max: usize,
 }
 
@@ -723,28 +737,7 @@ mod tests {
     #[allow(clippy::disallowed_methods)] // test set-up
     async fn buffers_sealed_by_size_share_one_log_entry() {
         let store = Arc::new(MeteredStore::new(Arc::new(object_store::memory::InMemory::new())));
-        let (cluster, log) = floe_broker::open(store.clone(), floe_broker::LogSettings::default()).await.unwrap();
-        let log = Arc::new(log);
-        let topic = vec![Op::CreateTopic { name: "t".into(), partitions: 1, config: TopicConfig::default() }];
-        log.commit(topic).await.unwrap();
-        let topic_id = log.state().topic("t").unwrap().id;
-        let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
-        let auth = Arc::new(PeerAuth::new(cluster.cluster_id, String::new(), Vec::new()));
-        let group = GroupSettings { window: Duration::ZERO };
-        let committer = Committer::start(log.clone(), auth, None, group, &tasks, stop.clone(), stop.clone());
-        let settings = WriterSettings {
-            flush_interval: Duration::from_secs(3600),
-            flush_bytes: 1,
-            buffer_bytes: 1 << 20,
-            max_uploads: 4,
-        };
-        let writer = Writer::start(log.clone(), committer, BatchCache::new(1 << 20, None).unwrap(), settings);
-        let request = |n: u8| {
-            let writer = writer.clone();
-            let record = Record { key: None, value: bytes::Bytes::from(vec![n; 100]), timestamp: 1, headers: vec![] };
-            let part = PartitionRecords { partition: 0, topic_id, producer: None, records: vec![record] };
-            async move { writer.append("t".into(), vec![part]).await.unwrap() }
-        };
+        let (writer, request) = one_record_writer(store.clone(), 4).await;
         // The first commit goes at once: nothing was committed an interval before it.
         let first = request(0).await.receipt.unwrap().seq;
         // One at a time: each is uploaded before the next is sent.
@@ -768,5 +761,68 @@ mod tests {
         }
         assert!(seqs.iter().all(|s| *s == first + 1), "one entry for all five: {seqs:?}");
         assert_eq!(store.stats().log.put, log_puts + 1);
+    }
+
+    /// A writer on `store` with one partition, a flush per request and an
+    /// hour's interval; and a request of one record of 100 bytes `n`.
+    #[allow(clippy::disallowed_methods)] // test set-up
+    async fn one_record_writer(
+        store: Arc<dyn object_store::ObjectStore>,
+        max_uploads: usize,
+    ) -> (Writer, impl Fn(u8) -> std::pin::Pin<Box<dyn std::future::Future<Output = Written> + Send>>) {
+        let (cluster, log) = floe_broker::open(store, floe_broker::LogSettings::default()).await.unwrap();
+        let log = Arc::new(log);
+        let topic = vec![Op::CreateTopic { name: "t".into(), partitions: 1, config: TopicConfig::default() }];
+        log.commit(topic).await.unwrap();
+        let topic_id = log.state().topic("t").unwrap().id;
+        let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
+        let auth = Arc::new(PeerAuth::new(cluster.cluster_id, String::new(), Vec::new()));
+        let group = GroupSettings { window: Duration::ZERO };
+        let committer = Committer::start(log.clone(), auth, None, group, &tasks, stop.clone(), stop.clone());
+        let settings = WriterSettings {
+            flush_interval: Duration::from_secs(3600),
+            flush_bytes: 1,
+            buffer_bytes: 1 << 20,
+            max_uploads,
+        };
+        let writer = Writer::start(log, committer, BatchCache::new(1 << 20, None).unwrap(), settings);
+        let request = {
+            let writer = writer.clone();
+            move |n: u8| {
+                let writer = writer.clone();
+                let record =
+                    Record { key: None, value: bytes::Bytes::from(vec![n; 100]), timestamp: 1, headers: vec![] };
+                let part = PartitionRecords { partition: 0, topic_id, producer: None, records: vec![record] };
+                Box::pin(async move { writer.append("t".into(), vec![part]).await.unwrap() })
+                    as std::pin::Pin<Box<dyn std::future::Future<Output = Written> + Send>>
+            }
+        };
+        (writer, request)
+    }
+
+    /// Ten buffers sealed while the store holds every segment PUT: only
+    /// `max_uploads` of them PUT at once, the rest wait their turn (the
+    /// queues to the commit hold more than that).
+    #[tokio::test]
+    #[allow(clippy::disallowed_methods)] // test set-up
+    async fn no_more_segment_puts_at_once_than_max_uploads() {
+        let faulty = floe_broker::fault::FaultyStore::new(Arc::new(object_store::memory::InMemory::new()));
+        let faulty = Arc::new(faulty);
+        let store = Arc::new(MeteredStore::new(faulty.clone()));
+        let (_writer, request) = one_record_writer(store.clone(), 2).await;
+        let hold = floe_broker::fault::Fault::Delay(Duration::from_secs(3600));
+        faulty.inject(floe_broker::fault::OpKind::Put, "segments/", hold, None);
+        let _requests: Vec<_> = (0..10).map(|n| tokio::spawn(request(n))).collect();
+        for _ in 0..10_000 {
+            if store.stats().segments.put >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Time for the other eight to be sealed, encoded and (wrongly) PUT.
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(store.stats().segments.put, 2, "segment PUTs started");
     }
 }
