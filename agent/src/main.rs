@@ -1,6 +1,7 @@
 // An allocator that gives freed memory back to the system: with glibc's, an
 // agent that once held a burst of large requests kept its peak RSS while
-// idle (measured: docs/decisions/0016-allocator.md).
+// idle (measured: docs/decisions/0016-allocator.md). Its options are
+// compiled in: .cargo/config.toml.
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -109,38 +110,21 @@ fn arguments() -> Result<Vec<std::ffi::OsString>, String> {
     }
 }
 
-/// jemalloc keeps freed pages for 10 s by default and returns them only when
-/// it is next called: at 200 MiB/s of produce that is gigabytes held. Here
-/// pages freed over a second ago go back, from a thread of its own, so an
-/// idle agent shrinks too. (Before the runtime starts: arenas made later
-/// take the defaults set here.)
+/// jemalloc's figures, refreshed (they are cached until the epoch advances).
 #[cfg(feature = "jemalloc")]
-fn tune_jemalloc() {
-    use tikv_jemalloc_ctl::{Access, AsName};
-    // jemalloc's own setting (its name carries tikv-jemallocator's prefix) wins over ours.
-    if std::env::var_os("_RJEM_MALLOC_CONF").is_some() {
-        return;
-    }
-    let settings: [(&[u8], isize); 4] = [
-        (b"arenas.dirty_decay_ms\0", 1000),
-        (b"arenas.muzzy_decay_ms\0", 0),
-        (b"arena.0.dirty_decay_ms\0", 1000),
-        (b"arena.0.muzzy_decay_ms\0", 0),
-    ];
-    for (name, value) in settings {
-        if let Err(e) = name.name().write(value) {
-            eprintln!("floe-agent: cannot set jemalloc's {}: {e}", String::from_utf8_lossy(name));
-        }
-    }
-    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
-        eprintln!("floe-agent: jemalloc's background thread did not start: {e}");
-    }
+fn jemalloc_stats() -> Option<floe_agent::service::AllocatorStats> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    epoch::advance().ok()?;
+    Some(floe_agent::service::AllocatorStats {
+        allocated_bytes: stats::allocated::read().ok()? as u64,
+        resident_bytes: stats::resident::read().ok()? as u64,
+    })
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     #[cfg(feature = "jemalloc")]
-    tune_jemalloc();
+    floe_agent::service::report_allocator(jemalloc_stats);
     let cli = match arguments() {
         Ok(args) => Cli::parse_from(args),
         Err(e) => {

@@ -241,7 +241,7 @@ impl Writer {
     /// Neither writes anything. (The log dedups on apply as well, which covers
     /// retries through other agents.)
     pub async fn append(&self, topic: String, parts: Vec<PartitionRecords>) -> Reply {
-        let bytes: usize = parts.iter().flat_map(|p| &p.records).map(Record::held_bytes).sum();
+        let bytes: usize = parts.iter().flat_map(|p| &p.records).map(Record::buffered_bytes).sum();
         let permits = u32::try_from(bytes).ok().filter(|_| bytes <= self.budget_bytes);
         let permits = permits.ok_or(WriteError::TooLarge { bytes, budget: self.budget_bytes })?;
         let stamp = match stamp_key(&topic, &parts) {
@@ -347,7 +347,7 @@ async fn flusher(
     let mut stopping = false;
     let ratio = Arc::new(SizeRatio::default());
     // The queues between here and the commit hold up to twice `max_uploads`
-    // sealed buffers; this bounds how many of them PUT at once.
+    // sealed buffers; this bounds how many of them are encoded or PUT at once.
     let puts = Arc::new(Semaphore::new(settings.max_uploads.max(1)));
     // Highly compressible records must not fill the whole buffer budget
     // before their segment reaches `flush_bytes`: a quarter of it at most
@@ -470,6 +470,10 @@ async fn upload(
     }
     let records: Vec<Batch> = groups.into_values().map(Batch::from).collect();
     let keys: Vec<BatchKey> = batch_index.into_keys().collect();
+    // Encoding holds about twice the segment besides the records: bounded too.
+    let Ok(_permit) = puts.acquire().await else {
+        return Err((WriteError::Closed, waiters));
+    };
     let encode_input = records.clone();
     let built = tokio::task::spawn_blocking(move || {
         let mut b = SegmentBuilder::new();
@@ -491,9 +495,6 @@ async fn upload(
         }
         Ok(Err(e)) => return Err((WriteError::Upload(Arc::new(e)), waiters)),
         Err(e) => return Err((WriteError::UnexpectedOutcome(format!("segment encoder stopped: {e}")), waiters)),
-    };
-    let Ok(_put) = puts.acquire().await else {
-        return Err((WriteError::Closed, waiters));
     };
     match put_segment(&log, bytes.clone()).await {
         Ok(segment) => Ok(Uploaded { sealed, uploaded: Instant::now(), segment, bytes, batches, records, waiters }),
@@ -616,7 +617,7 @@ struct Intake {
     open: bool,
     /// Taken at most: the flusher's queue holds the rest, so these queues
     /// hold at most about twice `max_uploads` sealed buffers (the flusher's
-    /// semaphore bounds those that PUT at once).
+    /// semaphore bounds those encoded or PUT at once).
     max: usize,
 }
 
@@ -801,8 +802,8 @@ mod tests {
     }
 
     /// Ten buffers sealed while the store holds every segment PUT: only
-    /// `max_uploads` of them PUT at once, the rest wait their turn (the
-    /// queues to the commit hold more than that).
+    /// `max_uploads` of them are encoded and PUT at once, the rest wait
+    /// their turn (the queues to the commit hold more than that).
     #[tokio::test]
     #[allow(clippy::disallowed_methods)] // test set-up
     async fn no_more_segment_puts_at_once_than_max_uploads() {

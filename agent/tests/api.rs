@@ -152,7 +152,7 @@ async fn long_poll_wakes_when_records_commit() {
 #[tokio::test]
 async fn a_full_buffer_answers_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
-    let agent = AgentProc::start(&file_store(&dir), &[], &["--buffer-bytes", "3000", "--flush-interval-ms", "3000"]);
+    let agent = AgentProc::start(&file_store(&dir), &[], &["--buffer-bytes", "6000", "--flush-interval-ms", "3000"]);
     let c = agent.client();
     c.create_topic("t", 1).await;
     let big = json!([{"value": "x".repeat(2000)}]);
@@ -161,7 +161,8 @@ async fn a_full_buffer_answers_503_with_retry_after() {
         let big = big.clone();
         tokio::spawn(async move { c.produce("t", big).await })
     };
-    // The first request holds 2 KB of the 3 KB buffer until its flush, 3 s away.
+    // The first request holds over 4 KB of the 6 KB buffer until its flush, 3 s away:
+    // 2 KB of record, and as much for the segment it becomes.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let r = c.http.post(format!("{}/v1/topics/t/records", c.base)).json(&json!({"records": big})).send().await.unwrap();
     assert_eq!(r.status(), 503);

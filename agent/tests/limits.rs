@@ -230,6 +230,9 @@ async fn request_bodies_are_held_within_their_budget() {
     assert_eq!(memory["request_bodies"], json!({"held_bytes": 0, "budget_bytes": 1000}), "{stats}");
     assert!(memory["rss_bytes"].as_u64().unwrap() > 0, "{stats}");
     assert!(memory["peak_rss_bytes"].as_u64().unwrap() >= memory["rss_bytes"].as_u64().unwrap());
+    // jemalloc's own figures (the default build's allocator): pages it holds cover what is allocated.
+    let (allocated, resident) = (&memory["allocator"]["allocated_bytes"], &memory["allocator"]["resident_bytes"]);
+    assert!(allocated.as_u64().unwrap() > 0 && resident.as_u64().unwrap() >= allocated.as_u64().unwrap(), "{stats}");
 
     // A client promises the whole budget and stalls.
     let addr = c.base.trim_start_matches("http://").to_owned();

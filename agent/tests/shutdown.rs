@@ -58,7 +58,7 @@ async fn sigterm_answers_accepted_requests_and_every_acknowledged_record_is_in_t
     // the drain), so the signal lands with all of them in flight.
     let all: usize = (0..PRODUCERS)
         .flat_map(|p| (0..RECORDS_PER_REQUEST).map(move |i| format!("p{p}-r{i}")))
-        .map(|v| floe_broker::Record { key: None, value: v.into(), timestamp: 0, headers: Vec::new() }.held_bytes())
+        .map(|v| floe_broker::Record { key: None, value: v.into(), timestamp: 0, headers: Vec::new() }.buffered_bytes())
         .sum();
     let mut held = 0;
     for _ in 0..600 {

@@ -23,4 +23,11 @@ impl Record {
     pub fn held_bytes(&self) -> usize {
         self.size() + std::mem::size_of::<Self>()
     }
+
+    /// RAM a buffered record holds until its flush is committed: itself,
+    /// and its share of the segment it is encoded into (at most its size:
+    /// zstd does not grow a batch beyond its framing, which `size` covers).
+    pub fn buffered_bytes(&self) -> usize {
+        self.held_bytes() + self.size()
+    }
 }

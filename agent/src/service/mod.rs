@@ -25,7 +25,7 @@ pub use internal::Peer;
 pub use metrics::{Metrics, RequestLabels};
 pub use producers::ProducerId;
 pub use records::{NewRecord, Produced, RecordOffset, Tail};
-pub use stats::Stats;
+pub use stats::{AllocatorStats, Stats, report_allocator};
 pub use topics::{NewTopic, PartitionInfo, TopicInfo, TopicUpdate};
 
 use std::sync::Arc;

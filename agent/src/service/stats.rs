@@ -44,6 +44,26 @@ pub struct MemoryStats {
     pub chunk_cache: Budget,
     /// Request bodies of requests in flight (`--request-memory-bytes`).
     pub request_bodies: Budget,
+    /// What the allocator says, when the program told `report_allocator` how to ask it.
+    pub allocator: Option<AllocatorStats>,
+}
+
+/// The allocator's own figures: what is allocated against what it keeps
+/// resident tells fragmentation and freed pages not yet returned apart
+/// from memory in use.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct AllocatorStats {
+    /// Bytes in live allocations.
+    pub allocated_bytes: u64,
+    /// Bytes of pages the allocator holds resident (live, fragmented, freed and not yet returned).
+    pub resident_bytes: u64,
+}
+
+static ALLOCATOR_STATS: std::sync::OnceLock<fn() -> Option<AllocatorStats>> = std::sync::OnceLock::new();
+
+/// How to read the global allocator's figures; the binary that chose the allocator says.
+pub fn report_allocator(read: fn() -> Option<AllocatorStats>) {
+    let _ = ALLOCATOR_STATS.set(read);
 }
 
 #[derive(Debug, Serialize)]
@@ -157,6 +177,7 @@ impl Agent {
             batch_cache: budget(cache.bytes, self.settings.cache_bytes - chunk_budget),
             chunk_cache: budget(cache.chunk_bytes, chunk_budget),
             request_bodies: budget(self.bodies_held() as u64, self.body_budget() as u64),
+            allocator: ALLOCATOR_STATS.get().and_then(|read| read()),
         }
     }
 

@@ -32,6 +32,12 @@ pub struct MemoryResult {
     pub rss_peak_bytes: u64,
     /// The largest `VmRSS` sampled every 100 ms during the load.
     pub rss_sampled_max_bytes: u64,
+    /// The largest of jemalloc's allocated bytes sampled (0 with another allocator).
+    pub allocated_sampled_max_bytes: u64,
+    /// The largest of jemalloc's resident bytes sampled.
+    pub allocator_resident_sampled_max_bytes: u64,
+    /// The largest sum of the budgets' held bytes sampled.
+    pub held_sampled_max_bytes: u64,
     /// `VmRSS` after the idle spell.
     pub rss_idle_bytes: u64,
     /// Write buffer + batch cache + chunk cache budgets + `SLACK_BYTES`.
@@ -52,9 +58,33 @@ async fn stats_json(cluster: &Cluster) -> Result<Value, Err> {
     Ok(cluster.http.get(format!("{}/v1/stats", cluster.url)).send().await?.error_for_status()?.json().await?)
 }
 
+/// Maxima of what the sampler reads: RSS, allocated, allocator-resident, budgets held.
+#[derive(Default)]
+struct Sampled([AtomicU64; 4]);
+
+impl Sampled {
+    fn take(&self, v: &Value) {
+        let m = &v["memory"];
+        let held: u64 = ["write_buffer", "batch_cache", "chunk_cache", "request_bodies"]
+            .iter()
+            .filter_map(|b| m[b]["held_bytes"].as_u64())
+            .sum();
+        let a = &m["allocator"];
+        let now =
+            [memory(v).0, a["allocated_bytes"].as_u64().unwrap_or(0), a["resident_bytes"].as_u64().unwrap_or(0), held];
+        for (max, now) in self.0.iter().zip(now) {
+            max.fetch_max(now, Ordering::Relaxed);
+        }
+    }
+
+    fn max(&self, i: usize) -> u64 {
+        self.0[i].load(Ordering::Relaxed)
+    }
+}
+
 pub async fn memory_scenario(cluster: &Cluster, load: &Load, idle: Duration, seed: u64) -> Result<MemoryResult, Err> {
     let topic = cluster.create_topic("memory", load.partitions).await?;
-    let sampled = Arc::new(AtomicU64::new(0));
+    let sampled = Arc::new(Sampled::default());
     let sampler = {
         let (http, url, sampled) = (cluster.http.clone(), cluster.url.clone(), sampled.clone());
         tokio::spawn(async move {
@@ -62,7 +92,7 @@ pub async fn memory_scenario(cluster: &Cluster, load: &Load, idle: Duration, see
                 if let Ok(r) = http.get(format!("{url}/v1/stats")).send().await
                     && let Ok(v) = r.json::<Value>().await
                 {
-                    sampled.fetch_max(memory(&v).0, Ordering::Relaxed);
+                    sampled.take(&v);
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -93,7 +123,10 @@ pub async fn memory_scenario(cluster: &Cluster, load: &Load, idle: Duration, see
         errors: produced.errors,
         mib_s: produced.bytes as f64 / MIB / produced.seconds,
         rss_peak_bytes: peak,
-        rss_sampled_max_bytes: sampled.load(Ordering::Relaxed),
+        rss_sampled_max_bytes: sampled.max(0),
+        allocated_sampled_max_bytes: sampled.max(1),
+        allocator_resident_sampled_max_bytes: sampled.max(2),
+        held_sampled_max_bytes: sampled.max(3),
         rss_idle_bytes: memory(&after_json).0,
         bound_bytes: budgets + SLACK_BYTES,
         idle_seconds,
@@ -107,7 +140,8 @@ pub fn text(r: &MemoryResult) -> String {
     format!(
         "memory: {} producers x {:.1} MiB requests for {:.0} s: {} requests ({} errors), {:.1} MiB/s\n  \
          RSS peak {:.0} MiB (sampled max {:.0} MiB), idle {:.0} MiB; bound {:.0} MiB (buffer + cache + {:.0} MiB): \
-         peak/bound {:.2}\n  idle: {:.2} GETs per second over {:.0} s\n",
+         peak/bound {:.2}\n  sampled maxima: budgets held {:.0} MiB, allocated {:.0} MiB, allocator resident {:.0} MiB\n  \
+         idle: {:.2} GETs per second over {:.0} s\n",
         r.producers,
         mib(r.request_bytes),
         r.seconds,
@@ -120,6 +154,9 @@ pub fn text(r: &MemoryResult) -> String {
         mib(r.bound_bytes),
         mib(SLACK_BYTES),
         r.rss_peak_bytes as f64 / r.bound_bytes.max(1) as f64,
+        mib(r.held_sampled_max_bytes),
+        mib(r.allocated_sampled_max_bytes),
+        mib(r.allocator_resident_sampled_max_bytes),
         r.idle_get_per_s,
         r.idle_seconds,
     )
