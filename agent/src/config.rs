@@ -35,11 +35,11 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOE_FLUSH_BYTES", default_value_t = 8 << 20)]
     pub flush_bytes: usize,
 
-    /// RAM for records not yet acknowledged; produce answers 503 when it is full.
+    /// RAM for records not yet acknowledged and the segments they become (each counts twice its size); produce answers 503 when it is full.
     #[arg(long, env = "FLOE_BUFFER_BYTES", default_value_t = 128 << 20)]
     pub buffer_bytes: usize,
 
-    /// Segment uploads in flight at once.
+    /// Segments encoded or uploaded at once.
     #[arg(long, env = "FLOE_MAX_UPLOADS", default_value_t = 4)]
     pub max_uploads: usize,
 
