@@ -174,6 +174,9 @@ type BatchKey = (String, u64, u32, Option<(ProducerStamp, usize)>);
 /// One sealed buffer, uploaded.
 struct Uploaded {
     sealed: Instant,
+    /// When the clock would have sealed this buffer: a buffer sealed early
+    /// by size may wait for its commit until then, for others to join it.
+    due: Instant,
     uploaded: Instant,
     segment: Ulid,
     bytes: bytes::Bytes,
@@ -388,8 +391,10 @@ async fn flusher(
         };
         if seal {
             last_seal = Instant::now();
-            let task =
-                tasks.spawn(upload(log.clone(), std::mem::take(&mut open), last_seal, ratio.clone(), puts.clone()));
+            // Sealed by the clock (or to stop): due now; sealed early by size: due when the clock would have sealed it.
+            let due = deadline.filter(|_| !stopping).unwrap_or(last_seal);
+            let sealed = (last_seal, due);
+            let task = tasks.spawn(upload(log.clone(), std::mem::take(&mut open), sealed, ratio.clone(), puts.clone()));
             open_bytes = 0;
             deadline = None;
             // Waits while `max_uploads` are in flight; requests keep queueing,
@@ -445,7 +450,7 @@ impl SizeRatio {
 async fn upload(
     log: Arc<MetadataLog>,
     pending: Vec<Pending>,
-    sealed: Instant,
+    (sealed, due): (Instant, Instant),
     ratio: Arc<SizeRatio>,
     puts: Arc<Semaphore>,
 ) -> Result<Uploaded, (WriteError, Vec<Waiter>)> {
@@ -497,7 +502,9 @@ async fn upload(
         Err(e) => return Err((WriteError::UnexpectedOutcome(format!("segment encoder stopped: {e}")), waiters)),
     };
     match put_segment(&log, bytes.clone()).await {
-        Ok(segment) => Ok(Uploaded { sealed, uploaded: Instant::now(), segment, bytes, batches, records, waiters }),
+        Ok(segment) => {
+            Ok(Uploaded { sealed, due, uploaded: Instant::now(), segment, bytes, batches, records, waiters })
+        }
         Err(e) => Err((WriteError::Upload(Arc::new(e.into())), waiters)),
     }
 }
@@ -525,7 +532,7 @@ async fn refresh_if_stale(log: &MetadataLog, up: &mut Uploaded) -> Result<(), ob
 
 /// How `commit_uploads` spaces its commits.
 struct Pacing {
-    /// Commits start at most once per interval.
+    /// Commits start at most once per interval, unless an upload is due sooner.
     interval: Duration,
     /// Sealed uploads taken off the flusher's queue at most (bounds the
     /// uploads in flight, as the queue does).
@@ -534,11 +541,13 @@ struct Pacing {
 
 /// Commits uploads in the order they were sealed, so one producer's
 /// requests keep their order within a partition: the oldest upload, once
-/// finished, together with every upload after it that has finished by
-/// then, as one log entry. Like flushes, commits start at most once per
-/// interval, and at once when the last began an interval ago or more: a
-/// busy agent writes one entry per interval however many buffers it seals
-/// by size, and a lone upload does not wait. Ends when
+/// finished and due, together with every upload after it that has finished
+/// by then, as one log entry. An upload is due when its buffer would have
+/// been sealed by the clock, or an interval after the previous commit began,
+/// whichever comes first, so a record waits no longer than with clock-sealed
+/// buffers, and a busy agent writes about one entry per interval. (Waiting
+/// for the interval alone cut PUTs at saturation but halved the throughput
+/// of closed-loop producers: docs/benchmarks.md.) Ends when
 /// the flusher has ended and every upload it sealed is committed or failed.
 /// Once `stop` is cancelled, uploads are committed as soon as they finish.
 ///
@@ -574,7 +583,7 @@ async fn commit_uploads(
             Err(_) => continue,
         };
         let commit_at = match last_start.filter(|_| !stop.is_cancelled()) {
-            Some(start) => start + pacing.interval,
+            Some(start) => (start + pacing.interval).min(first.due),
             None => Instant::now(),
         };
         intake
