@@ -62,11 +62,13 @@ pub struct FaultyStore {
     random: Mutex<Option<(RandomFaults, StdRng)>>,
     /// The store's own clock, reported as `last_modified` (else the inner store's).
     clock: Option<Arc<dyn crate::clock::Clock>>,
+    /// `[from, to)` in ms of the store's clock: every operation fails.
+    outage: Mutex<Option<(u64, u64)>>,
 }
 
 impl FaultyStore {
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        Self { inner, rules: Mutex::new(Vec::new()), random: Mutex::new(None), clock: None }
+        Self { inner, rules: Mutex::new(Vec::new()), random: Mutex::new(None), clock: None, outage: Mutex::new(None) }
     }
 
     /// Adds random faults at `rate` (0..1), reproducible from `seed`: each
@@ -98,6 +100,21 @@ impl FaultyStore {
         self.lock().push(Rule { op, key_prefix: key_prefix.to_owned(), fault, remaining: times });
     }
 
+    /// A whole-store outage: from `from_ms` until `to_ms` (the store's clock,
+    /// else the machine's) every operation fails without touching the store,
+    /// as a store that is down or unreachable. Replaces an earlier one.
+    pub fn unavailable_between(&self, from_ms: u64, to_ms: u64) {
+        *self.outage.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((from_ms, to_ms));
+    }
+
+    fn in_outage(&self) -> bool {
+        let Some((from, to)) = *self.outage.lock().unwrap_or_else(std::sync::PoisonError::into_inner) else {
+            return false;
+        };
+        let now = self.clock.as_ref().map_or_else(crate::clock::now_ms, |c| c.now_ms());
+        (from..to).contains(&now)
+    }
+
     pub fn clear(&self) {
         self.lock().clear();
     }
@@ -107,6 +124,9 @@ impl FaultyStore {
     }
 
     fn take(&self, op: OpKind, key: &str) -> Option<Fault> {
+        if self.in_outage() {
+            return Some(Fault::Fail);
+        }
         self.take_rule(op, key).or_else(|| self.take_random(op, key))
     }
 
@@ -204,6 +224,9 @@ impl ObjectStore for FaultyStore {
     }
 
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
+        if self.in_outage() {
+            return Err(injected("store unavailable"));
+        }
         self.inner.put_multipart_opts(location, opts).await
     }
 
@@ -245,6 +268,41 @@ impl ObjectStore for FaultyStore {
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        if self.in_outage() {
+            return Err(injected("store unavailable"));
+        }
         self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::ObjectStoreExt;
+    use object_store::path::Path;
+
+    use super::*;
+    use crate::clock::{Clock, OffsetClock};
+
+    /// Inside the window every kind of operation fails and nothing lands;
+    /// before and after it the store works.
+    #[tokio::test]
+    async fn an_outage_fails_every_operation_within_its_window_only() {
+        let clock = Arc::new(OffsetClock::new(0));
+        let store = FaultyStore::new(Arc::new(object_store::memory::InMemory::new())).with_clock(clock.clone());
+        let now = clock.now_ms();
+        store.unavailable_between(now + 10_000, now + 20_000);
+        let (a, b) = (Path::from("snapshots/a"), Path::from("log/b"));
+        store.put(&a, "before".into()).await.unwrap();
+        clock.set_offset_ms(15_000);
+        assert!(store.put(&b, "during".into()).await.is_err());
+        assert!(store.get(&a).await.is_err());
+        assert!(store.delete(&a).await.is_err());
+        assert!(futures::TryStreamExt::try_collect::<Vec<_>>(store.list(None)).await.is_err());
+        clock.set_offset_ms(25_000);
+        assert!(
+            matches!(store.get(&b).await, Err(object_store::Error::NotFound { .. })),
+            "the PUT in the outage did not land"
+        );
+        assert_eq!(store.get(&a).await.unwrap().bytes().await.unwrap(), "before");
     }
 }
