@@ -393,8 +393,8 @@ async fn flusher(
             last_seal = Instant::now();
             // Sealed by the clock (or to stop): due now; sealed early by size: due when the clock would have sealed it.
             let due = deadline.filter(|_| !stopping).unwrap_or(last_seal);
-            let sealed = (last_seal, due);
-            let task = tasks.spawn(upload(log.clone(), std::mem::take(&mut open), sealed, ratio.clone(), puts.clone()));
+            let open = std::mem::take(&mut open);
+            let task = tasks.spawn(upload(log.clone(), open, last_seal, due, ratio.clone(), puts.clone()));
             open_bytes = 0;
             deadline = None;
             // Waits while `max_uploads` are in flight; requests keep queueing,
@@ -450,7 +450,8 @@ impl SizeRatio {
 async fn upload(
     log: Arc<MetadataLog>,
     pending: Vec<Pending>,
-    (sealed, due): (Instant, Instant),
+    sealed: Instant,
+    due: Instant,
     ratio: Arc<SizeRatio>,
     puts: Arc<Semaphore>,
 ) -> Result<Uploaded, (WriteError, Vec<Waiter>)> {
@@ -747,7 +748,8 @@ mod tests {
     #[allow(clippy::disallowed_methods)] // test set-up
     async fn buffers_sealed_by_size_share_one_log_entry() {
         let store = Arc::new(MeteredStore::new(Arc::new(object_store::memory::InMemory::new())));
-        let (writer, request) = one_record_writer(store.clone(), 4).await;
+        let (writer, topic_id) = one_partition_writer(store.clone(), 4).await;
+        let request = |n| write_one(writer.clone(), topic_id, n);
         // The first commit goes at once: nothing was committed an interval before it.
         let first = request(0).await.receipt.unwrap().seq;
         // One at a time: each is uploaded before the next is sent.
@@ -773,13 +775,10 @@ mod tests {
         assert_eq!(store.stats().log.put, log_puts + 1);
     }
 
-    /// A writer on `store` with one partition, a flush per request and an
-    /// hour's interval; and a request of one record of 100 bytes `n`.
+    /// A writer on `store` with one partition (topic `t`, whose id it
+    /// returns), a flush per request and an hour's interval.
     #[allow(clippy::disallowed_methods)] // test set-up
-    async fn one_record_writer(
-        store: Arc<dyn object_store::ObjectStore>,
-        max_uploads: usize,
-    ) -> (Writer, impl Fn(u8) -> std::pin::Pin<Box<dyn std::future::Future<Output = Written> + Send>>) {
+    async fn one_partition_writer(store: Arc<dyn object_store::ObjectStore>, max_uploads: usize) -> (Writer, u64) {
         let (cluster, log) = floe_broker::open(store, floe_broker::LogSettings::default()).await.unwrap();
         let log = Arc::new(log);
         let topic = vec![Op::CreateTopic { name: "t".into(), partitions: 1, config: TopicConfig::default() }];
@@ -795,19 +794,15 @@ mod tests {
             buffer_bytes: 1 << 20,
             max_uploads,
         };
-        let writer = Writer::start(log, committer, BatchCache::new(1 << 20, None).unwrap(), settings);
-        let request = {
-            let writer = writer.clone();
-            move |n: u8| {
-                let writer = writer.clone();
-                let record =
-                    Record { key: None, value: bytes::Bytes::from(vec![n; 100]), timestamp: 1, headers: vec![] };
-                let part = PartitionRecords { partition: 0, topic_id, producer: None, records: vec![record] };
-                Box::pin(async move { writer.append("t".into(), vec![part]).await.unwrap() })
-                    as std::pin::Pin<Box<dyn std::future::Future<Output = Written> + Send>>
-            }
-        };
-        (writer, request)
+        (Writer::start(log, committer, BatchCache::new(1 << 20, None).unwrap(), settings), topic_id)
+    }
+
+    /// Writes one record of 100 bytes `n` to `t`'s partition 0.
+    #[allow(clippy::disallowed_methods)] // test set-up
+    async fn write_one(writer: Writer, topic_id: u64, n: u8) -> Written {
+        let record = Record { key: None, value: bytes::Bytes::from(vec![n; 100]), timestamp: 1, headers: vec![] };
+        let part = PartitionRecords { partition: 0, topic_id, producer: None, records: vec![record] };
+        writer.append("t".into(), vec![part]).await.unwrap()
     }
 
     /// Ten buffers sealed while the store holds every segment PUT: only
@@ -819,7 +814,8 @@ mod tests {
         let faulty = floe_broker::fault::FaultyStore::new(Arc::new(object_store::memory::InMemory::new()));
         let faulty = Arc::new(faulty);
         let store = Arc::new(MeteredStore::new(faulty.clone()));
-        let (_writer, request) = one_record_writer(store.clone(), 2).await;
+        let (writer, topic_id) = one_partition_writer(store.clone(), 2).await;
+        let request = |n| write_one(writer.clone(), topic_id, n);
         let hold = floe_broker::fault::Fault::Delay(Duration::from_secs(3600));
         faulty.inject(floe_broker::fault::OpKind::Put, "segments/", hold, None);
         let _requests: Vec<_> = (0..10).map(|n| tokio::spawn(request(n))).collect();

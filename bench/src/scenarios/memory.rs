@@ -58,27 +58,28 @@ async fn stats_json(cluster: &Cluster) -> Result<Value, Err> {
     Ok(cluster.http.get(format!("{}/v1/stats", cluster.url)).send().await?.error_for_status()?.json().await?)
 }
 
-/// Maxima of what the sampler reads: RSS, allocated, allocator-resident, budgets held.
+/// The largest of each figure the sampler reads.
 #[derive(Default)]
-struct Sampled([AtomicU64; 4]);
+struct Sampled {
+    rss: AtomicU64,
+    allocated: AtomicU64,
+    allocator_resident: AtomicU64,
+    /// The four budgets' use, summed.
+    held: AtomicU64,
+}
 
 impl Sampled {
     fn take(&self, v: &Value) {
         let m = &v["memory"];
-        let held: u64 = ["write_buffer", "batch_cache", "chunk_cache", "request_bodies"]
+        let held = ["write_buffer", "batch_cache", "chunk_cache", "request_bodies"]
             .iter()
             .filter_map(|b| m[b]["held_bytes"].as_u64())
             .sum();
-        let a = &m["allocator"];
-        let now =
-            [memory(v).0, a["allocated_bytes"].as_u64().unwrap_or(0), a["resident_bytes"].as_u64().unwrap_or(0), held];
-        for (max, now) in self.0.iter().zip(now) {
-            max.fetch_max(now, Ordering::Relaxed);
-        }
-    }
-
-    fn max(&self, i: usize) -> u64 {
-        self.0[i].load(Ordering::Relaxed)
+        let allocator = |f: &str| m["allocator"][f].as_u64().unwrap_or(0);
+        self.rss.fetch_max(memory(v).0, Ordering::Relaxed);
+        self.allocated.fetch_max(allocator("allocated_bytes"), Ordering::Relaxed);
+        self.allocator_resident.fetch_max(allocator("resident_bytes"), Ordering::Relaxed);
+        self.held.fetch_max(held, Ordering::Relaxed);
     }
 }
 
@@ -123,10 +124,10 @@ pub async fn memory_scenario(cluster: &Cluster, load: &Load, idle: Duration, see
         errors: produced.errors,
         mib_s: produced.bytes as f64 / MIB / produced.seconds,
         rss_peak_bytes: peak,
-        rss_sampled_max_bytes: sampled.max(0),
-        allocated_sampled_max_bytes: sampled.max(1),
-        allocator_resident_sampled_max_bytes: sampled.max(2),
-        held_sampled_max_bytes: sampled.max(3),
+        rss_sampled_max_bytes: sampled.rss.load(Ordering::Relaxed),
+        allocated_sampled_max_bytes: sampled.allocated.load(Ordering::Relaxed),
+        allocator_resident_sampled_max_bytes: sampled.allocator_resident.load(Ordering::Relaxed),
+        held_sampled_max_bytes: sampled.held.load(Ordering::Relaxed),
         rss_idle_bytes: memory(&after_json).0,
         bound_bytes: budgets + SLACK_BYTES,
         idle_seconds,
