@@ -65,7 +65,9 @@ pub enum Error {
     NotAssigned { topic: String, partition: u32 },
     #[error("generation {generation} is not the group's current generation {current}")]
     IllegalGeneration { generation: u64, current: u64 },
-    #[error("the request holds {bytes} bytes of records, more than the agent's whole write buffer ({budget} bytes)")]
+    #[error(
+        "the request needs {bytes} bytes of write buffer (its records and the segment they become), more than the agent's whole write buffer ({budget} bytes)"
+    )]
     TooLarge { bytes: usize, budget: usize },
 
     /// No credentials, or ones this agent does not know.

@@ -53,7 +53,9 @@ pub struct PartitionRecords {
 pub enum WriteError {
     #[error("the agent's write buffer is full; retry shortly")]
     Overloaded,
-    #[error("the request holds {bytes} bytes of records, more than the agent's whole write buffer ({budget} bytes)")]
+    #[error(
+        "the request needs {bytes} bytes of write buffer (its records and the segment they become), more than the agent's whole write buffer ({budget} bytes)"
+    )]
     TooLarge { bytes: usize, budget: usize },
     #[error("uploading the segment failed")]
     Upload(#[source] Arc<floe_broker::Error>),
@@ -244,9 +246,13 @@ impl Writer {
     /// Neither writes anything. (The log dedups on apply as well, which covers
     /// retries through other agents.)
     pub async fn append(&self, topic: String, parts: Vec<PartitionRecords>) -> Reply {
-        let bytes: usize = parts.iter().flat_map(|p| &p.records).map(Record::buffered_bytes).sum();
-        let permits = u32::try_from(bytes).ok().filter(|_| bytes <= self.budget_bytes);
-        let permits = permits.ok_or(WriteError::TooLarge { bytes, budget: self.budget_bytes })?;
+        // The budget holds the records and their segment; the flusher sizes
+        // flushes by the records alone, as the segment's ratio is learned from them.
+        let records = || parts.iter().flat_map(|p| &p.records);
+        let (bytes, charge): (usize, usize) =
+            (records().map(Record::held_bytes).sum(), records().map(Record::buffered_bytes).sum());
+        let permits = u32::try_from(charge).ok().filter(|_| charge <= self.budget_bytes);
+        let permits = permits.ok_or(WriteError::TooLarge { bytes: charge, budget: self.budget_bytes })?;
         let stamp = match stamp_key(&topic, &parts) {
             Some(key) => match self.claim_stamp(key) {
                 Claim::Answered(reply) => return reply,
@@ -349,8 +355,8 @@ async fn flusher(
     let mut closing = false;
     let mut stopping = false;
     let ratio = Arc::new(SizeRatio::default());
-    // The queues between here and the commit hold up to twice `max_uploads`
-    // sealed buffers; this bounds how many of them are encoded or PUT at once.
+    // The queues between here and the commit hold about twice `max_uploads`
+    // sealed buffers (two more at most); this bounds how many are encoded or PUT at once.
     let puts = Arc::new(Semaphore::new(settings.max_uploads.max(1)));
     // Highly compressible records must not fill the whole buffer budget
     // before their segment reaches `flush_bytes`: a quarter of it at most
