@@ -13,6 +13,7 @@ pub mod partitioner;
 pub mod peers;
 pub mod reader;
 pub mod service;
+pub mod spool;
 pub mod writer;
 
 pub use config::AgentArgs;

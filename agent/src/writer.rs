@@ -667,7 +667,8 @@ async fn commit_group(mut group: Vec<Uploaded>, committer: &Committer, cache: &B
             cache.insert((up.segment, meta.pos), records).await;
         }
     }
-    let ops = group.iter().map(|up| Op::Append { segment: up.segment, batches: up.batches.clone() }).collect();
+    let ops =
+        group.iter().map(|up| Op::Append { segment: up.segment, batches: up.batches.clone(), flush: None }).collect();
     let (seq, outcomes) = match committer.commit(ops).await {
         Ok(c) => (c.seq, c.outcomes),
         Err(e) => {

@@ -62,6 +62,15 @@ pub struct PlacedBatch {
     pub meta: BatchMeta,
 }
 
+/// A flush's identity in an agent's spool: the spool's id and the flush's
+/// number in it. Numbers grow with each flush, and a spool commits its
+/// flushes in that order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FlushId {
+    pub spool: Ulid,
+    pub seq: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
@@ -79,6 +88,11 @@ pub enum Op {
     Append {
         segment: Ulid,
         batches: Vec<BatchMeta>,
+        /// Set for a flush kept in an agent's spool: the log remembers each
+        /// spool's last committed flush, so a replay of one committed before
+        /// (under this segment or a re-upload) appends nothing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        flush: Option<FlushId>,
     },
     /// A new idempotent producer (`None`), or a new epoch for an existing one.
     InitProducer {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
-use crate::entry::{BatchId, GroupOffset, LeaseRef, LogEntry, Op, PlacedBatch, TopicConfig};
+use crate::entry::{BatchId, FlushId, GroupOffset, LeaseRef, LogEntry, Op, PlacedBatch, TopicConfig};
 use crate::segment::{BatchMeta, ProducerStamp};
 use crate::{Error, Result};
 
@@ -50,6 +50,11 @@ pub struct State {
     /// entries are refused whole, so none can be missed.
     #[serde(default)]
     pub recent_commits: BTreeMap<Ulid, u64>,
+    /// Each agent spool's last committed flush (`FlushId::seq`). Kept for as
+    /// long as the log lives (one number per spool ever used): a flush
+    /// replayed from a spool after any delay appends nothing twice.
+    #[serde(default)]
+    pub spools: BTreeMap<Ulid, u64>,
 }
 
 impl Lease {
@@ -196,6 +201,9 @@ pub enum OpOutcome {
     Appended(Vec<Placement>),
     /// The segment is older than the commit window allows; nothing was appended.
     SegmentTooOld,
+    /// The op's spool flush was committed before (its segment since
+    /// forgotten, or uploaded again under a new name): nothing was appended.
+    FlushAlreadyCommitted,
     Truncated,
     Replaced,
     ProducerReady {
@@ -236,6 +244,7 @@ impl State {
             group_offsets: BTreeMap::new(),
             appended: BTreeMap::new(),
             recent_commits: BTreeMap::new(),
+            spools: BTreeMap::new(),
         }
     }
 
@@ -341,7 +350,7 @@ impl State {
                 }
                 None => OpOutcome::TopicNotFound,
             },
-            Op::Append { segment, batches } => self.append(*segment, batches),
+            Op::Append { segment, batches, flush } => self.append(*segment, batches, *flush),
             Op::AcquireLease { name, holder, url, term_ms } => {
                 let since = match self.valid_lease(name) {
                     Some(l) if l.holder != *holder => return OpOutcome::LeaseHeld { holder: l.holder },
@@ -398,12 +407,18 @@ impl State {
         }
     }
 
-    fn append(&mut self, segment: Ulid, batches: &[BatchMeta]) -> OpOutcome {
+    fn append(&mut self, segment: Ulid, batches: &[BatchMeta], flush: Option<FlushId>) -> OpOutcome {
         if let Some(known) = self.appended.get(&segment) {
             return OpOutcome::Appended(known.clone());
         }
+        if flush.is_some_and(|f| self.flush_committed(f)) {
+            return OpOutcome::FlushAlreadyCommitted;
+        }
         if !self.may_commit(segment) || self.segments.contains_key(&segment) {
             return OpOutcome::SegmentTooOld;
+        }
+        if let Some(f) = flush {
+            self.spools.insert(f.spool, f.seq);
         }
         let placements: Vec<Placement> = batches.iter().map(|b| self.place(segment, b)).collect();
         let live_batches = placements.iter().filter(|p| matches!(p, Placement::At(_))).count() as u32;
@@ -412,6 +427,13 @@ impl State {
         }
         self.appended.insert(segment, placements.clone());
         OpOutcome::Appended(placements)
+    }
+
+    /// Whether this spool flush, or a later one of its spool, was committed.
+    /// (A spool commits its flushes in order, so a later one means this one
+    /// was committed or skipped for good.)
+    pub fn flush_committed(&self, flush: FlushId) -> bool {
+        self.spools.get(&flush.spool).is_some_and(|last| *last >= flush.seq)
     }
 
     /// How the log would place an idempotent producer's batch of `records`
@@ -622,7 +644,7 @@ mod tests {
     }
 
     fn append(segment: Ulid, batches: Vec<BatchMeta>) -> LogEntry {
-        LogEntry::new(vec![Op::Append { segment, batches }])
+        LogEntry::new(vec![Op::Append { segment, batches, flush: None }])
     }
 
     fn one(s: &mut State, entry: LogEntry) -> OpOutcome {
@@ -923,6 +945,50 @@ mod tests {
         assert_eq!(s.partition("t", 0).unwrap().high_watermark, 3, "nothing appended twice");
     }
 
+    /// A flush replayed from an agent's spool after a crash, re-uploaded
+    /// under a new segment name (its first segment may be gone), appends
+    /// nothing if the first attempt was committed, however long ago; a spool
+    /// whose later flush was committed has settled every earlier one.
+    #[test]
+    fn a_spool_flush_is_appended_once_under_any_segment_name() {
+        let mut s = State::default();
+        s.apply(1, &create("t", 1)).unwrap();
+        let spool = Ulid::new();
+        let flush = |seq| Some(FlushId { spool, seq });
+        let spooled = |seq, records| {
+            LogEntry::new(vec![Op::Append {
+                segment: Ulid::new(),
+                batches: vec![batch("t", 0, records)],
+                flush: flush(seq),
+            }])
+        };
+        assert_eq!(one(&mut s, spooled(1, 3)), OpOutcome::Appended(vec![Placement::At(0)]));
+        assert!(s.flush_committed(FlushId { spool, seq: 1 }));
+        assert!(!s.flush_committed(FlushId { spool, seq: 2 }));
+        assert_eq!(one(&mut s, spooled(1, 3)), OpOutcome::FlushAlreadyCommitted, "the replay under a new name");
+        assert_eq!(
+            one(&mut s, spooled(3, 2)),
+            OpOutcome::Appended(vec![Placement::At(3)]),
+            "a skipped number is no obstacle"
+        );
+        assert_eq!(one(&mut s, spooled(2, 4)), OpOutcome::FlushAlreadyCommitted, "settled by the later flush");
+        let other = LogEntry::new(vec![Op::Append {
+            segment: Ulid::new(),
+            batches: vec![batch("t", 0, 1)],
+            flush: Some(FlushId { spool: Ulid::new(), seq: 1 }),
+        }]);
+        assert_eq!(one(&mut s, other), OpOutcome::Appended(vec![Placement::At(5)]), "spools are numbered apart");
+        assert_eq!(s.partition("t", 0).unwrap().high_watermark, 6);
+        // Remembered past the commit window, and through a snapshot.
+        s.log_clock_ms += 10 * s.commit_window_ms;
+        let restored: State = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+        assert!(restored.flush_committed(FlushId { spool, seq: 3 }));
+        // An old snapshot (no spools) still loads.
+        let mut old = serde_json::to_value(&s).unwrap();
+        old.as_object_mut().unwrap().remove("spools");
+        assert!(serde_json::from_value::<State>(old).unwrap().spools.is_empty());
+    }
+
     /// Hole 4, second half: a writer whose settle met a tombstone creates its
     /// entry again at the tail; the second copy must change nothing.
     #[test]
@@ -931,7 +997,7 @@ mod tests {
         s.apply(1, &create("t", 1)).unwrap();
         let entry = LogEntry::new(vec![
             Op::InitProducer { producer_id: None },
-            Op::Append { segment: Ulid::new(), batches: vec![batch("t", 0, 2)] },
+            Op::Append { segment: Ulid::new(), batches: vec![batch("t", 0, 2)], flush: None },
         ]);
         let first = s.apply(2, &entry).unwrap();
         let again = s.apply(3, &entry).unwrap();

@@ -42,7 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (bytes, metas) = b.finish()?;
         let id = Ulid::new();
         store.put(&keys::segment(id), bytes.into()).await?;
-        log.commit(vec![Op::Append { segment: id, batches: metas }]).await?;
+        log.commit(vec![Op::Append { segment: id, batches: metas, flush: None }]).await?;
     }
     let settings = CompactorSettings { merge_small_batch_bytes: 0, snapshot_every_entries: 1, ..Default::default() };
     let report = Compactor::new(log.clone(), settings).run_once().await?;

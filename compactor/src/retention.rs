@@ -64,8 +64,11 @@ mod tests {
                 producer: None,
                 topic_id: None,
             };
-            s.apply(i as u64 + 2, &LogEntry::new(vec![Op::Append { segment: Ulid::new(), batches: vec![meta] }]))
-                .unwrap();
+            s.apply(
+                i as u64 + 2,
+                &LogEntry::new(vec![Op::Append { segment: Ulid::new(), batches: vec![meta], flush: None }]),
+            )
+            .unwrap();
         }
         s
     }

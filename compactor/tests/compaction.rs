@@ -52,7 +52,7 @@ async fn upload(log: &MetadataLog, topic: &str, parts: &[(u32, Vec<Record>)]) ->
     let (bytes, batches) = b.finish().unwrap();
     let segment = Ulid::new();
     log.store().put(&keys::segment(segment), bytes.into()).await.unwrap();
-    (segment, Op::Append { segment, batches })
+    (segment, Op::Append { segment, batches, flush: None })
 }
 
 async fn create_topic(log: &MetadataLog, name: &str, partitions: u32, config: TopicConfig) {

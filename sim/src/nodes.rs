@@ -197,7 +197,7 @@ async fn attempt(
         *log = world.open(node).await;
         return Status::Failed;
     }
-    let op = Op::Append { segment, batches };
+    let op = Op::Append { segment, batches, flush: None };
     // A crash during the commit, at whatever await it reached.
     let deadline = if world.chance(0.05) { world.millis(0, 300) } else { Duration::from_secs(3_600) };
     let committed = match tokio::time::timeout(deadline, log.commit(vec![op.clone()])).await {

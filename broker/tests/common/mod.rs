@@ -23,7 +23,7 @@ pub fn append(topic: &str, partition: u32, count: u64) -> Op {
     let mut b = SegmentBuilder::new();
     b.add_batch(topic, partition, &records).unwrap();
     let (_, batches) = b.finish().unwrap();
-    Op::Append { segment: Ulid::new(), batches }
+    Op::Append { segment: Ulid::new(), batches, flush: None }
 }
 
 pub fn create_topic(name: &str, partitions: u32) -> Op {
