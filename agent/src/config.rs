@@ -39,6 +39,24 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOE_BUFFER_BYTES", default_value_t = 128 << 20)]
     pub buffer_bytes: usize,
 
+    /// A directory on local disk (NVMe) for the spool: each sealed flush is
+    /// synced there before its upload, so the store can be slow or away
+    /// without refusing producers until the spool is full, and `acks=local`
+    /// can be offered. Off by default (the agent keeps nothing on disk).
+    #[arg(long, env = "FLOE_SPOOL_DIR")]
+    pub spool_dir: Option<std::path::PathBuf>,
+
+    /// Bytes the spool may hold; sealed flushes wait for room (and produce
+    /// answers 503 once the write buffer is full too).
+    #[arg(long, env = "FLOE_SPOOL_BYTES", default_value_t = 4 << 30)]
+    pub spool_bytes: usize,
+
+    /// When the native produce answers, unless a request says (`?acks=`):
+    /// `committed` (after the log entry, with offsets) or `local` (after the
+    /// spool's fsync, with a flush id; needs --spool-dir).
+    #[arg(long, env = "FLOE_ACKS", value_enum, default_value_t = crate::writer::Acks::Committed)]
+    pub acks: crate::writer::Acks,
+
     /// Segments encoded or uploaded at once.
     #[arg(long, env = "FLOE_MAX_UPLOADS", default_value_t = 4)]
     pub max_uploads: usize,

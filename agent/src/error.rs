@@ -260,6 +260,8 @@ impl From<crate::writer::WriteError> for Error {
                 Self::OutOfOrderSequence { expected }
             }
             W::Producer(_) => Self::internal(format!("{e} (not named for a producer)")),
+            W::NoSpool => Self::invalid(Invalid::Query, e.to_string()),
+            W::Spool(ref source) => Self::internal(format!("{e}: {source}")),
         }
     }
 }

@@ -191,14 +191,24 @@ impl Spool {
         Ok(SpoolSpace { _permit: Some(permit) })
     }
 
-    /// Writes one flush and syncs it; returns its id once it is on disk.
-    pub async fn write(self: &Arc<Self>, batches: Vec<BatchMeta>, segment: Bytes) -> Result<FlushId, SpoolError> {
-        let flush = FlushId { spool: self.id, seq: self.next.fetch_add(1, Ordering::Relaxed) };
+    /// The next flush's id. Taken in seal order: the log commits a spool's
+    /// flushes in the order of their numbers. (A number taken by a flush
+    /// that never reaches the spool is simply skipped.)
+    pub fn next_flush(&self) -> FlushId {
+        FlushId { spool: self.id, seq: self.next.fetch_add(1, Ordering::Relaxed) }
+    }
+
+    /// Writes one flush and syncs it.
+    pub async fn write(
+        self: &Arc<Self>,
+        flush: FlushId,
+        batches: Vec<BatchMeta>,
+        segment: Bytes,
+    ) -> Result<(), SpoolError> {
         let spool = self.clone();
         let header = Header { flush, batches };
         let written = tokio::task::spawn_blocking(move || spool.write_file(&header, &segment)).await;
-        written.map_err(|e| SpoolError::Io { path: self.dir.clone(), source: io::Error::other(e) })??;
-        Ok(flush)
+        written.map_err(|e| SpoolError::Io { path: self.dir.clone(), source: io::Error::other(e) })?
     }
 
     fn write_file(&self, header: &Header, segment: &[u8]) -> Result<(), SpoolError> {
@@ -362,7 +372,9 @@ mod tests {
         let mut ids = Vec::new();
         for n in 1..=3u8 {
             let _space = spool.reserve(100).await.unwrap();
-            ids.push(spool.write(vec![meta(u32::from(n))], Bytes::from(vec![n; 100])).await.unwrap());
+            let flush = spool.next_flush();
+            spool.write(flush, vec![meta(u32::from(n))], Bytes::from(vec![n; 100])).await.unwrap();
+            ids.push(flush);
         }
         assert_eq!(ids.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(spool.read(2).await.unwrap(), Bytes::from(vec![2u8; 100]));
@@ -385,9 +397,9 @@ mod tests {
         assert!(dir.path().join(CORRUPT_DIR).join(format!("{:020}.flush", 2)).exists(), "kept aside");
         assert!(spool.held_bytes() > 200, "replayed flushes hold their space");
         let spool = Arc::new(spool);
-        assert_eq!(spool.write(vec![meta(1)], Bytes::new()).await.unwrap().seq, 4, "numbers go on");
+        assert_eq!(spool.next_flush().seq, 4, "numbers go on");
         spool.continue_after(10);
-        assert_eq!(spool.write(vec![meta(1)], Bytes::new()).await.unwrap().seq, 11, "after the log's last");
+        assert_eq!(spool.next_flush().seq, 11, "after the log's last");
     }
 
     #[test]

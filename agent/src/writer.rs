@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use floe_broker::entry::Op;
+use floe_broker::entry::{FlushId, Op};
 use floe_broker::segment::{BatchMeta, ProducerStamp, SegmentBuilder};
 use floe_broker::state::{OpOutcome, Placement};
 use floe_broker::{MetadataLog, Record, keys};
@@ -27,6 +27,25 @@ use ulid::Ulid;
 
 use crate::cache::{Batch, BatchCache};
 use crate::committer::{CommitError, Committer};
+use crate::spool::{Recovered, Spool, SpoolError, SpoolSpace};
+
+/// Sealed flushes queued between the flusher and the commit when a spool
+/// holds them: they are on disk, so the spool's budget bounds them, not RAM.
+const SPOOLED_QUEUE: usize = 4096;
+
+/// When a produce is acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Acks {
+    /// Once the create-only log entry that commits the records exists: the
+    /// answer carries their offsets, and nothing acknowledged can be lost.
+    #[default]
+    Committed,
+    /// Once the records are synced to this agent's spool; they are uploaded
+    /// and committed after. The answer names the flush, not offsets, and
+    /// losing the spool's disk loses what was not committed yet.
+    Local,
+}
 
 #[derive(Clone, Debug)]
 pub struct WriterSettings {
@@ -76,6 +95,10 @@ pub enum WriteError {
     Producer(Placement),
     #[error("the agent is shutting down")]
     Closed,
+    #[error("writing the agent's spool failed")]
+    Spool(#[source] Arc<SpoolError>),
+    #[error("acks=local needs a spool: this agent was started without --spool-dir")]
+    NoSpool,
 }
 
 /// Base offset of each `PartitionRecords` of a request, in the same order.
@@ -88,6 +111,9 @@ pub struct Written {
     pub bases: Vec<u64>,
     /// Where the time went; `None` for a retry answered from the log's state.
     pub receipt: Option<Receipt>,
+    /// For `acks=local`: the spooled flush that holds the records, whose
+    /// commit is still to come (and `bases` is empty).
+    pub flush: Option<FlushId>,
 }
 
 /// A write's stages, for the client to see where a slow acknowledgement
@@ -139,6 +165,7 @@ struct Waiter {
     partitions: Vec<u32>,
     /// When the request was taken.
     queued: Instant,
+    acks: Acks,
 }
 
 impl Waiter {
@@ -181,10 +208,58 @@ struct Uploaded {
     due: Instant,
     uploaded: Instant,
     segment: Ulid,
-    bytes: bytes::Bytes,
+    body: Body,
     batches: Vec<BatchMeta>,
     records: Vec<Batch>,
     waiters: Vec<Waiter>,
+}
+
+/// Where an upload's segment is kept until it is committed.
+enum Body {
+    /// In RAM (no spool).
+    Ram(bytes::Bytes),
+    /// In the spool, read back for each PUT: RAM holds none of it.
+    Spooled { flush: FlushId, _space: SpoolSpace },
+}
+
+impl Uploaded {
+    fn flush(&self) -> Option<FlushId> {
+        match &self.body {
+            Body::Ram(_) => None,
+            Body::Spooled { flush, .. } => Some(*flush),
+        }
+    }
+
+    fn op(&self) -> Op {
+        Op::Append { segment: self.segment, batches: self.batches.clone(), flush: self.flush() }
+    }
+}
+
+/// What every upload of a writer shares.
+struct Uploader {
+    log: Arc<MetadataLog>,
+    ratio: SizeRatio,
+    /// Bounds the segments encoded or PUT at once (`max_uploads`).
+    puts: Semaphore,
+    /// With a spool, encoding has slots of its own: PUTs that wait out the
+    /// store must not stop new flushes from reaching the spool.
+    encodes: Semaphore,
+    spool: Option<Arc<Spool>>,
+    cache: BatchCache,
+    stop: CancellationToken,
+}
+
+impl Uploader {
+    /// The segment's bytes, from RAM or the spool.
+    async fn bytes(&self, body: &Body) -> Result<bytes::Bytes, WriteError> {
+        match (body, &self.spool) {
+            (Body::Ram(bytes), _) => Ok(bytes.clone()),
+            (Body::Spooled { flush, .. }, Some(spool)) => {
+                spool.read(flush.seq).await.map_err(|e| WriteError::Spool(Arc::new(e)))
+            }
+            (Body::Spooled { .. }, None) => Err(WriteError::NoSpool),
+        }
+    }
 }
 
 type UploadTask = JoinHandle<Result<Uploaded, (WriteError, Vec<Waiter>)>>;
@@ -200,24 +275,47 @@ pub struct Writer {
     budget_bytes: usize,
     log: Arc<MetadataLog>,
     inflight: Arc<InFlight>,
+    spool: Option<Arc<Spool>>,
 }
 
 impl Writer {
+    /// With a spool, every sealed flush is synced to it before its upload,
+    /// and the flushes `recovered` from it are committed first (at most once).
     pub fn start(
         log: Arc<MetadataLog>,
         committer: Arc<Committer>,
         cache: BatchCache,
         settings: WriterSettings,
+        spool: Option<(Arc<Spool>, Vec<Recovered>)>,
     ) -> Self {
+        let (spool, recovered) = spool.map_or((None, Vec::new()), |(s, r)| (Some(s), r));
+        if let Some(spool) = &spool {
+            spool.continue_after(log.state().spools.get(&spool.id()).copied().unwrap_or(0));
+        }
         let (tx, rx) = mpsc::unbounded_channel();
-        let (uploads_tx, uploads_rx) = mpsc::channel(settings.max_uploads.max(1));
+        let queue = if spool.is_some() { SPOOLED_QUEUE } else { settings.max_uploads.max(1) };
+        let (uploads_tx, uploads_rx) = mpsc::channel(queue);
         let budget_bytes = settings.buffer_bytes.min(Semaphore::MAX_PERMITS);
         let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
-        let pacing = Pacing { interval: settings.flush_interval, max_uploads: settings.max_uploads.max(1) };
-        tasks.spawn(flusher(rx, uploads_tx, log.clone(), settings, stop.clone(), tasks.clone()));
-        tasks.spawn(commit_uploads(uploads_rx, log.clone(), committer, cache, pacing, stop.clone()));
+        let pacing = Pacing { interval: settings.flush_interval, max_uploads: queue };
+        let uploader = Arc::new(Uploader {
+            log: log.clone(),
+            ratio: SizeRatio::default(),
+            puts: Semaphore::new(settings.max_uploads.max(1)),
+            encodes: Semaphore::new(settings.max_uploads.max(1)),
+            spool: spool.clone(),
+            cache,
+            stop: stop.clone(),
+        });
+        tasks.spawn(flusher(rx, uploads_tx, uploader.clone(), settings, recovered, tasks.clone()));
+        tasks.spawn(commit_uploads(uploads_rx, uploader, committer, pacing));
         let budget = Arc::new(Semaphore::new(budget_bytes));
-        Self { tx, stop, tasks, budget, budget_bytes, log, inflight: Arc::default() }
+        Self { tx, stop, tasks, budget, budget_bytes, log, inflight: Arc::default(), spool }
+    }
+
+    /// Bytes of spool files held, and the spool's budget (`None` without a spool).
+    pub fn spool_bytes(&self) -> Option<(usize, usize)> {
+        self.spool.as_ref().map(|s| (s.held_bytes(), s.budget_bytes()))
     }
 
     /// Bytes of records taken and not yet answered (buffered, uploading or committing).
@@ -245,7 +343,10 @@ impl Writer {
     /// that retries a batch the log already holds is answered from the state.
     /// Neither writes anything. (The log dedups on apply as well, which covers
     /// retries through other agents.)
-    pub async fn append(&self, topic: String, parts: Vec<PartitionRecords>) -> Reply {
+    pub async fn append(&self, topic: String, parts: Vec<PartitionRecords>, acks: Acks) -> Reply {
+        if acks == Acks::Local && self.spool.is_none() {
+            return Err(WriteError::NoSpool);
+        }
         // The budget holds the records and their segment; the flusher sizes
         // flushes by the records alone, as the segment's ratio is learned from them.
         let records = || parts.iter().flat_map(|p| &p.records);
@@ -274,6 +375,7 @@ impl Writer {
             topic: topic.clone(),
             partitions: parts.iter().map(|p| p.partition).collect(),
             queued: Instant::now(),
+            acks,
         };
         // Dropping the waiter on an early return answers the retries waiting for it.
         let Ok(permit) = self.budget.clone().try_acquire_many_owned(permits) else {
@@ -301,7 +403,9 @@ impl Writer {
         }
         let (topic, _, partition, stamp, records) = &key;
         match self.log.state().check_sequence(topic, *partition, *stamp, *records) {
-            Placement::Duplicate(base) => return Claim::Answered(Ok(Written { bases: vec![base], receipt: None })),
+            Placement::Duplicate(base) => {
+                return Claim::Answered(Ok(Written { bases: vec![base], receipt: None, flush: None }));
+            }
             // Sequences and epochs only grow: what is refused now is refused at commit.
             refused @ (Placement::Fenced | Placement::OutOfOrder { .. }) if !matches!(refused, Placement::OutOfOrder { expected } if stamp.sequence > expected) =>
             {
@@ -338,11 +442,24 @@ fn stamp_key(topic: &str, parts: &[PartitionRecords]) -> Option<StampKey> {
 async fn flusher(
     mut rx: mpsc::UnboundedReceiver<Pending>,
     uploads: mpsc::Sender<UploadTask>,
-    log: Arc<MetadataLog>,
+    uploader: Arc<Uploader>,
     settings: WriterSettings,
-    stop: CancellationToken,
+    recovered: Vec<Recovered>,
     tasks: TaskTracker,
 ) {
+    // What the spool held at start goes first: its records were sealed before any new ones.
+    for flush in recovered {
+        if uploader.log.state().flush_committed(flush.flush) {
+            tracing::info!(flush = ?flush.flush, "a spooled flush was committed before the restart; removing it");
+            forget(&uploader, Some(flush.flush)).await;
+            continue;
+        }
+        let task = tasks.spawn(replay(uploader.clone(), flush));
+        if uploads.send(task).await.is_err() {
+            return;
+        }
+    }
+    let stop = uploader.stop.clone();
     let mut open: Vec<Pending> = Vec::new();
     let mut open_bytes = 0usize;
     let mut deadline: Option<Instant> = None;
@@ -354,10 +471,7 @@ async fn flusher(
     let mut last_seal = Instant::now();
     let mut closing = false;
     let mut stopping = false;
-    let ratio = Arc::new(SizeRatio::default());
-    // The queues between here and the commit hold about twice `max_uploads`
-    // sealed buffers (two more at most); this bounds how many are encoded or PUT at once.
-    let puts = Arc::new(Semaphore::new(settings.max_uploads.max(1)));
+    let ratio = &uploader.ratio;
     // Highly compressible records must not fill the whole buffer budget
     // before their segment reaches `flush_bytes`: a quarter of it at most
     // (or `flush_bytes` of records, as if they did not compress).
@@ -400,7 +514,8 @@ async fn flusher(
             // Sealed by the clock (or to stop): due now; sealed early by size: due when the clock would have sealed it.
             let due = deadline.filter(|_| !stopping).unwrap_or(last_seal);
             let open = std::mem::take(&mut open);
-            let task = tasks.spawn(upload(log.clone(), open, last_seal, due, ratio.clone(), puts.clone()));
+            let flush = uploader.spool.as_ref().map(|s| s.next_flush());
+            let task = tasks.spawn(upload(uploader.clone(), open, last_seal, due, flush));
             open_bytes = 0;
             deadline = None;
             // Waits while `max_uploads` are in flight; requests keep queueing,
@@ -452,14 +567,14 @@ impl SizeRatio {
     }
 }
 
-/// Builds one segment from the sealed requests (one batch per partition) and PUTs it.
+/// Builds one segment from the sealed requests (one batch per partition),
+/// syncs it to the spool if there is one, and PUTs it.
 async fn upload(
-    log: Arc<MetadataLog>,
+    ctx: Arc<Uploader>,
     pending: Vec<Pending>,
     sealed: Instant,
     due: Instant,
-    ratio: Arc<SizeRatio>,
-    puts: Arc<Semaphore>,
+    flush: Option<FlushId>,
 ) -> Result<Uploaded, (WriteError, Vec<Waiter>)> {
     let record_bytes: usize = pending.iter().map(|p| p.bytes).sum();
     let mut groups: BTreeMap<BatchKey, Vec<Record>> = BTreeMap::new();
@@ -483,7 +598,8 @@ async fn upload(
     let records: Vec<Batch> = groups.into_values().map(Batch::from).collect();
     let keys: Vec<BatchKey> = batch_index.into_keys().collect();
     // Encoding holds about twice the segment besides the records: bounded too.
-    let Ok(_permit) = puts.acquire().await else {
+    let slots = if ctx.spool.is_some() { &ctx.encodes } else { &ctx.puts };
+    let Ok(permit) = slots.acquire().await else {
         return Err((WriteError::Closed, waiters));
     };
     let encode_input = records.clone();
@@ -502,37 +618,150 @@ async fn upload(
     .await;
     let (bytes, batches) = match built {
         Ok(Ok(built)) => {
-            ratio.learn(record_bytes, built.0.len());
+            ctx.ratio.learn(record_bytes, built.0.len());
             built
         }
         Ok(Err(e)) => return Err((WriteError::Upload(Arc::new(e)), waiters)),
         Err(e) => return Err((WriteError::UnexpectedOutcome(format!("segment encoder stopped: {e}")), waiters)),
     };
-    match put_segment(&log, bytes.clone()).await {
-        Ok(segment) => {
-            Ok(Uploaded { sealed, due, uploaded: Instant::now(), segment, bytes, batches, records, waiters })
+    let segment = ctx.log.node().ulid();
+    let mut up = Uploaded { sealed, due, uploaded: sealed, segment, body: Body::Ram(bytes), batches, records, waiters };
+    let _permit = match (&ctx.spool, flush) {
+        (Some(spool), Some(flush)) => {
+            drop(permit);
+            if let Err(e) = spill(&ctx, spool, flush, &mut up).await {
+                return Err((WriteError::Spool(Arc::new(e)), up.waiters));
+            }
+            let Ok(permit) = ctx.puts.acquire().await else {
+                return Err((WriteError::OutcomeUnknown, up.waiters));
+            };
+            permit
         }
-        Err(e) => Err((WriteError::Upload(Arc::new(e.into())), waiters)),
+        _ => permit,
+    };
+    match put(&ctx, &mut up).await {
+        Ok(()) => Ok(up),
+        Err(e) => Err((e, up.waiters)),
     }
 }
 
-/// A plain PUT under a fresh name: nothing references it until a commit does.
-async fn put_segment(log: &MetadataLog, bytes: bytes::Bytes) -> Result<Ulid, object_store::Error> {
-    let segment = log.node().ulid();
-    log.store().put(&keys::segment(segment), bytes.into()).await?;
-    Ok(segment)
+/// Syncs the upload's segment to the spool and lets go of it in RAM: its
+/// requests' write-buffer bytes are freed, its records go to the read cache
+/// (tail readers here are served without a GET), and `acks=local` requests
+/// are answered.
+async fn spill(ctx: &Uploader, spool: &Arc<Spool>, flush: FlushId, up: &mut Uploaded) -> Result<(), SpoolError> {
+    let Body::Ram(bytes) = &up.body else { return Ok(()) };
+    let space = spool.reserve(bytes.len()).await?;
+    spool.write(flush, up.batches.clone(), bytes.clone()).await?;
+    up.body = Body::Spooled { flush, _space: space };
+    for (meta, records) in up.batches.iter().zip(std::mem::take(&mut up.records)) {
+        ctx.cache.insert((up.segment, meta.pos), records).await;
+    }
+    let mut committed = Vec::with_capacity(up.waiters.len());
+    for mut w in std::mem::take(&mut up.waiters) {
+        w._permit = None;
+        match w.acks {
+            Acks::Local => w.answer(Ok(Written { bases: Vec::new(), receipt: None, flush: Some(flush) })),
+            Acks::Committed => committed.push(w),
+        }
+    }
+    up.waiters = committed;
+    Ok(())
+}
+
+/// A flush found in the spool at start, uploaded again under a new name
+/// (its first upload may be gone, or too old to commit): nobody waits for it.
+async fn replay(ctx: Arc<Uploader>, flush: Recovered) -> Result<Uploaded, (WriteError, Vec<Waiter>)> {
+    let now = Instant::now();
+    let Recovered { flush, batches, space } = flush;
+    let mut up = Uploaded {
+        sealed: now,
+        due: now,
+        uploaded: now,
+        segment: ctx.log.node().ulid(),
+        body: Body::Spooled { flush, _space: space },
+        batches,
+        records: Vec::new(),
+        waiters: Vec::new(),
+    };
+    tracing::info!(?flush, "replaying a flush left in the spool");
+    let Ok(_permit) = ctx.puts.acquire().await else {
+        return Err((WriteError::OutcomeUnknown, Vec::new()));
+    };
+    put(&ctx, &mut up).await.map(|()| up).map_err(|e| (e, Vec::new()))
+}
+
+/// PUTs the upload's segment. A spooled one is tried until it lands or the
+/// writer stops (then it is left for the next start to replay); one whose
+/// name has grown old meanwhile gets a new name (garbage collection goes by
+/// the name's time).
+async fn put(ctx: &Uploader, up: &mut Uploaded) -> Result<(), WriteError> {
+    let mut backoff = Backoff::default();
+    loop {
+        let window = ctx.log.state().commit_window_ms;
+        if ctx.log.node().now_ms().saturating_sub(up.segment.timestamp_ms()) > window / 4 {
+            up.segment = ctx.log.node().ulid();
+        }
+        let bytes = ctx.bytes(&up.body).await?;
+        let put = ctx.log.store().put(&keys::segment(up.segment), bytes.into()).await;
+        match put {
+            Ok(_) => {
+                up.uploaded = Instant::now();
+                return Ok(());
+            }
+            Err(e) if up.flush().is_none() => return Err(WriteError::Upload(Arc::new(e.into()))),
+            Err(e) => {
+                tracing::warn!(error = %e, flush = ?up.flush(), "uploading a spooled flush failed; it stays in the spool and is tried again");
+                if !backoff.wait(&ctx.stop).await {
+                    return Err(WriteError::OutcomeUnknown);
+                }
+            }
+        }
+    }
+}
+
+/// Waits between attempts on the store: 50 ms, doubling up to 2 s.
+#[derive(Default)]
+struct Backoff {
+    attempts: u32,
+}
+
+impl Backoff {
+    /// False once the writer is stopping (after waiting no longer).
+    async fn wait(&mut self, stop: &CancellationToken) -> bool {
+        if stop.is_cancelled() {
+            return false;
+        }
+        let wait = Duration::from_millis(50 << self.attempts.min(6)).min(Duration::from_secs(2));
+        self.attempts += 1;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => true,
+            () = stop.cancelled() => true,
+        }
+    }
+}
+
+/// Removes a spooled upload's file once its flush is committed (or known
+/// to be): a failure only leaves a file that the next start finds committed.
+async fn forget(ctx: &Uploader, flush: Option<FlushId>) {
+    if let (Some(spool), Some(flush)) = (&ctx.spool, flush)
+        && let Err(e) = spool.remove(flush.seq).await
+    {
+        tracing::warn!(error = %e, ?flush, "could not remove a committed flush from the spool");
+    }
 }
 
 /// An upload that waited too long for its commit is uploaded again under a
 /// new name: garbage collection may delete segments older than the commit
 /// window, and the log refuses to commit them. Half the window leaves room
 /// for the commit itself.
-async fn refresh_if_stale(log: &MetadataLog, up: &mut Uploaded) -> Result<(), object_store::Error> {
-    let window = log.state().commit_window_ms;
-    let age = log.node().now_ms().saturating_sub(up.segment.timestamp_ms());
+async fn refresh_if_stale(ctx: &Uploader, up: &mut Uploaded) -> Result<(), WriteError> {
+    let window = ctx.log.state().commit_window_ms;
+    let age = ctx.log.node().now_ms().saturating_sub(up.segment.timestamp_ms());
     if age > window / 2 {
         tracing::info!(segment = %up.segment, age_ms = age, "segment waited too long for its commit; uploading it again");
-        up.segment = put_segment(log, up.bytes.clone()).await?;
+        up.segment = ctx.log.node().ulid();
+        put(ctx, up).await?;
     }
     Ok(())
 }
@@ -564,14 +793,17 @@ struct Pacing {
 /// never cancelled: the writer's drain waits for it to end.
 async fn commit_uploads(
     uploads: mpsc::Receiver<UploadTask>,
-    log: Arc<MetadataLog>,
+    ctx: Arc<Uploader>,
     committer: Arc<Committer>,
-    cache: BatchCache,
     pacing: Pacing,
-    stop: CancellationToken,
 ) {
+    let stop = ctx.stop.clone();
     let mut intake = Intake { uploads, queue: VecDeque::new(), open: true, max: pacing.max_uploads };
     let mut last_start: Option<Instant> = None;
+    // Set once a spooled flush is left uncommitted (the writer stopped while
+    // the store was away): later ones are left too, for the next start to
+    // commit in order after it.
+    let mut left = false;
     loop {
         let oldest = match intake.queue.pop_front() {
             Some(task) => task,
@@ -581,8 +813,14 @@ async fn commit_uploads(
             },
         };
         let first = match intake.meanwhile(oldest).await {
-            Ok(Ok(up)) => up,
+            Ok(Ok(up)) if !left => up,
+            Ok(Ok(up)) => {
+                left |= up.flush().is_some();
+                fail_all(up.waiters, &WriteError::OutcomeUnknown);
+                continue;
+            }
             Ok(Err((e, waiters))) => {
+                left |= ctx.spool.is_some() && stop.is_cancelled();
                 fail_all(waiters, &e);
                 continue;
             }
@@ -610,17 +848,24 @@ async fn commit_uploads(
         let mut group = Vec::with_capacity(ready.len());
         for done in ready {
             match done {
-                Ok(Ok(mut up)) => match refresh_if_stale(&log, &mut up).await {
+                Ok(Ok(mut up)) if !left => match refresh_if_stale(&ctx, &mut up).await {
                     Ok(()) => group.push(up),
-                    Err(e) => fail_all(up.waiters, &WriteError::Upload(Arc::new(e.into()))),
+                    Err(e) => {
+                        left |= up.flush().is_some();
+                        fail_all(up.waiters, &e);
+                    }
                 },
-                Ok(Err((e, waiters))) => fail_all(waiters, &e),
+                Ok(Ok(up)) => fail_all(up.waiters, &WriteError::OutcomeUnknown),
+                Ok(Err((e, waiters))) => {
+                    left |= ctx.spool.is_some() && stop.is_cancelled();
+                    fail_all(waiters, &e);
+                }
                 Err(_) => {}
             }
         }
         if !group.is_empty() {
             last_start = Some(Instant::now());
-            commit_group(group, &committer, &cache).await;
+            left |= !commit_group(group, &committer, &ctx).await;
         }
     }
 }
@@ -657,46 +902,97 @@ impl Intake {
     }
 }
 
-async fn commit_group(mut group: Vec<Uploaded>, committer: &Committer, cache: &BatchCache) {
+/// Commits the group as one entry and answers its requests. Spooled
+/// flushes are tried until they are committed (in order: the log refuses a
+/// spool's flush behind one it refused), or the writer stops; returns false
+/// if some were left uncommitted then.
+async fn commit_group(mut group: Vec<Uploaded>, committer: &Committer, ctx: &Uploader) -> bool {
     // Tail readers on this agent are served from RAM, without a GET. The
     // batches go in before the commit: a long-poll wakes the moment the entry
     // is applied, and must find them there. (Entries for a commit that fails
-    // are never referenced, and age out.)
+    // are never referenced, and age out.) Spooled uploads put theirs in when spooled.
     for up in &mut group {
         for (meta, records) in up.batches.iter().zip(std::mem::take(&mut up.records)) {
-            cache.insert((up.segment, meta.pos), records).await;
+            ctx.cache.insert((up.segment, meta.pos), records).await;
         }
     }
-    let ops =
-        group.iter().map(|up| Op::Append { segment: up.segment, batches: up.batches.clone(), flush: None }).collect();
-    let (seq, outcomes) = match committer.commit(ops).await {
-        Ok(c) => (c.seq, c.outcomes),
-        Err(e) => {
-            let e = match e {
-                CommitError::Failed(e) => WriteError::Commit(e),
-                CommitError::Closed => WriteError::Closed,
-                other => WriteError::UnexpectedOutcome(other.to_string()),
-            };
-            for up in group {
-                fail_all(up.waiters, &e);
+    let mut backoff = Backoff::default();
+    loop {
+        let ops = group.iter().map(Uploaded::op).collect();
+        let spooled = ctx.spool.is_some();
+        group = match committer.commit(ops).await {
+            Ok(c) => answer(group, c.seq, c.outcomes, ctx).await,
+            Err(e) => {
+                let e = match e {
+                    CommitError::Failed(e) => WriteError::Commit(e),
+                    CommitError::Closed => WriteError::Closed,
+                    other => WriteError::UnexpectedOutcome(other.to_string()),
+                };
+                if !spooled {
+                    for up in group {
+                        fail_all(up.waiters, &e);
+                    }
+                    return true;
+                }
+                tracing::warn!(error = %e, "committing spooled flushes failed; they stay in the spool and are tried again");
+                group
             }
-            return;
+        };
+        if group.is_empty() {
+            return true;
         }
-    };
+        if !backoff.wait(&ctx.stop).await {
+            for up in group {
+                fail_all(up.waiters, &WriteError::OutcomeUnknown);
+            }
+            return false;
+        }
+        for up in &mut group {
+            // Tried again below, or left for the next start if this fails.
+            if let Err(e) = refresh_if_stale(ctx, up).await {
+                tracing::warn!(error = %e, flush = ?up.flush(), "uploading a spooled flush again failed");
+            }
+        }
+    }
+}
+
+/// Answers each upload's requests from its outcome; returns the spooled
+/// uploads the log refused for now (too old, or behind one that was), to
+/// be uploaded under a new name and committed again.
+async fn answer(group: Vec<Uploaded>, seq: u64, outcomes: Vec<OpOutcome>, ctx: &Uploader) -> Vec<Uploaded> {
     let committed = Instant::now();
-    let mut outcomes = outcomes.into_iter();
-    for up in group {
-        let placements = match outcomes.next() {
+    let mut again = Vec::new();
+    for (mut up, outcome) in group.into_iter().zip(outcomes.into_iter().map(Some).chain(std::iter::repeat(None))) {
+        let placements = match outcome {
             Some(OpOutcome::Appended(p)) => p,
-            Some(OpOutcome::SegmentTooOld | OpOutcome::EntryTooOld | OpOutcome::AlreadyCommitted { .. }) => {
+            Some(OpOutcome::SegmentTooOld | OpOutcome::EntryTooOld | OpOutcome::FlushBlocked)
+                if up.flush().is_some() =>
+            {
+                // A new name makes `refresh_if_stale` upload it again.
+                up.segment = Ulid::nil();
+                again.push(up);
+                continue;
+            }
+            Some(
+                OpOutcome::SegmentTooOld
+                | OpOutcome::EntryTooOld
+                | OpOutcome::AlreadyCommitted { .. }
+                | OpOutcome::FlushAlreadyCommitted,
+            ) => {
+                forget(ctx, up.flush()).await;
                 fail_all(up.waiters, &WriteError::OutcomeUnknown);
                 continue;
             }
             other => {
+                if up.flush().is_some() {
+                    tracing::error!(outcome = ?other, flush = ?up.flush(), "the log refused a spooled flush; dropping it");
+                }
+                forget(ctx, up.flush()).await;
                 fail_all(up.waiters, &WriteError::UnexpectedOutcome(format!("{other:?}")));
                 continue;
             }
         };
+        forget(ctx, up.flush()).await;
         for w in up.waiters {
             let offsets = w
                 .slots
@@ -716,9 +1012,10 @@ async fn commit_group(mut group: Vec<Uploaded>, committer: &Committer, cache: &B
                 commit: committed.saturating_duration_since(up.uploaded),
                 seq,
             };
-            w.answer(offsets.map(|bases| Written { bases, receipt: Some(receipt) }));
+            w.answer(offsets.map(|bases| Written { bases, receipt: Some(receipt), flush: None }));
         }
     }
+    again
 }
 
 fn fail_all(waiters: Vec<Waiter>, e: &WriteError) {
@@ -784,8 +1081,19 @@ mod tests {
 
     /// A writer on `store` with one partition (topic `t`, whose id it
     /// returns), a flush per request and an hour's interval.
-    #[allow(clippy::disallowed_methods)] // test set-up
     async fn one_partition_writer(store: Arc<dyn object_store::ObjectStore>, max_uploads: usize) -> (Writer, u64) {
+        let (writer, topic_id, _) = writer_on(store, max_uploads, None, Duration::from_secs(3600)).await;
+        (writer, topic_id)
+    }
+
+    /// The same, with a spool if given, and its log.
+    #[allow(clippy::disallowed_methods)] // test set-up
+    async fn writer_on(
+        store: Arc<dyn object_store::ObjectStore>,
+        max_uploads: usize,
+        spool: Option<(Arc<Spool>, Vec<Recovered>)>,
+        flush_interval: Duration,
+    ) -> (Writer, u64, Arc<MetadataLog>) {
         let (cluster, log) = floe_broker::open(store, floe_broker::LogSettings::default()).await.unwrap();
         let log = Arc::new(log);
         let topic = vec![Op::CreateTopic { name: "t".into(), partitions: 1, config: TopicConfig::default() }];
@@ -795,21 +1103,140 @@ mod tests {
         let auth = Arc::new(PeerAuth::new(cluster.cluster_id, String::new(), Vec::new()));
         let group = GroupSettings { window: Duration::ZERO };
         let committer = Committer::start(log.clone(), auth, None, group, &tasks, stop.clone(), stop.clone());
-        let settings = WriterSettings {
-            flush_interval: Duration::from_secs(3600),
-            flush_bytes: 1,
-            buffer_bytes: 1 << 20,
-            max_uploads,
-        };
-        (Writer::start(log, committer, BatchCache::new(1 << 20, None).unwrap(), settings), topic_id)
+        let settings = WriterSettings { flush_interval, flush_bytes: 1, buffer_bytes: 1 << 20, max_uploads };
+        let cache = BatchCache::new(1 << 20, None).unwrap();
+        (Writer::start(log.clone(), committer, cache, settings, spool), topic_id, log)
     }
 
     /// Writes one record of 100 bytes `n` to `t`'s partition 0.
     #[allow(clippy::disallowed_methods)] // test set-up
     async fn write_one(writer: Writer, topic_id: u64, n: u8) -> Written {
+        write(writer, topic_id, n, 1, Acks::Committed).await.unwrap()
+    }
+
+    /// Writes `count` records of 100 bytes `n` to `t`'s partition 0.
+    async fn write(writer: Writer, topic_id: u64, n: u8, count: usize, acks: Acks) -> Reply {
         let record = Record { key: None, value: bytes::Bytes::from(vec![n; 100]), timestamp: 1, headers: vec![] };
-        let part = PartitionRecords { partition: 0, topic_id, producer: None, records: vec![record] };
-        writer.append("t".into(), vec![part]).await.unwrap()
+        let part = PartitionRecords { partition: 0, topic_id, producer: None, records: vec![record; count] };
+        writer.append("t".into(), vec![part], acks).await
+    }
+
+    /// A flush interval that lets uploads finishing at different times be
+    /// committed soon after one another.
+    const SOON: Duration = Duration::from_millis(5);
+
+    /// Polls (a bounded number of times) until `done`.
+    async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..20_000 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("never happened: {what}");
+    }
+
+    fn spooled_files(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "flush"))
+            .count()
+    }
+
+    /// The record counts of `t`/0's batches, in offset order.
+    fn batch_sizes(log: &MetadataLog) -> Vec<u32> {
+        log.state().partition("t", 0).unwrap().batches.values().map(|b| b.records).collect()
+    }
+
+    /// With a spool, a store that fails every segment PUT refuses nobody:
+    /// `acks=local` requests are answered once synced, `committed` ones
+    /// wait, and once the store is back all are committed in order and
+    /// the spool empties.
+    #[tokio::test]
+    #[allow(clippy::disallowed_methods)] // test set-up
+    async fn with_a_spool_a_store_outage_refuses_nothing_and_loses_nothing() {
+        let faulty = Arc::new(floe_broker::fault::FaultyStore::new(Arc::new(object_store::memory::InMemory::new())));
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, recovered) = Spool::open(dir.path(), 1 << 20, Ulid::new).unwrap();
+        let (writer, topic_id, log) = writer_on(faulty.clone(), 2, Some((Arc::new(spool), recovered)), SOON).await;
+        faulty.inject(floe_broker::fault::OpKind::Put, "segments/", floe_broker::fault::Fault::Fail, None);
+        let mut committed = Vec::new();
+        for n in 1..=6u8 {
+            let acks = if n % 2 == 0 { Acks::Local } else { Acks::Committed };
+            let request = tokio::spawn(write(writer.clone(), topic_id, n, usize::from(n), acks));
+            if acks == Acks::Local {
+                let answer = request.await.unwrap().unwrap();
+                assert!(answer.bases.is_empty() && answer.flush.is_some(), "answered from the spool: {answer:?}");
+            } else {
+                committed.push(request);
+            }
+        }
+        eventually("six flushes spooled", || spooled_files(dir.path()) == 6).await;
+        assert!(committed.iter().all(|r| !r.is_finished()), "committed acks wait for the store");
+        assert_eq!(log.state().partition("t", 0).unwrap().high_watermark, 0);
+        faulty.clear();
+        let mut bases = Vec::new();
+        for request in committed {
+            bases.push(request.await.unwrap().unwrap().bases[0]);
+        }
+        assert_eq!(batch_sizes(&log), vec![1, 2, 3, 4, 5, 6], "every request once, in order");
+        assert_eq!(bases, vec![0, 1 + 2, 1 + 2 + 3 + 4], "offsets in seal order");
+        let empty = || spooled_files(dir.path()) == 0 && writer.spool_bytes().is_some_and(|(held, _)| held == 0);
+        eventually("the spool emptied, and its space returned", empty).await;
+    }
+
+    /// Flushes acknowledged with `acks=local` are committed exactly once by
+    /// the next writer on the same spool: one whose store was away when
+    /// the agent stopped, and one committed before the stop whose file
+    /// survived (a crash between the commit and the file's removal).
+    #[tokio::test]
+    #[allow(clippy::disallowed_methods)] // test set-up
+    async fn a_restart_on_the_same_spool_commits_each_acknowledged_flush_once() {
+        use floe_broker::fault::{Fault, OpKind};
+        let memory: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let faulty = Arc::new(floe_broker::fault::FaultyStore::new(memory.clone()));
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, recovered) = Spool::open(dir.path(), 1 << 20, Ulid::new).unwrap();
+        let (writer, topic_id, log) = writer_on(faulty.clone(), 2, Some((Arc::new(spool), recovered)), SOON).await;
+        // The first flush's commit is held up while its file is copied.
+        faulty.inject(OpKind::Put, "log/", Fault::Fail, None);
+        let first = write(writer.clone(), topic_id, 1, 1, Acks::Local).await.unwrap().flush.unwrap();
+        let file = dir.path().join(format!("{:020}.flush", first.seq));
+        let copy = std::fs::read(&file).unwrap();
+        faulty.clear();
+        eventually("the first flush committed", || log.state().flush_committed(first)).await;
+        eventually("its file removed", || spooled_files(dir.path()) == 0).await;
+        std::fs::write(&file, copy).unwrap();
+        // The next two are synced and acknowledged while no segment can be uploaded.
+        faulty.inject(OpKind::Put, "segments/", Fault::Fail, None);
+        for n in 2..=3u8 {
+            write(writer.clone(), topic_id, n, usize::from(n), Acks::Local).await.unwrap();
+        }
+        writer.drain().await;
+        drop(writer);
+        assert_eq!(spooled_files(dir.path()), 3);
+        assert_eq!(batch_sizes(&log), vec![1]);
+
+        let (spool, recovered) = Spool::open(dir.path(), 1 << 20, Ulid::new).unwrap();
+        assert_eq!(recovered.len(), 3);
+        let (writer, _, log) = writer_on(memory, 2, Some((Arc::new(spool), recovered)), SOON).await;
+        eventually("the spool replayed", || spooled_files(dir.path()) == 0).await;
+        eventually("both committed", || batch_sizes(&log).len() >= 3).await;
+        assert_eq!(batch_sizes(&log), vec![1, 2, 3], "each once, in order");
+        let next = write(writer.clone(), topic_id, 4, 4, Acks::Local).await.unwrap().flush.unwrap();
+        assert_eq!(next.seq, 4, "numbering goes on after the replayed flushes");
+        writer.drain().await;
+        assert_eq!(batch_sizes(&log), vec![1, 2, 3, 4]);
+    }
+
+    /// Without a spool, `acks=local` is refused before anything is buffered.
+    #[tokio::test]
+    async fn acks_local_needs_a_spool() {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let (writer, topic_id) = one_partition_writer(store, 2).await;
+        let refused = write(writer.clone(), topic_id, 1, 1, Acks::Local).await;
+        assert!(matches!(refused, Err(WriteError::NoSpool)), "{refused:?}");
+        assert_eq!(writer.held_bytes(), 0);
     }
 
     /// Ten buffers sealed while the store holds every segment PUT: only

@@ -204,6 +204,9 @@ pub enum OpOutcome {
     /// The op's spool flush was committed before (its segment since
     /// forgotten, or uploaded again under a new name): nothing was appended.
     FlushAlreadyCommitted,
+    /// An earlier flush of the same spool in this entry was refused, so this
+    /// one is too: a spool's flushes are committed in order or not at all.
+    FlushBlocked,
     Truncated,
     Replaced,
     ProducerReady {
@@ -292,7 +295,9 @@ impl State {
             self.log_clock_ms = self.log_clock_ms.max(entry.commit_id.timestamp_ms());
             self.recent_commits.insert(entry.commit_id, seq);
             self.forget_expired();
-            entry.ops.iter().map(|op| self.apply_op(seq, entry.format, op)).collect()
+            // Spools with a flush refused in this entry: their later flushes wait for it.
+            let mut blocked = Vec::new();
+            entry.ops.iter().map(|op| self.apply_in_order(seq, entry.format, op, &mut blocked)).collect()
         };
         self.applied = seq;
         Ok(outcomes)
@@ -328,6 +333,22 @@ impl State {
         }
         let clock = self.log_clock_ms;
         self.leases.retain(|_, l| l.expires_ms > clock);
+    }
+
+    /// Applies `op`, unless it is a spool flush behind a refused one of its spool.
+    fn apply_in_order(&mut self, seq: u64, format: u32, op: &Op, blocked: &mut Vec<Ulid>) -> OpOutcome {
+        let spool = match op {
+            Op::Append { flush: Some(f), .. } => Some(f.spool),
+            _ => None,
+        };
+        if spool.is_some_and(|s| blocked.contains(&s)) {
+            return OpOutcome::FlushBlocked;
+        }
+        let outcome = self.apply_op(seq, format, op);
+        if let Some(s) = spool.filter(|_| outcome == OpOutcome::SegmentTooOld) {
+            blocked.push(s);
+        }
+        outcome
     }
 
     fn apply_op(&mut self, seq: u64, format: u32, op: &Op) -> OpOutcome {
@@ -979,6 +1000,19 @@ mod tests {
         }]);
         assert_eq!(one(&mut s, other), OpOutcome::Appended(vec![Placement::At(5)]), "spools are numbered apart");
         assert_eq!(s.partition("t", 0).unwrap().high_watermark, 6);
+        // A refused flush holds back its spool's later flushes in the same entry, not other spools'.
+        let stale = Ulid::from_parts(0, 1);
+        let fresh = |seq| Op::Append { segment: Ulid::new(), batches: vec![batch("t", 0, 1)], flush: flush(seq) };
+        let elsewhere = Op::Append { segment: Ulid::new(), batches: vec![batch("t", 0, 1)], flush: None };
+        let tried = LogEntry::new(vec![
+            Op::Append { segment: stale, batches: vec![batch("t", 0, 1)], flush: flush(4) },
+            fresh(5),
+            elsewhere,
+        ]);
+        let outcomes = s.apply(s.applied + 1, &tried).unwrap();
+        assert_eq!(outcomes[..2], [OpOutcome::SegmentTooOld, OpOutcome::FlushBlocked]);
+        assert_eq!(outcomes[2], OpOutcome::Appended(vec![Placement::At(6)]));
+        assert!(!s.flush_committed(FlushId { spool, seq: 4 }), "both can be tried again, in order");
         // Remembered past the commit window, and through a snapshot.
         s.log_clock_ms += 10 * s.commit_window_ms;
         let restored: State = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();

@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::encoding::{self, Encoding};
 use super::{ApiError, body, tail};
 use crate::auth::Caller;
-use crate::service::{Agent, FetchRequest, NewRecord, Receipt, RecordOffset};
+use crate::service::{Acks, Agent, FetchRequest, FlushId, NewRecord, Receipt, RecordOffset};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +78,9 @@ pub struct ProduceQuery {
     key: Option<String>,
     #[serde(default)]
     partition: Option<u32>,
+    /// `committed` or `local`; the agent's `--acks` when absent.
+    #[serde(default)]
+    acks: Option<Acks>,
 }
 
 /// On an octet-stream produce, each `floe-header-NAME: value` HTTP header
@@ -121,8 +124,16 @@ const NDJSON: &str = "application/x-ndjson";
 const OCTET_STREAM: &str = "application/octet-stream";
 
 #[derive(Serialize)]
-pub struct Produced {
-    offsets: Vec<RecordOffset>,
+#[serde(untagged)]
+pub enum Produced {
+    Committed {
+        offsets: Vec<RecordOffset>,
+    },
+    /// `acks=local`: synced to the agent's spool, to be committed.
+    Local {
+        acks: Acks,
+        flush: FlushId,
+    },
 }
 
 /// A produce request's records and producer, from its headers, query and body.
@@ -203,8 +214,13 @@ pub async fn produce(
     let (records, stamp) = parse_produce(&headers, &q, bytes)?;
     // The writer's budget holds the records from here.
     reservation.inspect(|r| r.release());
-    let produced = agent.produce(&caller, &topic, records, stamp).await?;
-    let mut response = Json(Produced { offsets: produced.offsets }).into_response();
+    let acks = q.acks.unwrap_or(agent.default_acks());
+    let produced = agent.produce(&caller, &topic, records, stamp, acks).await?;
+    let body = match produced.flush {
+        Some(flush) => Produced::Local { acks: Acks::Local, flush },
+        None => Produced::Committed { offsets: produced.offsets },
+    };
+    let mut response = Json(body).into_response();
     if let Some(receipt) = produced.receipt {
         response.headers_mut().insert("server-timing", server_timing(&receipt));
     }

@@ -18,8 +18,9 @@ mod topics;
 pub mod validate;
 
 pub use crate::reader::{FetchRequest, Fetched};
-pub use crate::writer::Receipt;
+pub use crate::writer::{Acks, Receipt};
 pub use cluster::{AgentInfo, ClusterInfo};
+pub use floe_broker::entry::FlushId;
 pub use groups::{CommittedOffset, GroupDescription, GroupSummary};
 pub use internal::Peer;
 pub use metrics::{Metrics, RequestLabels};
@@ -48,6 +49,7 @@ use crate::groups::Groups;
 use crate::partitioner::Sticky;
 use crate::peers::PeerAuth;
 use crate::reader::Reader;
+use crate::spool::Spool;
 use crate::writer::{Writer, WriterSettings};
 use floe_compactor::Compactor;
 
@@ -106,6 +108,17 @@ impl Agent {
         if let Some(offset) = settings.test_clock_offset_ms {
             node.clock = Arc::new(floe_broker::clock::OffsetClock::new(offset));
         }
+        // Before the bucket: a bad spool directory is a start-up error, at once.
+        let spool = match &settings.spool_dir {
+            Some(dir) => {
+                let (spool, recovered) = Spool::open(dir, settings.spool_bytes, || node.ulid()).map_err(|e| {
+                    floe_broker::Error::LocalIo { what: "spool".into(), source: std::io::Error::other(e) }
+                })?;
+                tracing::info!(dir = %dir.display(), spool = %spool.id(), replaying = recovered.len(), "spool opened");
+                Some((Arc::new(spool), recovered))
+            }
+            None => None,
+        };
         let (cluster, log) = floe_broker::open_with(store, node, log_settings).await?;
         let log = Arc::new(log);
         tracing::info!(cluster_id = %cluster.cluster_id, applied = log.applied(), "bucket opened");
@@ -143,6 +156,7 @@ impl Agent {
                 buffer_bytes: settings.buffer_bytes,
                 max_uploads: settings.max_uploads,
             },
+            spool,
         );
         let (fatal, _) = tokio::sync::watch::channel(None);
         tasks.spawn(follow::follow(
@@ -284,6 +298,11 @@ impl Agent {
     /// The largest request body a face should read.
     pub fn max_request_bytes(&self) -> usize {
         self.settings.max_request_bytes
+    }
+
+    /// When a native produce that does not say is answered (`--acks`).
+    pub fn default_acks(&self) -> Acks {
+        self.settings.acks
     }
 
     /// Reserves `bytes` of the request-body budget for a request's lifetime,

@@ -15,7 +15,7 @@ use crate::auth::{Action, Caller};
 use crate::error::{Error, Invalid, Result};
 use crate::partitioner;
 use crate::reader::{FetchRequest, Fetched};
-use crate::writer::{PartitionRecords, Receipt, WriteError};
+use crate::writer::{Acks, PartitionRecords, Receipt, WriteError};
 
 /// A record to produce. Without a partition, a keyed record goes where its
 /// key hashes and an unkeyed one to the request's sticky partition; without
@@ -40,8 +40,11 @@ pub struct RecordOffset {
 /// request was a retry answered from the log) where the time went.
 #[derive(Clone, Debug)]
 pub struct Produced {
+    /// Empty for `acks=local`.
     pub offsets: Vec<RecordOffset>,
     pub receipt: Option<Receipt>,
+    /// For `acks=local`: the spooled flush that holds the records until it is committed.
+    pub flush: Option<floe_broker::entry::FlushId>,
 }
 
 /// How long one internal long-poll of a tail waits before polling again.
@@ -58,12 +61,13 @@ impl Agent {
         topic: &str,
         records: Vec<NewRecord>,
         producer: Option<ProducerStamp>,
+        acks: Acks,
     ) -> Result<Produced> {
         caller.check(Action::Produce(topic))?;
         let started = tokio::time::Instant::now();
         let count = records.len() as u64;
         let bytes: u64 = records.iter().map(|r| r.value.len() as u64).sum();
-        let answer = self.produce_untimed(topic, records, producer).await;
+        let answer = self.produce_untimed(topic, records, producer, acks).await;
         let outcome = answer.as_ref().map(|_| (count, bytes)).map_err(Error::class);
         self.metrics.produce(outcome, started.elapsed().as_secs_f64());
         if let Ok(Produced { receipt: Some(receipt), .. }) = &answer {
@@ -77,6 +81,7 @@ impl Agent {
         topic: &str,
         records: Vec<NewRecord>,
         producer: Option<ProducerStamp>,
+        acks: Acks,
     ) -> Result<Produced> {
         if records.is_empty() {
             return Err(Error::invalid(Invalid::Request, "a produce request needs at least one record"));
@@ -117,7 +122,10 @@ impl Agent {
             .into_iter()
             .map(|(partition, records)| PartitionRecords { partition, topic_id, producer, records })
             .collect();
-        let written = self.writer.append(topic.to_owned(), parts).await.map_err(|e| refused(e, producer))?;
+        let written = self.writer.append(topic.to_owned(), parts, acks).await.map_err(|e| refused(e, producer))?;
+        if written.flush.is_some() {
+            return Ok(Produced { offsets: Vec::new(), receipt: None, flush: written.flush });
+        }
         let base_of: BTreeMap<u32, u64> = order.into_iter().zip(written.bases).collect();
         let offsets = placed
             .into_iter()
@@ -126,7 +134,7 @@ impl Agent {
                 offset: base_of.get(&partition).copied().unwrap_or_default() + index,
             })
             .collect();
-        Ok(Produced { offsets, receipt: written.receipt })
+        Ok(Produced { offsets, receipt: written.receipt, flush: None })
     }
 
     /// The topic's partition count and incarnation, as this agent knows them.

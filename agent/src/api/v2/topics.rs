@@ -169,10 +169,11 @@ async fn produce_records(
     drop(bytes);
     // The writer's budget holds the records from here.
     reservation.inspect(|r| r.release());
-    let produced = agent.produce(caller, topic, records, None).await.map_err(|e| match e {
-        Error::InRecord { error, .. } => err(*error),
-        e => err(e),
-    })?;
+    let produced =
+        agent.produce(caller, topic, records, None, crate::service::Acks::Committed).await.map_err(|e| match e {
+            Error::InRecord { error, .. } => err(*error),
+            e => err(e),
+        })?;
     let offsets: Vec<OffsetReport> = produced
         .offsets
         .into_iter()

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use crate::api::layers::BodyReservation;
+
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
@@ -25,7 +26,7 @@ use super::{RestError, check_accept, check_content_type};
 use crate::api::body;
 use crate::auth::Caller;
 use crate::error::Error;
-use crate::service::{Agent, NewRecord};
+use crate::service::{Acks, Agent, NewRecord};
 
 #[derive(Deserialize)]
 struct ProduceRequest {
@@ -248,7 +249,7 @@ pub async fn produce(
         }
         good = accepted;
         if !good.is_empty() {
-            match agent.produce(&caller, &topic, records, None).await {
+            match agent.produce(&caller, &topic, records, None, Acks::Committed).await {
                 Ok(produced) => {
                     for ((index, parsed), placed) in good.into_iter().zip(produced.offsets) {
                         reports[index] = Some(Report {
