@@ -183,6 +183,17 @@ pub struct AgentArgs {
     /// segment keys fail (half of the failed PUTs after they landed).
     #[arg(long, env = "FLOE_INJECT_STORE_FAULTS", hide = true)]
     pub inject_store_faults: Option<f64>,
+
+    /// Testing and benchmarks only: the object store is unreachable for
+    /// FOR_MS milliseconds starting AFTER_MS after start-up (`AFTER_MS:FOR_MS`).
+    #[arg(long, env = "FLOE_TEST_STORE_OUTAGE", hide = true, value_parser = parse_outage)]
+    pub test_store_outage: Option<(u64, u64)>,
+}
+
+fn parse_outage(s: &str) -> Result<(u64, u64), String> {
+    let (after, length) = s.split_once(':').ok_or("expected AFTER_MS:FOR_MS")?;
+    let ms = |v: &str| v.trim().parse::<u64>().map_err(|e| format!("{v:?}: {e}"));
+    Ok((ms(after)?, ms(length)?))
 }
 
 impl AgentArgs {

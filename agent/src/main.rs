@@ -183,6 +183,17 @@ async fn run(
         let seed = rand::random();
         store = Arc::new(floe_broker::fault::FaultyStore::new(store).with_random_faults(rate, seed));
     }
+    if let Some((after, length)) = args.test_store_outage {
+        tracing::warn!(
+            after_ms = after,
+            for_ms = length,
+            "the object store will be unreachable for a while (testing only)"
+        );
+        let faulty = floe_broker::fault::FaultyStore::new(store);
+        let start = floe_broker::clock::now_ms() + after;
+        faulty.unavailable_between(start, start + length);
+        store = Arc::new(faulty);
+    }
     // Refuse an unusable advertise URL or certificate before binding anything.
     args.advertised_url(args.listen)?;
     let tls = match (&args.tls_cert, &args.tls_key) {

@@ -81,6 +81,9 @@ pub struct SpoolSpace {
 
 pub struct Spool {
     dir: PathBuf,
+    /// Each flush held, with when it was spooled (ms, the node's clock at
+    /// write; for replayed ones, the start): how far behind the store is.
+    held: std::sync::Mutex<std::collections::BTreeMap<u64, u64>>,
     id: Ulid,
     next: AtomicU64,
     budget: Arc<Semaphore>,
@@ -94,10 +97,12 @@ impl Spool {
     /// can be written and synced, removes torn writes, moves corrupt files
     /// aside, and returns the flushes left in it, oldest first.
     /// `new_id` names a new spool (the node's injected ULIDs).
+    /// `now_ms` is the node's clock, for the age of what the spool holds.
     pub fn open(
         dir: &Path,
         budget_bytes: usize,
         new_id: impl FnOnce() -> Ulid,
+        now_ms: u64,
     ) -> Result<(Self, Vec<Recovered>), SpoolError> {
         if !dir.is_dir() {
             return Err(SpoolError::Missing(dir.to_owned()));
@@ -149,7 +154,7 @@ impl Spool {
         // A spool larger than its budget (the budget was lowered) still replays whole.
         let budget_bytes = budget_bytes.max(held).min(Semaphore::MAX_PERMITS);
         let budget = Arc::new(Semaphore::new(budget_bytes));
-        let recovered = recovered
+        let recovered: Vec<Recovered> = recovered
             .into_iter()
             .map(|(h, path)| {
                 let bytes = u32::try_from(file_len(&path)).unwrap_or(u32::MAX);
@@ -157,7 +162,16 @@ impl Spool {
                 Recovered { flush: h.flush, batches: h.batches, space: SpoolSpace { _permit: permit } }
             })
             .collect();
-        let spool = Self { dir: dir.to_owned(), id, next: AtomicU64::new(next), budget, budget_bytes, _lock: lock };
+        let held = recovered.iter().map(|r| (r.flush.seq, now_ms)).collect();
+        let spool = Self {
+            dir: dir.to_owned(),
+            held: std::sync::Mutex::new(held),
+            id,
+            next: AtomicU64::new(next),
+            budget,
+            budget_bytes,
+            _lock: lock,
+        };
         Ok((spool, recovered))
     }
 
@@ -180,6 +194,15 @@ impl Spool {
         self.budget_bytes
     }
 
+    /// When the oldest flush the spool holds was spooled (ms), if any.
+    pub fn oldest_ms(&self) -> Option<u64> {
+        self.held().values().min().copied()
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, u64>> {
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Waits until the spool has room for a flush of `segment_bytes`.
     ///
     /// # Cancel safety
@@ -198,17 +221,20 @@ impl Spool {
         FlushId { spool: self.id, seq: self.next.fetch_add(1, Ordering::Relaxed) }
     }
 
-    /// Writes one flush and syncs it.
+    /// Writes one flush and syncs it; `now_ms` (the node's clock) dates it.
     pub async fn write(
         self: &Arc<Self>,
         flush: FlushId,
         batches: Vec<BatchMeta>,
         segment: Bytes,
+        now_ms: u64,
     ) -> Result<(), SpoolError> {
         let spool = self.clone();
         let header = Header { flush, batches };
         let written = tokio::task::spawn_blocking(move || spool.write_file(&header, &segment)).await;
-        written.map_err(|e| SpoolError::Io { path: self.dir.clone(), source: io::Error::other(e) })?
+        written.map_err(|e| SpoolError::Io { path: self.dir.clone(), source: io::Error::other(e) })??;
+        self.held().insert(flush.seq, now_ms);
+        Ok(())
     }
 
     fn write_file(&self, header: &Header, segment: &[u8]) -> Result<(), SpoolError> {
@@ -248,6 +274,7 @@ impl Spool {
 
     /// Removes a flush once it is committed (or known to be).
     pub async fn remove(self: &Arc<Self>, seq: u64) -> Result<(), SpoolError> {
+        self.held().remove(&seq);
         let path = self.path(seq);
         let removed = tokio::task::spawn_blocking(move || fs::remove_file(&path)).await;
         let path = self.path(seq);
@@ -366,14 +393,15 @@ mod tests {
     #[tokio::test]
     async fn flushes_survive_a_restart_in_order_and_a_torn_or_corrupt_file_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
-        let (spool, recovered) = Spool::open(dir.path(), 1 << 20, Ulid::new).unwrap();
+        let (spool, recovered) = Spool::open(dir.path(), 1 << 20, Ulid::new, 0).unwrap();
         assert!(recovered.is_empty());
         let spool = Arc::new(spool);
         let mut ids = Vec::new();
         for n in 1..=3u8 {
             let _space = spool.reserve(100).await.unwrap();
             let flush = spool.next_flush();
-            spool.write(flush, vec![meta(u32::from(n))], Bytes::from(vec![n; 100])).await.unwrap();
+            spool.write(flush, vec![meta(u32::from(n))], Bytes::from(vec![n; 100]), 7).await.unwrap();
+            assert_eq!(spool.oldest_ms(), Some(7));
             ids.push(flush);
         }
         assert_eq!(ids.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
@@ -388,7 +416,7 @@ mod tests {
         bytes[last] ^= 0xff;
         fs::write(&second, bytes).unwrap();
 
-        let (spool, recovered) = Spool::open(dir.path(), 1 << 20, Ulid::new).unwrap();
+        let (spool, recovered) = Spool::open(dir.path(), 1 << 20, Ulid::new, 0).unwrap();
         assert_eq!(spool.id(), spool_id, "the spool keeps its id");
         let seqs: Vec<u64> = recovered.iter().map(|r| r.flush.seq).collect();
         assert_eq!(seqs, vec![1, 3], "the damaged flush is skipped, the good ones kept in order");
@@ -406,15 +434,15 @@ mod tests {
     fn a_missing_or_shared_spool_directory_is_refused_at_start() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");
-        assert!(matches!(Spool::open(&missing, 1 << 20, Ulid::new), Err(SpoolError::Missing(_))));
-        let _first = Spool::open(dir.path(), 1 << 20, Ulid::new).unwrap();
-        assert!(matches!(Spool::open(dir.path(), 1 << 20, Ulid::new), Err(SpoolError::InUse(_))));
+        assert!(matches!(Spool::open(&missing, 1 << 20, Ulid::new, 0), Err(SpoolError::Missing(_))));
+        let _first = Spool::open(dir.path(), 1 << 20, Ulid::new, 0).unwrap();
+        assert!(matches!(Spool::open(dir.path(), 1 << 20, Ulid::new, 0), Err(SpoolError::InUse(_))));
     }
 
     #[tokio::test]
     async fn space_is_held_until_the_flush_is_done_with() {
         let dir = tempfile::tempdir().unwrap();
-        let (spool, _) = Spool::open(dir.path(), 10_000, Ulid::new).unwrap();
+        let (spool, _) = Spool::open(dir.path(), 10_000, Ulid::new, 0).unwrap();
         let held = spool.reserve(5000).await.unwrap();
         assert!(spool.held_bytes() >= 5000);
         assert!(spool.reserve(5000).now_or_never().is_none(), "no room for a second one");

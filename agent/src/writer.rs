@@ -318,6 +318,13 @@ impl Writer {
         self.spool.as_ref().map(|s| (s.held_bytes(), s.budget_bytes()))
     }
 
+    /// How long ago the oldest flush still in the spool was spooled (0 when
+    /// it is empty): with `acks=local`, what a lost disk would lose.
+    pub fn spool_lag_ms(&self) -> Option<u64> {
+        let spool = self.spool.as_ref()?;
+        Some(spool.oldest_ms().map_or(0, |t| self.log.node().now_ms().saturating_sub(t)))
+    }
+
     /// Bytes of records taken and not yet answered (buffered, uploading or committing).
     pub fn held_bytes(&self) -> usize {
         self.budget_bytes.saturating_sub(self.budget.available_permits())
@@ -652,7 +659,7 @@ async fn upload(
 async fn spill(ctx: &Uploader, spool: &Arc<Spool>, flush: FlushId, up: &mut Uploaded) -> Result<(), SpoolError> {
     let Body::Ram(bytes) = &up.body else { return Ok(()) };
     let space = spool.reserve(bytes.len()).await?;
-    spool.write(flush, up.batches.clone(), bytes.clone()).await?;
+    spool.write(flush, up.batches.clone(), bytes.clone(), ctx.log.node().now_ms()).await?;
     up.body = Body::Spooled { flush, _space: space };
     for (meta, records) in up.batches.iter().zip(std::mem::take(&mut up.records)) {
         ctx.cache.insert((up.segment, meta.pos), records).await;
@@ -1157,7 +1164,7 @@ mod tests {
     async fn with_a_spool_a_store_outage_refuses_nothing_and_loses_nothing() {
         let faulty = Arc::new(floe_broker::fault::FaultyStore::new(Arc::new(object_store::memory::InMemory::new())));
         let dir = tempfile::tempdir().unwrap();
-        let (spool, recovered) = Spool::open(dir.path(), 1 << 20, Ulid::new).unwrap();
+        let (spool, recovered) = Spool::open(dir.path(), 1 << 20, Ulid::new, 0).unwrap();
         let (writer, topic_id, log) = writer_on(faulty.clone(), 2, Some((Arc::new(spool), recovered)), SOON).await;
         faulty.inject(floe_broker::fault::OpKind::Put, "segments/", floe_broker::fault::Fault::Fail, None);
         let mut committed = Vec::new();
@@ -1196,7 +1203,7 @@ mod tests {
         let memory: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
         let faulty = Arc::new(floe_broker::fault::FaultyStore::new(memory.clone()));
         let dir = tempfile::tempdir().unwrap();
-        let (spool, recovered) = Spool::open(dir.path(), 1 << 20, Ulid::new).unwrap();
+        let (spool, recovered) = Spool::open(dir.path(), 1 << 20, Ulid::new, 0).unwrap();
         let (writer, topic_id, log) = writer_on(faulty.clone(), 2, Some((Arc::new(spool), recovered)), SOON).await;
         // The first flush's commit is held up while its file is copied.
         faulty.inject(OpKind::Put, "log/", Fault::Fail, None);
@@ -1217,7 +1224,7 @@ mod tests {
         assert_eq!(spooled_files(dir.path()), 3);
         assert_eq!(batch_sizes(&log), vec![1]);
 
-        let (spool, recovered) = Spool::open(dir.path(), 1 << 20, Ulid::new).unwrap();
+        let (spool, recovered) = Spool::open(dir.path(), 1 << 20, Ulid::new, 0).unwrap();
         assert_eq!(recovered.len(), 3);
         let (writer, _, log) = writer_on(memory, 2, Some((Arc::new(spool), recovered)), SOON).await;
         eventually("the spool replayed", || spooled_files(dir.path()) == 0).await;

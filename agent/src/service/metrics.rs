@@ -253,6 +253,18 @@ impl Agent {
             "Bytes of records taken and not yet answered",
             gauge(stats.writer.held_bytes as i64),
         );
+        if let Some(spool) = &stats.writer.spool {
+            r.register(
+                "spool_held_bytes",
+                "Bytes of flushes in the spool, not yet committed",
+                gauge(spool.held_bytes as i64),
+            );
+            r.register(
+                "spool_oldest_age_ms",
+                "Age of the oldest flush in the spool (acks=local: acknowledged data only this disk holds)",
+                gauge(spool.oldest_age_ms as i64),
+            );
+        }
         r.register("log_applied", "Log position applied by this agent", gauge(stats.log.applied as i64));
         r.register("log_commits", "Log entries this agent committed", counter(stats.log.commits));
         r.register(

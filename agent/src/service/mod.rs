@@ -111,9 +111,10 @@ impl Agent {
         // Before the bucket: a bad spool directory is a start-up error, at once.
         let spool = match &settings.spool_dir {
             Some(dir) => {
-                let (spool, recovered) = Spool::open(dir, settings.spool_bytes, || node.ulid()).map_err(|e| {
-                    floe_broker::Error::LocalIo { what: "spool".into(), source: std::io::Error::other(e) }
-                })?;
+                let (spool, recovered) =
+                    Spool::open(dir, settings.spool_bytes, || node.ulid(), node.now_ms()).map_err(|e| {
+                        floe_broker::Error::LocalIo { what: "spool".into(), source: std::io::Error::other(e) }
+                    })?;
                 tracing::info!(dir = %dir.display(), spool = %spool.id(), replaying = recovered.len(), "spool opened");
                 Some((Arc::new(spool), recovered))
             }

@@ -100,6 +100,19 @@ pub struct WriterStats {
     pub held_bytes: usize,
     /// The most it may hold (`--buffer-bytes`).
     pub budget_bytes: usize,
+    /// `None` without `--spool-dir`.
+    pub spool: Option<SpoolStats>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SpoolStats {
+    /// Bytes of flushes in the spool, not yet known to be committed.
+    pub held_bytes: usize,
+    /// The most it may hold (`--spool-bytes`).
+    pub budget_bytes: usize,
+    /// Age of the oldest flush in it (0 when empty): with `acks=local`,
+    /// how much acknowledged data only this disk holds.
+    pub oldest_age_ms: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -148,7 +161,15 @@ impl Agent {
                     commit_settles: c.settles,
                 }
             },
-            writer: WriterStats { held_bytes: self.writer.held_bytes(), budget_bytes: self.settings.buffer_bytes },
+            writer: WriterStats {
+                held_bytes: self.writer.held_bytes(),
+                budget_bytes: self.settings.buffer_bytes,
+                spool: self.writer.spool_bytes().map(|(held_bytes, budget_bytes)| SpoolStats {
+                    held_bytes,
+                    budget_bytes,
+                    oldest_age_ms: self.writer.spool_lag_ms().unwrap_or(0),
+                }),
+            },
             clock: ClockStats { offset_ms: skew.offset_ms(), bound_ms: skew.bound_ms() },
             compactor: self.compactor_stats.as_ref().map(|s| {
                 let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
