@@ -261,6 +261,7 @@ impl From<crate::writer::WriteError> for Error {
             }
             W::Producer(_) => Self::internal(format!("{e} (not named for a producer)")),
             W::NoSpool => Self::invalid(Invalid::Query, e.to_string()),
+            W::LocalIdempotent => Self::invalid(Invalid::Request, e.to_string()),
             W::Spool(ref source) => Self::internal(format!("{e}: {source}")),
         }
     }

@@ -99,6 +99,10 @@ pub enum WriteError {
     Spool(#[source] Arc<SpoolError>),
     #[error("acks=local needs a spool: this agent was started without --spool-dir")]
     NoSpool,
+    /// An idempotent producer's retries are answered from the log, which a
+    /// local acknowledgement has not reached yet.
+    #[error("acks=local cannot be used by an idempotent producer (with \"producer\"): use acks=committed")]
+    LocalIdempotent,
 }
 
 /// Base offset of each `PartitionRecords` of a request, in the same order.
@@ -212,6 +216,9 @@ struct Uploaded {
     batches: Vec<BatchMeta>,
     records: Vec<Batch>,
     waiters: Vec<Waiter>,
+    /// Set when the log refused this spooled upload for now: it is uploaded
+    /// under a new name before it is committed again.
+    reupload: bool,
 }
 
 /// Where an upload's segment is kept until it is committed.
@@ -353,6 +360,9 @@ impl Writer {
     pub async fn append(&self, topic: String, parts: Vec<PartitionRecords>, acks: Acks) -> Reply {
         if acks == Acks::Local && self.spool.is_none() {
             return Err(WriteError::NoSpool);
+        }
+        if acks == Acks::Local && parts.iter().any(|p| p.producer.is_some()) {
+            return Err(WriteError::LocalIdempotent);
         }
         // The budget holds the records and their segment; the flusher sizes
         // flushes by the records alone, as the segment's ratio is learned from them.
@@ -521,8 +531,21 @@ async fn flusher(
             // Sealed by the clock (or to stop): due now; sealed early by size: due when the clock would have sealed it.
             let due = deadline.filter(|_| !stopping).unwrap_or(last_seal);
             let open = std::mem::take(&mut open);
-            let flush = uploader.spool.as_ref().map(|s| s.next_flush());
-            let task = tasks.spawn(upload(uploader.clone(), open, last_seal, due, flush));
+            // Spool space is taken here, in seal order: taken as uploads
+            // finish encoding, a later flush could hold what the oldest
+            // needs while it waits to be committed after the oldest.
+            let spooled = match &uploader.spool {
+                Some(spool) => {
+                    let estimate = ratio.segment_bytes(open_bytes);
+                    let space = tokio::select! {
+                        space = spool.reserve(estimate.saturating_add(estimate / 8)) => space.ok(),
+                        () = stop.cancelled() => None,
+                    };
+                    space.map(|space| (spool.next_flush(), space))
+                }
+                None => None,
+            };
+            let task = tasks.spawn(upload(uploader.clone(), open, last_seal, due, spooled));
             open_bytes = 0;
             deadline = None;
             // Waits while `max_uploads` are in flight; requests keep queueing,
@@ -581,8 +604,12 @@ async fn upload(
     pending: Vec<Pending>,
     sealed: Instant,
     due: Instant,
-    flush: Option<FlushId>,
+    spooled: Option<(FlushId, SpoolSpace)>,
 ) -> Result<Uploaded, (WriteError, Vec<Waiter>)> {
+    if ctx.spool.is_some() && spooled.is_none() {
+        // Stopped while waiting for spool space: nothing of theirs was written.
+        return Err((WriteError::Closed, pending.into_iter().map(|p| p.waiter).collect()));
+    }
     let record_bytes: usize = pending.iter().map(|p| p.bytes).sum();
     let mut groups: BTreeMap<BatchKey, Vec<Record>> = BTreeMap::new();
     let mut waiters = Vec::with_capacity(pending.len());
@@ -632,11 +659,12 @@ async fn upload(
         Err(e) => return Err((WriteError::UnexpectedOutcome(format!("segment encoder stopped: {e}")), waiters)),
     };
     let segment = ctx.log.node().ulid();
-    let mut up = Uploaded { sealed, due, uploaded: sealed, segment, body: Body::Ram(bytes), batches, records, waiters };
-    let _permit = match (&ctx.spool, flush) {
-        (Some(spool), Some(flush)) => {
+    let body = Body::Ram(bytes);
+    let mut up = Uploaded { sealed, due, uploaded: sealed, segment, body, batches, records, waiters, reupload: false };
+    let _permit = match (&ctx.spool, spooled) {
+        (Some(spool), Some((flush, space))) => {
             drop(permit);
-            if let Err(e) = spill(&ctx, spool, flush, &mut up).await {
+            if let Err(e) = spill(&ctx, spool, flush, space, &mut up).await {
                 return Err((WriteError::Spool(Arc::new(e)), up.waiters));
             }
             let Ok(permit) = ctx.puts.acquire().await else {
@@ -646,7 +674,7 @@ async fn upload(
         }
         _ => permit,
     };
-    match put(&ctx, &mut up).await {
+    match put(&ctx, &mut up, false).await {
         Ok(()) => Ok(up),
         Err(e) => Err((e, up.waiters)),
     }
@@ -656,9 +684,14 @@ async fn upload(
 /// requests' write-buffer bytes are freed, its records go to the read cache
 /// (tail readers here are served without a GET), and `acks=local` requests
 /// are answered.
-async fn spill(ctx: &Uploader, spool: &Arc<Spool>, flush: FlushId, up: &mut Uploaded) -> Result<(), SpoolError> {
+async fn spill(
+    ctx: &Uploader,
+    spool: &Arc<Spool>,
+    flush: FlushId,
+    space: SpoolSpace,
+    up: &mut Uploaded,
+) -> Result<(), SpoolError> {
     let Body::Ram(bytes) = &up.body else { return Ok(()) };
-    let space = spool.reserve(bytes.len()).await?;
     spool.write(flush, up.batches.clone(), bytes.clone(), ctx.log.node().now_ms()).await?;
     up.body = Body::Spooled { flush, _space: space };
     for (meta, records) in up.batches.iter().zip(std::mem::take(&mut up.records)) {
@@ -690,33 +723,40 @@ async fn replay(ctx: Arc<Uploader>, flush: Recovered) -> Result<Uploaded, (Write
         batches,
         records: Vec::new(),
         waiters: Vec::new(),
+        reupload: false,
     };
     tracing::info!(?flush, "replaying a flush left in the spool");
     let Ok(_permit) = ctx.puts.acquire().await else {
         return Err((WriteError::OutcomeUnknown, Vec::new()));
     };
-    put(&ctx, &mut up).await.map(|()| up).map_err(|e| (e, Vec::new()))
+    put(&ctx, &mut up, false).await.map(|()| up).map_err(|e| (e, Vec::new()))
 }
 
-/// PUTs the upload's segment. A spooled one is tried until it lands or the
-/// writer stops (then it is left for the next start to replay); one whose
-/// name has grown old meanwhile gets a new name (garbage collection goes by
-/// the name's time).
-async fn put(ctx: &Uploader, up: &mut Uploaded) -> Result<(), WriteError> {
+/// PUTs the upload's segment, under a new name if `fresh` or once its name
+/// has grown old (garbage collection goes by the name's time). The upload's
+/// name changes only once a PUT under it has landed: an entry never names a
+/// segment that was not uploaded. A spooled one is tried (its spool file
+/// read again too) until it lands or the writer stops; it is then left for
+/// the next start to replay.
+async fn put(ctx: &Uploader, up: &mut Uploaded, fresh: bool) -> Result<(), WriteError> {
     let mut backoff = Backoff::default();
+    let (mut name, mut fresh) = (up.segment, fresh);
     loop {
         let window = ctx.log.state().commit_window_ms;
-        if ctx.log.node().now_ms().saturating_sub(up.segment.timestamp_ms()) > window / 4 {
-            up.segment = ctx.log.node().ulid();
+        if fresh || ctx.log.node().now_ms().saturating_sub(name.timestamp_ms()) > window / 4 {
+            (name, fresh) = (ctx.log.node().ulid(), false);
         }
-        let bytes = ctx.bytes(&up.body).await?;
-        let put = ctx.log.store().put(&keys::segment(up.segment), bytes.into()).await;
-        match put {
+        let attempt = async {
+            let bytes = ctx.bytes(&up.body).await?;
+            let put = ctx.log.store().put(&keys::segment(name), bytes.into()).await;
+            put.map_err(|e| WriteError::Upload(Arc::new(e.into())))
+        };
+        match attempt.await {
             Ok(_) => {
-                up.uploaded = Instant::now();
+                (up.segment, up.uploaded) = (name, Instant::now());
                 return Ok(());
             }
-            Err(e) if up.flush().is_none() => return Err(WriteError::Upload(Arc::new(e.into()))),
+            Err(e) if up.flush().is_none() => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, flush = ?up.flush(), "uploading a spooled flush failed; it stays in the spool and is tried again");
                 if !backoff.wait(&ctx.stop).await {
@@ -765,10 +805,10 @@ async fn forget(ctx: &Uploader, flush: Option<FlushId>) {
 async fn refresh_if_stale(ctx: &Uploader, up: &mut Uploaded) -> Result<(), WriteError> {
     let window = ctx.log.state().commit_window_ms;
     let age = ctx.log.node().now_ms().saturating_sub(up.segment.timestamp_ms());
-    if age > window / 2 {
-        tracing::info!(segment = %up.segment, age_ms = age, "segment waited too long for its commit; uploading it again");
-        up.segment = ctx.log.node().ulid();
-        put(ctx, up).await?;
+    if up.reupload || age > window / 2 {
+        tracing::info!(segment = %up.segment, age_ms = age, "uploading a segment again under a new name before its commit");
+        put(ctx, up, true).await?;
+        up.reupload = false;
     }
     Ok(())
 }
@@ -832,7 +872,10 @@ async fn commit_uploads(
                 continue;
             }
             // The waiters were dropped with the task; their callers see `Closed`.
-            Err(_) => continue,
+            Err(_) => {
+                left |= ctx.spool.is_some();
+                continue;
+            }
         };
         let commit_at = match last_start.filter(|_| !stop.is_cancelled()) {
             Some(start) => (start + pacing.interval).min(first.due),
@@ -867,7 +910,7 @@ async fn commit_uploads(
                     left |= ctx.spool.is_some() && stop.is_cancelled();
                     fail_all(waiters, &e);
                 }
-                Err(_) => {}
+                Err(_) => left |= ctx.spool.is_some(),
             }
         }
         if !group.is_empty() {
@@ -948,17 +991,17 @@ async fn commit_group(mut group: Vec<Uploaded>, committer: &Committer, ctx: &Upl
         if group.is_empty() {
             return true;
         }
-        if !backoff.wait(&ctx.stop).await {
+        let mut ready = backoff.wait(&ctx.stop).await;
+        for up in &mut group {
+            // A spooled upload's PUT fails only once the writer stops.
+            ready = ready && refresh_if_stale(ctx, up).await.is_ok();
+        }
+        if !ready {
+            // Left, in order, for the next start on this spool.
             for up in group {
                 fail_all(up.waiters, &WriteError::OutcomeUnknown);
             }
             return false;
-        }
-        for up in &mut group {
-            // Tried again below, or left for the next start if this fails.
-            if let Err(e) = refresh_if_stale(ctx, up).await {
-                tracing::warn!(error = %e, flush = ?up.flush(), "uploading a spooled flush again failed");
-            }
         }
     }
 }
@@ -970,31 +1013,39 @@ async fn answer(group: Vec<Uploaded>, seq: u64, outcomes: Vec<OpOutcome>, ctx: &
     let committed = Instant::now();
     let mut again = Vec::new();
     for (mut up, outcome) in group.into_iter().zip(outcomes.into_iter().map(Some).chain(std::iter::repeat(None))) {
-        let placements = match outcome {
-            Some(OpOutcome::Appended(p)) => p,
-            Some(OpOutcome::SegmentTooOld | OpOutcome::EntryTooOld | OpOutcome::FlushBlocked)
-                if up.flush().is_some() =>
-            {
-                // A new name makes `refresh_if_stale` upload it again.
-                up.segment = Ulid::nil();
+        let placements = match (outcome, up.flush()) {
+            (Some(OpOutcome::Appended(p)), _) => p,
+            (Some(OpOutcome::SegmentTooOld | OpOutcome::EntryTooOld | OpOutcome::FlushBlocked), Some(_)) => {
+                up.reupload = true;
                 again.push(up);
                 continue;
             }
-            Some(
-                OpOutcome::SegmentTooOld
-                | OpOutcome::EntryTooOld
-                | OpOutcome::AlreadyCommitted { .. }
-                | OpOutcome::FlushAlreadyCommitted,
-            ) => {
+            (Some(OpOutcome::FlushAlreadyCommitted), Some(_)) => {
                 forget(ctx, up.flush()).await;
                 fail_all(up.waiters, &WriteError::OutcomeUnknown);
                 continue;
             }
-            other => {
-                if up.flush().is_some() {
-                    tracing::error!(outcome = ?other, flush = ?up.flush(), "the log refused a spooled flush; dropping it");
+            // A copy of an entry applied before, or an answer it should not
+            // get: a spooled flush is dropped only once the log has it.
+            (other, Some(flush)) => {
+                if let Err(e) = ctx.log.catch_up().await {
+                    tracing::warn!(error = %e, "catching up with the log failed");
                 }
-                forget(ctx, up.flush()).await;
+                if ctx.log.state().flush_committed(flush) {
+                    forget(ctx, Some(flush)).await;
+                    fail_all(up.waiters, &WriteError::OutcomeUnknown);
+                } else {
+                    tracing::warn!(outcome = ?other, ?flush, "the log did not take a spooled flush; trying again");
+                    up.reupload = true;
+                    again.push(up);
+                }
+                continue;
+            }
+            (Some(OpOutcome::SegmentTooOld | OpOutcome::EntryTooOld | OpOutcome::AlreadyCommitted { .. }), None) => {
+                fail_all(up.waiters, &WriteError::OutcomeUnknown);
+                continue;
+            }
+            (other, None) => {
                 fail_all(up.waiters, &WriteError::UnexpectedOutcome(format!("{other:?}")));
                 continue;
             }
@@ -1234,6 +1285,30 @@ mod tests {
         assert_eq!(next.seq, 4, "numbering goes on after the replayed flushes");
         writer.drain().await;
         assert_eq!(batch_sizes(&log), vec![1, 2, 3, 4]);
+    }
+
+    /// A spool with room for one flush at a time still takes every flush,
+    /// one after another (space is taken in seal order, so a later flush
+    /// never holds what an earlier one waits for); and an idempotent
+    /// producer is refused `acks=local` before anything is buffered.
+    #[tokio::test]
+    #[allow(clippy::disallowed_methods)] // test set-up
+    async fn a_spool_with_room_for_one_flush_takes_them_in_turn() {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, recovered) = Spool::open(dir.path(), 1, Ulid::new, 0).unwrap();
+        let (writer, topic_id, log) = writer_on(store, 4, Some((Arc::new(spool), recovered)), SOON).await;
+        let requests: Vec<_> =
+            (1..=6u8).map(|n| tokio::spawn(write(writer.clone(), topic_id, n, usize::from(n), Acks::Local))).collect();
+        for request in requests {
+            request.await.unwrap().unwrap();
+        }
+        eventually("all six committed", || batch_sizes(&log).len() == 6).await;
+        let stamp = ProducerStamp { id: 0, epoch: 0, sequence: 0 };
+        let record = Record { key: None, value: bytes::Bytes::from_static(b"x"), timestamp: 1, headers: vec![] };
+        let part = PartitionRecords { partition: 0, topic_id, producer: Some(stamp), records: vec![record] };
+        let refused = writer.append("t".into(), vec![part], Acks::Local).await;
+        assert!(matches!(refused, Err(WriteError::LocalIdempotent)), "{refused:?}");
     }
 
     /// Without a spool, `acks=local` is refused before anything is buffered.

@@ -40,9 +40,9 @@ async fn records_acknowledged_locally_survive_kill_9_and_are_committed_once_in_o
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["acks"], "local", "{body}");
         assert!(body.get("offsets").is_none(), "no offsets before the commit: {body}");
-        flushes.push(body["flush"]["seq"].as_u64().unwrap());
+        flushes.push((body["flush"]["spool"].as_str().unwrap().to_owned(), body["flush"]["seq"].as_u64().unwrap()));
     }
-    assert!(flushes.windows(2).all(|w| w[0] < w[1]), "flushes numbered in order: {flushes:?}");
+    assert!(flushes.windows(2).all(|w| w[0].0 == w[1].0 && w[0].1 < w[1].1), "one spool, in order: {flushes:?}");
     // A committed-mode request waits for the store (its outcome stays unknown to this client).
     let waiting = c
         .http
@@ -76,6 +76,14 @@ async fn records_acknowledged_locally_survive_kill_9_and_are_committed_once_in_o
     assert_eq!(values[expected.len()..], ["committed-during-outage".to_owned()]);
     let (_, stats) = c.get("/v1/stats").await;
     assert_eq!(stats["writer"]["spool"]["held_bytes"], 0, "the spool drained: {stats}");
+    for (spool, seq) in &flushes {
+        let (status, body) = c.get(&format!("/v1/flushes/{spool}/{seq}")).await;
+        assert_eq!((status, &body["committed"]), (200, &json!(true)), "{body}");
+    }
+    let (status, body) = c.get(&format!("/v1/flushes/{}/{}", flushes[0].0, 1000)).await;
+    assert_eq!((status, &body["committed"]), (200, &json!(false)), "a flush not committed yet: {body}");
+    let (status, body) = c.get("/v1/flushes/not-a-ulid/1").await;
+    assert_eq!((status, code(&body)), (400, "invalid_path"), "{body}");
 }
 
 #[tokio::test]

@@ -19,8 +19,13 @@ pub const ENTRY_FORMAT: u32 = 2;
 /// clear message at a creation or deletion it would number differently.
 pub const TOPIC_FORMAT: u32 = 3;
 
+/// The format of an entry that appends a spool's flush (`Op::Append::flush`):
+/// a build that reads format 3 would ignore the flush and append a replayed
+/// one twice, so it must stop at such entries. Only they carry it.
+pub const SPOOL_FORMAT: u32 = 4;
+
 /// Formats this build reads (format-1 entries apply by the same rules).
-const READABLE_FORMATS: std::ops::RangeInclusive<u32> = 1..=TOPIC_FORMAT;
+const READABLE_FORMATS: std::ops::RangeInclusive<u32> = 1..=SPOOL_FORMAT;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
@@ -203,7 +208,13 @@ impl LogEntry {
     /// An entry whose commit id was made by an injected clock.
     pub fn with_id(commit_id: Ulid, ops: Vec<Op>) -> Self {
         let topics = ops.iter().any(|op| matches!(op, Op::CreateTopic { .. } | Op::DeleteTopic { .. }));
-        Self { format: if topics { TOPIC_FORMAT } else { ENTRY_FORMAT }, commit_id, ops }
+        let spooled = ops.iter().any(|op| matches!(op, Op::Append { flush: Some(_), .. }));
+        let format = match (spooled, topics) {
+            (true, _) => SPOOL_FORMAT,
+            (false, true) => TOPIC_FORMAT,
+            (false, false) => ENTRY_FORMAT,
+        };
+        Self { format, commit_id, ops }
     }
 
     pub fn encode(&self) -> Result<Bytes> {
@@ -226,7 +237,7 @@ impl LogObject {
         };
         if !READABLE_FORMATS.contains(&format) {
             return Err(Error::UnsupportedFormat(format!(
-                "log entry {seq} has format {format}, this build reads up to {TOPIC_FORMAT}"
+                "log entry {seq} has format {format}, this build reads up to {SPOOL_FORMAT}"
             )));
         }
         Ok(object)
@@ -251,7 +262,7 @@ mod tests {
     fn unknown_ops_and_formats_are_refused() {
         let unknown = br#"{"format":1,"commit_id":"01ARZ3NDEKTSV4RRFFQ69G5FAV","ops":[{"op":"drop_everything"}]}"#;
         assert!(LogObject::decode(1, unknown).is_err());
-        let future = br#"{"format":4,"commit_id":"01ARZ3NDEKTSV4RRFFQ69G5FAV","ops":[]}"#;
+        let future = br#"{"format":5,"commit_id":"01ARZ3NDEKTSV4RRFFQ69G5FAV","ops":[]}"#;
         let delete =
             br#"{"format":3,"commit_id":"01ARZ3NDEKTSV4RRFFQ69G5FAV","ops":[{"op":"delete_topic","name":"t"}]}"#;
         assert!(LogObject::decode(1, delete).is_ok(), "creations and deletions are format 3");

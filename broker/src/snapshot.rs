@@ -14,9 +14,14 @@ use crate::{Error, Result, keys};
 /// so it must refuse these snapshots.
 pub const SNAPSHOT_FORMAT: u32 = 2;
 
+/// 3 added spools' last committed flushes (`State::spools`): a build that
+/// reads format 2 would drop them and append a replayed flush twice. Only
+/// snapshots that hold some carry it.
+pub const SPOOL_SNAPSHOT_FORMAT: u32 = 3;
+
 /// Formats this build reads: a format-1 snapshot's topics were all created
 /// by entries without incarnations (id 0), as replaying them gives.
-const READABLE_FORMATS: std::ops::RangeInclusive<u32> = 1..=SNAPSHOT_FORMAT;
+const READABLE_FORMATS: std::ops::RangeInclusive<u32> = 1..=SPOOL_SNAPSHOT_FORMAT;
 
 #[derive(Serialize, Deserialize)]
 struct Stored<S> {
@@ -25,8 +30,8 @@ struct Stored<S> {
 }
 
 pub fn encode(state: &State) -> Result<Vec<u8>> {
-    let json =
-        serde_json::to_vec(&Stored { format: SNAPSHOT_FORMAT, state }).map_err(|e| Error::encode("snapshot", e))?;
+    let format = if state.spools.is_empty() { SNAPSHOT_FORMAT } else { SPOOL_SNAPSHOT_FORMAT };
+    let json = serde_json::to_vec(&Stored { format, state }).map_err(|e| Error::encode("snapshot", e))?;
     zstd::bulk::compress(&json, 3).map_err(|e| Error::encode("snapshot", e))
 }
 

@@ -1013,9 +1013,10 @@ mod tests {
         assert_eq!(outcomes[..2], [OpOutcome::SegmentTooOld, OpOutcome::FlushBlocked]);
         assert_eq!(outcomes[2], OpOutcome::Appended(vec![Placement::At(6)]));
         assert!(!s.flush_committed(FlushId { spool, seq: 4 }), "both can be tried again, in order");
+        assert_eq!(tried.format, crate::entry::SPOOL_FORMAT, "builds that know no spools stop at it");
         // Remembered past the commit window, and through a snapshot.
         s.log_clock_ms += 10 * s.commit_window_ms;
-        let restored: State = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+        let restored = crate::snapshot::decode(s.applied, &crate::snapshot::encode(&s).unwrap()).unwrap();
         assert!(restored.flush_committed(FlushId { spool, seq: 3 }));
         // An old snapshot (no spools) still loads.
         let mut old = serde_json::to_value(&s).unwrap();

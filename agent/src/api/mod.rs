@@ -139,6 +139,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/openapi.json", get(health::openapi))
         .route("/v1/topics", post(topics::create).get(topics::list))
         .route("/v1/producers", post(producers::init))
+        .route("/v1/flushes/{spool}/{seq}", get(producers::flush))
         .route("/internal/v1/commit", post(internal::commit))
         .route("/internal/v2/groups/{group}", post(internal::group))
         .route("/v1/groups", get(groups::list))

@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use serde::Deserialize;
 
 use super::{ApiError, body};
 use crate::auth::Caller;
-use crate::service::{Agent, ProducerId};
+use crate::service::{Agent, FlushId, FlushStatus, ProducerId};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -26,4 +27,16 @@ pub async fn init(State(agent): State<Arc<Agent>>, caller: Caller, raw: Body) ->
     let req: InitProducer =
         if bytes.iter().all(u8::is_ascii_whitespace) { InitProducer::default() } else { body::json(&bytes)? };
     Ok(Json(agent.init_producer(&caller, req.producer_id).await?))
+}
+
+/// `GET /v1/flushes/{spool}/{seq}`: whether a flush answered with
+/// `acks=local` is committed yet.
+pub async fn flush(
+    State(agent): State<Arc<Agent>>,
+    caller: Caller,
+    path: Result<Path<(String, u64)>, PathRejection>,
+) -> Result<Json<FlushStatus>, ApiError> {
+    let Path((spool, seq)) = path?;
+    let spool = spool.parse().map_err(|e| ApiError::bad_request("invalid_path", format!("spool {spool:?}: {e}")))?;
+    Ok(Json(agent.flush_status(&caller, FlushId { spool, seq }).await?))
 }

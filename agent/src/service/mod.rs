@@ -24,7 +24,7 @@ pub use floe_broker::entry::FlushId;
 pub use groups::{CommittedOffset, GroupDescription, GroupSummary};
 pub use internal::Peer;
 pub use metrics::{Metrics, RequestLabels};
-pub use producers::ProducerId;
+pub use producers::{FlushStatus, ProducerId};
 pub use records::{NewRecord, Produced, RecordOffset, Tail};
 pub use stats::{AllocatorStats, Stats, report_allocator};
 pub use topics::{NewTopic, PartitionInfo, TopicInfo, TopicUpdate};
