@@ -117,13 +117,13 @@ fn a_bad_spool_directory_is_a_start_up_error() {
             .expect("run floe-agent")
     };
     let out = run(&missing);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("does not exist") && stderr.contains("missing"), "{stderr}");
 
     let _holder = AgentProc::start(&store, &[], &["--spool-dir", spool.path().to_str().unwrap()]);
     let out = run(spool.path());
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("in use by another agent"), "{stderr}");
 }

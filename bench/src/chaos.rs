@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::RwLock;
 use tokio::time::Instant;
 
-use crate::history::{self, Ack, FinalLog, Report, Seen};
+use crate::history::{self, Ack, FinalLog, LocalAck, Report, Seen};
 use crate::procs::{AgentProcess, Err, Procs};
 
 #[derive(Clone, Debug)]
@@ -54,11 +54,15 @@ pub struct Faults {
     /// Consumer groups commit offsets; a watcher per agent checks that no
     /// committed offset ever moves backwards.
     pub groups: bool,
+    /// Agents spool flushes to a directory per slot (a restarted agent
+    /// replays its predecessor's), and plain producers send half their
+    /// requests with `acks=local`: each such record must be committed once.
+    pub spool: bool,
 }
 
 impl Faults {
     pub fn all() -> Self {
-        Self { immediate_retries: true, pauses: true, clock_skew: true, groups: true }
+        Self { immediate_retries: true, pauses: true, clock_skew: true, groups: true, spool: false }
     }
 }
 
@@ -109,7 +113,7 @@ pub async fn run(opts: ChaosOptions) -> Result<Outcome, Err> {
     let cluster = Arc::new(Cluster { opts: opts.clone(), procs, nodes: RwLock::new(Vec::new()) });
     let mut clocks = StdRng::seed_from_u64(opts.seed.wrapping_add(7777));
     for slot in 0..opts.agents {
-        let node = cluster.procs.spawn_agent_with(&clock_env(&opts, slot, &mut clocks)).await?;
+        let node = cluster.procs.spawn_agent_with(&slot_env(&opts, slot, &mut clocks)).await?;
         cluster.nodes.write().await.push(Some(node));
     }
     // Aggressive on purpose: many merges, snapshots and collections per run.
@@ -196,9 +200,11 @@ pub async fn run(opts: ChaosOptions) -> Result<Outcome, Err> {
     let final_log = logs.first().cloned().unwrap_or_default();
     let idempotent: HashSet<usize> = (0..opts.producers).filter(|i| i.is_multiple_of(2)).collect();
     let acks = take(&shared.acks);
+    let local_acks = take(&shared.local_acks);
     let seen = take(&shared.seen);
     let sent = take(&shared.sent);
     let mut report = history::check(&acks, &seen, &final_log, &sent.into_iter().collect(), &idempotent);
+    history::check_local(&mut report, &local_acks, &final_log);
     report.group_offset_rewinds = *rewinds.lock().map_err(|_| "poisoned")?;
     let group_offsets_seen = *observed.lock().map_err(|_| "poisoned")?;
     for other in &logs[1.min(logs.len())..] {
@@ -228,6 +234,8 @@ fn disagreements(a: &FinalLog, b: &FinalLog) -> usize {
 #[derive(Default)]
 struct Shared {
     acks: Mutex<Vec<Ack>>,
+    /// Records acknowledged with `acks=local`: no offset yet.
+    local_acks: Mutex<Vec<LocalAck>>,
     seen: Mutex<Vec<Seen>>,
     sent: Mutex<Vec<String>>,
     failed: Mutex<usize>,
@@ -252,16 +260,22 @@ fn bump(m: &Mutex<usize>) {
 
 enum Sent {
     Acked(Vec<u64>),
+    /// Synced to this spool (`acks=local`): offsets come with the commit.
+    Spooled(String),
     Refused,
     Unknown,
 }
 
-async fn send(http: &reqwest::Client, url: &str, body: &Value) -> Sent {
-    let Ok(resp) = http.post(format!("{url}/v1/topics/{TOPIC}/records")).json(body).send().await else {
+async fn send(http: &reqwest::Client, url: &str, body: &Value, local: bool) -> Sent {
+    let acks = if local { "?acks=local" } else { "" };
+    let Ok(resp) = http.post(format!("{url}/v1/topics/{TOPIC}/records{acks}")).json(body).send().await else {
         return Sent::Unknown;
     };
     let status = resp.status();
     let Ok(answer) = resp.json::<Value>().await else { return Sent::Unknown };
+    if status.is_success() && answer["acks"] == "local" {
+        return answer["flush"]["spool"].as_str().map_or(Sent::Unknown, |s| Sent::Spooled(s.to_owned()));
+    }
     if status.is_success() {
         let offsets = answer["offsets"].as_array().map(|a| a.iter().filter_map(|o| o["offset"].as_u64()).collect());
         return offsets.map_or(Sent::Unknown, Sent::Acked);
@@ -315,6 +329,8 @@ async fn produce(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
+            // Idempotent producers may not use acks=local (their retries are answered from the log).
+            let local = cluster.opts.faults.spool && producer.is_none() && rng.random_bool(0.5);
             // A retry sent at once, concurrently, to this agent or another:
             // the same request for an idempotent producer (written once, both
             // answers the same), a new attempt with values of its own for a
@@ -340,7 +356,12 @@ async fn produce(
                     twin_values.iter().map(|v| json!({"value": v, "partition": partition})).collect::<Vec<_>>().into();
                 let (http, shared) = (http.clone(), shared.clone());
                 Some(tokio::spawn(async move {
-                    if let Sent::Acked(offsets) = send(&http, &other, &twin_body).await {
+                    let answer = send(&http, &other, &twin_body, local).await;
+                    if let Sent::Spooled(spool) = answer {
+                        push(&shared.local_acks, local_acks(partition, &twin_values, &spool));
+                        return true;
+                    }
+                    if let Sent::Acked(offsets) = answer {
                         let as_producer = if twin_values
                             .first()
                             .and_then(|v| history::parse_value(v))
@@ -358,7 +379,7 @@ async fn produce(
             } else {
                 None
             };
-            let mut sent = send(&http, &url, &body).await;
+            let mut sent = send(&http, &url, &body, local).await;
             // An idempotent request answered through its twin is answered.
             if let Some(twin) = twin
                 && twin.await.unwrap_or(false)
@@ -368,6 +389,11 @@ async fn produce(
                 sent = Sent::Acked(Vec::new());
             }
             match sent {
+                Sent::Spooled(spool) => {
+                    push(&shared.local_acks, local_acks(partition, &values, &spool));
+                    answered = true;
+                    break;
+                }
                 Sent::Acked(offsets) => {
                     record_acks(&shared, me, partition, &values, &offsets);
                     if producer.is_some() {
@@ -394,6 +420,10 @@ async fn produce(
     }
 }
 
+fn local_acks(partition: u32, values: &[String], spool: &str) -> Vec<LocalAck> {
+    values.iter().map(|v| LocalAck { partition, value: v.clone(), spool: spool.to_owned() }).collect()
+}
+
 fn record_acks(shared: &Shared, me: usize, partition: u32, values: &[String], offsets: &[u64]) {
     let acks = values.iter().zip(offsets).map(|(v, offset)| Ack {
         producer: me,
@@ -404,17 +434,27 @@ fn record_acks(shared: &Shared, me: usize, partition: u32, values: &[String], of
     push(&shared.acks, acks);
 }
 
-/// Each agent's clock offset (`--clock-skew`): within a second, or now and
-/// then two minutes fast (that agent must refuse to commit, not stall
-/// others). Only the agent in slot 0 is ever fast, so the others can always
-/// commit.
-fn clock_env(opts: &ChaosOptions, slot: usize, rng: &mut StdRng) -> Vec<(String, String)> {
+/// An agent slot's settings: its spool directory (`--spool`; the same for
+/// every agent started in the slot, as a restart on the same disk), and its
+/// clock offset (`--clock-skew`): within a second, or now and then two
+/// minutes fast (that agent must refuse to commit, not stall others). Only
+/// the agent in slot 0 is ever fast, so the others can always commit.
+fn slot_env(opts: &ChaosOptions, slot: usize, rng: &mut StdRng) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    if opts.faults.spool {
+        let dir = opts.dir.join(format!("spool-{slot}"));
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            eprintln!("floe-chaos: {}: {e}", dir.display());
+        }
+        env.push(("FLOE_SPOOL_DIR".to_owned(), dir.display().to_string()));
+    }
     if !opts.faults.clock_skew {
-        return Vec::new();
+        return env;
     }
     let fast = slot == 0 && rng.random_bool(0.3);
     let offset: i64 = if fast { 120_000 } else { rng.random_range(-1_000..=1_000) };
-    vec![("FLOE_TEST_CLOCK_OFFSET_MS".to_owned(), offset.to_string())]
+    env.push(("FLOE_TEST_CLOCK_OFFSET_MS".to_owned(), offset.to_string()));
+    env
 }
 
 /// Pauses a random agent with SIGSTOP for longer than the lease and group
@@ -581,7 +621,7 @@ async fn kill_loop(cluster: &Cluster, mut rng: StdRng, deadline: Instant) -> Res
             kills += 1;
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..500))).await;
-        let fresh = cluster.procs.spawn_agent_with(&clock_env(&cluster.opts, slot, &mut rng)).await?;
+        let fresh = cluster.procs.spawn_agent_with(&slot_env(&cluster.opts, slot, &mut rng)).await?;
         if let Some(s) = cluster.nodes.write().await.get_mut(slot) {
             *s = Some(fresh);
         }

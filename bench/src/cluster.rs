@@ -26,6 +26,12 @@ pub struct Setup {
     pub flush_interval_ms: u64,
     pub flush_bytes: u64,
     pub seed: u64,
+    /// Give the agent a spool (in `dir`).
+    pub spool: bool,
+    /// The agent's `--acks` (`committed`, `local`).
+    pub acks: Option<String>,
+    /// The store is unreachable for `.1` ms from `.0` ms after the agent starts.
+    pub outage: Option<(u64, u64)>,
 }
 
 /// The agent under test: one we started (with its pid for CPU time) or a target.
@@ -34,23 +40,40 @@ pub struct Cluster {
     procs: Option<Procs>,
     agent: Option<AgentProcess>,
     pub http: reqwest::Client,
+    /// When the store outage we asked for ends (about: it is timed from
+    /// the agent's start, which we see a little later).
+    pub outage_end: Option<tokio::time::Instant>,
 }
 
 impl Cluster {
     pub async fn start(setup: &Setup) -> Result<Self, Err> {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(256).build()?;
         if let Some(url) = &setup.target {
-            return Ok(Self { url: url.trim_end_matches('/').to_owned(), procs: None, agent: None, http });
+            let url = url.trim_end_matches('/').to_owned();
+            return Ok(Self { url, procs: None, agent: None, http, outage_end: None });
         }
-        let env = vec![
+        let mut env = vec![
             ("FLOE_STORE_PROFILE".to_owned(), setup.profile.name().to_owned()),
             ("FLOE_STORE_PROFILE_SEED".to_owned(), setup.seed.to_string()),
             ("FLOE_FLUSH_INTERVAL_MS".to_owned(), setup.flush_interval_ms.to_string()),
             ("FLOE_FLUSH_BYTES".to_owned(), setup.flush_bytes.to_string()),
         ];
+        if setup.spool {
+            let dir = setup.dir.join("spool");
+            std::fs::create_dir_all(&dir)?;
+            env.push(("FLOE_SPOOL_DIR".to_owned(), dir.display().to_string()));
+        }
+        if let Some(acks) = &setup.acks {
+            env.push(("FLOE_ACKS".to_owned(), acks.clone()));
+        }
+        if let Some((after, length)) = setup.outage {
+            env.push(("FLOE_TEST_STORE_OUTAGE".to_owned(), format!("{after}:{length}")));
+        }
+        let started = tokio::time::Instant::now();
         let procs = Procs::new(setup.dir.clone(), setup.bin_dir.clone(), setup.store.clone(), env);
         let agent = procs.spawn_agent().await?;
-        Ok(Self { url: agent.url.clone(), procs: Some(procs), agent: Some(agent), http })
+        let outage_end = setup.outage.map(|(after, length)| started + Duration::from_millis(after + length));
+        Ok(Self { url: agent.url.clone(), procs: Some(procs), agent: Some(agent), http, outage_end })
     }
 
     /// The store the agent uses, when we started it.
@@ -67,10 +90,32 @@ impl Cluster {
     /// with a target, the target itself.
     pub async fn fresh_reader(&self) -> Result<Cluster, Err> {
         match &self.procs {
-            None => Ok(Cluster { url: self.url.clone(), procs: None, agent: None, http: self.http.clone() }),
+            None => Ok(Cluster {
+                url: self.url.clone(),
+                procs: None,
+                agent: None,
+                http: self.http.clone(),
+                outage_end: None,
+            }),
             Some(procs) => {
                 let agent = procs.spawn_agent().await?;
-                Ok(Cluster { url: agent.url.clone(), procs: None, agent: Some(agent), http: self.http.clone() })
+                let (url, http) = (agent.url.clone(), self.http.clone());
+                Ok(Cluster { url, procs: None, agent: Some(agent), http, outage_end: None })
+            }
+        }
+    }
+
+    /// Waits until the agent's spool is empty (polling `/v1/stats` every
+    /// 100 ms, for at most `limit`); returns when it was, or `None` without a spool.
+    pub async fn spool_drained(&self, limit: Duration) -> Result<Option<tokio::time::Instant>, Err> {
+        let give_up = tokio::time::Instant::now() + limit;
+        loop {
+            let v: Value = self.http.get(format!("{}/v1/stats", self.url)).send().await?.json().await?;
+            match v["writer"]["spool"]["held_bytes"].as_u64() {
+                None => return Ok(None),
+                Some(0) => return Ok(Some(tokio::time::Instant::now())),
+                Some(_) if tokio::time::Instant::now() > give_up => return Err("the spool did not drain".into()),
+                Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
     }

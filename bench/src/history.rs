@@ -12,6 +12,14 @@ pub struct Ack {
     pub value: String,
 }
 
+/// A record acknowledged with `acks=local` by the agent owning `spool`.
+#[derive(Clone, Debug)]
+pub struct LocalAck {
+    pub partition: u32,
+    pub value: String,
+    pub spool: String,
+}
+
 /// A record a consumer was given.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Seen {
@@ -48,6 +56,10 @@ pub struct Report {
     pub disagreements: usize,
     /// Times a watcher saw a consumer group's committed offset move backwards.
     pub group_offset_rewinds: usize,
+    /// Records acknowledged with `acks=local` (counted in `lost` when absent).
+    pub acked_local: usize,
+    /// `acks=local` records in the log out of their producer's send order.
+    pub local_order_violations: usize,
 }
 
 impl Report {
@@ -62,6 +74,7 @@ impl Report {
             && self.phantoms == 0
             && self.disagreements == 0
             && self.group_offset_rewinds == 0
+            && self.local_order_violations == 0
     }
 }
 
@@ -147,6 +160,35 @@ pub fn check(
     r
 }
 
+/// Records acknowledged with `acks=local` carry no offset: each must be in
+/// its partition's final log (duplicates are counted by `check`), and a
+/// producer's such records keep their send order among those one spool
+/// acknowledged (records spooled by two agents are committed by each on
+/// its own, as with any asynchronous replication).
+pub fn check_local(r: &mut Report, local: &[LocalAck], log: &FinalLog) {
+    r.acked_local = local.len();
+    let acked: HashMap<(u32, &str), &str> =
+        local.iter().map(|a| ((a.partition, a.value.as_str()), a.spool.as_str())).collect();
+    let mut found = HashSet::new();
+    for (p, records) in log.iter().enumerate() {
+        let mut last_n: BTreeMap<(usize, &str), u64> = BTreeMap::new();
+        for (_, value) in records {
+            let Some(spool) = acked.get(&(p as u32, value.as_str())) else { continue };
+            if !found.insert((p as u32, value.as_str())) {
+                continue;
+            }
+            if let Some((producer, n)) = parse_value(value) {
+                let last = last_n.entry((producer, spool)).or_insert(n);
+                if n < *last {
+                    r.local_order_violations += 1;
+                }
+                *last = (*last).max(n);
+            }
+        }
+    }
+    r.lost += acked.len() - found.len();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +233,23 @@ mod tests {
         let r = check(&[ack(1, 0, 1, "p1-0")], &[], &log, &sent(&["p1-0", "p1-1"]), &[0].into());
         assert_eq!(r.duplicates_plain, 1);
         assert!(!r.ok());
+    }
+
+    #[test]
+    fn locally_acknowledged_records_must_be_in_the_log_in_order() {
+        let log: FinalLog = vec![vec![(0, "p1-3".into()), (1, "p1-1".into())], vec![(0, "p1-2".into())]];
+        let ack = |p, v: &str, spool: &str| LocalAck { partition: p, value: v.into(), spool: spool.into() };
+        let local = [ack(0, "p1-1", "a"), ack(0, "p1-3", "a"), ack(1, "p1-2", "a"), ack(1, "p1-9", "a")];
+        let mut r = Report::default();
+        check_local(&mut r, &local, &log);
+        assert_eq!((r.acked_local, r.lost, r.local_order_violations), (4, 1, 1), "p1-9 lost; p1-3 before p1-1");
+        assert!(!r.ok());
+        let mut r = Report::default();
+        check_local(&mut r, &[ack(0, "p1-1", "a"), ack(0, "p1-3", "b")], &log);
+        assert!(r.ok(), "two spools commit on their own: {r:?}");
+        let mut r = Report::default();
+        check_local(&mut r, &local[2..3], &log);
+        assert!(r.ok(), "{r:?}");
     }
 
     #[test]

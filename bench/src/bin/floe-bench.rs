@@ -95,6 +95,17 @@ struct Common {
     /// Seed for record contents and store latency samples.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Start the agent with a spool (docs/spool.md), in the run's directory.
+    #[arg(long)]
+    spool: bool,
+    /// The agent's --acks: committed (default) or local (needs --spool).
+    #[arg(long)]
+    acks: Option<String>,
+    /// `AFTER_MS:FOR_MS`: the agent's store is unreachable for FOR_MS
+    /// milliseconds from AFTER_MS after it starts; `produce` then reports
+    /// when the spool drained.
+    #[arg(long, value_parser = parse_outage)]
+    store_outage: Option<(u64, u64)>,
     /// Write the latency distribution (produce, e2e) as an SVG chart here.
     #[arg(long)]
     svg: Option<PathBuf>,
@@ -206,6 +217,9 @@ impl Common {
             flush_interval_ms: self.flush_interval_ms,
             flush_bytes: self.flush_bytes,
             seed: self.seed,
+            spool: self.spool,
+            acks: self.acks.clone(),
+            outage: self.store_outage,
         }
     }
 
@@ -425,4 +439,10 @@ async fn run_memory(c: Common, idle_seconds: u64, bin_dir: &Path, json: Option<P
         write_file(&path, &serde_json::to_vec_pretty(&r)?)?;
     }
     Ok(())
+}
+
+fn parse_outage(s: &str) -> Result<(u64, u64), String> {
+    let (after, length) = s.split_once(':').ok_or("expected AFTER_MS:FOR_MS")?;
+    let ms = |v: &str| v.trim().parse::<u64>().map_err(|e| format!("{v:?}: {e}"));
+    Ok((ms(after)?, ms(length)?))
 }

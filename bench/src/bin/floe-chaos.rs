@@ -61,6 +61,11 @@ struct Cli {
     /// Consumer groups commit offsets; watchers check none moves backwards.
     #[arg(long)]
     groups: bool,
+    /// Agents spool flushes (a directory per slot, replayed by the agent
+    /// restarted in it), and plain producers send half their requests with
+    /// acks=local; each such record must be committed once, in order.
+    #[arg(long)]
+    spool: bool,
     /// Every fault class at once: --store-faults 0.01 (unless set),
     /// --compactors 2 (unless set), --commit-lease and the four above.
     #[arg(long)]
@@ -99,12 +104,13 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let faults = match cli.mixed {
-        true => Faults::all(),
+        true => Faults { spool: cli.spool, ..Faults::all() },
         false => Faults {
             immediate_retries: cli.immediate_retries,
             pauses: cli.pauses,
             clock_skew: cli.clock_skew,
             groups: cli.groups,
+            spool: cli.spool,
         },
     };
     let store_faults = if cli.mixed && cli.store_faults == 0.0 { 0.01 } else { cli.store_faults };
@@ -148,14 +154,17 @@ async fn main() -> ExitCode {
     };
     let r = &outcome.report;
     println!("kills: {}", outcome.kills);
-    println!("acknowledged records: {}, records in the final log: {}", r.acked, r.records_in_log);
+    println!(
+        "acknowledged records: {} committed + {} acks=local, records in the final log: {}",
+        r.acked, r.acked_local, r.records_in_log
+    );
     println!("requests refused: {}, given up after retries: {}", outcome.failed_requests, outcome.given_up_requests);
     println!("lost: {}", r.lost);
     println!("conflicting acks: {}", r.conflicting_acks);
     println!("duplicates (idempotent producers): {}", r.duplicates_idempotent);
     println!("duplicates (one plain attempt stored twice): {}", r.duplicates_plain);
     println!("holes: {}", r.holes);
-    println!("order violations: {}", r.order_violations);
+    println!("order violations: {} (acks=local records: {})", r.order_violations, r.local_order_violations);
     println!("aborted reads: {}", r.aborted_reads);
     println!("phantom records: {}", r.phantoms);
     println!("disagreements between agents or consumers: {}", r.disagreements);

@@ -22,6 +22,8 @@ pub struct Produced {
     pub records: u64,
     pub bytes: u64,
     pub errors: u64,
+    /// Of the errors, 503 answers (the agent's buffers full).
+    pub overloaded: u64,
     pub seconds: f64,
 }
 
@@ -47,20 +49,21 @@ pub async fn produce_load(
             let mut bodies = Bodies::new(&load, seed.wrapping_add(p as u64));
             let mut schedule = Schedule::new(start + offset, interval);
             let mut hist = histogram();
-            let (mut requests, mut errors) = (0u64, 0u64);
+            let (mut requests, mut errors, mut overloaded) = (0u64, 0u64, 0u64);
             // Fixed rate: each request is its own task (open loop), at most
             // MAX_IN_FLIGHT per producer; waiting for a slot is charged to
             // the request's latency, which runs from its due time.
             let mut in_flight = tokio::task::JoinSet::new();
-            let mut tally = |outcome: Option<Result<(bool, u64), tokio::task::JoinError>>| match outcome {
-                Some(Ok((true, us))) => {
+            let mut tally = |outcome: Option<Result<(Answer, u64), tokio::task::JoinError>>| match outcome {
+                Some(Ok((Answer::Ok, us))) => {
                     let _ = hist.record(us);
                     requests += 1;
                     progress
                         .produced_bytes
                         .fetch_add((load.record_bytes * load.records_per_request) as u64, Ordering::Relaxed);
                 }
-                Some(_) => {
+                Some(other) => {
+                    overloaded += u64::from(matches!(other, Ok((Answer::Overloaded, _))));
                     errors += 1;
                     progress.errors.fetch_add(1, Ordering::Relaxed);
                 }
@@ -88,12 +91,14 @@ pub async fn produce_load(
             while let Some(done) = in_flight.join_next().await {
                 tally(Some(done));
             }
-            (hist, requests, errors)
+            (hist, requests, errors, overloaded)
         }));
     }
-    let mut out = Produced { hist: histogram(), requests: 0, records: 0, bytes: 0, errors: 0, seconds: 0.0 };
+    let mut out =
+        Produced { hist: histogram(), requests: 0, records: 0, bytes: 0, errors: 0, overloaded: 0, seconds: 0.0 };
     for t in tasks {
-        let (hist, requests, errors) = t.await?;
+        let (hist, requests, errors, overloaded) = t.await?;
+        out.overloaded += overloaded;
         out.hist.add(&hist).map_err(|e| format!("merging histograms: {e}"))?;
         out.requests += requests;
         out.errors += errors;
@@ -107,20 +112,36 @@ pub async fn produce_load(
 /// Produce requests in flight per producer at a fixed rate.
 const MAX_IN_FLIGHT: usize = 64;
 
-/// Sends one produce request: (acknowledged, microseconds since `due`).
-async fn send_one(http: reqwest::Client, url: String, body: Bytes, due: Instant, back_off: bool) -> (bool, u64) {
+/// How a produce request was answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    Ok,
+    /// 503: the agent's buffers are full.
+    Overloaded,
+    /// Any other error, or no answer (the client's 30 s timeout).
+    Failed,
+}
+
+/// Sends one produce request: how it was answered, and microseconds since `due`.
+async fn send_one(http: reqwest::Client, url: String, body: Bytes, due: Instant, back_off: bool) -> (Answer, u64) {
     let sent = http.post(&url).header("content-type", "application/json").body(body).send().await;
     let ok = match sent {
-        Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+        Ok(r) if r.status().is_success() => {
+            if r.bytes().await.is_ok() {
+                Answer::Ok
+            } else {
+                Answer::Failed
+            }
+        }
         Ok(r) => {
             let overloaded = r.status().as_u16() == 503;
             let _ = r.bytes().await;
             if overloaded && back_off {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            false
+            if overloaded { Answer::Overloaded } else { Answer::Failed }
         }
-        Err(_) => false,
+        Err(_) => Answer::Failed,
     };
     (ok, due.elapsed().as_micros().max(1) as u64)
 }

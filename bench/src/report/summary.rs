@@ -142,6 +142,9 @@ mod tests {
             flush_interval_ms: 50,
             flush_bytes: 1 << 20,
             seed: 1,
+            spool: false,
+            acks: None,
+            outage: None,
         }
     }
 
@@ -178,6 +181,7 @@ mod tests {
             seconds: 1.0,
             requests: 10,
             errors: 0,
+            overloaded: 0,
             records: 100,
             payload_bytes: 10_000,
             mib_s: 20.0,
@@ -193,6 +197,7 @@ mod tests {
             agent_cpu_s_per_gib: Some(2.0),
             mib_s_per_cpu_s: Some(3.0),
             store: Stats::default(),
+            spool_drained_s: None,
         }
     }
 

@@ -48,15 +48,19 @@ pub fn produce(r: &ProduceResult) -> String {
     let mut out = String::new();
     push_line!(
         out,
-        "produce: {:.1} MiB/s payload ({:.0} requests/s, {} records, {} errors) over {:.1} s{}",
+        "produce: {:.1} MiB/s payload ({:.0} requests/s, {} records, {} errors of which {} 503) over {:.1} s{}",
         r.mib_s,
         r.requests_per_s,
         r.records,
         r.errors,
+        r.overloaded,
         r.seconds,
         if r.fixed_rate { ", latency from due times" } else { "" }
     );
     push_line!(out, "  latency          {}", r.latency);
+    if let Some(s) = r.spool_drained_s {
+        push_line!(out, "  spool            empty {s:.1} s after the store came back");
+    }
     push_line!(
         out,
         "  segments         {} PUTs, mean {:.2} MiB, {:.1} MiB/s stored; {} log PUTs",

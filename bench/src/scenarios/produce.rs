@@ -17,6 +17,8 @@ pub struct ProduceResult {
     pub seconds: f64,
     pub requests: u64,
     pub errors: u64,
+    /// Of the errors, 503 answers (buffers full).
+    pub overloaded: u64,
     pub records: u64,
     pub payload_bytes: u64,
     pub mib_s: f64,
@@ -33,6 +35,8 @@ pub struct ProduceResult {
     pub agent_cpu_s_per_gib: Option<f64>,
     pub mib_s_per_cpu_s: Option<f64>,
     pub store: Stats,
+    /// With a store outage: seconds from its end until the spool was empty.
+    pub spool_drained_s: Option<f64>,
 }
 
 pub async fn produce(cluster: &Cluster, load: &Load, seed: u64) -> Result<(ProduceResult, Histogram<u64>), Err> {
@@ -44,6 +48,13 @@ pub async fn produce(cluster: &Cluster, load: &Load, seed: u64) -> Result<(Produ
         let _line = ProgressLine::start("produce".into(), load.duration, progress.clone());
         produce_load(cluster, &topic, load, false, seed, progress).await?
     };
+    let spool_drained_s = match cluster.outage_end {
+        Some(end) => cluster
+            .spool_drained(std::time::Duration::from_secs(600))
+            .await?
+            .map(|at| at.saturating_duration_since(end).as_secs_f64()),
+        None => None,
+    };
     let cpu = cluster.cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
     let store = cluster.stats().await?.since(&before);
     let gib = produced.bytes as f64 / GIB;
@@ -51,6 +62,7 @@ pub async fn produce(cluster: &Cluster, load: &Load, seed: u64) -> Result<(Produ
         seconds: produced.seconds,
         requests: produced.requests,
         errors: produced.errors,
+        overloaded: produced.overloaded,
         records: produced.records,
         payload_bytes: produced.bytes,
         mib_s: produced.bytes as f64 / MIB / produced.seconds,
@@ -66,6 +78,7 @@ pub async fn produce(cluster: &Cluster, load: &Load, seed: u64) -> Result<(Produ
         agent_cpu_s_per_gib: cpu.filter(|_| gib > 0.0).map(|c| c / gib),
         mib_s_per_cpu_s: cpu.filter(|c| *c > 0.0).map(|c| produced.bytes as f64 / MIB / c),
         store,
+        spool_drained_s,
     };
     Ok((result, produced.hist))
 }
