@@ -106,6 +106,12 @@ pub async fn check(world: &World, history: &History) -> Result<Outcome, Violatio
                 Status::Acked(base) if found != [at(base)] => {
                     return Err(fail(format!("acknowledged {value} at {:?}, found at {found:?}", at(base))));
                 }
+                Status::Spooled if found.len() != 1 => {
+                    return Err(fail(format!(
+                        "{value} (acknowledged from a spool) is in the log {} times",
+                        found.len()
+                    )));
+                }
                 Status::Unknown if found.len() > 1 => {
                     return Err(fail(format!("{value} (outcome unknown) is in the log {} times", found.len())));
                 }
@@ -118,7 +124,13 @@ pub async fn check(world: &World, history: &History) -> Result<Outcome, Violatio
                 _ => {}
             }
         }
-        if let Status::Acked(base) = a.status {
+        let base = match a.status {
+            Status::Acked(base) => Some(base),
+            // Found exactly once above: where its first record is.
+            Status::Spooled => seen.get(&format!("{}#0", a.tag)).and_then(|f| f.first()).map(|(_, o)| *o),
+            _ => None,
+        };
+        if let Some(base) = base {
             acked += 1;
             let key = (a.writer, a.partition);
             if let Some((request, offset)) = order.get(&key)

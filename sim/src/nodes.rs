@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use floe_broker::entry::{GroupOffset, Op, TopicConfig};
+use floe_broker::entry::{FlushId, GroupOffset, Op, TopicConfig};
 use floe_broker::segment::{ProducerStamp, SegmentBuilder};
 use floe_broker::state::{OpOutcome, Placement, group_lease};
 use floe_broker::{Error, MetadataLog, Record, keys};
@@ -28,6 +28,9 @@ pub enum Status {
     Unknown,
     /// Certainly not written (it never reached a commit).
     Failed,
+    /// Acknowledged from a spool (`acks=local`): replayed until committed,
+    /// it must be in the log exactly once.
+    Spooled,
 }
 
 #[derive(Clone, Debug)]
@@ -100,6 +103,9 @@ async fn writer(world: Arc<World>, history: Shared, id: usize) {
     clock.set_offset_ms(world.below(1_000) as i64 - 500);
     let mut log = world.open(&node).await;
     create_topic(&world, &log).await;
+    if id % 4 == 2 {
+        return spooled_writer(world, history, id, node, log).await;
+    }
     let idempotent = id % 2 == 1;
     let mut producer: Option<(u64, u32)> = None;
     let mut next_sequence = 0u64;
@@ -137,7 +143,7 @@ async fn writer(world: Arc<World>, history: Shared, id: usize) {
                 });
                 h.attempts.len() - 1
             };
-            let status = attempt(&world, &mut log, &node, partition, &tag, records, stamp).await;
+            let status = attempt(&world, &mut log, &node, partition, &tag, records, stamp, None).await;
             let acked = matches!(status, Status::Acked(_));
             history.borrow_mut().attempts[index].status = status;
             if acked {
@@ -148,6 +154,51 @@ async fn writer(world: Arc<World>, history: Shared, id: usize) {
         }
     }
     clock.set_offset_ms(0);
+    history.borrow_mut().logs.push(log);
+}
+
+/// An agent with a spool: each request is acknowledged once spooled, then
+/// uploaded and committed — again and again, under a new segment name each
+/// time, through crashes, pauses and unknown outcomes, as a restart replays
+/// the spool — until the log has its flush. One flush at a time, in order.
+async fn spooled_writer(
+    world: Arc<World>,
+    history: Shared,
+    id: usize,
+    node: floe_broker::Components,
+    mut log: Arc<MetadataLog>,
+) {
+    let spool = node.ulid();
+    for request in 0..world.settings.requests {
+        let partition = world.below(u64::from(world.settings.partitions)) as u32;
+        let records = 1 + world.below(3) as u32;
+        let tag = format!("w{id}-r{request}");
+        let flush = FlushId { spool, seq: request as u64 + 1 };
+        history.borrow_mut().attempts.push(Attempt {
+            writer: id,
+            request,
+            partition,
+            tag: tag.clone(),
+            records,
+            idempotent: true,
+            status: Status::Spooled,
+        });
+        for _ in 0..10_000 {
+            let _ = attempt(&world, &mut log, &node, partition, &tag, records, None, Some(flush)).await;
+            let _ = log.catch_up().await;
+            if log.state().flush_committed(flush) {
+                break;
+            }
+            tokio::time::sleep(world.millis(50, 2_000)).await;
+        }
+        // A crash after the commit, before the spool file was removed: the
+        // restart replays the flush, possibly long after.
+        if world.chance(0.2) {
+            tokio::time::sleep(world.millis(0, 90_000)).await;
+            log = world.open(&node).await;
+            let _ = attempt(&world, &mut log, &node, partition, &tag, records, None, Some(flush)).await;
+        }
+    }
     history.borrow_mut().logs.push(log);
 }
 
@@ -172,6 +223,7 @@ async fn attempt(
     tag: &str,
     records: u32,
     stamp: Option<ProducerStamp>,
+    flush: Option<FlushId>,
 ) -> Status {
     let values: Vec<Record> = (0..records)
         .map(|i| Record { key: None, value: Bytes::from(format!("{tag}#{i}")), timestamp: 1, headers: vec![] })
@@ -197,7 +249,7 @@ async fn attempt(
         *log = world.open(node).await;
         return Status::Failed;
     }
-    let op = Op::Append { segment, batches, flush: None };
+    let op = Op::Append { segment, batches, flush };
     // A crash during the commit, at whatever await it reached.
     let deadline = if world.chance(0.05) { world.millis(0, 300) } else { Duration::from_secs(3_600) };
     let committed = match tokio::time::timeout(deadline, log.commit(vec![op.clone()])).await {
