@@ -105,16 +105,25 @@ impl Cluster {
         }
     }
 
-    /// Waits until the agent's spool is empty (polling `/v1/stats` every
-    /// 100 ms, for at most `limit`); returns when it was, or `None` without a spool.
-    pub async fn spool_drained(&self, limit: Duration) -> Result<Option<tokio::time::Instant>, Err> {
+    /// Waits (polling `/v1/stats` every 100 ms, for at most `limit`) until,
+    /// after `from`, the oldest flush in the agent's spool is younger than
+    /// `max_age`: the backlog of an outage is committed, while new flushes
+    /// keep coming. Returns when that was, or `None` without a spool.
+    pub async fn spool_caught_up(
+        &self,
+        from: tokio::time::Instant,
+        max_age: Duration,
+        limit: Duration,
+    ) -> Result<Option<tokio::time::Instant>, Err> {
         let give_up = tokio::time::Instant::now() + limit;
+        tokio::time::sleep_until(from).await;
         loop {
             let v: Value = self.http.get(format!("{}/v1/stats", self.url)).send().await?.json().await?;
-            match v["writer"]["spool"]["held_bytes"].as_u64() {
+            let now = tokio::time::Instant::now();
+            match v["writer"]["spool"]["oldest_age_ms"].as_u64() {
                 None => return Ok(None),
-                Some(0) => return Ok(Some(tokio::time::Instant::now())),
-                Some(_) if tokio::time::Instant::now() > give_up => return Err("the spool did not drain".into()),
+                Some(age) if u128::from(age) < max_age.as_millis() => return Ok(Some(now)),
+                Some(_) if now > give_up => return Err("the spool did not catch up".into()),
                 Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }

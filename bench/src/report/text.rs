@@ -59,7 +59,7 @@ pub fn produce(r: &ProduceResult) -> String {
     );
     push_line!(out, "  latency          {}", r.latency);
     if let Some(s) = r.spool_drained_s {
-        push_line!(out, "  spool            empty {s:.1} s after the store came back");
+        push_line!(out, "  spool            caught up {s:.1} s after the store came back (oldest flush < 1 s old)");
     }
     push_line!(
         out,

@@ -35,7 +35,8 @@ pub struct ProduceResult {
     pub agent_cpu_s_per_gib: Option<f64>,
     pub mib_s_per_cpu_s: Option<f64>,
     pub store: Stats,
-    /// With a store outage: seconds from its end until the spool was empty.
+    /// With a store outage: seconds from its end until the spool's oldest
+    /// flush was younger than a second again.
     pub spool_drained_s: Option<f64>,
 }
 
@@ -44,17 +45,23 @@ pub async fn produce(cluster: &Cluster, load: &Load, seed: u64) -> Result<(Produ
     let before = cluster.stats().await?;
     let cpu_before = cluster.cpu_seconds();
     let progress = Arc::new(Progress::default());
-    let produced = {
+    // After an outage, the spool has caught up once its oldest flush is
+    // younger than a second again (new flushes keep arriving meanwhile).
+    let caught_up = async {
+        match cluster.outage_end {
+            Some(end) => {
+                let limit = std::time::Duration::from_secs(600);
+                let at = cluster.spool_caught_up(end, std::time::Duration::from_secs(1), limit).await?;
+                Ok::<_, Err>(at.map(|at| at.saturating_duration_since(end).as_secs_f64()))
+            }
+            None => Ok(None),
+        }
+    };
+    let (produced, spool_drained_s) = {
         let _line = ProgressLine::start("produce".into(), load.duration, progress.clone());
-        produce_load(cluster, &topic, load, false, seed, progress).await?
+        tokio::join!(produce_load(cluster, &topic, load, false, seed, progress), caught_up)
     };
-    let spool_drained_s = match cluster.outage_end {
-        Some(end) => cluster
-            .spool_drained(std::time::Duration::from_secs(600))
-            .await?
-            .map(|at| at.saturating_duration_since(end).as_secs_f64()),
-        None => None,
-    };
+    let (produced, spool_drained_s) = (produced?, spool_drained_s?);
     let cpu = cluster.cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
     let store = cluster.stats().await?.since(&before);
     let gib = produced.bytes as f64 / GIB;
