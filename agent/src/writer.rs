@@ -536,9 +536,13 @@ async fn flusher(
             // needs while it waits to be committed after the oldest.
             let spooled = match &uploader.spool {
                 Some(spool) => {
-                    let estimate = ratio.segment_bytes(open_bytes);
+                    // A segment is rarely larger than its records: the
+                    // budget bounds the disk whatever the data compresses to.
+                    let bytes = open_bytes.max(ratio.segment_bytes(open_bytes));
+                    // Room first: a stopping writer still spools what has room.
                     let space = tokio::select! {
-                        space = spool.reserve(estimate.saturating_add(estimate / 8)) => space.ok(),
+                        biased;
+                        space = spool.reserve(bytes) => space.ok(),
                         () = stop.cancelled() => None,
                     };
                     space.map(|space| (spool.next_flush(), space))
@@ -867,7 +871,9 @@ async fn commit_uploads(
                 continue;
             }
             Ok(Err((e, waiters))) => {
-                left |= ctx.spool.is_some() && stop.is_cancelled();
+                // Only a spooled flush left uncommitted holds back the later
+                // ones; one refused before the spool has no file (its number is skipped).
+                left |= ctx.spool.is_some() && matches!(e, WriteError::OutcomeUnknown);
                 fail_all(waiters, &e);
                 continue;
             }
@@ -907,7 +913,7 @@ async fn commit_uploads(
                 },
                 Ok(Ok(up)) => fail_all(up.waiters, &WriteError::OutcomeUnknown),
                 Ok(Err((e, waiters))) => {
-                    left |= ctx.spool.is_some() && stop.is_cancelled();
+                    left |= ctx.spool.is_some() && matches!(e, WriteError::OutcomeUnknown);
                     fail_all(waiters, &e);
                 }
                 Err(_) => left |= ctx.spool.is_some(),
