@@ -208,10 +208,26 @@ impl Spool {
     /// # Cancel safety
     /// Cancel safe: nothing is held until it returns.
     pub async fn reserve(&self, segment_bytes: usize) -> Result<SpoolSpace, SpoolError> {
-        let bytes = segment_bytes.saturating_add(4096).min(self.budget_bytes);
-        let permits = u32::try_from(bytes).map_err(|_| SpoolError::TooLarge(segment_bytes))?;
+        let permits = self.permits(segment_bytes)?;
         let permit = self.budget.clone().acquire_many_owned(permits).await.map_err(|_| SpoolError::Closed)?;
         Ok(SpoolSpace { _permit: Some(permit) })
+    }
+
+    /// The room for a flush of `segment_bytes` if the spool has it now
+    /// (and nobody waits ahead), `None` if `reserve` would wait.
+    pub fn try_reserve(&self, segment_bytes: usize) -> Result<Option<SpoolSpace>, SpoolError> {
+        let permits = self.permits(segment_bytes)?;
+        match self.budget.clone().try_acquire_many_owned(permits) {
+            Ok(permit) => Ok(Some(SpoolSpace { _permit: Some(permit) })),
+            Err(tokio::sync::TryAcquireError::NoPermits) => Ok(None),
+            Err(tokio::sync::TryAcquireError::Closed) => Err(SpoolError::Closed),
+        }
+    }
+
+    /// A flush's share of the budget: its segment and its file's framing.
+    fn permits(&self, segment_bytes: usize) -> Result<u32, SpoolError> {
+        let bytes = segment_bytes.saturating_add(4096).min(self.budget_bytes);
+        u32::try_from(bytes).map_err(|_| SpoolError::TooLarge(segment_bytes))
     }
 
     /// The next flush's id. Taken in seal order: the log commits a spool's

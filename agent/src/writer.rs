@@ -3,10 +3,10 @@
 //! `flush_bytes`, uploaded as one segment, and committed with a create-only
 //! log entry. Only then is each request answered with its offsets.
 //!
-//! The interval bounds how often the agent flushes and commits, not how long
-//! a record waits: a buffer sealed early by size is committed together with
-//! the uploads that follow it, when its interval is up, so a busy agent writes
-//! a few segments per log entry.
+//! The interval bounds how often the agent's clock flushes and how often it
+//! commits, not how long a record waits: a buffer sealed early by size is
+//! committed with the buffer the clock seals next, so a busy agent writes
+//! one log entry for several segments.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -207,9 +207,6 @@ type BatchKey = (String, u64, u32, Option<(ProducerStamp, usize)>);
 /// One sealed buffer, uploaded.
 struct Uploaded {
     sealed: Instant,
-    /// When the clock would have sealed this buffer: a buffer sealed early
-    /// by size may wait for its commit until then, for others to join it.
-    due: Instant,
     uploaded: Instant,
     segment: Ulid,
     body: Body,
@@ -304,7 +301,6 @@ impl Writer {
         let (uploads_tx, uploads_rx) = mpsc::channel(queue);
         let budget_bytes = settings.buffer_bytes.min(Semaphore::MAX_PERMITS);
         let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
-        let pacing = Pacing { interval: settings.flush_interval, max_uploads: queue };
         let uploader = Arc::new(Uploader {
             log: log.clone(),
             ratio: SizeRatio::default(),
@@ -315,7 +311,7 @@ impl Writer {
             stop: stop.clone(),
         });
         tasks.spawn(flusher(rx, uploads_tx, uploader.clone(), settings, recovered, tasks.clone()));
-        tasks.spawn(commit_uploads(uploads_rx, uploader, committer, pacing));
+        tasks.spawn(commit_uploads(uploads_rx, uploader, committer, queue));
         let budget = Arc::new(Semaphore::new(budget_bytes));
         Self { tx, stop, tasks, budget, budget_bytes, log, inflight: Arc::default(), spool }
     }
@@ -458,7 +454,7 @@ fn stamp_key(topic: &str, parts: &[PartitionRecords]) -> Option<StampKey> {
 /// get `Closed` (nothing of theirs was written). Stop it with `stop`.
 async fn flusher(
     mut rx: mpsc::UnboundedReceiver<Pending>,
-    uploads: mpsc::Sender<UploadTask>,
+    uploads: mpsc::Sender<Sealed>,
     uploader: Arc<Uploader>,
     settings: WriterSettings,
     recovered: Vec<Recovered>,
@@ -472,20 +468,28 @@ async fn flusher(
             continue;
         }
         let task = tasks.spawn(replay(uploader.clone(), flush));
-        if uploads.send(task).await.is_err() {
+        if uploads.send(Sealed::Upload { task, closes: true }).await.is_err() {
             return;
         }
     }
     let stop = uploader.stop.clone();
     let mut open: Vec<Pending> = Vec::new();
     let mut open_bytes = 0usize;
+    // The clock's next tick, once something waits for it: records in the
+    // open buffer, or buffers sealed early by size (whose round it closes).
     let mut deadline: Option<Instant> = None;
-    // The interval bounds how often this agent flushes, not how long a record
-    // waits: a record arriving when the last flush began an interval ago or
-    // more is flushed at once. The start counts as a flush, so an agent
-    // never flushes more often than one per interval (size-triggered
-    // flushes aside, as before).
-    let mut last_seal = Instant::now();
+    // The interval bounds how often this agent's clock seals a buffer, not
+    // how long a record waits: a record arriving when the last tick was an
+    // interval ago or more is flushed at once. The start counts as a tick,
+    // so the clock never seals more than one buffer per interval; buffers
+    // sealed early by size do not move it.
+    let mut last_tick = Instant::now();
+    // Buffers sealed by size since the round began, to be committed with
+    // the buffer that closes it. A round closes at the clock's tick, or
+    // once it holds two waves of uploads: what waits for its entry (and
+    // how long the first of them waits) stays bounded however busy the agent.
+    let mut sized = 0usize;
+    let round_cap = 2 * settings.max_uploads.max(1);
     let mut closing = false;
     let mut stopping = false;
     let ratio = &uploader.ratio;
@@ -498,7 +502,7 @@ async fn flusher(
         let seal = tokio::select! {
             next = rx.recv() => match next {
                 Some(p) => {
-                    let due = *deadline.get_or_insert(last_seal + settings.flush_interval);
+                    let due = *deadline.get_or_insert(last_tick + settings.flush_interval);
                     open_bytes += p.bytes;
                     open.push(p);
                     if due <= Instant::now() {
@@ -508,57 +512,105 @@ async fn flusher(
                             open_bytes += more.bytes;
                             open.push(more);
                         }
-                        true
+                        Some(Seal::Clock)
                     } else {
-                        full(open_bytes)
+                        full(open_bytes).then_some(Seal::Size)
                     }
                 }
                 None => {
                     closing = true;
-                    !open.is_empty()
+                    (!open.is_empty() || sized > 0).then_some(Seal::Clock)
                 }
             },
-            () = sleep_until(deadline) => true,
+            () = sleep_until(deadline) => Some(Seal::Clock),
             // Requests already queued are still received, then `None`.
             () = stop.cancelled(), if !stopping => {
                 stopping = true;
                 rx.close();
-                false
+                None
             }
         };
-        if seal {
-            last_seal = Instant::now();
-            // Sealed by the clock (or to stop): due now; sealed early by size: due when the clock would have sealed it.
-            let due = deadline.filter(|_| !stopping).unwrap_or(last_seal);
-            let open = std::mem::take(&mut open);
-            // Spool space is taken here, in seal order: taken as uploads
-            // finish encoding, a later flush could hold what the oldest
-            // needs while it waits to be committed after the oldest.
-            let spooled = match &uploader.spool {
-                Some(spool) => {
-                    // A segment is rarely larger than its records: the
-                    // budget bounds the disk whatever the data compresses to.
-                    let bytes = open_bytes.max(ratio.segment_bytes(open_bytes));
-                    // Room first: a stopping writer still spools what has room.
-                    let space = tokio::select! {
-                        biased;
-                        space = spool.reserve(bytes) => space.ok(),
-                        () = stop.cancelled() => None,
-                    };
-                    space.map(|space| (spool.next_flush(), space))
-                }
-                None => None,
-            };
-            let task = tasks.spawn(upload(uploader.clone(), open, last_seal, due, spooled));
-            open_bytes = 0;
-            deadline = None;
-            // Waits while `max_uploads` are in flight; requests keep queueing,
-            // bounded by the buffer budget.
-            if uploads.send(task).await.is_err() {
+        let Some(seal) = seal else { continue };
+        // Sealed by the clock (or to stop): the round of buffers sealed by
+        // size since the last tick closes with this one.
+        let clock = seal == Seal::Clock || stopping;
+        let closes = clock || sized + 1 >= round_cap;
+        let round_open = sized > 0;
+        if clock {
+            (last_tick, deadline) = (Instant::now(), None);
+        }
+        sized = if closes { 0 } else { sized + 1 };
+        if open.is_empty() {
+            // The tick found nothing new: the round is what size sealed.
+            if round_open && uploads.send(Sealed::Tick).await.is_err() {
                 return;
             }
+            continue;
+        }
+        let sealed = Instant::now();
+        let open = std::mem::take(&mut open);
+        // Spool space is taken here, in seal order: taken as uploads
+        // finish encoding, a later flush could hold what the oldest
+        // needs while it waits to be committed after the oldest.
+        let spooled = match &uploader.spool {
+            Some(spool) => {
+                // A segment is rarely larger than its records: the
+                // budget bounds the disk whatever the data compresses to.
+                let bytes = open_bytes.max(ratio.segment_bytes(open_bytes));
+                let space = match spool.try_reserve(bytes) {
+                    Ok(Some(space)) => Some(space),
+                    Ok(None) => {
+                        // The spool is full of flushes waiting for their
+                        // commit. Those of the open round wait for it to
+                        // close: it closes without this one.
+                        if round_open {
+                            if uploads.send(Sealed::Tick).await.is_err() {
+                                return;
+                            }
+                            sized = usize::from(!closes);
+                        }
+                        // Room first: a stopping writer still spools what has room.
+                        tokio::select! {
+                            biased;
+                            space = spool.reserve(bytes) => space.ok(),
+                            () = stop.cancelled() => None,
+                        }
+                    }
+                    Err(_) => None,
+                };
+                space.map(|space| (spool.next_flush(), space))
+            }
+            None => None,
+        };
+        let task = tasks.spawn(upload(uploader.clone(), open, sealed, spooled));
+        open_bytes = 0;
+        // Waits while the commit is behind on closed rounds; requests keep
+        // queueing, bounded by the buffer budget.
+        if uploads.send(Sealed::Upload { task, closes }).await.is_err() {
+            return;
         }
     }
+}
+
+/// What sealed a buffer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seal {
+    /// The interval since the last tick is up, or the writer stops.
+    Clock,
+    /// Its segment reached `flush_bytes`.
+    Size,
+}
+
+/// What the flusher hands to the commit, in seal order. Buffers sealed by
+/// size are committed with the rest of their round: everything sealed up
+/// to the clock's next tick, so that they share its log entry.
+enum Sealed {
+    /// A sealed buffer's upload; `closes` its round when the clock (or a
+    /// stop, or a replay at start) sealed it.
+    Upload { task: UploadTask, closes: bool },
+    /// A round closed without a buffer of its own (the tick found the
+    /// buffer empty, or the spool had no room for it).
+    Tick,
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -607,7 +659,6 @@ async fn upload(
     ctx: Arc<Uploader>,
     pending: Vec<Pending>,
     sealed: Instant,
-    due: Instant,
     spooled: Option<(FlushId, SpoolSpace)>,
 ) -> Result<Uploaded, (WriteError, Vec<Waiter>)> {
     if ctx.spool.is_some() && spooled.is_none() {
@@ -664,7 +715,7 @@ async fn upload(
     };
     let segment = ctx.log.node().ulid();
     let body = Body::Ram(bytes);
-    let mut up = Uploaded { sealed, due, uploaded: sealed, segment, body, batches, records, waiters, reupload: false };
+    let mut up = Uploaded { sealed, uploaded: sealed, segment, body, batches, records, waiters, reupload: false };
     let _permit = match (&ctx.spool, spooled) {
         (Some(spool), Some((flush, space))) => {
             drop(permit);
@@ -720,7 +771,6 @@ async fn replay(ctx: Arc<Uploader>, flush: Recovered) -> Result<Uploaded, (Write
     let Recovered { flush, batches, space } = flush;
     let mut up = Uploaded {
         sealed: now,
-        due: now,
         uploaded: now,
         segment: ctx.log.node().ulid(),
         body: Body::Spooled { flush, _space: space },
@@ -817,51 +867,34 @@ async fn refresh_if_stale(ctx: &Uploader, up: &mut Uploaded) -> Result<(), Write
     Ok(())
 }
 
-/// How `commit_uploads` spaces its commits.
-struct Pacing {
-    /// Commits start at most once per interval, unless an upload is due sooner.
-    interval: Duration,
-    /// Sealed uploads taken off the flusher's queue at most (bounds the
-    /// uploads in flight, as the queue does).
-    max_uploads: usize,
-}
-
 /// Commits uploads in the order they were sealed, so one producer's
-/// requests keep their order within a partition: the oldest upload, once
-/// finished and due, together with every upload after it that has finished
-/// by then, as one log entry. An upload is due when its buffer would have
-/// been sealed by the clock, or an interval after the previous commit began,
-/// whichever comes first, so a record waits no longer than with clock-sealed
-/// buffers, and a busy agent writes about one entry per interval. (Waiting
-/// for the interval alone cut PUTs at saturation but halved the throughput
-/// of closed-loop producers: docs/benchmarks.md.) Ends when
-/// the flusher has ended and every upload it sealed is committed or failed.
-/// Once `stop` is cancelled, uploads are committed as soon as they finish.
+/// requests keep their order within a partition, a round at a time: the
+/// buffers sealed early by size since the clock's last tick, and the one
+/// the tick seals (or the tick alone), as one log entry, together with any
+/// later upload that has finished by then. A record so waits at most one
+/// interval, the uploads of its round (at most two waves of `max_uploads`)
+/// and the commit, and a busy agent writes about one entry per interval
+/// however many segments it fills (more while stopping, replaying its spool
+/// or waiting for spool space). Ends when the flusher has ended and every
+/// upload it sealed is committed or failed. Once `stop` is cancelled,
+/// uploads are committed as soon as they finish.
 ///
 /// # Cancel safety
 /// Not cancel safe: dropped mid-commit, its requests get `Closed` although
 /// their entry may land (an unknown outcome, as a crash would leave). It is
 /// never cancelled: the writer's drain waits for it to end.
-async fn commit_uploads(
-    uploads: mpsc::Receiver<UploadTask>,
-    ctx: Arc<Uploader>,
-    committer: Arc<Committer>,
-    pacing: Pacing,
-) {
+async fn commit_uploads(uploads: mpsc::Receiver<Sealed>, ctx: Arc<Uploader>, committer: Arc<Committer>, max: usize) {
     let stop = ctx.stop.clone();
-    let mut intake = Intake { uploads, queue: VecDeque::new(), open: true, max: pacing.max_uploads };
-    let mut last_start: Option<Instant> = None;
+    let mut intake = Intake { uploads, queue: VecDeque::new(), open: true, max };
     // Set once a spooled flush is left uncommitted (the writer stopped while
     // the store was away): later ones are left too, for the next start to
     // commit in order after it.
     let mut left = false;
     loop {
-        let oldest = match intake.queue.pop_front() {
-            Some(task) => task,
-            None => match intake.uploads.recv().await {
-                Some(task) => task,
-                None => return,
-            },
+        let (oldest, mut closed) = match intake.next().await {
+            Some(Sealed::Upload { task, closes }) => (task, closes),
+            Some(Sealed::Tick) => continue,
+            None => return,
         };
         let first = match intake.meanwhile(oldest).await {
             Ok(Ok(up)) if !left => up,
@@ -883,21 +916,26 @@ async fn commit_uploads(
                 continue;
             }
         };
-        let commit_at = match last_start.filter(|_| !stop.is_cancelled()) {
-            Some(start) => (start + pacing.interval).min(first.due),
-            None => Instant::now(),
-        };
-        intake
-            .meanwhile(async {
-                tokio::select! {
-                    () = tokio::time::sleep_until(commit_at) => {}
-                    () = stop.cancelled() => {}
-                }
-            })
-            .await;
         let mut ready = vec![Ok(Ok(first))];
-        while intake.queue.front().is_some_and(JoinHandle::is_finished) {
-            if let Some(task) = intake.queue.pop_front() {
+        // The rest of the round, up to what closes it.
+        while !closed {
+            let next = tokio::select! {
+                next = intake.next() => next,
+                () = stop.cancelled() => None,
+            };
+            match next {
+                Some(Sealed::Upload { task, closes }) => {
+                    ready.push(intake.meanwhile(task).await);
+                    closed = closes;
+                }
+                Some(Sealed::Tick) | None => closed = true,
+            }
+        }
+        // Later uploads that have finished meanwhile go in the same entry.
+        while let Some(Sealed::Upload { task, .. }) = intake.queue.front()
+            && task.is_finished()
+        {
+            if let Some(Sealed::Upload { task, .. }) = intake.queue.pop_front() {
                 ready.push(task.await);
             }
         }
@@ -920,7 +958,6 @@ async fn commit_uploads(
             }
         }
         if !group.is_empty() {
-            last_start = Some(Instant::now());
             left |= !commit_group(group, &committer, &ctx).await;
         }
     }
@@ -928,17 +965,29 @@ async fn commit_uploads(
 
 /// Sealed uploads taken off the flusher's queue, in seal order.
 struct Intake {
-    uploads: mpsc::Receiver<UploadTask>,
-    queue: VecDeque<UploadTask>,
+    uploads: mpsc::Receiver<Sealed>,
+    queue: VecDeque<Sealed>,
     /// Until the flusher has ended.
     open: bool,
-    /// Taken at most: the flusher's queue holds the rest, so these queues
-    /// hold at most about twice `max_uploads` sealed buffers (the flusher's
-    /// semaphore bounds those encoded or PUT at once).
+    /// Taken at most while waiting on an upload (the flusher's queue holds
+    /// the rest). A round being gathered holds at most two waves of
+    /// `max_uploads` besides; the semaphores bound those encoded or PUT at once.
     max: usize,
 }
 
 impl Intake {
+    /// The next sealed upload (or tick), `None` once the flusher has ended.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: nothing is taken off the queues unless returned.
+    async fn next(&mut self) -> Option<Sealed> {
+        match self.queue.pop_front() {
+            Some(next) => Some(next),
+            None if self.open => self.uploads.recv().await,
+            None => None,
+        }
+    }
+
     /// Awaits `work`, taking newly sealed uploads meanwhile.
     ///
     /// # Cancel safety
@@ -1110,45 +1159,80 @@ mod tests {
     }
 
     /// Five requests, one after another, each fill a buffer (`flush_bytes`
-    /// 1) less than an interval after the previous commit: their five
-    /// segments are committed by one log entry, not five.
-    #[tokio::test]
+    /// 1) before the clock's first tick: their five segments are committed
+    /// by one log entry at the tick, not five.
+    #[tokio::test(start_paused = true)]
     #[allow(clippy::disallowed_methods)] // test set-up
     async fn buffers_sealed_by_size_share_one_log_entry() {
         let store = Arc::new(MeteredStore::new(Arc::new(object_store::memory::InMemory::new())));
         let (writer, topic_id) = one_partition_writer(store.clone(), 4).await;
-        let request = |n| write_one(writer.clone(), topic_id, n);
-        // The first commit goes at once: nothing was committed an interval before it.
-        let first = request(0).await.receipt.unwrap().seq;
-        // One at a time: each is uploaded before the next is sent.
-        let mut later = Vec::new();
-        for n in 1..=5 {
-            later.push(tokio::spawn(request(n)));
-            for _ in 0..10_000 {
-                if store.stats().segments.put == 1 + u64::from(n) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            assert_eq!(store.stats().segments.put, 1 + u64::from(n));
-        }
         let log_puts = store.stats().log.put;
-        // Stopping commits what waits at once.
-        writer.drain().await;
+        // One at a time: each is uploaded before the next is sent.
+        let mut requests = Vec::new();
+        for n in 1..=5 {
+            requests.push(tokio::spawn(write_one(writer.clone(), topic_id, n)));
+            eventually("its segment uploaded", || store.stats().segments.put == u64::from(n)).await;
+        }
         let mut seqs = Vec::new();
-        for answer in later {
+        for answer in requests {
             seqs.push(answer.await.unwrap().receipt.unwrap().seq);
         }
-        assert!(seqs.iter().all(|s| *s == first + 1), "one entry for all five: {seqs:?}");
+        assert!(seqs.iter().all(|s| *s == seqs[0]), "one entry for all five: {seqs:?}");
         assert_eq!(store.stats().log.put, log_puts + 1);
+    }
+
+    /// A request that fills a buffer, and one after it that the clock
+    /// seals at the next tick (a closed-loop producer's flush and its
+    /// remainder): one log entry, not one each.
+    #[tokio::test(start_paused = true)]
+    #[allow(clippy::disallowed_methods)] // test set-up
+    async fn a_buffer_sealed_by_size_shares_its_entry_with_the_next_tick() {
+        let store = Arc::new(MeteredStore::new(Arc::new(object_store::memory::InMemory::new())));
+        let settings =
+            WriterSettings { flush_interval: HOUR, flush_bytes: 1000, buffer_bytes: 1 << 20, max_uploads: 4 };
+        let (writer, topic_id, _) = writer_with(store.clone(), settings, None).await;
+        // A first flush, sealed by the clock and committed: later ones are not the agent's first.
+        let warm = write(writer.clone(), topic_id, 0, 1, Acks::Committed).await.unwrap().receipt.unwrap().seq;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let log_puts = store.stats().log.put;
+        let full = tokio::spawn(write(writer.clone(), topic_id, 1, 20, Acks::Committed));
+        eventually("the full buffer uploaded", || store.stats().segments.put == 2).await;
+        let remainder = tokio::spawn(write(writer.clone(), topic_id, 2, 1, Acks::Committed));
+        let full = full.await.unwrap().unwrap().receipt.unwrap().seq;
+        let remainder = remainder.await.unwrap().unwrap().receipt.unwrap().seq;
+        assert_eq!((full, remainder), (warm + 1, warm + 1), "both in the entry after the first");
+        assert_eq!(store.stats().log.put, log_puts + 1);
+        assert_eq!(store.stats().segments.put, 3);
+    }
+
+    /// A round closes after two waves of `max_uploads` buffers sealed by
+    /// size, without waiting for the tick: with one upload at a time, the
+    /// first two requests share an entry and the third is in the next.
+    #[tokio::test(start_paused = true)]
+    #[allow(clippy::disallowed_methods)] // test set-up
+    async fn a_round_holds_at_most_two_waves_of_uploads() {
+        let store = Arc::new(MeteredStore::new(Arc::new(object_store::memory::InMemory::new())));
+        let (writer, topic_id) = one_partition_writer(store.clone(), 1).await;
+        let mut requests = Vec::new();
+        for n in 1..=3 {
+            requests.push(tokio::spawn(write_one(writer.clone(), topic_id, n)));
+            eventually("its segment uploaded", || store.stats().segments.put == u64::from(n)).await;
+        }
+        let mut seqs = Vec::new();
+        for answer in requests {
+            seqs.push(answer.await.unwrap().receipt.unwrap().seq);
+        }
+        assert_eq!(seqs, vec![seqs[0], seqs[0], seqs[0] + 1]);
     }
 
     /// A writer on `store` with one partition (topic `t`, whose id it
     /// returns), a flush per request and an hour's interval.
     async fn one_partition_writer(store: Arc<dyn object_store::ObjectStore>, max_uploads: usize) -> (Writer, u64) {
-        let (writer, topic_id, _) = writer_on(store, max_uploads, None, Duration::from_secs(3600)).await;
+        let (writer, topic_id, _) = writer_on(store, max_uploads, None, HOUR).await;
         (writer, topic_id)
     }
+
+    const HOUR: Duration = Duration::from_secs(3600);
 
     /// The same, with a spool if given, and its log.
     #[allow(clippy::disallowed_methods)] // test set-up
@@ -1157,6 +1241,17 @@ mod tests {
         max_uploads: usize,
         spool: Option<(Arc<Spool>, Vec<Recovered>)>,
         flush_interval: Duration,
+    ) -> (Writer, u64, Arc<MetadataLog>) {
+        let settings = WriterSettings { flush_interval, flush_bytes: 1, buffer_bytes: 1 << 20, max_uploads };
+        writer_with(store, settings, spool).await
+    }
+
+    /// The same, with the given settings.
+    #[allow(clippy::disallowed_methods)] // test set-up
+    async fn writer_with(
+        store: Arc<dyn object_store::ObjectStore>,
+        settings: WriterSettings,
+        spool: Option<(Arc<Spool>, Vec<Recovered>)>,
     ) -> (Writer, u64, Arc<MetadataLog>) {
         let (cluster, log) = floe_broker::open(store, floe_broker::LogSettings::default()).await.unwrap();
         let log = Arc::new(log);
@@ -1167,7 +1262,6 @@ mod tests {
         let auth = Arc::new(PeerAuth::new(cluster.cluster_id, String::new(), Vec::new()));
         let group = GroupSettings { window: Duration::ZERO };
         let committer = Committer::start(log.clone(), auth, None, group, &tasks, stop.clone(), stop.clone());
-        let settings = WriterSettings { flush_interval, flush_bytes: 1, buffer_bytes: 1 << 20, max_uploads };
         let cache = BatchCache::new(1 << 20, None).unwrap();
         (Writer::start(log.clone(), committer, cache, settings, spool), topic_id, log)
     }
