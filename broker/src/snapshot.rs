@@ -42,6 +42,18 @@ struct Stored<S> {
     state: S,
 }
 
+/// `state` in format 4, or, for a `format` below it, as one JSON document
+/// (format 2, or 3 if it holds spools) that builds before format 4 read.
+pub fn encode_as(state: &State, format: u32) -> Result<Vec<u8>> {
+    if format >= INDEXED_SNAPSHOT_FORMAT {
+        return encode(state);
+    }
+    let format = if state.spools.is_empty() { SNAPSHOT_FORMAT } else { SPOOL_SNAPSHOT_FORMAT };
+    let json = serde_json::to_vec(&Stored { format, state }).map_err(|e| Error::encode("snapshot", e))?;
+    zstd::bulk::compress(&json, 3).map_err(|e| Error::encode("snapshot", e))
+}
+
+/// `state` in format 4.
 pub fn encode(state: &State) -> Result<Vec<u8>> {
     let header = state.without_batch_indexes();
     let json = serde_json::to_vec(&Stored { format: INDEXED_SNAPSHOT_FORMAT, state: &header })
@@ -166,9 +178,10 @@ mod batch_index {
     }
 }
 
-/// Writes a snapshot of `state`; `false` if one already exists at that position.
-pub async fn write(store: &dyn ObjectStore, state: &State) -> Result<bool> {
-    put_if_absent(store, &keys::snapshot(state.applied), encode(state)?.into()).await
+/// Writes a snapshot of `state` in `format` (`encode_as`); `false` if one
+/// already exists at that position.
+pub async fn write(store: &dyn ObjectStore, state: &State, format: u32) -> Result<bool> {
+    put_if_absent(store, &keys::snapshot(state.applied), encode_as(state, format)?.into()).await
 }
 
 /// The newest snapshot in the bucket, if any.
@@ -237,12 +250,16 @@ mod tests {
         assert!(!JSON_FORMATS.contains(&stored.format));
     }
 
+    /// What `--snapshot-format 3` writes is what builds before format 4
+    /// read (one JSON frame of format 2), and this build reads it too.
     #[test]
     fn json_snapshots_of_earlier_formats_still_load() {
         let s = a_state();
-        let json = serde_json::to_vec(&Stored { format: SNAPSHOT_FORMAT, state: &s }).unwrap();
-        let restored = decode(s.applied, &zstd::bulk::compress(&json, 3).unwrap()).unwrap();
-        assert_eq!(restored, s);
+        let bytes = encode_as(&s, 3).unwrap();
+        let json = zstd::bulk::decompress(&bytes, 1 << 20).unwrap();
+        let stored: Stored<State> = serde_json::from_slice(&json).unwrap();
+        assert_eq!((stored.format, &stored.state), (SNAPSHOT_FORMAT, &s), "one frame, the whole state");
+        assert_eq!(decode(s.applied, &bytes).unwrap(), s);
     }
 
     #[test]

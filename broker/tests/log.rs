@@ -166,8 +166,11 @@ async fn start_up_loads_the_newest_snapshot_and_replays_the_tail() {
         log.commit(vec![append("t", i % 2, 3)]).await.unwrap();
     }
     let covered = log.state().clone();
-    assert!(snapshot::write(store.as_ref(), &covered).await.unwrap());
-    assert!(!snapshot::write(store.as_ref(), &covered).await.unwrap(), "snapshots are create-only");
+    assert!(snapshot::write(store.as_ref(), &covered, snapshot::INDEXED_SNAPSHOT_FORMAT).await.unwrap());
+    assert!(
+        !snapshot::write(store.as_ref(), &covered, snapshot::INDEXED_SNAPSHOT_FORMAT).await.unwrap(),
+        "snapshots are create-only"
+    );
     for _ in 0..5 {
         log.commit(vec![append("t", 1, 2)]).await.unwrap();
     }

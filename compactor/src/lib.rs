@@ -109,7 +109,7 @@ impl Compactor {
         let due = applied >= newest + self.settings.snapshot_every_entries.max(1);
         let wanted = report.gc.wants_snapshot_at.is_some_and(|seq| seq > newest);
         if applied > newest && (due || wanted) {
-            let seq = snapshots::write(&self.log).await?;
+            let seq = snapshots::write(&self.log, self.settings.snapshot_format).await?;
             report.snapshot = Some(seq);
             snaps.push(seq);
             snaps.dedup();

@@ -21,6 +21,13 @@ pub struct CompactorSettings {
     #[cfg_attr(feature = "cli", arg(long, env = "FLOE_SNAPSHOT_EVERY_ENTRIES", default_value_t = 1_000))]
     pub snapshot_every_entries: u64,
 
+    /// The snapshot format written: 4 (partitions' batch indexes in binary,
+    /// fast to load), or 3 (one JSON document, which builds before format 4
+    /// read: set it while older agents or compactors may still start on
+    /// this bucket, as during a rolling upgrade; docs/compactor.md).
+    #[cfg_attr(feature = "cli", arg(long, env = "FLOE_SNAPSHOT_FORMAT", default_value_t = 4, value_parser = clap::value_parser!(u32).range(3..=4)))]
+    pub snapshot_format: u32,
+
     /// Batches smaller than this (compressed bytes) are merged.
     #[cfg_attr(feature = "cli", arg(long, env = "FLOE_MERGE_SMALL_BATCH_BYTES", default_value_t = 1 << 20))]
     pub merge_small_batch_bytes: u64,
@@ -54,6 +61,7 @@ impl Default for CompactorSettings {
             compaction_interval_ms: 30_000,
             gc_grace_ms: 600_000,
             snapshot_every_entries: 1_000,
+            snapshot_format: floe_broker::snapshot::INDEXED_SNAPSHOT_FORMAT,
             merge_small_batch_bytes: 1 << 20,
             merge_min_batches: 32,
             merge_target_bytes: 16 << 20,

@@ -23,10 +23,11 @@ pub async fn list(store: &dyn ObjectStore) -> Result<Vec<u64>> {
     Ok(seqs)
 }
 
-/// Writes a snapshot of the applied state; `Some(seq)` if one now exists there.
-pub async fn write(log: &MetadataLog) -> Result<u64> {
+/// Writes a snapshot of the applied state in `format` (see
+/// `CompactorSettings::snapshot_format`); `Some(seq)` if one now exists there.
+pub async fn write(log: &MetadataLog, format: u32) -> Result<u64> {
     let state = log.state().clone();
-    snapshot::write(log.store().as_ref(), &state).await?;
+    snapshot::write(log.store().as_ref(), &state, format).await?;
     Ok(state.applied)
 }
 

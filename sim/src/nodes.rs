@@ -286,7 +286,7 @@ fn placement(outcomes: &[OpOutcome]) -> Status {
     }
 }
 
-async fn compactor(world: Arc<World>, history: Shared, done: Rc<std::cell::Cell<bool>>, _id: usize) {
+async fn compactor(world: Arc<World>, history: Shared, done: Rc<std::cell::Cell<bool>>, id: usize) {
     let (node, _) = world.node();
     let log = world.open(&node).await;
     let settings = CompactorSettings {
@@ -294,6 +294,8 @@ async fn compactor(world: Arc<World>, history: Shared, done: Rc<std::cell::Cell<
         snapshot_every_entries: 6,
         merge_min_batches: 2,
         tombstones_per_cycle: 50,
+        // Both snapshot forms, as while a rolling upgrade sets `--snapshot-format 3`.
+        snapshot_format: if id.is_multiple_of(2) { 4 } else { 3 },
         ..CompactorSettings::default()
     };
     let mut compactor = Compactor::new(log.clone(), settings);

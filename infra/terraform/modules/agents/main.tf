@@ -157,7 +157,9 @@ resource "aws_ecs_service" "agents" {
   platform_version                  = "LATEST"
   health_check_grace_period_seconds = 30
   # Replace tasks one batch at a time with the old ones still serving: agents
-  # share nothing but the bucket, so old and new run side by side safely.
+  # share nothing but the bucket, so old and new run side by side safely,
+  # given the bucket's formats allow it (upgrading from a build before
+  # snapshot format 4: docs/compactor.md, FLOE_SNAPSHOT_FORMAT=3 first).
   deployment_minimum_healthy_percent = 100
   deployment_maximum_percent         = 200
   enable_execute_command             = false
