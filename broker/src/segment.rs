@@ -141,6 +141,12 @@ fn to_u32(n: usize, what: &str) -> Result<u32> {
     u32::try_from(n).map_err(|_| Error::encode("segment", format!("{what} exceeds 4 GiB")))
 }
 
+thread_local! {
+    /// One compression context per thread, kept: making one per batch
+    /// allocates (and faults in) its tables every time.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
 fn encode_batch(records: &[Record]) -> Result<Vec<u8>> {
     if records.is_empty() {
         return Err(Error::encode("segment", "empty batch"));
@@ -165,7 +171,16 @@ fn encode_batch(records: &[Record]) -> Result<Vec<u8>> {
             raw.put_slice(value);
         }
     }
-    let payload = zstd::bulk::compress(&raw, ZSTD_LEVEL).map_err(|e| Error::encode("batch", e))?;
+    let payload = COMPRESSOR
+        .with_borrow_mut(|c| match c {
+            Some(c) => c.compress(&raw),
+            None => zstd::bulk::Compressor::new(ZSTD_LEVEL).and_then(|mut fresh| {
+                let payload = fresh.compress(&raw);
+                *c = Some(fresh);
+                payload
+            }),
+        })
+        .map_err(|e| Error::encode("batch", e))?;
     let mut out = Vec::with_capacity(BATCH_HEADER_LEN + payload.len());
     out.put_u32_le(to_u32(payload.len(), "payload")?);
     out.put_u32_le(0); // crc, filled below
