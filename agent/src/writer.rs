@@ -5,8 +5,8 @@
 //!
 //! The interval bounds how often the agent's clock flushes and how often it
 //! commits, not how long a record waits: a buffer sealed early by size is
-//! committed with the buffer the clock seals next, so a busy agent writes
-//! one log entry for several segments.
+//! committed with what the clock seals next (its round), so a busy agent
+//! writes one log entry for several segments.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -606,7 +606,8 @@ enum Seal {
 /// to the clock's next tick, so that they share its log entry.
 enum Sealed {
     /// A sealed buffer's upload; `closes` its round when the clock (or a
-    /// stop, or a replay at start) sealed it.
+    /// stop, or a replay at start) sealed it, or it fills the round's two
+    /// waves of uploads.
     Upload { task: UploadTask, closes: bool },
     /// A round closed without a buffer of its own (the tick found the
     /// buffer empty, or the spool had no room for it).
@@ -874,8 +875,8 @@ async fn refresh_if_stale(ctx: &Uploader, up: &mut Uploaded) -> Result<(), Write
 /// later upload that has finished by then. A record so waits at most one
 /// interval, the uploads of its round (at most two waves of `max_uploads`)
 /// and the commit, and a busy agent writes about one entry per interval
-/// however many segments it fills (more while stopping, replaying its spool
-/// or waiting for spool space). Ends when the flusher has ended and every
+/// (more once a round fills two waves, and while stopping, replaying its
+/// spool or waiting for spool space). Ends when the flusher has ended and every
 /// upload it sealed is committed or failed. Once `stop` is cancelled,
 /// uploads are committed as soon as they finish.
 ///
