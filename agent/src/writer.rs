@@ -1168,16 +1168,7 @@ mod tests {
         let store = Arc::new(MeteredStore::new(Arc::new(object_store::memory::InMemory::new())));
         let (writer, topic_id) = one_partition_writer(store.clone(), 4).await;
         let log_puts = store.stats().log.put;
-        // One at a time: each is uploaded before the next is sent.
-        let mut requests = Vec::new();
-        for n in 1..=5 {
-            requests.push(tokio::spawn(write_one(writer.clone(), topic_id, n)));
-            eventually("its segment uploaded", || store.stats().segments.put == u64::from(n)).await;
-        }
-        let mut seqs = Vec::new();
-        for answer in requests {
-            seqs.push(answer.await.unwrap().receipt.unwrap().seq);
-        }
+        let seqs = one_at_a_time(&writer, topic_id, &store, 5).await;
         assert!(seqs.iter().all(|s| *s == seqs[0]), "one entry for all five: {seqs:?}");
         assert_eq!(store.stats().log.put, log_puts + 1);
     }
@@ -1214,8 +1205,15 @@ mod tests {
     async fn a_round_holds_at_most_two_waves_of_uploads() {
         let store = Arc::new(MeteredStore::new(Arc::new(object_store::memory::InMemory::new())));
         let (writer, topic_id) = one_partition_writer(store.clone(), 1).await;
+        let seqs = one_at_a_time(&writer, topic_id, &store, 3).await;
+        assert_eq!(seqs, vec![seqs[0], seqs[0], seqs[0] + 1]);
+    }
+
+    /// Sends `count` one-record requests, each once the previous one's
+    /// segment is uploaded; returns the log position that committed each.
+    async fn one_at_a_time(writer: &Writer, topic_id: u64, store: &MeteredStore, count: u8) -> Vec<u64> {
         let mut requests = Vec::new();
-        for n in 1..=3 {
+        for n in 1..=count {
             requests.push(tokio::spawn(write_one(writer.clone(), topic_id, n)));
             eventually("its segment uploaded", || store.stats().segments.put == u64::from(n)).await;
         }
@@ -1223,7 +1221,7 @@ mod tests {
         for answer in requests {
             seqs.push(answer.await.unwrap().receipt.unwrap().seq);
         }
-        assert_eq!(seqs, vec![seqs[0], seqs[0], seqs[0] + 1]);
+        seqs
     }
 
     /// A writer on `store` with one partition (topic `t`, whose id it
