@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
 use ulid::Ulid;
 
 /// The S3-compatible server for protocol tests, from the environment:
@@ -44,7 +43,8 @@ impl S3Target {
 
     /// A store rooted at `prefix`.
     pub fn store(&self, prefix: &str) -> Arc<dyn ObjectStore> {
-        let s3 = AmazonS3Builder::new()
+        // Floe's defaults, as `store::open` has them (unsigned payloads).
+        let s3 = crate::store::s3_builder([])
             .with_endpoint(&self.endpoint)
             .with_allow_http(true)
             .with_bucket_name(&self.bucket)
