@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use floe_broker::entry::FlushId;
 use floe_broker::segment::BatchMeta;
+use object_store::PutPayload;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use ulid::Ulid;
@@ -242,7 +243,7 @@ impl Spool {
         self: &Arc<Self>,
         flush: FlushId,
         batches: Vec<BatchMeta>,
-        segment: Bytes,
+        segment: PutPayload,
         now_ms: u64,
     ) -> Result<(), SpoolError> {
         let spool = self.clone();
@@ -253,26 +254,30 @@ impl Spool {
         Ok(())
     }
 
-    fn write_file(&self, header: &Header, segment: &[u8]) -> Result<(), SpoolError> {
+    /// The segment's chunks are written as they are, after the frame's head.
+    fn write_file(&self, header: &Header, segment: &PutPayload) -> Result<(), SpoolError> {
         let head =
             serde_json::to_vec(header).map_err(|e| SpoolError::Io { path: self.dir.clone(), source: e.into() })?;
         let head_len = u32::try_from(head.len()).map_err(|_| SpoolError::TooLarge(head.len()))?;
-        let mut frame = Vec::with_capacity(FRAME_HEAD + head.len() + segment.len() + 4);
-        frame.extend_from_slice(MAGIC);
-        frame.extend_from_slice(&head_len.to_le_bytes());
-        frame.extend_from_slice(&(segment.len() as u64).to_le_bytes());
-        frame.extend_from_slice(&head);
-        frame.extend_from_slice(segment);
-        let crc = crc32c::crc32c(&frame);
-        frame.extend_from_slice(&crc.to_le_bytes());
+        let mut start = Vec::with_capacity(FRAME_HEAD + head.len());
+        start.extend_from_slice(MAGIC);
+        start.extend_from_slice(&head_len.to_le_bytes());
+        start.extend_from_slice(&(segment.content_length() as u64).to_le_bytes());
+        start.extend_from_slice(&head);
+        let crc = segment.iter().fold(crc32c::crc32c(&start), |crc, chunk| crc32c::crc32c_append(crc, chunk));
         let seq = header.flush.seq;
         let tmp = self.dir.join(format!("{seq:020}.tmp"));
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| SpoolError::Io { path, source }
         };
-        let mut file = File::create(&tmp).map_err(io(&tmp))?;
-        file.write_all(&frame).map_err(io(&tmp))?;
+        let mut file = io::BufWriter::new(File::create(&tmp).map_err(io(&tmp))?);
+        let crc = crc.to_le_bytes();
+        let chunks = std::iter::once(&start[..]).chain(segment.iter().map(|c| &c[..])).chain([&crc[..]]);
+        for chunk in chunks {
+            file.write_all(chunk).map_err(io(&tmp))?;
+        }
+        let file = file.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
         file.sync_all().map_err(io(&tmp))?;
         let path = self.path(seq);
         fs::rename(&tmp, &path).map_err(io(&path))?;
@@ -416,7 +421,9 @@ mod tests {
         for n in 1..=3u8 {
             let _space = spool.reserve(100).await.unwrap();
             let flush = spool.next_flush();
-            spool.write(flush, vec![meta(u32::from(n))], Bytes::from(vec![n; 100]), 7).await.unwrap();
+            // In two chunks, as a segment is built: the file holds them as one.
+            let segment = PutPayload::from_iter([Bytes::from(vec![n; 40]), Bytes::from(vec![n; 60])]);
+            spool.write(flush, vec![meta(u32::from(n))], segment, 7).await.unwrap();
             assert_eq!(spool.oldest_ms(), Some(7));
             ids.push(flush);
         }

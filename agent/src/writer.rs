@@ -17,7 +17,7 @@ use floe_broker::entry::{FlushId, Op};
 use floe_broker::segment::{BatchMeta, ProducerStamp, SegmentBuilder};
 use floe_broker::state::{OpOutcome, Placement};
 use floe_broker::{MetadataLog, Record, keys};
-use object_store::ObjectStoreExt;
+use object_store::{ObjectStoreExt, PutPayload};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -220,8 +220,8 @@ struct Uploaded {
 
 /// Where an upload's segment is kept until it is committed.
 enum Body {
-    /// In RAM (no spool).
-    Ram(bytes::Bytes),
+    /// In RAM (no spool), as the chunks it was built from.
+    Ram(PutPayload),
     /// In the spool, read back for each PUT: RAM holds none of it.
     Spooled { flush: FlushId, _space: SpoolSpace },
 }
@@ -255,11 +255,11 @@ struct Uploader {
 
 impl Uploader {
     /// The segment's bytes, from RAM or the spool.
-    async fn bytes(&self, body: &Body) -> Result<bytes::Bytes, WriteError> {
+    async fn payload(&self, body: &Body) -> Result<PutPayload, WriteError> {
         match (body, &self.spool) {
-            (Body::Ram(bytes), _) => Ok(bytes.clone()),
+            (Body::Ram(payload), _) => Ok(payload.clone()),
             (Body::Spooled { flush, .. }, Some(spool)) => {
-                spool.read(flush.seq).await.map_err(|e| WriteError::Spool(Arc::new(e)))
+                spool.read(flush.seq).await.map(PutPayload::from).map_err(|e| WriteError::Spool(Arc::new(e)))
             }
             (Body::Spooled { .. }, None) => Err(WriteError::NoSpool),
         }
@@ -698,24 +698,24 @@ async fn upload(
         for ((topic, _, partition, _), batch) in keys.iter().zip(&encode_input) {
             b.add_batch(topic, *partition, batch)?;
         }
-        let (bytes, mut metas) = b.finish()?;
+        let (chunks, mut metas) = b.finish_chunks()?;
         for (meta, (_, topic_id, _, producer)) in metas.iter_mut().zip(&keys) {
             meta.producer = producer.map(|(stamp, _)| stamp);
             meta.topic_id = Some(*topic_id);
         }
-        Ok::<_, floe_broker::Error>((bytes, metas))
+        Ok::<_, floe_broker::Error>((PutPayload::from_iter(chunks), metas))
     })
     .await;
-    let (bytes, batches) = match built {
+    let (payload, batches) = match built {
         Ok(Ok(built)) => {
-            ctx.ratio.learn(record_bytes, built.0.len());
+            ctx.ratio.learn(record_bytes, built.0.content_length());
             built
         }
         Ok(Err(e)) => return Err((WriteError::Upload(Arc::new(e)), waiters)),
         Err(e) => return Err((WriteError::UnexpectedOutcome(format!("segment encoder stopped: {e}")), waiters)),
     };
     let segment = ctx.log.node().ulid();
-    let body = Body::Ram(bytes);
+    let body = Body::Ram(payload);
     let mut up = Uploaded { sealed, uploaded: sealed, segment, body, batches, records, waiters, reupload: false };
     let _permit = match (&ctx.spool, spooled) {
         (Some(spool), Some((flush, space))) => {
@@ -747,8 +747,8 @@ async fn spill(
     space: SpoolSpace,
     up: &mut Uploaded,
 ) -> Result<(), SpoolError> {
-    let Body::Ram(bytes) = &up.body else { return Ok(()) };
-    spool.write(flush, up.batches.clone(), bytes.clone(), ctx.log.node().now_ms()).await?;
+    let Body::Ram(payload) = &up.body else { return Ok(()) };
+    spool.write(flush, up.batches.clone(), payload.clone(), ctx.log.node().now_ms()).await?;
     up.body = Body::Spooled { flush, _space: space };
     for (meta, records) in up.batches.iter().zip(std::mem::take(&mut up.records)) {
         ctx.cache.insert((up.segment, meta.pos), records).await;
@@ -802,8 +802,8 @@ async fn put(ctx: &Uploader, up: &mut Uploaded, fresh: bool) -> Result<(), Write
             (name, fresh) = (ctx.log.node().ulid(), false);
         }
         let attempt = async {
-            let bytes = ctx.bytes(&up.body).await?;
-            let put = ctx.log.store().put(&keys::segment(name), bytes.into()).await;
+            let payload = ctx.payload(&up.body).await?;
+            let put = ctx.log.store().put(&keys::segment(name), payload).await;
             put.map_err(|e| WriteError::Upload(Arc::new(e.into())))
         };
         match attempt.await {

@@ -73,7 +73,7 @@ pub fn cpu_floor(load: &Load, seed: u64, duration: Duration) -> Result<CpuFloorR
         payload += records.iter().map(|r| r.value.len() as u64).sum::<u64>();
         let mut segment = SegmentBuilder::new();
         segment.add_batch("floor", 0, &records)?;
-        std::hint::black_box(segment.finish()?);
+        std::hint::black_box(segment.finish_chunks()?);
         requests += 1;
         if started.elapsed() >= duration {
             break;

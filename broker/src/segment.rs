@@ -71,9 +71,12 @@ impl BatchMeta {
     }
 }
 
-/// Builds one segment in memory.
+/// Builds one segment in memory, as the chunks it is made of (the header,
+/// each batch, the index): they are uploaded as they are, so the segment is
+/// never copied into one buffer (nor grown by doubling on the way).
 pub struct SegmentBuilder {
-    buf: Vec<u8>,
+    chunks: Vec<Bytes>,
+    len: usize,
     index: Vec<BatchMeta>,
 }
 
@@ -85,24 +88,24 @@ impl Default for SegmentBuilder {
 
 impl SegmentBuilder {
     pub fn new() -> Self {
-        Self { buf: MAGIC.to_vec(), index: Vec::new() }
+        Self { chunks: vec![Bytes::from_static(MAGIC)], len: MAGIC.len(), index: Vec::new() }
     }
 
     /// Appends one batch; `records` must not be empty.
     pub fn add_batch(&mut self, topic: &str, partition: u32, records: &[Record]) -> Result<&BatchMeta> {
-        let pos = self.buf.len() as u64;
         let batch = encode_batch(records)?;
         let meta = BatchMeta {
             topic: topic.to_owned(),
             partition,
-            pos,
+            pos: self.len as u64,
             len: to_u32(batch.len(), "batch")?,
             records: to_u32(records.len(), "record count")?,
             max_timestamp: records.iter().map(|r| r.timestamp).max().unwrap_or(i64::MIN),
             producer: None,
             topic_id: None,
         };
-        self.buf.extend_from_slice(&batch);
+        self.len += batch.len();
+        self.chunks.push(Bytes::from(batch));
         self.index.push(meta);
         Ok(self.index.last().unwrap_or_else(|| unreachable!("just pushed")))
     }
@@ -111,29 +114,35 @@ impl SegmentBuilder {
         self.index.is_empty()
     }
 
-    /// Writes the index and trailer; returns the segment bytes and its batches.
-    pub fn finish(mut self) -> Result<(Bytes, Vec<BatchMeta>)> {
-        let index_start = self.buf.len();
+    /// Writes the index and trailer; returns the segment's chunks, in order,
+    /// and its batches. `PutPayload::from_iter(chunks)` uploads them.
+    pub fn finish_chunks(mut self) -> Result<(Vec<Bytes>, Vec<BatchMeta>)> {
+        let mut tail = Vec::with_capacity(self.index.iter().map(|b| b.topic.len() + 34).sum::<usize>() + TRAILER_LEN);
         for b in &self.index {
             let topic = b.topic.as_bytes();
-            self.buf
-                .put_u16_le(u16::try_from(topic.len()).map_err(|_| Error::encode("segment", "topic name too long"))?);
-            self.buf.put_slice(topic);
-            self.buf.put_u32_le(b.partition);
-            self.buf.put_u64_le(b.pos);
-            self.buf.put_u32_le(b.len);
-            self.buf.put_u32_le(b.records);
-            self.buf.put_i64_le(b.max_timestamp);
+            tail.put_u16_le(u16::try_from(topic.len()).map_err(|_| Error::encode("segment", "topic name too long"))?);
+            tail.put_slice(topic);
+            tail.put_u32_le(b.partition);
+            tail.put_u64_le(b.pos);
+            tail.put_u32_le(b.len);
+            tail.put_u32_le(b.records);
+            tail.put_i64_le(b.max_timestamp);
         }
-        let index_len = to_u32(self.buf.len() - index_start, "index")?;
-        let crc = crc32c::crc32c(&self.buf[index_start..]);
-        self.buf.put_u32_le(index_len);
-        self.buf.put_u32_le(to_u32(self.index.len(), "batch count")?);
-        self.buf.put_u32_le(crc);
-        self.buf.put_slice(INDEX_MAGIC);
-        // The segment is held until its commit: not the doubling's slack with it.
-        self.buf.shrink_to_fit();
-        Ok((Bytes::from(self.buf), self.index))
+        let index_len = to_u32(tail.len(), "index")?;
+        let crc = crc32c::crc32c(&tail);
+        tail.put_u32_le(index_len);
+        tail.put_u32_le(to_u32(self.index.len(), "batch count")?);
+        tail.put_u32_le(crc);
+        tail.put_slice(INDEX_MAGIC);
+        to_u32(self.len + tail.len(), "segment")?;
+        self.chunks.push(Bytes::from(tail));
+        Ok((self.chunks, self.index))
+    }
+
+    /// Like [`Self::finish_chunks`], with the segment in one buffer.
+    pub fn finish(self) -> Result<(Bytes, Vec<BatchMeta>)> {
+        let (chunks, index) = self.finish_chunks()?;
+        Ok((Bytes::from(chunks.concat()), index))
     }
 }
 
@@ -171,26 +180,35 @@ fn encode_batch(records: &[Record]) -> Result<Vec<u8>> {
             raw.put_slice(value);
         }
     }
-    let payload = COMPRESSOR
+    // The batch is compressed straight into its own buffer, after room for
+    // its header: no intermediate copy of the payload.
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + zstd::zstd_safe::compress_bound(raw.len()));
+    out.resize(BATCH_HEADER_LEN, 0);
+    let mut payload = std::io::Cursor::new(&mut out);
+    payload.set_position(BATCH_HEADER_LEN as u64);
+    let payload_len = COMPRESSOR
         .with_borrow_mut(|c| match c {
-            Some(c) => c.compress(&raw),
+            Some(c) => c.compress_to_buffer(&raw, &mut payload),
             None => zstd::bulk::Compressor::new(ZSTD_LEVEL).and_then(|mut fresh| {
-                let payload = fresh.compress(&raw);
+                let written = fresh.compress_to_buffer(&raw, &mut payload);
                 *c = Some(fresh);
-                payload
+                written
             }),
         })
         .map_err(|e| Error::encode("batch", e))?;
-    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + payload.len());
-    out.put_u32_le(to_u32(payload.len(), "payload")?);
-    out.put_u32_le(0); // crc, filled below
-    out.put_u32_le(to_u32(records.len(), "record count")?);
-    out.put_slice(&[CODEC_ZSTD, 0, 0, 0]);
-    out.put_u32_le(to_u32(raw.len(), "batch")?);
-    out.put_i64_le(records.iter().map(|r| r.timestamp).max().unwrap_or(i64::MIN));
-    out.put_slice(&payload);
+    debug_assert_eq!(out.len(), BATCH_HEADER_LEN + payload_len);
+    let mut header = &mut out[..BATCH_HEADER_LEN];
+    header.put_u32_le(to_u32(payload_len, "payload")?);
+    header.put_u32_le(0); // crc, filled below
+    header.put_u32_le(to_u32(records.len(), "record count")?);
+    header.put_slice(&[CODEC_ZSTD, 0, 0, 0]);
+    header.put_u32_le(to_u32(raw.len(), "batch")?);
+    header.put_i64_le(records.iter().map(|r| r.timestamp).max().unwrap_or(i64::MIN));
     let crc = crc32c::crc32c(&out[8..]);
     out[4..8].copy_from_slice(&crc.to_le_bytes());
+    // Held until its commit: not the bound's slack with it (a large buffer
+    // shrinks in place).
+    out.shrink_to_fit();
     Ok(out)
 }
 

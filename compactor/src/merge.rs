@@ -9,7 +9,7 @@ use floe_broker::segment::{SegmentBuilder, decode_batch};
 use floe_broker::state::{State, StoredBatch};
 use floe_broker::{Record, keys};
 use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::settings::CompactorSettings;
 
@@ -98,7 +98,7 @@ pub async fn execute(
             .map_err(|e| floe_broker::Error::encode("merged segment", e))??
     };
     let segment = node.ulid();
-    store.put(&keys::segment(segment), bytes.into()).await?;
+    store.put(&keys::segment(segment), bytes).await?;
     let replaced =
         run.batches.iter().map(|(base, b)| BatchId { base_offset: *base, segment: b.segment, pos: b.pos }).collect();
     let op = Op::Replace { topic: run.topic.clone(), partition: run.partition, replaced, segment, batches: placed };
@@ -111,7 +111,7 @@ fn encode(
     first_offset: u64,
     batches: Vec<Vec<Record>>,
     batch_bytes: usize,
-) -> Result<(bytes::Bytes, Vec<PlacedBatch>), floe_broker::Error> {
+) -> Result<(PutPayload, Vec<PlacedBatch>), floe_broker::Error> {
     let records: Vec<Record> = batches.into_iter().flatten().collect();
     let mut builder = SegmentBuilder::new();
     let mut placed = Vec::new();
@@ -129,6 +129,6 @@ fn encode(
         base += (end - start) as u64;
         start = end;
     }
-    let (bytes, _) = builder.finish()?;
-    Ok((bytes, placed))
+    let (chunks, _) = builder.finish_chunks()?;
+    Ok((PutPayload::from_iter(chunks), placed))
 }
