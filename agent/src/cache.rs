@@ -23,6 +23,10 @@ pub struct BatchCache {
     ram: Cache<BatchKey, Batch>,
     disk: Option<DiskTier>,
     counters: Arc<Counters>,
+    /// Weight added since the last eviction pass (see `settle`).
+    unsettled: Arc<AtomicU64>,
+    /// Most weight added before an eviction pass is forced.
+    settle_every: u64,
 }
 
 #[derive(Default)]
@@ -74,10 +78,7 @@ impl BatchCache {
         let ram = Cache::builder()
             .eviction_policy(EvictionPolicy::lru())
             .max_capacity(max_bytes)
-            .weigher(|_, batch: &Batch| {
-                let bytes: usize = batch.iter().map(Record::held_bytes).sum();
-                u32::try_from(bytes).unwrap_or(u32::MAX)
-            })
+            .weigher(|_, batch: &Batch| u32::try_from(weight(batch)).unwrap_or(u32::MAX))
             .build();
         let disk = match disk {
             None => None,
@@ -97,11 +98,26 @@ impl BatchCache {
                 Some(DiskTier { dir, index })
             }
         };
-        Ok(Self { ram, disk, counters: Arc::default() })
+        Ok(Self { ram, disk, counters: Arc::default(), unsettled: Arc::default(), settle_every: max_bytes / 16 })
     }
 
     pub async fn insert(&self, key: BatchKey, batch: Batch) {
+        let weight = weight(&batch);
         self.ram.insert(key, batch).await;
+        self.settle(weight).await;
+    }
+
+    /// moka evicts only in its maintenance, which runs after 64 writes or
+    /// 300 ms: 64 batches of a few MiB each would sit over the budget, in
+    /// RSS. A pass is run once a sixteenth of the budget has been added
+    /// since the last one, so the cache holds at most that much over it
+    /// (plus what callers add at the same moment).
+    async fn settle(&self, added: u64) {
+        let before = self.unsettled.fetch_add(added, Ordering::Relaxed);
+        if before + added >= self.settle_every {
+            self.unsettled.store(0, Ordering::Relaxed);
+            self.ram.run_pending_tasks().await;
+        }
     }
 
     pub async fn stats(&self) -> CacheStats {
@@ -162,8 +178,24 @@ impl BatchCache {
                 .map_err(Arc::new)?;
             Ok(Batch::from(records))
         };
-        self.ram.try_get_with(key, load).await.map_err(|e: Arc<Arc<floe_broker::Error>>| Arc::clone(&*e))
+        let loaded = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let marked = loaded.clone();
+        let load = async move {
+            let batch = load.await;
+            marked.store(true, Ordering::Relaxed);
+            batch
+        };
+        let batch =
+            self.ram.try_get_with(key, load).await.map_err(|e: Arc<Arc<floe_broker::Error>>| Arc::clone(&*e))?;
+        if loaded.load(Ordering::Relaxed) {
+            self.settle(weight(&batch)).await;
+        }
+        Ok(batch)
     }
+}
+
+fn weight(batch: &Batch) -> u64 {
+    batch.iter().map(|r| r.held_bytes() as u64).sum()
 }
 
 #[cfg(test)]
@@ -177,6 +209,24 @@ mod tests {
         let meta = b.add_batch("t", 0, &[r]).unwrap().clone();
         let (bytes, _) = b.finish().unwrap();
         bytes.slice(meta.pos as usize..(meta.pos + u64::from(meta.len)) as usize)
+    }
+
+    #[tokio::test]
+    async fn the_cache_never_holds_much_more_than_its_budget() {
+        let record = Record { key: None, value: Bytes::from(vec![7u8; 100_000]), timestamp: 1, headers: vec![] };
+        let batch_weight = weight(&Batch::from(vec![record.clone()]));
+        let budget = 8 * batch_weight;
+        let cache = BatchCache::new(budget, None).unwrap();
+        let mut held = Vec::new();
+        // Fewer inserts than moka's 64 before its own eviction pass.
+        for pos in 0..40 {
+            let batch = Batch::from(vec![record.clone()]);
+            held.push(Arc::downgrade(&batch));
+            cache.insert((Ulid::nil(), pos), batch).await;
+        }
+        // What is still alive is held by the cache (nothing else has it).
+        let alive = held.iter().filter(|b| b.strong_count() > 0).count() as u64;
+        assert!(alive * batch_weight <= budget + budget / 16 + batch_weight, "{alive} batches of 8 alive");
     }
 
     #[tokio::test]
