@@ -2,14 +2,30 @@
 
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
 
+/// The whole body, at most `limit` bytes, in one buffer sized from its
+/// `Content-Length`: each chunk is copied in as it arrives and let go, so a
+/// large body is held once, not as its chunks and their concatenation.
 pub async fn read(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let mut causes = std::iter::successors(std::error::Error::source(&e), |c| c.source());
+    let declared = usize::try_from(axum::body::HttpBody::size_hint(&body).lower()).unwrap_or(usize::MAX);
+    let mut body = http_body_util::Limited::new(body, limit);
+    let mut buf = BytesMut::with_capacity(declared.min(limit));
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.map_err(read_error(limit))?.into_data() {
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn read_error(limit: usize) -> impl Fn(Box<dyn std::error::Error + Send + Sync>) -> ApiError {
+    move |e| {
+        let mut causes = std::iter::successors(Some(&*e as &(dyn std::error::Error + 'static)), |c| c.source());
         if causes.any(|c| c.is::<tower_http::timeout::TimeoutError>()) {
             return ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
@@ -17,8 +33,7 @@ pub async fn read(body: Body, limit: usize) -> Result<Bytes, ApiError> {
                 "the request body did not arrive in time; the connection is closed",
             );
         }
-        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
+        if e.is::<http_body_util::LengthLimitError>() {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request_too_large",
@@ -28,7 +43,7 @@ pub async fn read(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         } else {
             ApiError::bad_request("invalid_body", format!("cannot read the request body: {e}"))
         }
-    })
+    }
 }
 
 /// A JSON object as `T` (a struct). Only an object: see `ObjectOnly`.
