@@ -160,7 +160,9 @@ fn encode_batch(records: &[Record]) -> Result<Vec<u8>> {
     if records.is_empty() {
         return Err(Error::encode("segment", "empty batch"));
     }
-    let mut raw = Vec::with_capacity(records.iter().map(Record::size).sum());
+    // Sized exactly: a buffer one record short doubles (and copies) at its end.
+    let raw_len = records.iter().map(encoded_len).sum();
+    let mut raw = Vec::with_capacity(raw_len);
     for r in records {
         raw.put_i64_le(r.timestamp);
         match &r.key {
@@ -180,6 +182,7 @@ fn encode_batch(records: &[Record]) -> Result<Vec<u8>> {
             raw.put_slice(value);
         }
     }
+    debug_assert_eq!(raw.len(), raw_len);
     // The batch is compressed straight into its own buffer, after room for
     // its header: no intermediate copy of the payload.
     let mut out = Vec::with_capacity(BATCH_HEADER_LEN + zstd::zstd_safe::compress_bound(raw.len()));
@@ -210,6 +213,12 @@ fn encode_batch(records: &[Record]) -> Result<Vec<u8>> {
     // shrinks in place).
     out.shrink_to_fit();
     Ok(out)
+}
+
+/// Bytes `encode_batch` writes for `r` before compression.
+fn encoded_len(r: &Record) -> usize {
+    let headers: usize = r.headers.iter().map(|(name, value)| 8 + name.len() + value.len()).sum();
+    8 + 4 + r.key.as_ref().map_or(0, Bytes::len) + 4 + r.value.len() + 4 + headers
 }
 
 /// Decodes one batch from exactly its byte range (as fetched by a ranged GET).
