@@ -7,16 +7,20 @@
 //! ratio of the agent's MiB per CPU-second to this floor says how much.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use floe_broker::Record;
 use floe_broker::segment::SegmentBuilder;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::load::{Bodies, Load};
 use crate::procs::Err;
-use crate::report::MIB;
+use crate::report::{MIB, cpu_seconds};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct CpuFloorResult {
@@ -25,6 +29,9 @@ pub struct CpuFloorResult {
     /// Payload (record values) MiB processed per second of one busy core.
     pub mib_per_cpu_s: f64,
     pub requests: u64,
+    /// The same work with its segments also written to the run's store:
+    /// MiB per CPU-second of the process ([`cpu_floor_with_store`]).
+    pub with_store_mib_per_cpu_s: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -48,31 +55,12 @@ const BODIES_BYTES: usize = 64 << 20;
 /// Parses, copies, compresses and checksums `load`'s produce bodies on this
 /// thread for `duration`.
 pub fn cpu_floor(load: &Load, seed: u64, duration: Duration) -> Result<CpuFloorResult, Err> {
-    let mut maker = Bodies::new(load, seed);
-    let mut bodies = Vec::new();
-    let mut prepared = 0;
-    while prepared < BODIES_BYTES {
-        let body = maker.next(false);
-        prepared += body.len();
-        bodies.push(body);
-    }
+    let bodies = prepare(load, seed);
     let started = Instant::now();
     let (mut requests, mut payload) = (0u64, 0u64);
     for body in bodies.iter().cycle() {
-        let parsed: Body<'_> = serde_json::from_slice(body)?;
-        let records: Vec<Record> = parsed
-            .records
-            .iter()
-            .map(|r| Record {
-                key: r.key.as_ref().map(|k| Bytes::copy_from_slice(k.as_bytes())),
-                value: Bytes::copy_from_slice(r.value.as_bytes()),
-                timestamp: 0,
-                headers: Vec::new(),
-            })
-            .collect();
-        payload += records.iter().map(|r| r.value.len() as u64).sum::<u64>();
         let mut segment = SegmentBuilder::new();
-        segment.add_batch("floor", 0, &records)?;
+        payload += encode(body, &mut segment)?.0;
         std::hint::black_box(segment.finish_chunks()?);
         requests += 1;
         if started.elapsed() >= duration {
@@ -85,5 +73,111 @@ pub fn cpu_floor(load: &Load, seed: u64, duration: Duration) -> Result<CpuFloorR
         records_per_request: load.records_per_request,
         mib_per_cpu_s: payload as f64 / MIB / seconds,
         requests,
+        with_store_mib_per_cpu_s: None,
     })
+}
+
+/// The CPU floor plus writing its segments to `store`, as the agent's
+/// flushes do: the same bodies, encoded a batch per request into segments of
+/// about `segment_bytes`, each uploaded with one PUT, one at a time. MiB of
+/// payload per CPU-second of this process (so the store client's and the
+/// kernel's work for the writes count, wherever they run); `None` where
+/// there is no CPU figure (not Linux). The objects are deleted afterwards.
+pub async fn cpu_floor_with_store(
+    load: &Load,
+    seed: u64,
+    duration: Duration,
+    store: Arc<dyn ObjectStore>,
+    segment_bytes: u64,
+) -> Result<Option<f64>, Err> {
+    let bodies = Arc::new(prepare(load, seed));
+    let me = std::process::id();
+    let (Some(cpu_start), started) = (cpu_seconds(me), Instant::now()) else {
+        return Ok(None);
+    };
+    let prefix = Path::from(format!("floor-cpu/{}", crate::clock::now_micros()));
+    let (mut payload, mut next, mut n) = (0u64, 0usize, 0u64);
+    while n == 0 || started.elapsed() < duration {
+        let work = bodies.clone();
+        let (chunks, bytes, after) = tokio::task::spawn_blocking(move || {
+            let (mut segment, mut len, mut bytes, mut at) = (SegmentBuilder::new(), 0u64, 0u64, next);
+            while len < segment_bytes.max(1) {
+                let (payload, batch) = encode(&work[at % work.len()], &mut segment)?;
+                (bytes, len) = (bytes + payload, len + batch);
+                at += 1;
+            }
+            Ok::<_, Err>((segment.finish_chunks()?.0, bytes, at))
+        })
+        .await
+        .map_err(|e| format!("CPU floor: {e}"))??;
+        store.put(&Path::from(format!("{prefix}/{n}.seg")), PutPayload::from_iter(chunks)).await?;
+        (payload, next, n) = (payload + bytes, after, n + 1);
+    }
+    let cpu = cpu_seconds(me).map(|now| now - cpu_start);
+    let keys = store.list(Some(&prefix)).map(|m| m.map(|m| m.location)).boxed();
+    let _ = store.delete_stream(keys).collect::<Vec<_>>().await;
+    Ok(cpu.filter(|&s| s > 0.0).map(|s| payload as f64 / MIB / s))
+}
+
+fn prepare(load: &Load, seed: u64) -> Vec<Bytes> {
+    let mut maker = Bodies::new(load, seed);
+    let mut bodies = Vec::new();
+    let mut prepared = 0;
+    while prepared < BODIES_BYTES {
+        let body = maker.next(false);
+        prepared += body.len();
+        bodies.push(body);
+    }
+    bodies
+}
+
+/// One request's body parsed, its values copied into records, and encoded as
+/// one batch of `segment`: the payload bytes it held, and the batch's.
+fn encode(body: &[u8], segment: &mut SegmentBuilder) -> Result<(u64, u64), Err> {
+    let parsed: Body<'_> = serde_json::from_slice(body)?;
+    let records: Vec<Record> = parsed
+        .records
+        .iter()
+        .map(|r| Record {
+            key: r.key.as_ref().map(|k| Bytes::copy_from_slice(k.as_bytes())),
+            value: Bytes::copy_from_slice(r.value.as_bytes()),
+            timestamp: 0,
+            headers: Vec::new(),
+        })
+        .collect();
+    let batch = segment.add_batch("floor", 0, &records)?.len;
+    Ok((records.iter().map(|r| r.value.len() as u64).sum(), u64::from(batch)))
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::TryStreamExt;
+
+    use super::*;
+    use crate::load::Keys;
+
+    fn load() -> Load {
+        Load {
+            producers: 1,
+            record_bytes: 1024,
+            records_per_request: 100,
+            partitions: 1,
+            keys: Keys::None,
+            rate: None,
+            duration: Duration::from_secs(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_floor_with_a_store_writes_segments_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = floe_broker::store::open(&format!("file://{}", dir.path().display())).unwrap();
+        let figure =
+            cpu_floor_with_store(&load(), 1, Duration::from_millis(50), store.clone(), 256 << 10).await.unwrap();
+        if cfg!(target_os = "linux") {
+            assert!(figure.is_some_and(|m| m > 0.0), "{figure:?}");
+        }
+        let left: Vec<_> = store.list(None).try_collect().await.unwrap();
+        assert!(left.is_empty(), "{} objects left", left.len());
+    }
 }

@@ -265,7 +265,8 @@ async fn run(which: Which, c: Common, bin_dir: &Path, json: Option<PathBuf>) -> 
         results.floor = run_floor(&c, &store_url, sizes).await?;
     }
     if matches!(which, Which::Produce | Which::All) || (which == Which::Floor && c.cpu) {
-        results.cpu_floor = Some(run_cpu_floor(&c, &load).await?);
+        let segment_bytes = results.produce.as_ref().map_or(c.flush_bytes, |p| p.mean_segment_bytes);
+        results.cpu_floor = Some(run_cpu_floor(&c, &load, &store_url, segment_bytes).await?);
     }
     if let (Some(cluster), Which::E2e | Which::All) = (&cluster, which) {
         let e2e_load = if which == Which::All { Load { rate: Some(c.e2e_rate), ..load.clone() } } else { load.clone() };
@@ -317,16 +318,26 @@ async fn run_floor(c: &Common, store_url: &str, sizes: Vec<u64>) -> Result<Vec<F
     Ok(results)
 }
 
-async fn run_cpu_floor(c: &Common, load: &Load) -> Result<CpuFloorResult, Err> {
-    let (load, seed, duration) = (load.clone(), c.seed, Duration::from_secs(c.floor_seconds.max(1)));
+async fn run_cpu_floor(c: &Common, load: &Load, store_url: &str, segment_bytes: u64) -> Result<CpuFloorResult, Err> {
+    let (seed, duration) = (c.seed, Duration::from_secs(c.floor_seconds.max(1)));
     eprintln!("CPU floor: parse, compress and checksum produce bodies on one core for {} s", duration.as_secs());
-    let f = tokio::task::spawn_blocking(move || cpu_floor::cpu_floor(&load, seed, duration))
+    let work = load.clone();
+    let mut f = tokio::task::spawn_blocking(move || cpu_floor::cpu_floor(&work, seed, duration))
         .await
         .map_err(|e| format!("CPU floor: {e}"))??;
     println!(
         "CPU floor: {:.1} MiB/s of payload on one core ({} requests of {} × {} B records)",
         f.mib_per_cpu_s, f.requests, f.records_per_request, f.record_bytes
     );
+    eprintln!(
+        "CPU floor with the store: the same, in {segment_bytes} B segments written to the store, for {} s",
+        duration.as_secs()
+    );
+    let store = floe_broker::store::open(store_url)?;
+    f.with_store_mib_per_cpu_s = cpu_floor::cpu_floor_with_store(load, seed, duration, store, segment_bytes).await?;
+    if let Some(m) = f.with_store_mib_per_cpu_s {
+        println!("CPU floor with the store: {m:.1} MiB of payload per CPU-second");
+    }
     Ok(f)
 }
 

@@ -50,6 +50,10 @@ pub struct Summary {
     pub cpu_floor_mib_s: Option<f64>,
     /// mib_s_per_agent_cpu_s / cpu_floor_mib_s.
     pub agent_cpu_to_floor: Option<f64>,
+    /// The CPU floor with its segments also written to the run's store.
+    pub cpu_floor_with_store_mib_s: Option<f64>,
+    /// mib_s_per_agent_cpu_s / cpu_floor_with_store_mib_s.
+    pub agent_cpu_to_floor_with_store: Option<f64>,
     /// All object-store PUTs per GiB of payload written.
     pub put_per_gib: Option<f64>,
     /// Object-store GETs per GiB read by a fresh (cold) agent catching up;
@@ -73,6 +77,7 @@ impl Summary {
         let Results { produce, floor, cpu_floor, e2e, consume } = results;
         let per_cpu_s = produce.as_ref().and_then(|p| p.mib_s_per_cpu_s);
         let cpu_floor_mib_s = cpu_floor.as_ref().map(|f| f.mib_per_cpu_s);
+        let with_store_mib_s = cpu_floor.as_ref().and_then(|f| f.with_store_mib_per_cpu_s);
         let produce_latency = produce.as_ref().map(|p| p.latency).or(e2e.as_ref().map(|e| e.produce));
         let per_gib_written = produce.as_ref().map(|p| p.requests_per_gib);
         let biggest = floor.iter().max_by_key(|f| f.object_bytes);
@@ -107,6 +112,8 @@ impl Summary {
             mib_s_per_agent_cpu_s: per_cpu_s,
             cpu_floor_mib_s,
             agent_cpu_to_floor: per_cpu_s.zip(cpu_floor_mib_s).map(|(agent, floor)| agent / floor),
+            cpu_floor_with_store_mib_s: with_store_mib_s,
+            agent_cpu_to_floor_with_store: per_cpu_s.zip(with_store_mib_s).map(|(agent, floor)| agent / floor),
             put_per_gib: per_gib_written.map(|g| g.put),
             get_per_gib: consume.as_ref().map(|c| c.catchup_get_per_gib).or(per_gib_written.map(|g| g.get)),
             tail_get_per_gib: consume.as_ref().map(|c| c.tail_segment_get_per_gib),
@@ -242,7 +249,7 @@ mod tests {
         // Every row of the table, figures missing as "-".
         let table = text::summary(&s);
         assert!(table.starts_with("\nsummary (e2e, profile none, flush 50 ms)\n"));
-        assert_eq!(table.lines().count(), 1 + 1 + 17 + 1);
+        assert_eq!(table.lines().count(), 1 + 1 + 19 + 1);
         assert!(table.contains("  e2e p99 ms                      11.00\n"));
         assert!(table.contains("  produce MiB/s                       -\n"));
     }

@@ -156,6 +156,8 @@ pub fn summary(s: &Summary) -> String {
         ("MiB per agent CPU-s", f(s.mib_s_per_agent_cpu_s)),
         ("CPU floor, MiB per core-s", f(s.cpu_floor_mib_s)),
         ("agent CPU / CPU floor", f(s.agent_cpu_to_floor)),
+        ("CPU floor + store writes", f(s.cpu_floor_with_store_mib_s)),
+        ("agent CPU / that floor", f(s.agent_cpu_to_floor_with_store)),
         ("PUTs per GiB written", f(s.put_per_gib)),
         ("GETs per GiB read", f(s.get_per_gib)),
         ("tail segment GETs per GiB", f(s.tail_get_per_gib)),
