@@ -52,10 +52,9 @@ struct InRecord<'a> {
 /// that the CPU caches do not hold them all.
 const BODIES_BYTES: usize = 64 << 20;
 
-/// Parses, copies, compresses and checksums `load`'s produce bodies on this
-/// thread for `duration`.
-pub fn cpu_floor(load: &Load, seed: u64, duration: Duration) -> Result<CpuFloorResult, Err> {
-    let bodies = prepare(load, seed);
+/// Parses, copies, compresses and checksums `bodies` (of `load`, from
+/// [`bodies`]) on this thread for `duration`.
+pub fn cpu_floor(bodies: &[Bytes], load: &Load, duration: Duration) -> Result<CpuFloorResult, Err> {
     let started = Instant::now();
     let (mut requests, mut payload) = (0u64, 0u64);
     for body in bodies.iter().cycle() {
@@ -84,13 +83,11 @@ pub fn cpu_floor(load: &Load, seed: u64, duration: Duration) -> Result<CpuFloorR
 /// kernel's work for the writes count, wherever they run); `None` where
 /// there is no CPU figure (not Linux). The objects are deleted afterwards.
 pub async fn cpu_floor_with_store(
-    load: &Load,
-    seed: u64,
+    bodies: Arc<Vec<Bytes>>,
     duration: Duration,
     store: Arc<dyn ObjectStore>,
     segment_bytes: u64,
 ) -> Result<Option<f64>, Err> {
-    let bodies = Arc::new(prepare(load, seed));
     let me = std::process::id();
     let (Some(cpu_start), started) = (cpu_seconds(me), Instant::now()) else {
         return Ok(None);
@@ -119,7 +116,8 @@ pub async fn cpu_floor_with_store(
     Ok(cpu.filter(|&s| s > 0.0).map(|s| payload as f64 / MIB / s))
 }
 
-fn prepare(load: &Load, seed: u64) -> Vec<Bytes> {
+/// The floors' request bodies, made once before either clock starts.
+pub fn bodies(load: &Load, seed: u64) -> Vec<Bytes> {
     let mut maker = Bodies::new(load, seed);
     let mut bodies = Vec::new();
     let mut prepared = 0;
@@ -172,8 +170,8 @@ mod tests {
     async fn the_floor_with_a_store_writes_segments_and_cleans_up() {
         let dir = tempfile::tempdir().unwrap();
         let store = floe_broker::store::open(&format!("file://{}", dir.path().display())).unwrap();
-        let figure =
-            cpu_floor_with_store(&load(), 1, Duration::from_millis(50), store.clone(), 256 << 10).await.unwrap();
+        let bodies = Arc::new(bodies(&load(), 1));
+        let figure = cpu_floor_with_store(bodies, Duration::from_millis(50), store.clone(), 256 << 10).await.unwrap();
         if cfg!(target_os = "linux") {
             assert!(figure.is_some_and(|m| m > 0.0), "{figure:?}");
         }

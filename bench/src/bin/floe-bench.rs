@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -322,9 +323,12 @@ async fn run_cpu_floor(c: &Common, load: &Load, store_url: &str, segment_bytes: 
     let (seed, duration) = (c.seed, Duration::from_secs(c.floor_seconds.max(1)));
     eprintln!("CPU floor: parse, compress and checksum produce bodies on one core for {} s", duration.as_secs());
     let work = load.clone();
-    let mut f = tokio::task::spawn_blocking(move || cpu_floor::cpu_floor(&work, seed, duration))
-        .await
-        .map_err(|e| format!("CPU floor: {e}"))??;
+    let (bodies, mut f) = tokio::task::spawn_blocking(move || {
+        let bodies = Arc::new(cpu_floor::bodies(&work, seed));
+        cpu_floor::cpu_floor(&bodies, &work, duration).map(|f| (bodies, f))
+    })
+    .await
+    .map_err(|e| format!("CPU floor: {e}"))??;
     println!(
         "CPU floor: {:.1} MiB/s of payload on one core ({} requests of {} × {} B records)",
         f.mib_per_cpu_s, f.requests, f.records_per_request, f.record_bytes
@@ -334,7 +338,7 @@ async fn run_cpu_floor(c: &Common, load: &Load, store_url: &str, segment_bytes: 
         duration.as_secs()
     );
     let store = floe_broker::store::open(store_url)?;
-    f.with_store_mib_per_cpu_s = cpu_floor::cpu_floor_with_store(load, seed, duration, store, segment_bytes).await?;
+    f.with_store_mib_per_cpu_s = cpu_floor::cpu_floor_with_store(bodies, duration, store, segment_bytes).await?;
     if let Some(m) = f.with_store_mib_per_cpu_s {
         println!("CPU floor with the store: {m:.1} MiB of payload per CPU-second");
     }
