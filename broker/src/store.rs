@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -57,19 +57,29 @@ pub fn open(url: &str) -> Result<Arc<dyn ObjectStore>> {
 }
 
 /// An S3 client configured by the `AWS_*` variables among `vars`, over
-/// Floe's defaults: payloads are not signed (`UNSIGNED-PAYLOAD`; set
-/// `AWS_UNSIGNED_PAYLOAD=false` to sign them). Signing hashes every byte
-/// uploaded with SHA-256, about a tenth of an agent's CPU, for an integrity
-/// check that TLS already gives on the wire and each batch's CRC32C gives
-/// end to end (decision 0020).
+/// Floe's default for payload signing: over TLS (`https` endpoints, and AWS
+/// itself when no endpoint is set) payloads are not signed
+/// (`UNSIGNED-PAYLOAD`), over plain HTTP they are. Signing hashes every byte
+/// uploaded with SHA-256, about a tenth of an agent's CPU; TLS already
+/// guards the bytes on the wire, and without TLS the signature is the only
+/// check on log entries and snapshots, which carry no checksum of their own
+/// (decision 0020). `AWS_UNSIGNED_PAYLOAD` overrides the default either way.
 pub fn s3_builder(vars: impl IntoIterator<Item = (String, String)>) -> AmazonS3Builder {
-    let mut builder = AmazonS3Builder::new().with_unsigned_payload(true);
+    let mut builder = AmazonS3Builder::new();
+    let mut signing_chosen = false;
     for (name, value) in vars {
         if name.starts_with("AWS_")
-            && let Ok(key) = name.to_ascii_lowercase().parse()
+            && let Ok(key) = name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>()
         {
+            signing_chosen |= key == AmazonS3ConfigKey::UnsignedPayload;
             builder = builder.with_config(key, value);
         }
+    }
+    let over_tls = builder
+        .get_config_value(&AmazonS3ConfigKey::Endpoint)
+        .is_none_or(|e| e.to_ascii_lowercase().starts_with("https://"));
+    if !signing_chosen && over_tls {
+        builder = builder.with_unsigned_payload(true);
     }
     builder
 }
@@ -113,14 +123,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn s3_payloads_are_unsigned_unless_the_environment_says_otherwise() {
+    fn s3_payloads_are_unsigned_over_tls_unless_the_environment_says_otherwise() {
         use object_store::aws::AmazonS3ConfigKey::{Region, UnsignedPayload};
         let var = |k: &str, v: &str| (k.to_owned(), v.to_owned());
-        let default = s3_builder([var("AWS_REGION", "eu-west-1"), var("HOME", "/root")]);
-        assert_eq!(default.get_config_value(&UnsignedPayload).as_deref(), Some("true"));
-        assert_eq!(default.get_config_value(&Region).as_deref(), Some("eu-west-1"), "AWS_* variables apply");
-        let signed = s3_builder([var("AWS_UNSIGNED_PAYLOAD", "false")]);
-        assert_eq!(signed.get_config_value(&UnsignedPayload).as_deref(), Some("false"));
+        let unsigned = |b: &AmazonS3Builder| b.get_config_value(&UnsignedPayload).as_deref() == Some("true");
+        let aws = s3_builder([var("AWS_REGION", "eu-west-1"), var("HOME", "/root")]);
+        assert!(unsigned(&aws), "AWS itself is reached over TLS");
+        assert_eq!(aws.get_config_value(&Region).as_deref(), Some("eu-west-1"), "AWS_* variables apply");
+        assert!(unsigned(&s3_builder([var("AWS_ENDPOINT_URL", "https://minio.internal:9000")])));
+        assert!(unsigned(&s3_builder([var("AWS_ENDPOINT", "HTTPS://minio.internal")])));
+        // Without TLS the signature is the only check on log entries.
+        let plain = s3_builder([var("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"), var("AWS_ALLOW_HTTP", "true")]);
+        assert!(!unsigned(&plain));
+        // The environment decides when it says.
+        assert!(!unsigned(&s3_builder([var("AWS_UNSIGNED_PAYLOAD", "false")])));
+        let asked = s3_builder([var("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"), var("AWS_UNSIGNED_PAYLOAD", "true")]);
+        assert!(unsigned(&asked));
     }
 
     #[test]

@@ -43,14 +43,16 @@ impl S3Target {
 
     /// A store rooted at `prefix`.
     pub fn store(&self, prefix: &str) -> Arc<dyn ObjectStore> {
-        // Floe's defaults, as `store::open` has them (unsigned payloads).
-        let s3 = crate::store::s3_builder([])
-            .with_endpoint(&self.endpoint)
-            .with_allow_http(true)
+        // Configured as `store::open` configures it from the environment.
+        let vars = [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "floe-test"),
+            ("AWS_SECRET_ACCESS_KEY", "floe-test"),
+        ];
+        let s3 = crate::store::s3_builder(vars.map(|(k, v)| (k.to_owned(), v.to_owned())))
             .with_bucket_name(&self.bucket)
-            .with_region("us-east-1")
-            .with_access_key_id("floe-test")
-            .with_secret_access_key("floe-test")
             .build()
             .unwrap_or_else(|e| panic!("cannot build S3 client for {}: {e}", self.endpoint));
         Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
