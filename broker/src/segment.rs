@@ -134,7 +134,6 @@ impl SegmentBuilder {
         tail.put_u32_le(to_u32(self.index.len(), "batch count")?);
         tail.put_u32_le(crc);
         tail.put_slice(INDEX_MAGIC);
-        to_u32(self.len + tail.len(), "segment")?;
         self.chunks.push(Bytes::from(tail));
         Ok((self.chunks, self.index))
     }
