@@ -3,16 +3,18 @@
 //! line of the request), and a bound on how long a client may take to send
 //! its body.
 
-use std::time::Duration;
-
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderName, Request, StatusCode};
+use axum::http::{HeaderMap, HeaderName, Request, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -79,11 +81,7 @@ impl BodyReservation {
 /// budget, waiting for it: meanwhile the body stays in the client's socket.
 async fn admit(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) -> Response {
     let limit = agent.max_request_bytes();
-    let declared = req
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = content_length(req.headers());
     let kafka_rest = matches!(face(req.uri().path()), "v2" | "v3");
     let refuse = |e: ApiError| if kafka_rest { RestError::from(e).into_response() } else { e.into_response() };
     if declared.is_some_and(|n| n > limit as u64) {
@@ -110,6 +108,52 @@ async fn admit(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) 
     response
 }
 
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+}
+
+/// A body that reports the length its request declared: tower-http's
+/// `TimeoutBody` reports none, and `body::read` sizes its buffer from it
+/// (hyper still fails a body that is longer or shorter).
+struct Declared {
+    inner: Body,
+    len: u64,
+}
+
+impl http_body::Body for Declared {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.len)
+    }
+}
+
+async fn declare_length(req: Request<Body>, next: Next) -> Response {
+    let req = match content_length(req.headers()) {
+        Some(len) => req.map(|inner| Body::new(Declared { inner, len })),
+        None => req,
+    };
+    next.run(req).await
+}
+
+/// The time limit on a request's body, and then its declared length
+/// reported again to the handler (the timeout's wrapper hides it).
+fn body_layers(router: Router, body_timeout: Duration) -> Router {
+    router.layer(axum::middleware::from_fn(declare_length)).layer(RequestBodyTimeoutLayer::new(body_timeout))
+}
+
 /// Wraps `router` in the layers every request passes through. A body that
 /// does not arrive within `body_timeout` fails the request (408) and its
 /// connection, so a stalled client holds nothing for long.
@@ -118,11 +162,39 @@ pub fn wrap(agent: Arc<Agent>, router: Router, components: floe_broker::Componen
         let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
         tracing::info_span!("request", id, method = %req.method(), path = %req.uri().path())
     });
-    router
-        .layer(RequestBodyTimeoutLayer::new(body_timeout))
+    body_layers(router, body_timeout)
         .layer(axum::middleware::from_fn_with_state(agent.clone(), admit))
         .layer(axum::middleware::from_fn_with_state(agent, count))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeUlid(components)))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::post;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// The handler sees the declared length through the body timeout's
+    /// wrapper, so `body::read` can size its buffer once.
+    #[tokio::test]
+    async fn a_handler_sees_the_declared_length_of_a_body() {
+        let hint = |body: Body| async move { http_body::Body::size_hint(&body).lower().to_string() };
+        let app = body_layers(Router::new().route("/", post(hint)), Duration::from_secs(30));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let body = "x".repeat(1234);
+        let request =
+            format!("POST / HTTP/1.1\r\nHost: floe\r\nContent-Length: 1234\r\nConnection: close\r\n\r\n{body}");
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(30), s.read_to_string(&mut answer)).await.unwrap().unwrap();
+        server.abort();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\n1234"), "{answer}");
+    }
 }
