@@ -6,14 +6,16 @@
 //! batch    = payload_len u32 | crc32c u32 | record_count u32 | codec u8 | 0u8 x3
 //!            | uncompressed_len u32 | max_timestamp i64 | payload
 //!            (crc32c covers everything after the crc field, payload included)
-//! payload  = zstd(record*)
+//! payload  = zstd frame+, whose contents together are record*
 //! record   = timestamp i64 | key_len i32 (-1 = null) | key | value_len u32 | value
 //!            | header_count u32 | (name_len u32 | name | value_len u32 | value)*
 //! index    = (topic_len u16 | topic | partition u32 | pos u64 | len u32
 //!            | record_count u32 | max_timestamp i64)*
 //! trailer  = index_len u32 | batch_count u32 | crc32c(index) u32 | "FSIX"
 //! ```
-//! All integers are little-endian. A batch is self-describing and checked, so a
+//! All integers are little-endian. A payload of several frames is what a
+//! zstd stream decoder reads as one: writers compress large runs of a batch's
+//! records ahead of the batch (see [`Frame`]). A batch is self-describing and checked, so a
 //! reader can fetch just its byte range. Offsets are not stored: they are
 //! assigned when the log entry that references the batch is applied.
 //! Frozen by `tests/golden.rs`; any change needs a new version.
@@ -94,18 +96,74 @@ impl SegmentBuilder {
     /// Appends one batch; `records` must not be empty.
     pub fn add_batch(&mut self, topic: &str, partition: u32, records: &[Record]) -> Result<&BatchMeta> {
         let batch = encode_batch(records)?;
+        let len = batch.len();
+        self.push_batch(topic, partition, records, vec![Bytes::from(batch)], len)
+    }
+
+    /// Appends one batch of `records`, some runs of which are compressed
+    /// already: each `(start, frame)` holds `records[start..start +
+    /// frame.records()]`, in order. The runs between them are compressed
+    /// here, each as a frame of its own. The frames become the segment's
+    /// chunks as they are: nothing is copied.
+    pub fn add_batch_with_frames(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        records: &[Record],
+        frames: &[(usize, Frame)],
+    ) -> Result<&BatchMeta> {
+        if frames.is_empty() {
+            return self.add_batch(topic, partition, records);
+        }
+        let mut payload: Vec<Frame> = Vec::with_capacity(frames.len() * 2 + 1);
+        let mut done = 0;
+        for (start, frame) in frames {
+            let end = start
+                .checked_add(frame.records)
+                .filter(|end| *start >= done && *end <= records.len())
+                .ok_or_else(|| Error::encode("batch", "frames out of order or beyond the batch's records"))?;
+            if *start > done {
+                payload.push(Frame::compress(&records[done..*start])?);
+            }
+            payload.push(frame.clone());
+            done = end;
+        }
+        if records.len() > done {
+            payload.push(Frame::compress(&records[done..])?);
+        }
+        let raw_len = payload.iter().map(|f| f.raw_len).sum();
+        let payload: Vec<Bytes> = payload.into_iter().map(|f| f.bytes).collect();
+        let payload_len: usize = payload.iter().map(Bytes::len).sum();
+        let mut header = vec![0; BATCH_HEADER_LEN];
+        write_header(&mut header, payload_len, records, raw_len)?;
+        let crc = payload.iter().fold(crc32c::crc32c(&header[8..]), |crc, frame| crc32c::crc32c_append(crc, frame));
+        header[4..8].copy_from_slice(&crc.to_le_bytes());
+        let mut chunks = Vec::with_capacity(payload.len() + 1);
+        chunks.push(Bytes::from(header));
+        chunks.extend(payload);
+        self.push_batch(topic, partition, records, chunks, BATCH_HEADER_LEN + payload_len)
+    }
+
+    fn push_batch(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        records: &[Record],
+        chunks: Vec<Bytes>,
+        len: usize,
+    ) -> Result<&BatchMeta> {
         let meta = BatchMeta {
             topic: topic.to_owned(),
             partition,
             pos: self.len as u64,
-            len: to_u32(batch.len(), "batch")?,
+            len: to_u32(len, "batch")?,
             records: to_u32(records.len(), "record count")?,
-            max_timestamp: records.iter().map(|r| r.timestamp).max().unwrap_or(i64::MIN),
+            max_timestamp: max_timestamp(records),
             producer: None,
             topic_id: None,
         };
-        self.len += batch.len();
-        self.chunks.push(Bytes::from(batch));
+        self.len += len;
+        self.chunks.extend(chunks);
         self.index.push(meta);
         Ok(self.index.last().unwrap_or_else(|| unreachable!("just pushed")))
     }
@@ -155,12 +213,55 @@ thread_local! {
     static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> = const { std::cell::RefCell::new(None) };
 }
 
-fn encode_batch(records: &[Record]) -> Result<Vec<u8>> {
-    if records.is_empty() {
-        return Err(Error::encode("segment", "empty batch"));
+/// Records compressed ahead of the batch they will be part of, as one zstd
+/// frame. A writer compresses a large run of records (a request's, for one
+/// partition) while they are fresh in the cache of the thread that parsed
+/// them, as a Kafka producer compresses its batches, instead of all of a
+/// flush's records at once, long after.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    bytes: Bytes,
+    raw_len: usize,
+    records: usize,
+}
+
+impl Frame {
+    /// Compresses `records` (not empty) into one frame.
+    pub fn compress(records: &[Record]) -> Result<Self> {
+        if records.is_empty() {
+            return Err(Error::encode("segment", "empty frame"));
+        }
+        let raw = encode_records(records)?;
+        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(raw.len()));
+        compress_into(&raw, &mut out)?;
+        // Held until its commit: not the bound's slack with it.
+        out.shrink_to_fit();
+        Ok(Self { bytes: Bytes::from(out), raw_len: raw.len(), records: records.len() })
     }
+
+    /// Compressed bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// How many records it holds.
+    pub fn records(&self) -> usize {
+        self.records
+    }
+}
+
+/// Bytes of `records` before compression, as a batch's payload holds them.
+pub fn encoded_records_len(records: &[Record]) -> usize {
+    records.iter().map(encoded_len).sum()
+}
+
+fn encode_records(records: &[Record]) -> Result<Vec<u8>> {
     // Sized exactly: a buffer one record short doubles (and copies) at its end.
-    let raw_len = records.iter().map(encoded_len).sum();
+    let raw_len = encoded_records_len(records);
     let mut raw = Vec::with_capacity(raw_len);
     for r in records {
         raw.put_i64_le(r.timestamp);
@@ -182,30 +283,52 @@ fn encode_batch(records: &[Record]) -> Result<Vec<u8>> {
         }
     }
     debug_assert_eq!(raw.len(), raw_len);
-    // The batch is compressed straight into its own buffer, after room for
-    // its header: no intermediate copy of the payload.
-    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + zstd::zstd_safe::compress_bound(raw.len()));
-    out.resize(BATCH_HEADER_LEN, 0);
-    let mut payload = std::io::Cursor::new(&mut out);
-    payload.set_position(BATCH_HEADER_LEN as u64);
-    let payload_len = COMPRESSOR
+    Ok(raw)
+}
+
+/// Appends `raw`, compressed as one frame, to `out` (which has room for it).
+fn compress_into(raw: &[u8], out: &mut Vec<u8>) -> Result<usize> {
+    let mut cursor = std::io::Cursor::new(out);
+    cursor.set_position(cursor.get_ref().len() as u64);
+    COMPRESSOR
         .with_borrow_mut(|c| match c {
-            Some(c) => c.compress_to_buffer(&raw, &mut payload),
+            Some(c) => c.compress_to_buffer(raw, &mut cursor),
             None => zstd::bulk::Compressor::new(ZSTD_LEVEL).and_then(|mut fresh| {
-                let written = fresh.compress_to_buffer(&raw, &mut payload);
+                let written = fresh.compress_to_buffer(raw, &mut cursor);
                 *c = Some(fresh);
                 written
             }),
         })
-        .map_err(|e| Error::encode("batch", e))?;
-    debug_assert_eq!(out.len(), BATCH_HEADER_LEN + payload_len);
-    let mut header = &mut out[..BATCH_HEADER_LEN];
+        .map_err(|e| Error::encode("batch", e))
+}
+
+/// Fills a batch header, all but its CRC.
+fn write_header(mut header: &mut [u8], payload_len: usize, records: &[Record], raw_len: usize) -> Result<()> {
     header.put_u32_le(to_u32(payload_len, "payload")?);
-    header.put_u32_le(0); // crc, filled below
+    header.put_u32_le(0); // crc, filled by the caller
     header.put_u32_le(to_u32(records.len(), "record count")?);
     header.put_slice(&[CODEC_ZSTD, 0, 0, 0]);
-    header.put_u32_le(to_u32(raw.len(), "batch")?);
-    header.put_i64_le(records.iter().map(|r| r.timestamp).max().unwrap_or(i64::MIN));
+    header.put_u32_le(to_u32(raw_len, "batch")?);
+    header.put_i64_le(max_timestamp(records));
+    Ok(())
+}
+
+fn max_timestamp(records: &[Record]) -> i64 {
+    records.iter().map(|r| r.timestamp).max().unwrap_or(i64::MIN)
+}
+
+fn encode_batch(records: &[Record]) -> Result<Vec<u8>> {
+    if records.is_empty() {
+        return Err(Error::encode("segment", "empty batch"));
+    }
+    let raw = encode_records(records)?;
+    // The batch is compressed straight into its own buffer, after room for
+    // its header: no intermediate copy of the payload.
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + zstd::zstd_safe::compress_bound(raw.len()));
+    out.resize(BATCH_HEADER_LEN, 0);
+    let payload_len = compress_into(&raw, &mut out)?;
+    debug_assert_eq!(out.len(), BATCH_HEADER_LEN + payload_len);
+    write_header(&mut out[..BATCH_HEADER_LEN], payload_len, records, raw.len())?;
     let crc = crc32c::crc32c(&out[8..]);
     out[4..8].copy_from_slice(&crc.to_le_bytes());
     // Held until its commit: not the bound's slack with it (a large buffer
@@ -410,6 +533,36 @@ mod tests {
             }
         }
 
+        /// A batch of which some runs were compressed ahead, as their own
+        /// frames, reads back as the same records as one compressed at once.
+        #[test]
+        fn a_batch_of_frames_reads_back_whole(
+            records in proptest::collection::vec(arb_record(), 1..40),
+            cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 0..6),
+        ) {
+            let mut cuts: Vec<(usize, bool)> = cuts.into_iter().map(|(i, ahead)| (i.index(records.len() + 1), ahead)).collect();
+            cuts.sort();
+            let mut frames = Vec::new();
+            let mut start = 0;
+            for (end, ahead) in cuts.into_iter().chain([(records.len(), true)]) {
+                if ahead && end > start {
+                    frames.push((start, Frame::compress(&records[start..end]).unwrap()));
+                }
+                start = start.max(end);
+            }
+            let mut b = SegmentBuilder::new();
+            b.add_batch_with_frames("t", 3, &records, &frames).unwrap();
+            let (bytes, metas) = b.finish().unwrap();
+            prop_assert_eq!(read_index(&bytes).unwrap(), metas.clone());
+            prop_assert_eq!(metas[0].records as usize, records.len());
+            let r = metas[0].range();
+            let batch = &bytes[r.start as usize..r.end as usize];
+            prop_assert_eq!(decode_batch(batch).unwrap(), records.clone());
+            // Every frame given is in the payload as it was.
+            let payload = &batch[BATCH_HEADER_LEN..];
+            prop_assert!(frames.len() <= frame_count(payload));
+        }
+
         #[test]
         fn any_flipped_bit_is_detected(flip in any::<prop::sample::Index>(), bit in 0u8..8) {
             let rec = Record { key: Some(Bytes::from_static(b"k")), value: Bytes::from_static(b"hello world"), timestamp: 1, headers: vec![] };
@@ -422,6 +575,28 @@ mod tests {
             batch[i] ^= 1 << bit;
             prop_assert!(decode_batch(&batch).is_err());
         }
+    }
+
+    /// How many zstd frames a payload holds.
+    fn frame_count(mut payload: &[u8]) -> usize {
+        let mut n = 0;
+        while !payload.is_empty() {
+            let len = zstd::zstd_safe::find_frame_compressed_size(payload).unwrap();
+            payload = &payload[len..];
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn frames_out_of_order_are_refused() {
+        let rec = Record { key: None, value: Bytes::from_static(b"v"), timestamp: 0, headers: vec![] };
+        let records = vec![rec; 4];
+        let frame = Frame::compress(&records[..2]).unwrap();
+        let mut b = SegmentBuilder::new();
+        assert!(b.add_batch_with_frames("t", 0, &records, &[(1, frame.clone()), (0, frame.clone())]).is_err());
+        assert!(b.add_batch_with_frames("t", 0, &records, &[(3, frame)]).is_err());
+        assert!(b.is_empty());
     }
 
     #[test]
