@@ -82,6 +82,9 @@ const TWIN: usize = 10_000;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long producers keep retrying an unanswered request after the run ends.
 const DRAIN: Duration = Duration::from_secs(30);
+/// Bytes of a large request: above what the agent compresses as it arrives
+/// (64 KiB).
+const LARGE_REQUEST_BYTES: usize = 80 * 1024;
 
 struct Cluster {
     opts: ChaosOptions,
@@ -307,6 +310,13 @@ async fn produce(
     while Instant::now() < deadline {
         let partition = rng.random_range(0..cluster.opts.partitions);
         let count = rng.random_range(1..=5u64);
+        // One request in eight is large (a padded key on each record): the
+        // agent compresses those as they arrive, the rest at the flush.
+        let key = rng.random_bool(0.125).then(|| "k".repeat(LARGE_REQUEST_BYTES / count as usize));
+        let record = |value: &String| match &key {
+            Some(key) => json!({"key": key, "value": value, "partition": partition}),
+            None => json!({"value": value, "partition": partition}),
+        };
         let mut values: Vec<String> = Vec::new();
         // Retry until answered: to another agent each time, the way a client
         // behind a load balancer would. An idempotent request is retried as
@@ -319,7 +329,7 @@ async fn produce(
                 next_value += count;
                 push(&shared.sent, values.iter().cloned());
             }
-            let records: Vec<Value> = values.iter().map(|v| json!({"value": v, "partition": partition})).collect();
+            let records: Vec<Value> = values.iter().map(record).collect();
             let mut body = json!({ "records": records });
             if let Some((id, epoch)) = producer {
                 let seq = sequences.entry(partition).or_default();
@@ -352,8 +362,7 @@ async fn produce(
                     v
                 };
                 let mut twin_body = body.clone();
-                twin_body["records"] =
-                    twin_values.iter().map(|v| json!({"value": v, "partition": partition})).collect::<Vec<_>>().into();
+                twin_body["records"] = twin_values.iter().map(record).collect::<Vec<_>>().into();
                 let (http, shared) = (http.clone(), shared.clone());
                 Some(tokio::spawn(async move {
                     let answer = send(&http, &other, &twin_body, local).await;
