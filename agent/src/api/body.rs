@@ -140,3 +140,28 @@ where
     }
     d.deserialize_seq(Bounded(std::marker::PhantomData))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body of `sizes` chunks with no declared length, as a chunked
+    /// request arrives.
+    fn chunked(sizes: &[usize]) -> Body {
+        let chunks: Vec<Result<Bytes, std::io::Error>> =
+            sizes.iter().map(|n| Ok(Bytes::from(vec![b'x'; *n]))).collect();
+        Body::from_stream(futures::stream::iter(chunks))
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_over_the_limit_is_refused_as_too_large() {
+        let e = read(chunked(&[600, 600]), 1000).await.unwrap_err();
+        assert_eq!((e.status, e.code), (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large"));
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_within_the_limit_is_read_whole() {
+        let body = read(chunked(&[600, 400]), 1000).await.unwrap();
+        assert_eq!(body.len(), 1000);
+    }
+}
