@@ -75,9 +75,11 @@ pub fn s3_builder(vars: impl IntoIterator<Item = (String, String)>) -> AmazonS3B
             builder = builder.with_config(key, value);
         }
     }
-    let over_tls = builder
-        .get_config_value(&AmazonS3ConfigKey::Endpoint)
-        .is_none_or(|e| e.to_ascii_lowercase().starts_with("https://"));
+    // `AWS_ENDPOINT_URL_S3` wins over `AWS_ENDPOINT_URL` when the client is built.
+    let endpoint = builder
+        .get_config_value(&AmazonS3ConfigKey::S3Endpoint)
+        .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Endpoint));
+    let over_tls = endpoint.is_none_or(|e| e.to_ascii_lowercase().starts_with("https://"));
     if !signing_chosen && over_tls {
         builder = builder.with_unsigned_payload(true);
     }
@@ -135,6 +137,10 @@ mod tests {
         // Without TLS the signature is the only check on log entries.
         let plain = s3_builder([var("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"), var("AWS_ALLOW_HTTP", "true")]);
         assert!(!unsigned(&plain));
+        // The S3-only endpoint variable is the one the client uses.
+        assert!(!unsigned(&s3_builder([var("AWS_ENDPOINT_URL_S3", "http://minio:9000")])));
+        let s3_only = [var("AWS_ENDPOINT_URL", "http://a:9000"), var("AWS_ENDPOINT_URL_S3", "https://b")];
+        assert!(unsigned(&s3_builder(s3_only)));
         // The environment decides when it says.
         assert!(!unsigned(&s3_builder([var("AWS_UNSIGNED_PAYLOAD", "false")])));
         let asked = s3_builder([var("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"), var("AWS_UNSIGNED_PAYLOAD", "true")]);
