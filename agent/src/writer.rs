@@ -282,6 +282,8 @@ pub struct Writer {
     tasks: TaskTracker,
     budget: Arc<Semaphore>,
     budget_bytes: usize,
+    /// Compressions of large requests on blocking threads at once.
+    compressing: Arc<Semaphore>,
     log: Arc<MetadataLog>,
     inflight: Arc<InFlight>,
     spool: Option<Arc<Spool>>,
@@ -318,7 +320,9 @@ impl Writer {
         tasks.spawn(flusher(rx, uploads_tx, uploader.clone(), settings, recovered, tasks.clone()));
         tasks.spawn(commit_uploads(uploads_rx, uploader, committer, queue));
         let budget = Arc::new(Semaphore::new(budget_bytes));
-        Self { tx, stop, tasks, budget, budget_bytes, log, inflight: Arc::default(), spool }
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let compressing = Arc::new(Semaphore::new(cores));
+        Self { tx, stop, tasks, budget, budget_bytes, compressing, log, inflight: Arc::default(), spool }
     }
 
     /// Bytes of spool files held, and the spool's budget (`None` without a spool).
@@ -401,7 +405,7 @@ impl Writer {
             return Err(WriteError::Overloaded);
         };
         waiter._permit = Some(permit);
-        let (parts, frames) = match compress_large_parts(parts).await {
+        let (parts, frames) = match compress_large_parts(parts, &self.compressing).await {
             Ok(compressed) => compressed,
             Err(e) => {
                 waiter.answer(Err(e.clone()));
@@ -458,12 +462,18 @@ const FRAME_MIN_BYTES: usize = 64 * 1024;
 /// runtime thread for long (256 KiB takes about half a millisecond).
 const INLINE_MAX_BYTES: usize = 256 * 1024;
 
-/// Compresses each part of at least `FRAME_MIN_BYTES` into a frame.
+/// Compresses each part of at least `FRAME_MIN_BYTES` into a frame. Beyond
+/// `INLINE_MAX_BYTES`, only with one of the `slots` (about one per core):
+/// when none is free the parts are left for the flush, so blocking threads,
+/// and the buffers and contexts they hold, stay few.
 ///
 /// # Cancel safety
-/// Dropping the future drops the parts; nothing has been buffered yet.
+/// Dropping the future drops the parts; nothing has been buffered yet. A
+/// compression already on a blocking thread runs to its end holding its
+/// slot, so abandoned ones cannot pile up either.
 async fn compress_large_parts(
     parts: Vec<PartitionRecords>,
+    slots: &Arc<Semaphore>,
 ) -> Result<(Vec<PartitionRecords>, Vec<Option<Frame>>), WriteError> {
     let sizes: Vec<usize> = parts.iter().map(|p| segment::encoded_records_len(&p.records)).collect();
     let total: usize = sizes.iter().filter(|n| **n >= FRAME_MIN_BYTES).sum();
@@ -479,9 +489,16 @@ async fn compress_large_parts(
     if total <= INLINE_MAX_BYTES {
         return compress(parts);
     }
-    tokio::task::spawn_blocking(move || compress(parts))
-        .await
-        .unwrap_or_else(|e| Err(WriteError::UnexpectedOutcome(format!("record compression stopped: {e}"))))
+    let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let frames = parts.iter().map(|_| None).collect();
+        return Ok((parts, frames));
+    };
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        compress(parts)
+    })
+    .await
+    .unwrap_or_else(|e| Err(WriteError::UnexpectedOutcome(format!("record compression stopped: {e}"))))
 }
 
 enum Claim {
@@ -1249,6 +1266,27 @@ mod tests {
         let values: Vec<u8> = segment::decode_batch(batch).unwrap().iter().map(|r| r.value[0]).collect();
         let expected: Vec<u8> = requests.iter().flat_map(|(n, count)| vec![*n; *count]).collect();
         assert_eq!(values, expected);
+    }
+
+    /// A large request finds no free compression slot: its records are left
+    /// for the flush instead of waiting or starting another blocking thread.
+    #[tokio::test]
+    async fn without_a_free_slot_large_parts_are_left_for_the_flush() {
+        let record = Record { key: None, value: bytes::Bytes::from(vec![1; 100]), timestamp: 1, headers: vec![] };
+        let parts = || {
+            vec![PartitionRecords {
+                partition: 0,
+                topic_id: 1,
+                producer: None,
+                records: vec![record.clone(); INLINE_MAX_BYTES / 100 + 1],
+            }]
+        };
+        let (_, frames) = compress_large_parts(parts(), &Arc::new(Semaphore::new(0))).await.unwrap();
+        assert!(frames[0].is_none());
+        let slots = Arc::new(Semaphore::new(1));
+        let (_, frames) = compress_large_parts(parts(), &slots).await.unwrap();
+        assert!(frames[0].is_some());
+        assert_eq!(slots.available_permits(), 1, "the slot is given back");
     }
 
     /// Five requests, one after another, each fill a buffer (`flush_bytes`
