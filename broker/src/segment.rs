@@ -125,6 +125,7 @@ impl SegmentBuilder {
             if *start > done {
                 payload.push(Frame::compress(&records[done..*start])?);
             }
+            debug_assert_eq!(frame.raw_len, encoded_records_len(&records[*start..end]), "a frame of other records");
             payload.push(frame.clone());
             done = end;
         }
