@@ -32,6 +32,8 @@ pub struct Setup {
     pub acks: Option<String>,
     /// The store is unreachable for `.1` ms from `.0` ms after the agent starts.
     pub outage: Option<(u64, u64)>,
+    /// CPUs the agent we start is confined to (`taskset --cpu-list`).
+    pub agent_cpus: Option<String>,
 }
 
 /// The agent under test: one we started (with its pid for CPU time) or a target.
@@ -70,7 +72,8 @@ impl Cluster {
             env.push(("FLOE_TEST_STORE_OUTAGE".to_owned(), format!("{after}:{length}")));
         }
         let started = tokio::time::Instant::now();
-        let procs = Procs::new(setup.dir.clone(), setup.bin_dir.clone(), setup.store.clone(), env);
+        let procs = Procs::new(setup.dir.clone(), setup.bin_dir.clone(), setup.store.clone(), env)
+            .with_agent_cpus(setup.agent_cpus.clone());
         let agent = procs.spawn_agent().await?;
         let outage_end = setup.outage.map(|(after, length)| started + Duration::from_millis(after + length));
         Ok(Self { url: agent.url.clone(), procs: Some(procs), agent: Some(agent), http, outage_end })

@@ -22,6 +22,8 @@ pub struct Procs {
     store: Option<String>,
     bin_dir: PathBuf,
     agent_env: Vec<(String, String)>,
+    /// CPUs every agent is confined to (`taskset --cpu-list`), if any.
+    agent_cpus: Option<String>,
     started: AtomicUsize,
 }
 
@@ -30,7 +32,29 @@ impl Procs {
     /// `store`: the store URL every process uses (`s3://…` reads the usual
     /// `AWS_*` variables from the environment); `None`: `dir/store`.
     pub fn new(dir: PathBuf, bin_dir: PathBuf, store: Option<String>, agent_env: Vec<(String, String)>) -> Self {
-        Self { dir, store, bin_dir, agent_env, started: AtomicUsize::new(0) }
+        Self { dir, store, bin_dir, agent_env, agent_cpus: None, started: AtomicUsize::new(0) }
+    }
+
+    /// Confines every agent started from here on to `cpus` (a list such as
+    /// `0` or `0-1`, as `taskset --cpu-list` reads it): its CPU time is then
+    /// its own work, not contended by the load generator and the store on
+    /// the same cores (docs/benchmarks.md, "CPU floor").
+    pub fn with_agent_cpus(mut self, cpus: Option<String>) -> Self {
+        self.agent_cpus = cpus;
+        self
+    }
+
+    /// The agent's command: through `taskset`, which execs it (same pid), when pinned.
+    fn agent_command(&self) -> Command {
+        let agent = self.bin_dir.join("floe-agent");
+        match &self.agent_cpus {
+            Some(cpus) => {
+                let mut command = Command::new("taskset");
+                command.arg("--cpu-list").arg(cpus).arg(agent);
+                command
+            }
+            None => Command::new(agent),
+        }
     }
 
     pub fn store_url(&self) -> String {
@@ -58,7 +82,8 @@ impl Procs {
     async fn spawn_agent_once(&self, env: &[(String, String)]) -> Result<AgentProcess, Err> {
         let n = self.started.fetch_add(1, Ordering::Relaxed) + 1;
         let log = std::fs::File::create(self.dir.join(format!("agent-{n}.log")))?;
-        let mut child = Command::new(self.bin_dir.join("floe-agent"))
+        let mut child = self
+            .agent_command()
             .env("FLOE_STORE", self.store_url())
             .env("FLOE_LISTEN", "127.0.0.1:0")
             .env("FLOE_COMPACTOR", "off")
@@ -97,5 +122,21 @@ impl Procs {
             .stderr(log)
             .kill_on_drop(true)
             .spawn()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pinned_agent_is_started_through_taskset_on_its_cpus() {
+        let procs = Procs::new("/tmp/run".into(), "/bin/floe".into(), None, Vec::new());
+        let plain = procs.agent_command();
+        assert_eq!(plain.as_std().get_program(), "/bin/floe/floe-agent");
+        let pinned = procs.with_agent_cpus(Some("0-1".to_owned())).agent_command();
+        assert_eq!(pinned.as_std().get_program(), "taskset");
+        let args: Vec<_> = pinned.as_std().get_args().collect();
+        assert_eq!(args, ["--cpu-list", "0-1", "/bin/floe/floe-agent"]);
     }
 }

@@ -110,6 +110,12 @@ struct Common {
     /// Write the latency distribution (produce, e2e) as an SVG chart here.
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// Confine the agents we start to these CPUs (`0`, `0-1`, as `taskset
+    /// --cpu-list` reads them; Linux). Run the bench and the store on the
+    /// others (`taskset -c 1 floe-bench …`) so that the agent's CPU figures
+    /// are its own work, as the CPU floor's are.
+    #[arg(long)]
+    agent_cpus: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -221,6 +227,7 @@ impl Common {
             spool: self.spool,
             acks: self.acks.clone(),
             outage: self.store_outage,
+            agent_cpus: self.agent_cpus.clone(),
         }
     }
 

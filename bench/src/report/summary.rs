@@ -33,6 +33,8 @@ pub struct Summary {
     pub records_per_request: usize,
     pub partitions: u32,
     pub rate: Option<f64>,
+    /// CPUs the agent was confined to (`--agent-cpus`), if any.
+    pub agent_cpus: Option<String>,
     pub produce_mib_s: Option<f64>,
     pub produce_p50_ms: Option<f64>,
     pub produce_p99_ms: Option<f64>,
@@ -95,6 +97,7 @@ impl Summary {
             store_profile: setup.profile.to_string(),
             flush_interval_ms: setup.flush_interval_ms,
             flush_bytes: setup.flush_bytes,
+            agent_cpus: setup.agent_cpus.clone(),
             producers: load.producers,
             record_bytes: load.record_bytes,
             records_per_request: load.records_per_request,
@@ -152,6 +155,7 @@ mod tests {
             spool: false,
             acks: None,
             outage: None,
+            agent_cpus: None,
         }
     }
 

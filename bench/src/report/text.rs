@@ -36,6 +36,9 @@ pub fn header(scenario: &str, setup: &Setup, load: &Load) -> String {
         load.keys,
         rate(load.rate, "requests/s fixed rate")
     );
+    if let Some(cpus) = &setup.agent_cpus {
+        push_line!(out, "agent confined to CPUs {cpus}");
+    }
     out
 }
 
