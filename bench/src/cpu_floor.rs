@@ -89,10 +89,29 @@ pub async fn cpu_floor_with_store(
     segment_bytes: u64,
 ) -> Result<Option<f64>, Err> {
     let me = std::process::id();
-    let (Some(cpu_start), started) = (cpu_seconds(me), Instant::now()) else {
+    let Some(cpu_start) = cpu_seconds(me) else {
         return Ok(None);
     };
     let prefix = Path::from(format!("floor-cpu/{}", crate::clock::now_micros()));
+    let written = write_segments(bodies, duration, &store, segment_bytes, &prefix).await;
+    let cpu = cpu_seconds(me).map(|now| now - cpu_start);
+    // Deleted whether or not every PUT succeeded: the run's store is the user's.
+    let keys = store.list(Some(&prefix)).map(|m| m.map(|m| m.location)).boxed();
+    let _ = store.delete_stream(keys).collect::<Vec<_>>().await;
+    let payload = written?;
+    Ok(cpu.filter(|&s| s > 0.0).map(|s| payload as f64 / MIB / s))
+}
+
+/// The floor's segments written under `prefix` for about `duration` (at
+/// least one): the payload bytes they held.
+async fn write_segments(
+    bodies: Arc<Vec<Bytes>>,
+    duration: Duration,
+    store: &Arc<dyn ObjectStore>,
+    segment_bytes: u64,
+    prefix: &Path,
+) -> Result<u64, Err> {
+    let started = Instant::now();
     let (mut payload, mut next, mut n) = (0u64, 0usize, 0u64);
     while n == 0 || started.elapsed() < duration {
         let work = bodies.clone();
@@ -110,10 +129,7 @@ pub async fn cpu_floor_with_store(
         store.put(&Path::from(format!("{prefix}/{n}.seg")), PutPayload::from_iter(chunks)).await?;
         (payload, next, n) = (payload + bytes, after, n + 1);
     }
-    let cpu = cpu_seconds(me).map(|now| now - cpu_start);
-    let keys = store.list(Some(&prefix)).map(|m| m.map(|m| m.location)).boxed();
-    let _ = store.delete_stream(keys).collect::<Vec<_>>().await;
-    Ok(cpu.filter(|&s| s > 0.0).map(|s| payload as f64 / MIB / s))
+    Ok(payload)
 }
 
 /// The floors' request bodies, made once before either clock starts.
@@ -176,6 +192,23 @@ mod tests {
             assert!(figure.is_some_and(|m| m > 0.0), "{figure:?}");
         }
         let left: Vec<_> = store.list(None).try_collect().await.unwrap();
+        assert!(left.is_empty(), "{} objects left", left.len());
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_still_leaves_the_store_clean() {
+        use floe_broker::fault::{Fault, FaultyStore, OpKind};
+        let dir = tempfile::tempdir().unwrap();
+        let inner = floe_broker::store::open(&format!("file://{}", dir.path().display())).unwrap();
+        let faulty = FaultyStore::new(inner.clone());
+        // The first segment lands and its PUT is reported failed.
+        faulty.inject(OpKind::Put, "floor-cpu/", Fault::LandThenFail, Some(1));
+        let bodies = Arc::new(bodies(&load(), 1));
+        let result = cpu_floor_with_store(bodies, Duration::from_millis(50), Arc::new(faulty), 256 << 10).await;
+        if cfg!(target_os = "linux") {
+            assert!(result.is_err());
+        }
+        let left: Vec<_> = inner.list(None).try_collect().await.unwrap();
         assert!(left.is_empty(), "{} objects left", left.len());
     }
 }
