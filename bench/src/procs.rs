@@ -82,8 +82,9 @@ impl Procs {
     async fn spawn_agent_once(&self, env: &[(String, String)]) -> Result<AgentProcess, Err> {
         let n = self.started.fetch_add(1, Ordering::Relaxed) + 1;
         let log = std::fs::File::create(self.dir.join(format!("agent-{n}.log")))?;
-        let mut child = self
-            .agent_command()
+        let mut command = self.agent_command();
+        let program = command.as_std().get_program().to_string_lossy().into_owned();
+        let mut child = command
             .env("FLOE_STORE", self.store_url())
             .env("FLOE_LISTEN", "127.0.0.1:0")
             .env("FLOE_COMPACTOR", "off")
@@ -93,7 +94,8 @@ impl Procs {
             .stdout(Stdio::piped())
             .stderr(log)
             .kill_on_drop(true)
-            .spawn()?;
+            .spawn()
+            .map_err(|e| format!("cannot start {program} (the agent, or taskset for --agent-cpus): {e}"))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let url = tokio::time::timeout(Duration::from_secs(30), async {
