@@ -3,7 +3,8 @@
 //! records: one with a zstd frame per batch (what the compactor writes) and
 //! one whose batch is several frames (what an agent writes when it
 //! compressed large requests as they arrived). Regenerate (only for a new
-//! format version) with `FLOE_BLESS=1`.
+//! format version) with `FLOE_BLESS=1 cargo test -p floe-broker --test golden --
+//! --test-threads=1` (the decoding tests read what the others write).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
@@ -88,7 +89,16 @@ fn segment_v1_bytes_are_frozen() {
 
 #[test]
 fn segment_v1_bytes_of_a_batch_of_frames_are_frozen() {
-    assert_frozen(&encode_framed(), golden_frames_path());
+    let bytes = encode_framed();
+    if std::env::var_os("FLOE_BLESS").is_some() {
+        // The fuzzer starts from this batch too (scripts/fuzz). Written from
+        // the bytes just encoded, not from the file another test may be reading.
+        let r = read_index(&bytes).unwrap()[0].range();
+        let seeds = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/segment_batch");
+        std::fs::create_dir_all(&seeds).unwrap();
+        std::fs::write(seeds.join("golden-frames"), &bytes[r.start as usize..r.end as usize]).unwrap();
+    }
+    assert_frozen(&bytes, golden_frames_path());
 }
 
 #[test]
@@ -102,12 +112,6 @@ fn golden_segment_v1_of_a_batch_of_frames_decodes() {
     let r = meta.range();
     let batch = &golden[r.start as usize..r.end as usize];
     assert_eq!(decode_batch(batch).unwrap(), records);
-    if std::env::var_os("FLOE_BLESS").is_some() {
-        // The fuzzer starts from this batch too (scripts/fuzz).
-        let seeds = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/segment_batch");
-        std::fs::create_dir_all(&seeds).unwrap();
-        std::fs::write(seeds.join("golden-frames"), batch).unwrap();
-    }
     // Four frames: 0, 1 (ahead), 2..4, 4..6 (ahead).
     let mut payload = &batch[floe_broker::segment::BATCH_HEADER_LEN..];
     let mut frames = 0;

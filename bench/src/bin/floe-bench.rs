@@ -113,8 +113,9 @@ struct Common {
     /// Confine the agents we start to these CPUs (`0`, `0-1`, as `taskset
     /// --cpu-list` reads them; Linux). Run the bench and the store on the
     /// others (`taskset -c 1 floe-bench …`) so that the agent's CPU figures
-    /// are its own work, as the CPU floor's are.
-    #[arg(long)]
+    /// are its own work, as the CPU floor's are. `consume`'s cold reader
+    /// shares them with the writing agent.
+    #[arg(long, conflicts_with = "target")]
     agent_cpus: Option<String>,
 }
 
@@ -248,7 +249,11 @@ impl Common {
 /// then prints the summary and writes the JSON and the chart.
 async fn run(which: Which, c: Common, bin_dir: &Path, json: Option<PathBuf>) -> Result<(), Err> {
     let dir = tempfile::tempdir()?;
-    let setup = c.setup(dir.path(), bin_dir);
+    let mut setup = c.setup(dir.path(), bin_dir);
+    if which == Which::Floor {
+        // No agent is started: nothing to confine, nothing to report.
+        setup.agent_cpus = None;
+    }
     let load = c.load();
     print!("{}", text::header(which.name(), &setup, &load));
     let cluster = if which == Which::Floor { None } else { Some(Cluster::start(&setup).await?) };
