@@ -490,7 +490,7 @@ async fn compress_large_parts(
         return compress(parts);
     }
     let Ok(slot) = slots.clone().try_acquire_owned() else {
-        let frames = parts.iter().map(|_| None).collect();
+        let frames = vec![None; parts.len()];
         return Ok((parts, frames));
     };
     tokio::task::spawn_blocking(move || {
@@ -1256,13 +1256,7 @@ mod tests {
         let stored = log.state().partition("t", 0).unwrap().batches.values().last().cloned().unwrap();
         let segment = store.get(&keys::segment(stored.segment)).await.unwrap().bytes().await.unwrap();
         let batch = &segment[stored.pos as usize..stored.pos as usize + stored.len as usize];
-        let mut payload = &batch[segment::BATCH_HEADER_LEN..];
-        let mut frames = 0;
-        while !payload.is_empty() {
-            payload = &payload[zstd::zstd_safe::find_frame_compressed_size(payload).unwrap()..];
-            frames += 1;
-        }
-        assert_eq!(frames, 3, "one frame per large request, one for the small one");
+        assert_eq!(segment::batch_frames(batch).unwrap(), 3, "one frame per large request, one for the small one");
         let values: Vec<u8> = segment::decode_batch(batch).unwrap().iter().map(|r| r.value[0]).collect();
         let expected: Vec<u8> = requests.iter().flat_map(|(n, count)| vec![*n; *count]).collect();
         assert_eq!(values, expected);

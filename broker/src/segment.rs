@@ -344,6 +344,21 @@ fn encoded_len(r: &Record) -> usize {
     8 + 4 + r.key.as_ref().map_or(0, Bytes::len) + 4 + r.value.len() + 4 + headers
 }
 
+/// How many zstd frames the payload of `batch` (exactly its byte range) is
+/// made of: one as the compactor writes it, more where an agent compressed
+/// large requests as they arrived. The checksum is not checked.
+pub fn batch_frames(batch: &[u8]) -> Result<usize> {
+    let mut payload =
+        batch.get(BATCH_HEADER_LEN..).ok_or_else(|| Error::corrupt("batch", "shorter than its header"))?;
+    let mut frames = 0;
+    while !payload.is_empty() {
+        let len = zstd::zstd_safe::find_frame_compressed_size(payload).map_err(|e| Error::corrupt("batch", e))?;
+        payload = &payload[len..];
+        frames += 1;
+    }
+    Ok(frames)
+}
+
 /// Decodes one batch from exactly its byte range (as fetched by a ranged GET).
 pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Record>> {
     let bad = |reason: &str| Error::corrupt("batch", reason);
@@ -560,8 +575,7 @@ mod tests {
             let batch = &bytes[r.start as usize..r.end as usize];
             prop_assert_eq!(decode_batch(batch).unwrap(), records.clone());
             // Every frame given is in the payload as it was.
-            let payload = &batch[BATCH_HEADER_LEN..];
-            prop_assert!(frames.len() <= frame_count(payload));
+            prop_assert!(frames.len() <= batch_frames(batch).unwrap());
         }
 
         #[test]
@@ -576,17 +590,6 @@ mod tests {
             batch[i] ^= 1 << bit;
             prop_assert!(decode_batch(&batch).is_err());
         }
-    }
-
-    /// How many zstd frames a payload holds.
-    fn frame_count(mut payload: &[u8]) -> usize {
-        let mut n = 0;
-        while !payload.is_empty() {
-            let len = zstd::zstd_safe::find_frame_compressed_size(payload).unwrap();
-            payload = &payload[len..];
-            n += 1;
-        }
-        n
     }
 
     #[test]

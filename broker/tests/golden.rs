@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use floe_broker::Record;
-use floe_broker::segment::{Frame, SegmentBuilder, decode_batch, read_index};
+use floe_broker::segment::{Frame, SegmentBuilder, batch_frames, decode_batch, read_index};
 
 fn golden_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/segment-v1.bin")
@@ -113,13 +113,7 @@ fn golden_segment_v1_of_a_batch_of_frames_decodes() {
     let batch = &golden[r.start as usize..r.end as usize];
     assert_eq!(decode_batch(batch).unwrap(), records);
     // Four frames: 0, 1 (ahead), 2..4, 4..6 (ahead).
-    let mut payload = &batch[floe_broker::segment::BATCH_HEADER_LEN..];
-    let mut frames = 0;
-    while !payload.is_empty() {
-        payload = &payload[zstd::zstd_safe::find_frame_compressed_size(payload).unwrap()..];
-        frames += 1;
-    }
-    assert_eq!(frames, 4);
+    assert_eq!(batch_frames(batch).unwrap(), 4);
 }
 
 #[test]
