@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 use super::ApiError;
 
@@ -47,12 +47,12 @@ fn read_error(limit: usize) -> impl Fn(Box<dyn std::error::Error + Send + Sync>)
 }
 
 /// A JSON object as `T` (a struct). Only an object: see `ObjectOnly`.
-pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn json<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, ApiError> {
     object(bytes).map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
 }
 
 /// `bytes` (one JSON object, and nothing after it but whitespace) as `T`.
-pub fn object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+pub fn object<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = T::deserialize(ObjectOnly(&mut de))?;
     de.end()?;

@@ -13,6 +13,7 @@ mod records;
 mod rest_error;
 mod server;
 mod tail;
+mod texts;
 mod tls;
 mod topics;
 mod ui;

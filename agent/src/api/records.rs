@@ -19,15 +19,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::encoding::{self, Encoding};
+use super::texts::{Decoded, Field, Piece, pack};
 use super::{ApiError, body, tail};
 use crate::auth::Caller;
 use crate::service::{Acks, Agent, FetchRequest, FlushId, NewRecord, Receipt, RecordOffset};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ProduceBody {
-    #[serde(deserialize_with = "crate::api::body::bounded_list")]
-    records: Vec<InRecord>,
+struct ProduceBody<'a> {
+    #[serde(borrow, deserialize_with = "crate::api::body::bounded_list")]
+    records: Vec<InRecord<'a>>,
     #[serde(default)]
     producer: Option<ProducerRef>,
 }
@@ -44,12 +45,15 @@ struct ProducerRef {
 
 /// Unknown fields are refused: a misspelt field, or a `producer` on an NDJSON
 /// line (idempotence is per request, in the JSON body), must not be ignored.
+/// Keys and values that are plain strings stay in the body until they are
+/// copied, once, into the request's one buffer (`pack`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct InRecord {
-    #[serde(default)]
-    key: Option<Value>,
-    value: Value,
+struct InRecord<'a> {
+    #[serde(default, borrow)]
+    key: Option<Field<'a>>,
+    #[serde(borrow)]
+    value: Field<'a>,
     #[serde(default)]
     partition: Option<u32>,
     #[serde(default)]
@@ -87,16 +91,16 @@ pub struct ProduceQuery {
 /// becomes the record header NAME.
 const HEADER_PREFIX: &str = "floe-header-";
 
-impl InRecord {
-    fn into_new(self, index: usize, q: &ProduceQuery) -> Result<NewRecord, ApiError> {
+impl<'a> InRecord<'a> {
+    fn decode(self, index: usize, q: &ProduceQuery) -> Result<Decoded<'a>, ApiError> {
         let key_encoding = self.key_encoding.or(q.key_encoding);
         let value_encoding = self.value_encoding.or(q.value_encoding);
         // Header values are text, or base64 along with a base64 value.
         let header_encoding = (value_encoding == Some(Encoding::Base64)).then_some(Encoding::Base64);
         let at = |e: ApiError| e.with("record_index", index);
-        Ok(NewRecord {
-            key: self.key.map(|k| encoding::decode("key", k, key_encoding)).transpose().map_err(at)?,
-            value: encoding::decode("value", self.value, value_encoding).map_err(at)?,
+        Ok(Decoded {
+            key: self.key.map(|k| Piece::decode("key", k, key_encoding)).transpose().map_err(at)?,
+            value: Piece::decode("value", self.value, value_encoding).map_err(at)?,
             partition: self.partition,
             headers: self
                 .headers
@@ -152,12 +156,15 @@ pub(super) fn parse_produce(
         ));
     }
     let (records, producer) = parse_records(headers, &bytes)?;
-    let records = records.into_iter().enumerate().map(|(i, r)| r.into_new(i, q)).collect::<Result<_, _>>()?;
-    Ok((records, producer.map(|p| ProducerStamp { id: p.id, epoch: p.epoch, sequence: p.sequence })))
+    let decoded = records.into_iter().enumerate().map(|(i, r)| r.decode(i, q)).collect::<Result<_, _>>()?;
+    Ok((pack(decoded), producer.map(|p| ProducerStamp { id: p.id, epoch: p.epoch, sequence: p.sequence })))
 }
 
 /// NDJSON when the request says so; JSON otherwise (curl's `-d` labels JSON as a form).
-fn parse_records(headers: &HeaderMap, bytes: &[u8]) -> Result<(Vec<InRecord>, Option<ProducerRef>), ApiError> {
+fn parse_records<'a>(
+    headers: &HeaderMap,
+    bytes: &'a [u8],
+) -> Result<(Vec<InRecord<'a>>, Option<ProducerRef>), ApiError> {
     if body::media_type(headers) != NDJSON {
         let body = body::json::<ProduceBody>(bytes)?;
         return Ok((body.records, body.producer));
@@ -355,4 +362,48 @@ pub async fn offset_for_time(
     let Query(q) = query?;
     let offset = agent.offset_for_time(&caller, &topic, partition, q.timestamp).await?;
     Ok(Json(serde_json::json!({ "offset": offset })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Vec<NewRecord> {
+        parse_produce(&HeaderMap::new(), &ProduceQuery::default(), Bytes::copy_from_slice(body.as_bytes())).unwrap().0
+    }
+
+    #[test]
+    fn plain_texts_are_copied_into_one_buffer_and_the_rest_decoded_as_before() {
+        let records = parse(
+            r#"{"records": [
+                {"key": "k1", "value": "first"},
+                {"value": "second"},
+                {"key": "k\"3", "value": "caf\u00e9 \n"},
+                {"key": 7, "value": { "a" : [1, 2] }},
+                {"value": null}
+            ]}"#,
+        );
+        let texts = |r: &NewRecord| (r.key.clone(), r.value.clone());
+        assert_eq!(texts(&records[0]), (Some(Bytes::from("k1")), Bytes::from("first")));
+        assert_eq!(texts(&records[1]), (None, Bytes::from("second")));
+        assert_eq!(texts(&records[2]), (Some(Bytes::from("k\"3")), Bytes::from("café \n")));
+        assert_eq!(texts(&records[3]), (Some(Bytes::from("7")), Bytes::from(r#"{"a":[1,2]}"#)));
+        assert_eq!(texts(&records[4]), (None, Bytes::from("null")));
+        // The plain texts sit end to end in one allocation.
+        let k1 = records[0].key.as_ref().unwrap();
+        let end = |b: &Bytes| b.as_ptr().wrapping_add(b.len());
+        assert_eq!(end(k1), records[0].value.as_ptr());
+        assert_eq!(end(&records[0].value), records[1].value.as_ptr());
+    }
+
+    #[test]
+    fn a_number_json_cannot_hold_is_refused_with_its_record() {
+        let e = parse_produce(
+            &HeaderMap::new(),
+            &ProduceQuery::default(),
+            Bytes::from_static(br#"{"records": [{"value": "ok"}, {"value": 1e999}]}"#),
+        )
+        .unwrap_err();
+        assert_eq!((e.status, e.code), (axum::http::StatusCode::BAD_REQUEST, "invalid_json"));
+    }
 }

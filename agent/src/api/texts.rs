@@ -1,0 +1,127 @@
+//! Keys and values as a produce body holds them, and the one buffer a
+//! request's plain texts are copied into: one allocation per request, not
+//! one per key and value.
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::ApiError;
+use super::encoding::{self, Encoding};
+use crate::service::NewRecord;
+
+/// A key or value as it appears in the body: a JSON string without
+/// escapes, as its text in the body; anything else, parsed.
+pub(super) enum Field<'a> {
+    Text(&'a str),
+    Json(Value),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FieldVisitor(std::marker::PhantomData))
+    }
+}
+
+/// serde_json hands a string over borrowed exactly when it has no escapes.
+struct FieldVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for FieldVisitor<'a> {
+    type Value = Field<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Field<'a>, E> {
+        Ok(Field::Text(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Field<'a>, E> {
+        Ok(Field::Json(Value::from(v)))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Field<'a>, E> {
+        Ok(Field::Json(Value::from(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Field<'a>, E> {
+        Ok(Field::Json(Value::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Field<'a>, E> {
+        Ok(Field::Json(Value::from(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Field<'a>, E> {
+        Ok(Field::Json(Value::from(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Field<'a>, E> {
+        Ok(Field::Json(Value::Null))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Field<'a>, A::Error> {
+        Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(Field::Json)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Field<'a>, A::Error> {
+        Value::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Field::Json)
+    }
+}
+
+/// A record's key or value, decoded: a plain text still in the body, or bytes.
+pub(super) enum Piece<'a> {
+    Text(&'a str),
+    Bytes(Bytes),
+}
+
+impl<'a> Piece<'a> {
+    pub(super) fn decode(field: &str, value: Field<'a>, encoding: Option<Encoding>) -> Result<Self, ApiError> {
+        match (value, encoding) {
+            (Field::Text(text), None | Some(Encoding::String)) => Ok(Self::Text(text)),
+            (Field::Text(text), encoding) => encoding::decode(field, Value::from(text), encoding).map(Self::Bytes),
+            (Field::Json(value), encoding) => encoding::decode(field, value, encoding).map(Self::Bytes),
+        }
+    }
+
+    fn text_len(&self) -> usize {
+        match self {
+            Self::Text(text) => text.len(),
+            Self::Bytes(_) => 0,
+        }
+    }
+}
+
+/// A record decoded but for its texts, which are still in the body.
+pub(super) struct Decoded<'a> {
+    pub key: Option<Piece<'a>>,
+    pub value: Piece<'a>,
+    pub partition: Option<u32>,
+    pub headers: Vec<(String, Bytes)>,
+    pub timestamp: Option<i64>,
+}
+
+/// The records, their texts copied out of the body into one buffer sized
+/// to hold exactly them: one allocation per request instead of one per
+/// key and value, and nothing of the body's JSON kept. (The service gives
+/// each partition's records their own buffer when a request spans several.)
+pub(super) fn pack(decoded: Vec<Decoded<'_>>) -> Vec<NewRecord> {
+    let texts = decoded.iter().map(|d| d.value.text_len() + d.key.as_ref().map_or(0, Piece::text_len)).sum();
+    let mut buf = Vec::with_capacity(texts);
+    let mut place = |piece: &Piece| match piece {
+        Piece::Text(text) => {
+            buf.extend_from_slice(text.as_bytes());
+            buf.len() - text.len()..buf.len()
+        }
+        Piece::Bytes(_) => 0..0,
+    };
+    let ranges: Vec<_> = decoded.iter().map(|d| (d.key.as_ref().map(&mut place), place(&d.value))).collect();
+    let buf = Bytes::from(buf);
+    let bytes = |piece: Piece, range| match piece {
+        Piece::Text(_) => buf.slice(range),
+        Piece::Bytes(bytes) => bytes,
+    };
+    decoded
+        .into_iter()
+        .zip(ranges)
+        .map(|(d, (key_range, value_range))| NewRecord {
+            key: d.key.zip(key_range).map(|(k, r)| bytes(k, r)),
+            value: bytes(d.value, value_range),
+            partition: d.partition,
+            headers: d.headers,
+            timestamp: d.timestamp,
+        })
+        .collect()
+}
