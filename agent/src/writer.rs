@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use floe_broker::entry::{FlushId, Op};
 use floe_broker::segment::{self, BatchMeta, Frame, ProducerStamp, SegmentBuilder};
 use floe_broker::state::{OpOutcome, Placement};
@@ -477,7 +478,8 @@ async fn compress_large_parts(
 ) -> Result<(Vec<PartitionRecords>, Vec<Option<Frame>>), WriteError> {
     let sizes: Vec<usize> = parts.iter().map(|p| segment::encoded_records_len(&p.records)).collect();
     let total: usize = sizes.iter().filter(|n| **n >= FRAME_MIN_BYTES).sum();
-    let compress = move |parts: Vec<PartitionRecords>| {
+    let compress = move |mut parts: Vec<PartitionRecords>| {
+        own_buffers(&mut parts);
         let frames = parts
             .iter()
             .zip(&sizes)
@@ -490,6 +492,8 @@ async fn compress_large_parts(
         return compress(parts);
     }
     let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let mut parts = parts;
+        own_buffers(&mut parts);
         let frames = vec![None; parts.len()];
         return Ok((parts, frames));
     };
@@ -499,6 +503,31 @@ async fn compress_large_parts(
     })
     .await
     .unwrap_or_else(|e| Err(WriteError::UnexpectedOutcome(format!("record compression stopped: {e}"))))
+}
+
+/// Gives each partition's records a buffer of their own when a request
+/// spans several. A face may hand in a request's keys and values as slices
+/// of one buffer (the native API does); once buffered and cached, one
+/// partition's batch must not keep another's bytes alive, which no budget
+/// would count. Done once the write buffer holds the request: the copies
+/// are counted, and a refused request makes none.
+fn own_buffers(parts: &mut [PartitionRecords]) {
+    if parts.len() < 2 {
+        return;
+    }
+    for part in parts {
+        let records = &mut part.records;
+        let len = records.iter().map(|r| r.value.len() + r.key.as_ref().map_or(0, Bytes::len)).sum();
+        let mut buf = BytesMut::with_capacity(len);
+        let mut copy = |bytes: &mut Bytes| {
+            buf.extend_from_slice(bytes);
+            *bytes = buf.split().freeze();
+        };
+        for r in records.iter_mut() {
+            r.key.as_mut().map(&mut copy);
+            copy(&mut r.value);
+        }
+    }
 }
 
 enum Claim {
@@ -1281,6 +1310,51 @@ mod tests {
         let (_, frames) = compress_large_parts(parts(), &slots).await.unwrap();
         assert!(frames[0].is_some());
         assert_eq!(slots.available_permits(), 1, "the slot is given back");
+    }
+
+    /// Parts of one request whose keys and values are slices of one
+    /// buffer (as the native API hands them over), each record `size` bytes.
+    fn parts_sharing_a_buffer(partitions: u32, records: usize, size: usize) -> (Bytes, Vec<PartitionRecords>) {
+        let shared = Bytes::from(vec![7; partitions as usize * records * size]);
+        let mut at = 0;
+        let parts = (0..partitions)
+            .map(|partition| PartitionRecords {
+                partition,
+                topic_id: 1,
+                producer: None,
+                records: (0..records)
+                    .map(|_| {
+                        at += size;
+                        let key = Some(shared.slice(at - size..at - size + 1));
+                        Record { key, value: shared.slice(at - size + 1..at), timestamp: 1, headers: vec![] }
+                    })
+                    .collect(),
+            })
+            .collect();
+        (shared, parts)
+    }
+
+    #[tokio::test]
+    async fn a_request_over_several_partitions_leaves_no_partition_sharing_its_buffer() {
+        let in_buffer = |shared: &Bytes, b: &Bytes| shared.as_ptr_range().contains(&b.as_ptr());
+        // Small parts (compressed at the flush), large ones compressed on a
+        // blocking thread, and large ones left for the flush for want of a slot.
+        for (size, slots) in [(100, 1), (1024, 1), (1024, 0)] {
+            let (shared, parts) = parts_sharing_a_buffer(2, 150, size);
+            let (parts, _) = compress_large_parts(parts, &Arc::new(Semaphore::new(slots))).await.unwrap();
+            for r in parts.iter().flat_map(|p| &p.records) {
+                assert!(
+                    !in_buffer(&shared, &r.value),
+                    "a value still in the request's buffer ({size} B, {slots} slots)"
+                );
+                assert!(!in_buffer(&shared, r.key.as_ref().unwrap()), "a key still in the request's buffer");
+            }
+            assert!(parts.iter().flat_map(|p| &p.records).all(|r| r.value.iter().all(|b| *b == 7)));
+        }
+        // One partition keeps the request's buffer: nothing to separate.
+        let (shared, parts) = parts_sharing_a_buffer(1, 150, 100);
+        let (parts, _) = compress_large_parts(parts, &Arc::new(Semaphore::new(1))).await.unwrap();
+        assert!(parts[0].records.iter().all(|r| in_buffer(&shared, &r.value)), "copied for nothing");
     }
 
     /// Five requests, one after another, each fill a buffer (`flush_bytes`

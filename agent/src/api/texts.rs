@@ -95,7 +95,7 @@ pub(super) struct Decoded<'a> {
 
 /// The records, their texts copied out of the body into one buffer sized
 /// to hold exactly them: one allocation per request instead of one per
-/// key and value, and nothing of the body's JSON kept. (The service gives
+/// key and value, and nothing of the body's JSON kept. (The writer gives
 /// each partition's records their own buffer when a request spans several.)
 pub(super) fn pack(decoded: Vec<Decoded<'_>>) -> Vec<NewRecord> {
     let texts = decoded.iter().map(|d| d.value.text_len() + d.key.as_ref().map_or(0, Piece::text_len)).sum();

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use floe_broker::Record;
 use floe_broker::segment::ProducerStamp;
 use floe_broker::state::Placement;
@@ -107,9 +107,6 @@ impl Agent {
                 timestamp: r.timestamp.unwrap_or(now),
                 headers: r.headers,
             });
-        }
-        if groups.len() > 1 {
-            groups.values_mut().for_each(|records| own_buffer(records));
         }
         if let Some(stamp) = &producer {
             if groups.len() > 1 {
@@ -265,23 +262,6 @@ impl Tail {
 }
 
 /// The checks one record passes before any of its request is buffered.
-/// Copies the keys and values of one partition's records into a buffer of
-/// their own. A face may hand in a request's records as slices of one
-/// buffer; once buffered and cached, a partition's records must not keep
-/// another partition's bytes alive, which no budget would count.
-fn own_buffer(records: &mut [Record]) {
-    let len = records.iter().map(|r| r.value.len() + r.key.as_ref().map_or(0, Bytes::len)).sum();
-    let mut buf = BytesMut::with_capacity(len);
-    let mut copy = |bytes: &mut Bytes| {
-        buf.extend_from_slice(bytes);
-        *bytes = buf.split().freeze();
-    };
-    for r in records {
-        r.key.as_mut().map(&mut copy);
-        copy(&mut r.value);
-    }
-}
-
 fn check_record(topic: &str, partitions: u32, r: &NewRecord) -> Result<()> {
     if r.timestamp.is_some_and(|t| t < 0) {
         return Err(Error::invalid(
@@ -304,31 +284,5 @@ fn refused(e: WriteError, producer: Option<ProducerStamp>) -> Error {
         (WriteError::Producer(Placement::OutOfOrder { expected }), _) => Error::OutOfOrderSequence { expected },
         (WriteError::Producer(_), p) => Error::ProducerNotFound { producer_id: p.map(|p| p.id).unwrap_or_default() },
         (e, _) => e.into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_partition_s_records_get_a_buffer_of_their_own() {
-        let shared = Bytes::from_static(b"k0v0k1v1");
-        let record = |at: usize| Record {
-            key: Some(shared.slice(at..at + 2)),
-            value: shared.slice(at + 2..at + 4),
-            timestamp: 0,
-            headers: Vec::new(),
-        };
-        let mut records = vec![record(0), record(4)];
-        own_buffer(&mut records);
-        let inside = |b: &Bytes| shared.as_ptr_range().contains(&b.as_ptr());
-        for r in &records {
-            assert!(!inside(&r.value) && !inside(r.key.as_ref().unwrap()), "still in the shared buffer");
-        }
-        assert_eq!(records[0].value, "v0");
-        assert_eq!(records[1].key.as_ref().unwrap(), "k1");
-        // One buffer for the partition: end to end.
-        assert_eq!(records[0].value.as_ptr().wrapping_add(2), records[1].key.as_ref().unwrap().as_ptr());
     }
 }
