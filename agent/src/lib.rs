@@ -9,6 +9,7 @@ pub mod config;
 pub mod config_file;
 pub mod error;
 pub mod groups;
+mod one_buffer;
 pub mod partitioner;
 pub mod peers;
 pub mod reader;

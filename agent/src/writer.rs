@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use floe_broker::entry::{FlushId, Op};
 use floe_broker::segment::{self, BatchMeta, Frame, ProducerStamp, SegmentBuilder};
 use floe_broker::state::{OpOutcome, Placement};
@@ -28,6 +27,7 @@ use ulid::Ulid;
 
 use crate::cache::{Batch, BatchCache};
 use crate::committer::{CommitError, Committer};
+use crate::one_buffer::OneBuffer;
 use crate::spool::{Recovered, Spool, SpoolError, SpoolSpace};
 
 /// Sealed flushes queued between the flusher and the commit when a spool
@@ -517,15 +517,12 @@ fn own_buffers(parts: &mut [PartitionRecords]) {
     }
     for part in parts {
         let records = &mut part.records;
-        let len = records.iter().map(|r| r.value.len() + r.key.as_ref().map_or(0, Bytes::len)).sum();
-        let mut buf = BytesMut::with_capacity(len);
-        let mut copy = |bytes: &mut Bytes| {
-            buf.extend_from_slice(bytes);
-            *bytes = buf.split().freeze();
-        };
+        let mut buf = OneBuffer::new(records.iter().flat_map(|r| r.key.iter().chain([&r.value])).map(|b| &b[..]));
         for r in records.iter_mut() {
-            r.key.as_mut().map(&mut copy);
-            copy(&mut r.value);
+            if let Some(key) = &mut r.key {
+                *key = buf.take(key.len());
+            }
+            r.value = buf.take(r.value.len());
         }
     }
 }
@@ -1243,6 +1240,7 @@ fn fail_all(waiters: Vec<Waiter>, e: &WriteError) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use floe_broker::entry::TopicConfig;
     use floe_broker::metered::MeteredStore;
 

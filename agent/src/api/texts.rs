@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::ApiError;
 use super::encoding::{self, Encoding};
+use crate::one_buffer::OneBuffer;
 use crate::service::NewRecord;
 
 /// A key or value as it appears in the body: a JSON string without
@@ -76,10 +77,18 @@ impl<'a> Piece<'a> {
         }
     }
 
-    fn text_len(&self) -> usize {
+    fn text(&self) -> Option<&'a [u8]> {
         match self {
-            Self::Text(text) => text.len(),
-            Self::Bytes(_) => 0,
+            Self::Text(text) => Some(text.as_bytes()),
+            Self::Bytes(_) => None,
+        }
+    }
+
+    /// The bytes; a text as the next slice of `texts`, which holds them in order.
+    fn into_bytes(self, texts: &mut OneBuffer) -> Bytes {
+        match self {
+            Self::Text(text) => texts.take(text.len()),
+            Self::Bytes(bytes) => bytes,
         }
     }
 }
@@ -98,27 +107,12 @@ pub(super) struct Decoded<'a> {
 /// key and value, and nothing of the body's JSON kept. (The writer gives
 /// each partition's records their own buffer when a request spans several.)
 pub(super) fn pack(decoded: Vec<Decoded<'_>>) -> Vec<NewRecord> {
-    let texts = decoded.iter().map(|d| d.value.text_len() + d.key.as_ref().map_or(0, Piece::text_len)).sum();
-    let mut buf = Vec::with_capacity(texts);
-    let mut place = |piece: &Piece| match piece {
-        Piece::Text(text) => {
-            buf.extend_from_slice(text.as_bytes());
-            buf.len() - text.len()..buf.len()
-        }
-        Piece::Bytes(_) => 0..0,
-    };
-    let ranges: Vec<_> = decoded.iter().map(|d| (d.key.as_ref().map(&mut place), place(&d.value))).collect();
-    let buf = Bytes::from(buf);
-    let bytes = |piece: Piece, range| match piece {
-        Piece::Text(_) => buf.slice(range),
-        Piece::Bytes(bytes) => bytes,
-    };
+    let mut texts = OneBuffer::new(decoded.iter().flat_map(|d| d.key.iter().chain([&d.value])).filter_map(Piece::text));
     decoded
         .into_iter()
-        .zip(ranges)
-        .map(|(d, (key_range, value_range))| NewRecord {
-            key: d.key.zip(key_range).map(|(k, r)| bytes(k, r)),
-            value: bytes(d.value, value_range),
+        .map(|d| NewRecord {
+            key: d.key.map(|k| k.into_bytes(&mut texts)),
+            value: d.value.into_bytes(&mut texts),
             partition: d.partition,
             headers: d.headers,
             timestamp: d.timestamp,
