@@ -15,6 +15,8 @@ pub mod peers;
 pub mod reader;
 pub mod service;
 pub mod spool;
+#[cfg(test)]
+mod test_alloc;
 pub mod writer;
 
 pub use config::AgentArgs;

@@ -7,9 +7,10 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
 use floe_broker::entry::GroupOffset;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::encoding::Encoding;
 use super::records::OutRecord;
@@ -18,8 +19,22 @@ use crate::auth::Caller;
 use crate::groups::{GroupReply, GroupRequest, OffsetReset};
 use crate::service::{Agent, CommittedOffset, GroupDescription, GroupSummary};
 
+/// A fetched record as members see it: where it is from, then the record.
+#[derive(Serialize)]
+struct MemberRecord<'r> {
+    topic: &'r str,
+    partition: u32,
+    #[serde(flatten)]
+    record: OutRecord<'r>,
+}
+
+#[derive(Serialize)]
+struct MemberRecords<'r> {
+    records: Vec<MemberRecord<'r>>,
+}
+
 /// A reply as members see it.
-fn render(reply: GroupReply, encoding: Encoding) -> Json<Value> {
+fn render(reply: GroupReply, encoding: Encoding) -> Response {
     Json(match reply {
         GroupReply::Joined { member_id, generation, assignments } => {
             json!({ "member_id": member_id, "generation": generation, "assignments": assignments })
@@ -28,23 +43,24 @@ fn render(reply: GroupReply, encoding: Encoding) -> Json<Value> {
             json!({ "generation": generation, "assignments": assignments })
         }
         GroupReply::Records { records } => {
-            let records: Vec<Value> = records
+            // Straight to the answer's bytes: no tree of the records' JSON.
+            let records = records
                 .iter()
-                .map(|r| {
-                    let mut v = serde_json::to_value(OutRecord::new(r.offset, &r.record, encoding)).unwrap_or_default();
-                    v["topic"] = json!(r.topic);
-                    v["partition"] = json!(r.partition);
-                    v
+                .map(|r| MemberRecord {
+                    topic: &r.topic,
+                    partition: r.partition,
+                    record: OutRecord::new(r.offset, &r.record, encoding),
                 })
                 .collect();
-            json!({ "records": records })
+            return Json(MemberRecords { records }).into_response();
         }
         GroupReply::Left | GroupReply::Committed => json!({}),
         GroupReply::Described { generation, members } => json!({ "generation": generation, "members": members }),
     })
+    .into_response()
 }
 
-async fn run(agent: &Agent, caller: &Caller, group: &str, req: GroupRequest) -> Result<Json<Value>, ApiError> {
+async fn run(agent: &Agent, caller: &Caller, group: &str, req: GroupRequest) -> Result<Response, ApiError> {
     Ok(render(agent.group(caller, group, req).await?, Encoding::String))
 }
 
@@ -67,7 +83,7 @@ pub async fn join(
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
     raw: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Path(group) = path?;
     let b: JoinBody = body::json(&body::read(raw, agent.max_request_bytes()).await?)?;
     let req = GroupRequest::Join {
@@ -83,7 +99,7 @@ pub async fn heartbeat(
     State(agent): State<Arc<Agent>>,
     caller: Caller,
     path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Path((group, member_id)) = path?;
     run(&agent, &caller, &group, GroupRequest::Heartbeat { member_id }).await
 }
@@ -92,7 +108,7 @@ pub async fn leave(
     State(agent): State<Arc<Agent>>,
     caller: Caller,
     path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Path((group, member_id)) = path?;
     run(&agent, &caller, &group, GroupRequest::Leave { member_id }).await
 }
@@ -117,7 +133,7 @@ pub async fn records(
     caller: Caller,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<FetchQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Path((group, member_id)) = path?;
     let Query(q) = query?;
     let req = GroupRequest::Fetch {
@@ -158,7 +174,7 @@ pub async fn commit(
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
     raw: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Path(group) = path?;
     let b: CommitBody = body::json(&body::read(raw, agent.max_request_bytes()).await?)?;
     run(

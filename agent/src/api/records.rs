@@ -18,8 +18,8 @@ use floe_broker::segment::ProducerStamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::encoding::{self, Encoding};
-use super::texts::{Decoded, Field, Piece, pack};
+use super::encoding::{self, Encoded, Encoding, Raw};
+use super::texts::{Decoded, Piece, pack};
 use super::{ApiError, body, tail};
 use crate::auth::Caller;
 use crate::service::{Acks, Agent, FetchRequest, FlushId, NewRecord, Receipt, RecordOffset};
@@ -45,19 +45,19 @@ struct ProducerRef {
 
 /// Unknown fields are refused: a misspelt field, or a `producer` on an NDJSON
 /// line (idempotence is per request, in the JSON body), must not be ignored.
-/// Keys and values that are plain strings stay in the body until they are
-/// copied, once, into the request's one buffer (`pack`).
+/// Keys, values and header values stay JSON text in the body (`Raw`); plain
+/// strings among them are copied, once, into the request's one buffer (`pack`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InRecord<'a> {
     #[serde(default, borrow)]
-    key: Option<Field<'a>>,
+    key: Option<Raw<'a>>,
     #[serde(borrow)]
-    value: Field<'a>,
+    value: Raw<'a>,
     #[serde(default)]
     partition: Option<u32>,
-    #[serde(default)]
-    headers: BTreeMap<String, Value>,
+    #[serde(default, borrow)]
+    headers: BTreeMap<String, Raw<'a>>,
     #[serde(default)]
     timestamp: Option<i64>,
     /// Overrides the request's `key_encoding` for this record.
@@ -115,7 +115,7 @@ impl<'a> InRecord<'a> {
 
 /// An `application/octet-stream` body: one record whose value is the body.
 fn octet_stream_record(headers: &HeaderMap, body: Bytes, q: &ProduceQuery) -> Result<NewRecord, ApiError> {
-    let key = q.key.as_ref().map(|k| encoding::decode("key", Value::String(k.clone()), q.key_encoding)).transpose()?;
+    let key = q.key.as_deref().map(|k| encoding::decode_text("key", k, q.key_encoding)).transpose()?;
     let record_headers = headers
         .iter()
         .filter_map(|(name, v)| Some((name.as_str().strip_prefix(HEADER_PREFIX)?.to_owned(), v)))
@@ -263,13 +263,14 @@ pub fn default_max_bytes() -> usize {
 
 /// A record as fetched: key, value and header values in the encoding asked
 /// for, or where one cannot be written so, in the encoding named beside it.
+/// It borrows the record's bytes.
 #[derive(Serialize)]
-pub struct OutRecord {
+pub struct OutRecord<'r> {
     offset: u64,
-    key: Option<Value>,
-    value: Value,
+    key: Option<Encoded<'r>>,
+    value: Encoded<'r>,
     timestamp: i64,
-    headers: BTreeMap<String, Value>,
+    headers: BTreeMap<&'r str, Encoded<'r>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     key_encoding: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -279,15 +280,15 @@ pub struct OutRecord {
 }
 
 #[derive(Serialize)]
-pub struct FetchResponse {
-    records: Vec<OutRecord>,
+pub struct FetchResponse<'r> {
+    records: Vec<OutRecord<'r>>,
     next_offset: u64,
     high_watermark: u64,
     log_start_offset: u64,
 }
 
-impl OutRecord {
-    pub fn new(offset: u64, r: &Record, wanted: Encoding) -> Self {
+impl<'r> OutRecord<'r> {
+    pub fn new(offset: u64, r: &'r Record, wanted: Encoding) -> Self {
         // Names the encoding used where it is not the one asked for.
         let differs = |used: Encoding| (used != wanted).then_some(used.name());
         let key = r.key.as_ref().map(|k| encoding::encode(k, wanted));
@@ -295,7 +296,7 @@ impl OutRecord {
         // Header values are text unless base64 is asked for or one is not UTF-8.
         let header_text = wanted != Encoding::Base64 && r.headers.iter().all(|(_, v)| std::str::from_utf8(v).is_ok());
         let header_encoding = if header_text { Encoding::String } else { Encoding::Base64 };
-        let headers = r.headers.iter().map(|(k, v)| (k.clone(), encoding::encode(v, header_encoding).0)).collect();
+        let headers = r.headers.iter().map(|(k, v)| (k.as_str(), encoding::encode(v, header_encoding).0)).collect();
         Self {
             offset,
             key_encoding: key.as_ref().and_then(|(_, used)| differs(*used)),
@@ -407,5 +408,31 @@ mod tests {
         assert_eq!(value("value_encoding=json"), "\"aGk=\"");
         assert_eq!(value("value_encoding=base64"), "hi");
         assert_eq!(value("value_encoding=string"), "aGk=");
+    }
+
+    /// A body of many small JSON values (a key, value or header value
+    /// `[0,0,…]`) is parsed into about its own size: the admission layer
+    /// reserves twice the body, for the body and what it becomes. Parsed
+    /// into a tree, each `0,` was a 32-byte node: a 16 MiB body took half a
+    /// GiB.
+    #[test]
+    fn small_json_values_are_not_expanded_while_a_body_is_parsed() {
+        let n = 256 * 1024;
+        let array = format!("[{}0]", "0,".repeat(n));
+        for body in [
+            format!(r#"{{"records":[{{"value":{array}}}]}}"#),
+            format!(r#"{{"records":[{{"key":{array},"value":"v"}}]}}"#),
+            format!(r#"{{"records":[{{"value":"v","headers":{{"h":{array}}}}}]}}"#),
+        ] {
+            let body = Bytes::from(body);
+            let parse = || parse_produce(&HeaderMap::new(), &ProduceQuery::default(), body.clone()).unwrap().0;
+            let (records, allocated) = crate::test_alloc::allocated_during(parse);
+            let r = &records[0];
+            let lens =
+                [r.value.len(), r.key.as_ref().map_or(0, Bytes::len), r.headers.first().map_or(0, |h| h.1.len())];
+            assert_eq!(lens.iter().max(), Some(&array.len()), "the array's compact text is kept");
+            let most = body.len() as u64 + (64 << 10);
+            assert!(allocated <= most, "parsing {} bytes allocated {allocated}", body.len());
+        }
     }
 }

@@ -3,64 +3,11 @@
 //! one per key and value.
 
 use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::Value;
 
 use super::ApiError;
-use super::encoding::{self, Encoding};
+use super::encoding::{self, Encoding, Raw};
 use crate::one_buffer::OneBuffer;
 use crate::service::NewRecord;
-
-/// A key or value as it appears in the body: a JSON string without
-/// escapes, as its text in the body; anything else, parsed.
-pub(super) enum Field<'a> {
-    Text(&'a str),
-    Json(Value),
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(FieldVisitor(std::marker::PhantomData))
-    }
-}
-
-/// serde_json hands a string over borrowed exactly when it has no escapes.
-struct FieldVisitor<'a>(std::marker::PhantomData<&'a ()>);
-
-impl<'de: 'a, 'a> serde::de::Visitor<'de> for FieldVisitor<'a> {
-    type Value = Field<'a>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Field<'a>, E> {
-        Ok(Field::Text(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Field<'a>, E> {
-        Ok(Field::Json(Value::from(v)))
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Field<'a>, E> {
-        Ok(Field::Json(Value::from(v)))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Field<'a>, E> {
-        Ok(Field::Json(Value::from(v)))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Field<'a>, E> {
-        Ok(Field::Json(Value::from(v)))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Field<'a>, E> {
-        Ok(Field::Json(Value::from(v)))
-    }
-    fn visit_unit<E>(self) -> Result<Field<'a>, E> {
-        Ok(Field::Json(Value::Null))
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Field<'a>, A::Error> {
-        Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(Field::Json)
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Field<'a>, A::Error> {
-        Value::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Field::Json)
-    }
-}
 
 /// A record's key or value, decoded: a plain text still in the body, or bytes.
 pub(super) enum Piece<'a> {
@@ -69,11 +16,10 @@ pub(super) enum Piece<'a> {
 }
 
 impl<'a> Piece<'a> {
-    pub(super) fn decode(field: &str, value: Field<'a>, encoding: Option<Encoding>) -> Result<Self, ApiError> {
-        match (value, encoding) {
-            (Field::Text(text), None | Some(Encoding::String)) => Ok(Self::Text(text)),
-            (Field::Text(text), encoding) => encoding::decode(field, Value::from(text), encoding).map(Self::Bytes),
-            (Field::Json(value), encoding) => encoding::decode(field, value, encoding).map(Self::Bytes),
+    pub(super) fn decode(field: &str, value: Raw<'a>, encoding: Option<Encoding>) -> Result<Self, ApiError> {
+        match (value.plain_str(), encoding) {
+            (Some(text), None | Some(Encoding::String)) => Ok(Self::Text(text)),
+            _ => encoding::decode(field, value, encoding).map(Self::Bytes),
         }
     }
 

@@ -10,12 +10,12 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{RestError, base_url, embedded, media, no_content, path, v2_json};
 use crate::api::body;
-use crate::api::encoding::{self, Encoding};
+use crate::api::encoding::{self, Encoded, Encoding};
 use crate::auth::Caller;
 use crate::error::Error;
 use crate::groups::{GroupReply, GroupRequest, OffsetReset, Seek, SeekTo, TopicPartition};
@@ -201,17 +201,27 @@ pub async fn records(
     let GroupReply::Records { records } = run(&agent, &caller, &group, req).await? else {
         return Err(RestError::new(500, 500, "unexpected group reply"));
     };
-    let out: Vec<Value> = records
+    let out: Vec<ConsumerRecord> = records
         .iter()
-        .map(|r| {
-            let key = r.record.key.as_ref().map(|k| encoding::encode(k, format).0);
-            json!({
-                "topic": r.topic, "partition": r.partition, "offset": r.offset,
-                "key": key, "value": encoding::encode(&r.record.value, format).0,
-            })
+        .map(|r| ConsumerRecord {
+            topic: &r.topic,
+            partition: r.partition,
+            offset: r.offset,
+            key: r.record.key.as_ref().map(|k| encoding::encode(k, format).0),
+            value: encoding::encode(&r.record.value, format).0,
         })
         .collect();
     Ok(v2_json(200, &out))
+}
+
+/// A record as Kafka REST v2 gives it to a consumer, borrowing its bytes.
+#[derive(Serialize)]
+struct ConsumerRecord<'r> {
+    topic: &'r str,
+    partition: u32,
+    offset: u64,
+    key: Option<Encoded<'r>>,
+    value: Encoded<'r>,
 }
 
 #[derive(Deserialize, Default)]

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{RestError, body_format, path, v2_json};
+use crate::api::encoding::Raw;
 use crate::api::{body, encoding};
 use crate::auth::Caller;
 use crate::error::Error;
@@ -90,17 +91,18 @@ pub async fn offsets(
 }
 
 #[derive(Deserialize)]
-struct ProduceBody {
-    #[serde(deserialize_with = "crate::api::body::bounded_list")]
-    records: Vec<InRecord>,
+struct ProduceBody<'a> {
+    #[serde(borrow, deserialize_with = "crate::api::body::bounded_list")]
+    records: Vec<InRecord<'a>>,
 }
 
+/// Keys and values stay JSON text in the body until they are decoded (see `Raw`).
 #[derive(Deserialize)]
-struct InRecord {
-    #[serde(default)]
-    key: Option<Value>,
-    #[serde(default)]
-    value: Option<Value>,
+struct InRecord<'a> {
+    #[serde(default, borrow)]
+    key: Option<Raw<'a>>,
+    #[serde(default, borrow)]
+    value: Option<Raw<'a>>,
     #[serde(default)]
     partition: Option<u32>,
 }
@@ -157,8 +159,8 @@ async fn produce_records(
         .records
         .into_iter()
         .map(|r| {
-            let key = r.key.filter(|k| !k.is_null()).map(|k| encoding::decode("key", k, Some(format))).transpose()?;
-            let value = match r.value.filter(|v| !v.is_null()) {
+            let key = r.key.map(|k| encoding::decode("key", k, Some(format))).transpose()?;
+            let value = match r.value {
                 Some(v) => encoding::decode("value", v, Some(format))?,
                 None => bytes::Bytes::new(),
             };

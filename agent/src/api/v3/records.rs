@@ -20,24 +20,24 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::{RestError, check_accept, check_content_type};
 use crate::api::body;
+use crate::api::encoding::Raw;
 use crate::auth::Caller;
 use crate::error::Error;
 use crate::service::{Acks, Agent, NewRecord};
 
 #[derive(Deserialize)]
-struct ProduceRequest {
+struct ProduceRequest<'a> {
     #[serde(default)]
     partition_id: Option<i64>,
     #[serde(default)]
     headers: Vec<Header>,
-    #[serde(default)]
-    key: Option<Data>,
-    #[serde(default)]
-    value: Option<Data>,
+    #[serde(default, borrow)]
+    key: Option<Data<'a>>,
+    #[serde(default, borrow)]
+    value: Option<Data<'a>>,
     #[serde(default)]
     timestamp: Option<String>,
 }
@@ -50,12 +50,13 @@ struct Header {
     value: Option<String>,
 }
 
+/// `data` stays JSON text in the body until it is decoded (see `Raw`).
 #[derive(Deserialize)]
-struct Data {
+struct Data<'a> {
     #[serde(rename = "type", default)]
     kind: Option<String>,
-    #[serde(default)]
-    data: Value,
+    #[serde(default, borrow)]
+    data: Option<Raw<'a>>,
 }
 
 #[derive(Serialize)]
@@ -112,22 +113,23 @@ fn bad(message: impl Into<String>) -> RestError {
 }
 
 /// The bytes of a key or value, and its type for the report.
-fn data_bytes(what: &str, d: &Data) -> Result<(Bytes, &'static str), RestError> {
-    match (d.kind.as_deref(), &d.data) {
-        (Some("BINARY"), Value::String(s)) => BASE64
-            .decode(s)
+fn data_bytes(what: &str, d: &Data<'_>) -> Result<(Bytes, &'static str), RestError> {
+    let text = || d.data.and_then(Raw::string);
+    match d.kind.as_deref() {
+        Some("BINARY") => text()
+            .and_then(|s| BASE64.decode(s.as_bytes()).ok())
             .map(|b| (Bytes::from(b), "BINARY"))
-            .map_err(|_| bad(format!("Bad Request: {what} data is not a base64 string."))),
-        (Some("BINARY"), _) => Err(bad(format!("Bad Request: {what} data is not a base64 string."))),
-        (Some("STRING"), Value::String(s)) => Ok((Bytes::from(s.clone()), "STRING")),
-        (Some("STRING"), _) => Err(bad(format!("Bad Request: {what} data is not a string."))),
-        (Some("JSON"), v) => Ok((Bytes::from(v.to_string()), "JSON")),
-        (Some(other), _) => Err(RestError::new(
+            .ok_or_else(|| bad(format!("Bad Request: {what} data is not a base64 string."))),
+        Some("STRING") => text()
+            .map(|s| (Bytes::from(s.into_owned()), "STRING"))
+            .ok_or_else(|| bad(format!("Bad Request: {what} data is not a string."))),
+        Some("JSON") => Ok((d.data.map_or_else(|| Bytes::from_static(b"null"), Raw::compact), "JSON")),
+        Some(other) => Err(RestError::new(
             400,
             400,
             format!("Bad Request: {what} type {other:?} is not supported; Floe takes BINARY, JSON and STRING"),
         )),
-        (None, _) => Err(RestError::new(
+        None => Err(RestError::new(
             400,
             400,
             format!("Bad Request: {what} has no type; schema-registry formats are not supported"),
@@ -142,7 +144,7 @@ struct Parsed {
     timestamp: Option<String>,
 }
 
-fn parse(req: ProduceRequest) -> Result<Parsed, RestError> {
+fn parse(req: ProduceRequest<'_>) -> Result<Parsed, RestError> {
     let key = req.key.as_ref().map(|k| data_bytes("key", k)).transpose()?;
     let value = req.value.as_ref().map(|v| data_bytes("value", v)).transpose()?;
     let partition = req
