@@ -123,3 +123,27 @@ async fn records_produce_one_report_each_in_order() {
     let r = c.http.post(&url).header("accept", "text/html").json(&records[4]).send().await.unwrap();
     assert_eq!(r.status(), 406);
 }
+
+/// Record headers are bounded per request (100,000 over all records, as on
+/// the native face): parsed, each takes several times its body bytes.
+#[tokio::test]
+async fn a_stream_body_over_the_header_limit_is_refused_whole() {
+    let (a, _dir) = agent();
+    let c = a.client();
+    c.create_topic("t", 1).await;
+    let url = format!("{}/v3/clusters/x/topics/t/records", c.base);
+    let record = |headers: usize| {
+        let headers: Vec<Value> = (0..headers).map(|_| json!({"name": "h", "value": ""})).collect();
+        json!({"value": {"type": "STRING", "data": "x"}, "headers": headers}).to_string()
+    };
+    let r = c.http.post(&url).header("content-type", "application/json").body(record(100_001)).send().await.unwrap();
+    assert_eq!(r.status(), 400, "one record over the limit");
+    let body = [record(60_000), record(40_001)].concat();
+    let r = c.http.post(&url).header("content-type", "application/json").body(body).send().await.unwrap();
+    assert_eq!(r.status(), 400, "two records over the limit between them");
+    assert!(r.text().await.unwrap().contains("record headers in one request"));
+    let (_, fetched) = c.get("/v1/topics/t/partitions/0/records").await;
+    assert_eq!(fetched["records"], json!([]), "nothing was written");
+    let r = c.http.post(&url).header("content-type", "application/json").body(record(100_000)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "at the limit");
+}

@@ -112,9 +112,91 @@ pub fn media_type(headers: &HeaderMap) -> String {
 /// body's own size.
 pub const MAX_RECORDS_PER_REQUEST: usize = 100_000;
 
-/// Deserializes a list of at most `MAX_RECORDS_PER_REQUEST` objects, failing
-/// at the first one over (use with `#[serde(deserialize_with = ...)]`).
+/// Most record headers one produce request may hold, over all its records.
+/// Parsed, a header is a map entry and its strings, about a hundred bytes,
+/// for as few as six bytes of the body (`"a":"",`): without a bound a body of
+/// headers would make the agent hold twenty times its size.
+pub const MAX_HEADERS_PER_REQUEST: usize = 100_000;
+
+/// A parsed record's count towards `MAX_HEADERS_PER_REQUEST`.
+pub trait RecordHeaders {
+    fn header_count(&self) -> usize;
+}
+
+fn too_many_headers<E: serde::de::Error>() -> E {
+    E::custom(format!("more than {MAX_HEADERS_PER_REQUEST} record headers in one request"))
+}
+
+/// Checks a request's running header count after one more record.
+pub fn count_headers(total: &mut usize, record: &impl RecordHeaders) -> Result<(), String> {
+    *total += record.header_count();
+    if *total > MAX_HEADERS_PER_REQUEST {
+        return Err(format!("more than {MAX_HEADERS_PER_REQUEST} record headers in one request"));
+    }
+    Ok(())
+}
+
+/// Deserializes a list of at most `MAX_RECORDS_PER_REQUEST` objects holding
+/// at most `MAX_HEADERS_PER_REQUEST` headers between them, failing at the
+/// first one over (use with `#[serde(deserialize_with = ...)]`).
 pub fn bounded_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + RecordHeaders,
+{
+    struct Bounded<T>(std::marker::PhantomData<T>);
+    impl<'de, T: serde::Deserialize<'de> + RecordHeaders> serde::de::Visitor<'de> for Bounded<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "a list of at most {MAX_RECORDS_PER_REQUEST} records")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+            let mut headers = 0;
+            while let Some(item) = seq.next_element_seed(ObjectSeed(std::marker::PhantomData))? {
+                if out.len() == MAX_RECORDS_PER_REQUEST {
+                    return Err(serde::de::Error::custom(format!(
+                        "more than {MAX_RECORDS_PER_REQUEST} records in one request"
+                    )));
+                }
+                count_headers(&mut headers, &item).map_err(serde::de::Error::custom)?;
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Bounded(std::marker::PhantomData))
+}
+
+/// One record's headers as an object of at most `MAX_HEADERS_PER_REQUEST`
+/// entries, failing at the first one over.
+pub fn bounded_headers<'de, D, V>(d: D) -> Result<std::collections::BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: serde::Deserialize<'de>,
+{
+    struct Bounded<V>(std::marker::PhantomData<V>);
+    impl<'de, V: serde::Deserialize<'de>> serde::de::Visitor<'de> for Bounded<V> {
+        type Value = std::collections::BTreeMap<String, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "an object of at most {MAX_HEADERS_PER_REQUEST} headers")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = std::collections::BTreeMap::new();
+            while let Some((name, value)) = map.next_entry::<String, V>()? {
+                if out.len() == MAX_HEADERS_PER_REQUEST {
+                    return Err(too_many_headers());
+                }
+                out.insert(name, value);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Bounded(std::marker::PhantomData))
+}
+
+/// One record's headers as a list of at most `MAX_HEADERS_PER_REQUEST`.
+pub fn bounded_header_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: serde::Deserialize<'de>,
@@ -123,15 +205,13 @@ where
     impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Bounded<T> {
         type Value = Vec<T>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            write!(f, "a list of at most {MAX_RECORDS_PER_REQUEST} records")
+            write!(f, "a list of at most {MAX_HEADERS_PER_REQUEST} headers")
         }
         fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-            while let Some(item) = seq.next_element_seed(ObjectSeed(std::marker::PhantomData))? {
-                if out.len() == MAX_RECORDS_PER_REQUEST {
-                    return Err(serde::de::Error::custom(format!(
-                        "more than {MAX_RECORDS_PER_REQUEST} records in one request"
-                    )));
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+            while let Some(item) = seq.next_element()? {
+                if out.len() == MAX_HEADERS_PER_REQUEST {
+                    return Err(too_many_headers());
                 }
                 out.push(item);
             }

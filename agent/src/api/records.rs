@@ -56,7 +56,7 @@ struct InRecord<'a> {
     value: Raw<'a>,
     #[serde(default)]
     partition: Option<u32>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "crate::api::body::bounded_headers")]
     headers: BTreeMap<String, Raw<'a>>,
     #[serde(default)]
     timestamp: Option<i64>,
@@ -66,6 +66,12 @@ struct InRecord<'a> {
     /// Overrides the request's `value_encoding` for this record (and its header values).
     #[serde(default)]
     value_encoding: Option<Encoding>,
+}
+
+impl body::RecordHeaders for InRecord<'_> {
+    fn header_count(&self) -> usize {
+        self.headers.len()
+    }
 }
 
 /// Query parameters of a produce: the request's encodings, and for an
@@ -176,15 +182,19 @@ fn parse_records<'a>(
             format!("more than {} records in one request", body::MAX_RECORDS_PER_REQUEST),
         ));
     }
+    let mut headers = 0;
     let records = bytes
         .split(|b| *b == b'\n')
         .enumerate()
         .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
         .map(|(i, line)| {
-            body::object(line)
-                .map_err(|e| ApiError::bad_request("invalid_json", format!("line {}: {e}", i + 1)).with("line", i + 1))
+            let invalid =
+                |e: String| ApiError::bad_request("invalid_json", format!("line {}: {e}", i + 1)).with("line", i + 1);
+            let record: InRecord = body::object(line).map_err(|e| invalid(e.to_string()))?;
+            body::count_headers(&mut headers, &record).map_err(invalid)?;
+            Ok(record)
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, ApiError>>()?;
     Ok((records, None))
 }
 
@@ -433,6 +443,40 @@ mod tests {
             assert_eq!(lens.iter().max(), Some(&array.len()), "the array's compact text is kept");
             let most = body.len() as u64 + (64 << 10);
             assert!(allocated <= most, "parsing {} bytes allocated {allocated}", body.len());
+        }
+    }
+
+    /// Parsed, a header takes some twenty times the six body bytes it can
+    /// be written in: a request may hold `MAX_HEADERS_PER_REQUEST` of them,
+    /// in one record or over many, in JSON or NDJSON.
+    #[test]
+    fn a_request_holds_a_bounded_number_of_record_headers() {
+        let headers = |n: usize| (0..n).map(|i| format!(r#""{i}":"""#)).collect::<Vec<_>>().join(",");
+        let max = body::MAX_HEADERS_PER_REQUEST;
+        let json = |records: &[String]| {
+            let records: Vec<String> =
+                records.iter().map(|h| format!(r#"{{"value":"v","headers":{{{h}}}}}"#)).collect();
+            format!(r#"{{"records":[{}]}}"#, records.join(","))
+        };
+        let ndjson = |records: &[String]| {
+            records.iter().map(|h| format!(r#"{{"value":"v","headers":{{{h}}}}}"#)).collect::<Vec<_>>().join("\n")
+        };
+        let mut nd = HeaderMap::new();
+        nd.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
+        let parse =
+            |headers: &HeaderMap, body: String| parse_produce(headers, &ProduceQuery::default(), Bytes::from(body));
+        let (half, rest) = (headers(max / 2), headers(max - max / 2));
+        for (at_most, over) in [
+            (vec![headers(max)], vec![headers(max + 1)]),
+            (vec![half.clone(), rest.clone()], vec![half.clone(), rest.clone(), headers(1)]),
+        ] {
+            assert_eq!(parse(&HeaderMap::new(), json(&at_most)).unwrap().0.len(), at_most.len());
+            assert_eq!(parse(&nd, ndjson(&at_most)).unwrap().0.len(), at_most.len());
+            for e in [parse(&HeaderMap::new(), json(&over)).err(), parse(&nd, ndjson(&over)).err()] {
+                let e = e.expect("refused");
+                assert_eq!((e.status, e.code), (axum::http::StatusCode::BAD_REQUEST, "invalid_json"));
+                assert!(e.message.contains("record headers in one request"), "{}", e.message);
+            }
         }
     }
 }

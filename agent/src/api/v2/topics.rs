@@ -107,6 +107,12 @@ struct InRecord<'a> {
     partition: Option<u32>,
 }
 
+impl body::RecordHeaders for InRecord<'_> {
+    fn header_count(&self) -> usize {
+        0
+    }
+}
+
 #[derive(Serialize)]
 struct OffsetReport {
     partition: Option<u32>,

@@ -32,7 +32,7 @@ use crate::service::{Acks, Agent, NewRecord};
 struct ProduceRequest<'a> {
     #[serde(default)]
     partition_id: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::body::bounded_header_list")]
     headers: Vec<Header>,
     #[serde(default, borrow)]
     key: Option<Data<'a>>,
@@ -48,6 +48,12 @@ struct Header {
     /// Base64, as Kafka REST writes header values.
     #[serde(default)]
     value: Option<String>,
+}
+
+impl body::RecordHeaders for ProduceRequest<'_> {
+    fn header_count(&self) -> usize {
+        self.headers.len()
+    }
 }
 
 /// `data` stays JSON text in the body until it is decoded (see `Raw`).
@@ -202,6 +208,7 @@ pub async fn produce(
     let bytes = body::read(raw, agent.max_request_bytes()).await?;
     let mut reports: Vec<Option<Report>> = Vec::new();
     let mut good: Vec<(usize, Parsed)> = Vec::new();
+    let mut headers = 0;
     for item in serde_json::Deserializer::from_slice(&bytes).into_iter::<ProduceRequest>() {
         let index = reports.len();
         if index == body::MAX_RECORDS_PER_REQUEST {
@@ -209,6 +216,9 @@ pub async fn produce(
                 "Bad Request: more than {} records in one request",
                 body::MAX_RECORDS_PER_REQUEST
             )));
+        }
+        if let Ok(req) = &item {
+            body::count_headers(&mut headers, req).map_err(|e| bad(format!("Bad Request: {e}")))?;
         }
         match item {
             Ok(req) => match parse(req) {
