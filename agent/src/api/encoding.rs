@@ -40,9 +40,71 @@ impl Encoding {
 /// borrowed from the body. Never parsed into a `serde_json::Value`: a tree
 /// of small values takes 16 to 32 times their text (`0,` is a 32-byte
 /// node), where a request's parse may take only as much as its body.
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(transparent)]
-pub struct Raw<'a>(#[serde(borrow)] &'a RawValue);
+///
+/// Checked as a `Value` parse checks it (see [`Check`]): serde_json's pass
+/// over a raw value only finds where it ends.
+#[derive(Clone, Copy, Debug)]
+pub struct Raw<'a>(&'a RawValue);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Raw(<&RawValue>::deserialize(d)?);
+        // A string without escapes was checked whole on the way (UTF-8, no control characters).
+        if raw.plain_str().is_none() {
+            serde_json::from_str::<Check>(raw.0.get()).map_err(serde::de::Error::custom)?;
+        }
+        Ok(raw)
+    }
+}
+
+/// A JSON value read and thrown away, checked as a `Value` parse checks it
+/// (numbers in range, `\u` escapes that are characters, at most 128
+/// levels deep) without holding any of it.
+struct Check;
+
+impl<'de> Deserialize<'de> for Check {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CheckVisitor)
+    }
+}
+
+struct CheckVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CheckVisitor {
+    type Value = Check;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Check, E> {
+        Ok(Check)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Check, E> {
+        Ok(Check)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Check, E> {
+        Ok(Check)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Check, E> {
+        Ok(Check)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Check, E> {
+        Ok(Check)
+    }
+    fn visit_unit<E>(self) -> Result<Check, E> {
+        Ok(Check)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Check, A::Error> {
+        while seq.next_element::<Check>()?.is_some() {}
+        Ok(Check)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Check, A::Error> {
+        while map.next_key::<Check>()?.is_some() {
+            map.next_value::<Check>()?;
+        }
+        Ok(Check)
+    }
+}
 
 impl<'a> Raw<'a> {
     /// A string without escapes: its text, as the body holds it.
@@ -63,6 +125,10 @@ impl<'a> Raw<'a> {
     /// Its JSON text as written, without the whitespace between tokens:
     /// the client's key order, numbers and escapes are kept.
     pub fn compact(self) -> Bytes {
+        Bytes::from(self.compact_vec())
+    }
+
+    fn compact_vec(self) -> Vec<u8> {
         let text = self.0.get().as_bytes();
         let mut out = Vec::with_capacity(text.len());
         let (mut in_string, mut escaped) = (false, false);
@@ -79,7 +145,7 @@ impl<'a> Raw<'a> {
             }
             out.push(b);
         }
-        Bytes::from(out)
+        out
     }
 }
 
@@ -122,6 +188,9 @@ fn invalid(field: &str, what: &str) -> ApiError {
 #[derive(Debug)]
 pub enum Encoded<'b> {
     Json(&'b RawValue),
+    /// Stored JSON whose line breaks between tokens are taken out, so that
+    /// one record is one line (of a server-sent event, say).
+    JsonCompacted(Box<RawValue>),
     Text(&'b str),
     Base64(String),
 }
@@ -130,6 +199,7 @@ impl Serialize for Encoded<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Self::Json(raw) => raw.serialize(s),
+            Self::JsonCompacted(raw) => raw.serialize(s),
             Self::Text(text) => s.serialize_str(text),
             Self::Base64(text) => s.serialize_str(text),
         }
@@ -142,9 +212,16 @@ impl Serialize for Encoded<'_> {
 /// JSON is checked, not parsed into a tree (see [`Raw`]).
 pub fn encode(bytes: &[u8], wanted: Encoding) -> (Encoded<'_>, Encoding) {
     if wanted == Encoding::Json
-        && let Ok(raw) = serde_json::from_slice::<&RawValue>(bytes)
+        && let Ok(raw) = serde_json::from_slice::<Raw<'_>>(bytes)
     {
-        return (Encoded::Json(raw), Encoding::Json);
+        // Line breaks inside strings are escaped: any in the text are between tokens.
+        if !raw.0.get().contains(['\n', '\r']) {
+            return (Encoded::Json(raw.0), Encoding::Json);
+        }
+        let compacted = String::from_utf8(raw.compact_vec()).ok().and_then(|t| RawValue::from_string(t).ok());
+        if let Some(compacted) = compacted {
+            return (Encoded::JsonCompacted(compacted), Encoding::Json);
+        }
     }
     if wanted != Encoding::Base64
         && let Ok(text) = std::str::from_utf8(bytes)
@@ -210,6 +287,31 @@ mod tests {
         assert_eq!(used, Encoding::Json);
         assert!(matches!(encoded, Encoded::Json(raw) if raw.get() == array));
         assert!(allocated < 4096, "writing down {} bytes allocated {allocated}", array.len());
+    }
+
+    /// A value is checked as a `Value` parse checks it, though never parsed
+    /// into one: produce refuses what a JSON reader could not read back,
+    /// and a stored record that is no such JSON is given as text.
+    #[test]
+    fn json_no_reader_could_read_back_is_refused_and_falls_back_to_text() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        for bad in ["[1e400]", "-1e400", r#"{"a":"\ud800"}"#, r#""\ud800""#, deep.as_str()] {
+            assert!(serde_json::from_str::<Raw<'_>>(bad).is_err(), "{bad} was taken");
+            assert_eq!(written(bad.as_bytes(), Encoding::Json).1, Encoding::String, "{bad}");
+        }
+        let fine = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        for good in ["[1e300, 123456789012345678901234567890]", r#""\ud83d\ude00""#, fine.as_str()] {
+            assert!(serde_json::from_str::<Raw<'_>>(good).is_ok(), "{good} was refused");
+            assert_eq!(written(good.as_bytes(), Encoding::Json), (good.to_owned(), Encoding::Json));
+        }
+    }
+
+    /// Stored JSON with line breaks (produced as bytes, say) is given on one
+    /// line: an event of a server-sent stream holds one record per line.
+    #[test]
+    fn stored_json_is_given_without_its_line_breaks() {
+        let stored = b"{\r\n  \"a\": \"x\\ny\",\n  \"b\": [1, 2]\n}\n";
+        assert_eq!(written(stored, Encoding::Json), (r#"{"a":"x\ny","b":[1,2]}"#.to_owned(), Encoding::Json));
     }
 
     #[test]

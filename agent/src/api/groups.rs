@@ -227,3 +227,29 @@ pub async fn describe(
     let Path(group) = path?;
     Ok(Json(agent.describe_group(&caller, &group).await?))
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use floe_broker::Record;
+
+    use super::*;
+
+    /// Stored JSON goes into a member's answer as JSON, through the
+    /// flattened record, and its headers beside it.
+    #[test]
+    fn a_member_record_holds_stored_json_as_json() {
+        let record = Record {
+            key: Some(Bytes::from_static(b"\"k\"")),
+            value: Bytes::from_static(br#"{"a": [1, 2]}"#),
+            timestamp: 5,
+            headers: vec![("h".to_owned(), Bytes::from_static(b"v"))],
+        };
+        let out = MemberRecord { topic: "t", partition: 2, record: OutRecord::new(7, &record, Encoding::Json) };
+        let text = serde_json::to_string(&out).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            json!({"topic": "t", "partition": 2, "offset": 7, "key": "k", "value": {"a": [1, 2]}, "timestamp": 5, "headers": {"h": "v"}})
+        );
+    }
+}

@@ -57,7 +57,7 @@ struct InRecord<'a> {
     #[serde(default)]
     partition: Option<u32>,
     #[serde(default, borrow, deserialize_with = "crate::api::body::bounded_headers")]
-    headers: BTreeMap<String, Raw<'a>>,
+    headers: Vec<(String, Raw<'a>)>,
     #[serde(default)]
     timestamp: Option<i64>,
     /// Overrides the request's `key_encoding` for this record.

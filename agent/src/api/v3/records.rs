@@ -32,8 +32,8 @@ use crate::service::{Acks, Agent, NewRecord};
 struct ProduceRequest<'a> {
     #[serde(default)]
     partition_id: Option<i64>,
-    #[serde(default, deserialize_with = "crate::api::body::bounded_header_list")]
-    headers: Vec<Header>,
+    #[serde(default)]
+    headers: body::HeaderList<Header>,
     #[serde(default, borrow)]
     key: Option<Data<'a>>,
     #[serde(default, borrow)]
@@ -52,7 +52,7 @@ struct Header {
 
 impl body::RecordHeaders for ProduceRequest<'_> {
     fn header_count(&self) -> usize {
-        self.headers.len()
+        self.headers.count()
     }
 }
 
@@ -168,6 +168,7 @@ fn parse(req: ProduceRequest<'_>) -> Result<Parsed, RestError> {
         .transpose()?;
     let headers = req
         .headers
+        .items
         .iter()
         .map(|h| {
             let value = h.value.as_deref().unwrap_or("");
