@@ -168,9 +168,10 @@ where
     d.deserialize_seq(Bounded(std::marker::PhantomData))
 }
 
-/// One record's headers from an object, in order (a name may repeat, as in
-/// Kafka), at most `MAX_HEADERS_PER_REQUEST` of them, failing at the first
-/// one over. A list, not a map: a map's node is ~450 bytes for one header.
+/// One record's headers from an object, at most `MAX_HEADERS_PER_REQUEST`
+/// of them, failing at the first one over: sorted by name, the last of a
+/// repeated name kept (as a map would; answers write them as an object). A
+/// list, not a map: a map's node is ~450 bytes even for one header.
 pub fn bounded_headers<'de, D, V>(d: D) -> Result<Vec<(String, V)>, D::Error>
 where
     D: serde::Deserializer<'de>,
@@ -190,7 +191,16 @@ where
                 }
                 out.push(entry);
             }
-            Ok(out)
+            // Stable: of a repeated name, the last given is last in its run.
+            out.sort_by(|a: &(String, V), b| a.0.cmp(&b.0));
+            let mut kept: Vec<(String, V)> = Vec::with_capacity(out.len());
+            for entry in out {
+                match kept.last_mut() {
+                    Some(last) if last.0 == entry.0 => *last = entry,
+                    _ => kept.push(entry),
+                }
+            }
+            Ok(kept)
         }
     }
     d.deserialize_map(Bounded(std::marker::PhantomData))

@@ -51,58 +51,87 @@ impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
         let raw = Raw(<&RawValue>::deserialize(d)?);
         // A string without escapes was checked whole on the way (UTF-8, no control characters).
         if raw.plain_str().is_none() {
-            serde_json::from_str::<Check>(raw.0.get()).map_err(serde::de::Error::custom)?;
+            Check::value(raw.0.get()).map_err(serde::de::Error::custom)?;
         }
         Ok(raw)
     }
 }
 
-/// A JSON value read and thrown away, checked as a `Value` parse checks it
-/// (numbers in range, `\u` escapes that are characters, at most 128
-/// levels deep) without holding any of it.
-struct Check;
+/// Levels of arrays and objects a key, value or header value may nest.
+/// serde_json reads at most 127, counting the levels around a value: a
+/// fetch answer puts a key or value three deep (`{"records":[{"value":`;
+/// header values are written as strings), so deeper values would make the
+/// whole answer unreadable to it.
+pub const MAX_JSON_DEPTH: usize = 124;
 
-impl<'de> Deserialize<'de> for Check {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(CheckVisitor)
+/// A JSON value read and thrown away, checked as a `Value` parse checks it
+/// (numbers in range, `\u` escapes that are characters) and at most
+/// `MAX_JSON_DEPTH` levels deep, without holding any of it.
+#[derive(Clone, Copy)]
+struct Check {
+    /// Levels it may still open.
+    levels: usize,
+}
+
+impl Check {
+    fn value(text: &str) -> serde_json::Result<()> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        serde::de::DeserializeSeed::deserialize(Check { levels: MAX_JSON_DEPTH }, &mut de)?;
+        de.end()
+    }
+
+    fn open<E: serde::de::Error>(self) -> Result<Check, E> {
+        let levels = self
+            .levels
+            .checked_sub(1)
+            .ok_or_else(|| E::custom(format!("JSON nested more than {MAX_JSON_DEPTH} levels deep")))?;
+        Ok(Check { levels })
     }
 }
 
-struct CheckVisitor;
+impl<'de> serde::de::DeserializeSeed<'de> for Check {
+    type Value = ();
 
-impl<'de> serde::de::Visitor<'de> for CheckVisitor {
-    type Value = Check;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Check {
+    type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Check, E> {
-        Ok(Check)
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Check, E> {
-        Ok(Check)
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Check, E> {
-        Ok(Check)
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_f64<E>(self, _: f64) -> Result<Check, E> {
-        Ok(Check)
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_str<E>(self, _: &str) -> Result<Check, E> {
-        Ok(Check)
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_unit<E>(self) -> Result<Check, E> {
-        Ok(Check)
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Check, A::Error> {
-        while seq.next_element::<Check>()?.is_some() {}
-        Ok(Check)
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.open()?;
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(())
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Check, A::Error> {
-        while map.next_key::<Check>()?.is_some() {
-            map.next_value::<Check>()?;
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.open()?;
+        while map.next_key_seed(inner)?.is_some() {
+            map.next_value_seed(inner)?;
         }
-        Ok(Check)
+        Ok(())
     }
 }
 
@@ -125,10 +154,6 @@ impl<'a> Raw<'a> {
     /// Its JSON text as written, without the whitespace between tokens:
     /// the client's key order, numbers and escapes are kept.
     pub fn compact(self) -> Bytes {
-        Bytes::from(self.compact_vec())
-    }
-
-    fn compact_vec(self) -> Vec<u8> {
         let text = self.0.get().as_bytes();
         let mut out = Vec::with_capacity(text.len());
         let (mut in_string, mut escaped) = (false, false);
@@ -145,7 +170,7 @@ impl<'a> Raw<'a> {
             }
             out.push(b);
         }
-        out
+        Bytes::from(out)
     }
 }
 
@@ -188,9 +213,6 @@ fn invalid(field: &str, what: &str) -> ApiError {
 #[derive(Debug)]
 pub enum Encoded<'b> {
     Json(&'b RawValue),
-    /// Stored JSON whose line breaks between tokens are taken out, so that
-    /// one record is one line (of a server-sent event, say).
-    JsonCompacted(Box<RawValue>),
     Text(&'b str),
     Base64(String),
 }
@@ -199,7 +221,6 @@ impl Serialize for Encoded<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Self::Json(raw) => raw.serialize(s),
-            Self::JsonCompacted(raw) => raw.serialize(s),
             Self::Text(text) => s.serialize_str(text),
             Self::Base64(text) => s.serialize_str(text),
         }
@@ -214,14 +235,7 @@ pub fn encode(bytes: &[u8], wanted: Encoding) -> (Encoded<'_>, Encoding) {
     if wanted == Encoding::Json
         && let Ok(raw) = serde_json::from_slice::<Raw<'_>>(bytes)
     {
-        // Line breaks inside strings are escaped: any in the text are between tokens.
-        if !raw.0.get().contains(['\n', '\r']) {
-            return (Encoded::Json(raw.0), Encoding::Json);
-        }
-        let compacted = String::from_utf8(raw.compact_vec()).ok().and_then(|t| RawValue::from_string(t).ok());
-        if let Some(compacted) = compacted {
-            return (Encoded::JsonCompacted(compacted), Encoding::Json);
-        }
+        return (Encoded::Json(raw.0), Encoding::Json);
     }
     if wanted != Encoding::Base64
         && let Ok(text) = std::str::from_utf8(bytes)
@@ -294,24 +308,17 @@ mod tests {
     /// and a stored record that is no such JSON is given as text.
     #[test]
     fn json_no_reader_could_read_back_is_refused_and_falls_back_to_text() {
-        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let deep = nested(MAX_JSON_DEPTH + 1);
         for bad in ["[1e400]", "-1e400", r#"{"a":"\ud800"}"#, r#""\ud800""#, deep.as_str()] {
             assert!(serde_json::from_str::<Raw<'_>>(bad).is_err(), "{bad} was taken");
             assert_eq!(written(bad.as_bytes(), Encoding::Json).1, Encoding::String, "{bad}");
         }
-        let fine = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        let fine = nested(MAX_JSON_DEPTH);
         for good in ["[1e300, 123456789012345678901234567890]", r#""\ud83d\ude00""#, fine.as_str()] {
             assert!(serde_json::from_str::<Raw<'_>>(good).is_ok(), "{good} was refused");
             assert_eq!(written(good.as_bytes(), Encoding::Json), (good.to_owned(), Encoding::Json));
         }
-    }
-
-    /// Stored JSON with line breaks (produced as bytes, say) is given on one
-    /// line: an event of a server-sent stream holds one record per line.
-    #[test]
-    fn stored_json_is_given_without_its_line_breaks() {
-        let stored = b"{\r\n  \"a\": \"x\\ny\",\n  \"b\": [1, 2]\n}\n";
-        assert_eq!(written(stored, Encoding::Json), (r#"{"a":"x\ny","b":[1,2]}"#.to_owned(), Encoding::Json));
     }
 
     #[test]

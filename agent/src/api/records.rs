@@ -479,4 +479,51 @@ mod tests {
             }
         }
     }
+
+    /// What a JSON reader refuses is refused at produce (and so never
+    /// stored to break a fetch): numbers out of range, lone surrogates,
+    /// nesting a fetch answer would take past serde_json's 128 levels.
+    #[test]
+    fn json_values_no_reader_could_read_back_are_refused() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let deep = nested(encoding::MAX_JSON_DEPTH + 1);
+        for bad in ["[1e400]", r#""\ud800""#, &deep] {
+            for body in [
+                format!(r#"{{"records":[{{"value":{bad}}}]}}"#),
+                format!(r#"{{"records":[{{"key":{bad},"value":"v"}}]}}"#),
+                format!(r#"{{"records":[{{"value":"v","headers":{{"h":{bad}}}}}]}}"#),
+            ] {
+                let e = parse_produce(&HeaderMap::new(), &ProduceQuery::default(), Bytes::from(body)).err();
+                let e = e.unwrap_or_else(|| panic!("{bad} was taken"));
+                assert_eq!((e.status, e.code), (axum::http::StatusCode::BAD_REQUEST, "invalid_json"));
+            }
+        }
+        // At the limit, in the deepest place a fetch answer puts it, serde_json reads it back.
+        let fine = nested(encoding::MAX_JSON_DEPTH);
+        let body = format!(r#"{{"records":[{{"key":{fine},"value":{fine},"headers":{{"h":{fine}}}}}]}}"#);
+        let records = parse(&body);
+        let r = &records[0];
+        let record = Record { key: r.key.clone(), value: r.value.clone(), timestamp: 0, headers: r.headers.clone() };
+        let answer = FetchResponse {
+            records: vec![OutRecord::new(0, &record, Encoding::Json)],
+            next_offset: 1,
+            high_watermark: 1,
+            log_start_offset: 0,
+        };
+        let text = serde_json::to_string(&answer).unwrap();
+        let read: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (read["records"][0]["key"].to_string(), read["records"][0]["value"].to_string()),
+            (fine.clone(), fine)
+        );
+    }
+
+    /// Headers given as an object are kept as a map would keep them: by
+    /// name, the last of a repeated name.
+    #[test]
+    fn repeated_header_names_keep_the_last() {
+        let records = parse(r#"{"records":[{"value":"v","headers":{"t":"a","b":"x","t":"c"}}]}"#);
+        let headers: Vec<(&str, &[u8])> = records[0].headers.iter().map(|(n, v)| (n.as_str(), &v[..])).collect();
+        assert_eq!(headers, [("b", &b"x"[..]), ("t", &b"c"[..])]);
+    }
 }
