@@ -51,7 +51,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
         let raw = Raw(<&RawValue>::deserialize(d)?);
         // A string without escapes was checked whole on the way (UTF-8, no control characters).
         if raw.plain_str().is_none() {
-            Check::value(raw.0.get()).map_err(serde::de::Error::custom)?;
+            // Said without the position inside the value: the body's reader adds the body's.
+            Check::value(raw.0.get()).map_err(|e| {
+                let (text, at) = (e.to_string(), format!(" at line {} column {}", e.line(), e.column()));
+                serde::de::Error::custom(text.strip_suffix(&at).unwrap_or(&text))
+            })?;
         }
         Ok(raw)
     }

@@ -496,6 +496,7 @@ mod tests {
                 let e = parse_produce(&HeaderMap::new(), &ProduceQuery::default(), Bytes::from(body)).err();
                 let e = e.unwrap_or_else(|| panic!("{bad} was taken"));
                 assert_eq!((e.status, e.code), (axum::http::StatusCode::BAD_REQUEST, "invalid_json"));
+                assert_eq!(e.message.matches(" at line ").count(), 1, "one position, the body's: {}", e.message);
             }
         }
         // At the limit, in the deepest place a fetch answer puts it, serde_json reads it back.
