@@ -191,16 +191,19 @@ where
                 }
                 out.push(entry);
             }
-            // Stable: of a repeated name, the last given is last in its run.
+            // Stable: of a repeated name, the last given is last in its run,
+            // and moves into the slot kept for the run.
             out.sort_by(|a: &(String, V), b| a.0.cmp(&b.0));
-            let mut kept: Vec<(String, V)> = Vec::with_capacity(out.len());
-            for entry in out {
-                match kept.last_mut() {
-                    Some(last) if last.0 == entry.0 => *last = entry,
-                    _ => kept.push(entry),
+            out.dedup_by(|later, kept| {
+                let same = later.0 == kept.0;
+                if same {
+                    std::mem::swap(later, kept);
                 }
-            }
-            Ok(kept)
+                same
+            });
+            // Only what is kept stays held: the request's limit counts it.
+            out.shrink_to_fit();
+            Ok(out)
         }
     }
     d.deserialize_map(Bounded(std::marker::PhantomData))

@@ -512,6 +512,9 @@ mod tests {
             log_start_offset: 0,
         };
         let text = serde_json::to_string(&answer).unwrap();
+        // One level more, and serde_json could not read the answer at all.
+        let deeper = text.replacen(&fine, &nested(encoding::MAX_JSON_DEPTH + 1), 1);
+        assert!(serde_json::from_str::<Value>(&deeper).is_err(), "the limit is the deepest readable");
         let read: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             (read["records"][0]["key"].to_string(), read["records"][0]["value"].to_string()),
@@ -523,8 +526,16 @@ mod tests {
     /// name, the last of a repeated name.
     #[test]
     fn repeated_header_names_keep_the_last() {
-        let records = parse(r#"{"records":[{"value":"v","headers":{"t":"a","b":"x","t":"c"}}]}"#);
-        let headers: Vec<(&str, &[u8])> = records[0].headers.iter().map(|(n, v)| (n.as_str(), &v[..])).collect();
-        assert_eq!(headers, [("b", &b"x"[..]), ("t", &b"c"[..])]);
+        // Enough of them that the sort is not an insertion sort, repeats far apart.
+        let given: Vec<(String, String)> = (0..60).map(|i| (format!("n{}", i % 7), format!("v{i}"))).collect();
+        let fields: Vec<String> = given.iter().map(|(n, v)| format!(r#""{n}":"{v}""#)).collect();
+        let records = parse(&format!(r#"{{"records":[{{"value":"v","headers":{{{}}}}}]}}"#, fields.join(",")));
+        let expected: BTreeMap<String, String> = given.into_iter().collect();
+        let headers: Vec<(String, String)> =
+            records[0].headers.iter().map(|(n, v)| (n.clone(), String::from_utf8(v.to_vec()).unwrap())).collect();
+        assert_eq!(headers, expected.into_iter().collect::<Vec<_>>());
+        let object = format!("{{{}}}", fields.join(","));
+        let kept: Vec<(String, Raw)> = body::bounded_headers(&mut serde_json::Deserializer::from_str(&object)).unwrap();
+        assert_eq!(kept.capacity(), 7, "only the kept headers stay held");
     }
 }
