@@ -123,15 +123,15 @@ pub trait RecordHeaders {
     fn header_count(&self) -> usize;
 }
 
-fn too_many_headers<E: serde::de::Error>() -> E {
-    E::custom(format!("more than {MAX_HEADERS_PER_REQUEST} record headers in one request"))
+fn too_many_headers() -> String {
+    format!("more than {MAX_HEADERS_PER_REQUEST} record headers in one request")
 }
 
 /// Checks a request's running header count after one more record.
 pub fn count_headers(total: &mut usize, record: &impl RecordHeaders) -> Result<(), String> {
     *total += record.header_count();
     if *total > MAX_HEADERS_PER_REQUEST {
-        return Err(format!("more than {MAX_HEADERS_PER_REQUEST} record headers in one request"));
+        return Err(too_many_headers());
     }
     Ok(())
 }
@@ -187,7 +187,7 @@ where
             let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
             while let Some(entry) = map.next_entry::<String, V>()? {
                 if out.len() == MAX_HEADERS_PER_REQUEST {
-                    return Err(too_many_headers());
+                    return Err(serde::de::Error::custom(too_many_headers()));
                 }
                 out.push(entry);
             }

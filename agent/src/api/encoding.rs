@@ -152,7 +152,10 @@ impl<'a> Raw<'a> {
             return Some(Cow::Borrowed(text));
         }
         let text = self.0.get();
-        text.starts_with('"').then(|| serde_json::from_str::<String>(text).ok().map(Cow::Owned)).flatten()
+        if !text.starts_with('"') {
+            return None;
+        }
+        serde_json::from_str(text).ok().map(Cow::Owned)
     }
 
     /// Its JSON text as written, without the whitespace between tokens:
