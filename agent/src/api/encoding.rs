@@ -44,20 +44,26 @@ impl Encoding {
 /// Checked as a `Value` parse checks it (see [`Check`]): serde_json's pass
 /// over a raw value only finds where it ends.
 #[derive(Clone, Copy, Debug)]
-pub struct Raw<'a>(&'a RawValue);
+pub struct Raw<'a> {
+    json: &'a RawValue,
+    /// The text of a string without escapes, found once when read: it is
+    /// asked for more than once, and each look is a scan of the value.
+    plain: Option<&'a str>,
+}
 
 impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = Raw(<&RawValue>::deserialize(d)?);
+        let json = <&RawValue>::deserialize(d)?;
+        let plain = json.get().strip_prefix('"').and_then(|t| t.strip_suffix('"')).filter(|t| !t.contains('\\'));
         // A string without escapes was checked whole on the way (UTF-8, no control characters).
-        if raw.plain_str().is_none() {
+        if plain.is_none() {
             // Said without the position inside the value: the body's reader adds the body's.
-            Check::value(raw.0.get()).map_err(|e| {
+            Check::value(json.get()).map_err(|e| {
                 let (text, at) = (e.to_string(), format!(" at line {} column {}", e.line(), e.column()));
                 serde::de::Error::custom(text.strip_suffix(&at).unwrap_or(&text))
             })?;
         }
-        Ok(raw)
+        Ok(Raw { json, plain })
     }
 }
 
@@ -142,8 +148,7 @@ impl<'de> serde::de::Visitor<'de> for Check {
 impl<'a> Raw<'a> {
     /// A string without escapes: its text, as the body holds it.
     pub fn plain_str(self) -> Option<&'a str> {
-        let inner = self.0.get().strip_prefix('"')?.strip_suffix('"')?;
-        (!inner.contains('\\')).then_some(inner)
+        self.plain
     }
 
     /// The string it is, if it is one (escapes resolved).
@@ -151,7 +156,7 @@ impl<'a> Raw<'a> {
         if let Some(text) = self.plain_str() {
             return Some(Cow::Borrowed(text));
         }
-        let text = self.0.get();
+        let text = self.json.get();
         if !text.starts_with('"') {
             return None;
         }
@@ -161,7 +166,7 @@ impl<'a> Raw<'a> {
     /// Its JSON text as written, without the whitespace between tokens:
     /// the client's key order, numbers and escapes are kept.
     pub fn compact(self) -> Bytes {
-        let text = self.0.get().as_bytes();
+        let text = self.json.get().as_bytes();
         let mut out = Vec::with_capacity(text.len());
         let (mut in_string, mut escaped) = (false, false);
         for &b in text {
@@ -242,7 +247,7 @@ pub fn encode(bytes: &[u8], wanted: Encoding) -> (Encoded<'_>, Encoding) {
     if wanted == Encoding::Json
         && let Ok(raw) = serde_json::from_slice::<Raw<'_>>(bytes)
     {
-        return (Encoded::Json(raw.0), Encoding::Json);
+        return (Encoded::Json(raw.json), Encoding::Json);
     }
     if wanted != Encoding::Base64
         && let Ok(text) = std::str::from_utf8(bytes)
