@@ -58,6 +58,52 @@ async fn connections_stalled_mid_body_are_closed_while_others_are_served() {
     assert_eq!(c.read_all("t", 0, 0).await.len(), 1);
 }
 
+/// The body timeout bounds the whole body, not the wait for each of its
+/// chunks: a client that trickles its body a byte at a time, each byte well
+/// within the timeout, still gets its 408 and holds its reservation no
+/// longer than the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickled_in_small_chunks_still_has_to_arrive_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(
+        &format!("file://{}", dir.path().display()),
+        &[],
+        &["--compactor", "off", "--request-body-timeout-ms", "500"],
+    );
+    let c = a.client();
+    c.create_topic("t", 1).await;
+    let addr = c.base.trim_start_matches("http://").to_owned();
+
+    // A valid body, padded to take 150 bytes: sent whole, it would be written.
+    let body = format!("{:<150}", r#"{"records":[{"value":"trickled","partition":0}]}"#);
+    let head = format!(
+        "POST /v1/topics/t/records HTTP/1.1\r\nHost: floe\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut sent = 0;
+    for byte in body.as_bytes() {
+        // A byte every 50 ms: ten times within the timeout; 7.5 s for the whole body.
+        if s.write_all(std::slice::from_ref(byte)).await.is_err() {
+            break;
+        }
+        sent += 1;
+        let mut buf = [0u8; 4096];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await {
+            answer.extend_from_slice(&buf[..n]);
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "after {sent} of {} bytes: {answer}", body.len());
+    assert!(sent < body.len(), "answered before the whole body was sent");
+    assert!(c.read_all("t", 0, 0).await.is_empty(), "nothing of it was written");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_stalled_mid_headers_are_closed() {
     let dir = tempfile::tempdir().unwrap();

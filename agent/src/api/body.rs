@@ -26,7 +26,7 @@ pub async fn read(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 fn read_error(limit: usize) -> impl Fn(Box<dyn std::error::Error + Send + Sync>) -> ApiError {
     move |e| {
         let mut causes = std::iter::successors(Some(&*e as &(dyn std::error::Error + 'static)), |c| c.source());
-        if causes.any(|c| c.is::<tower_http::timeout::TimeoutError>()) {
+        if causes.any(|c| c.is::<super::layers::BodyTimedOut>()) {
             return ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",

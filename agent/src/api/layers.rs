@@ -3,6 +3,7 @@
 //! line of the request), and a bound on how long a client may take to send
 //! its body.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,7 +17,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use super::ApiError;
@@ -112,15 +112,26 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
 }
 
-/// A body that reports the length its request declared: tower-http's
-/// `TimeoutBody` reports none, and `body::read` sizes its buffer from it
+/// A request body with a deadline for the whole of it, counted from the
+/// handler's first read (once admission has reserved its memory): a client
+/// that sends a byte now and then, each within any per-chunk timeout, would
+/// otherwise hold its reservation for as long as it likes. Reports the
+/// length its request declared, which `body::read` sizes its buffer from
 /// (hyper still fails a body that is longer or shorter).
-struct Declared {
+struct Deadline {
     inner: Body,
-    len: u64,
+    declared: Option<u64>,
+    timeout: Duration,
+    /// Set at the first read.
+    expires: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl http_body::Body for Declared {
+/// The error a body past its deadline fails with.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyTimedOut;
+
+impl http_body::Body for Deadline {
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -128,6 +139,11 @@ impl http_body::Body for Declared {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let timeout = self.timeout;
+        let expires = self.expires.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if expires.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut))));
+        }
         Pin::new(&mut self.inner).poll_frame(cx)
     }
 
@@ -136,22 +152,22 @@ impl http_body::Body for Declared {
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(self.len)
+        match self.declared {
+            Some(len) => http_body::SizeHint::with_exact(len),
+            None => self.inner.size_hint(),
+        }
     }
 }
 
-async fn declare_length(req: Request<Body>, next: Next) -> Response {
-    let req = match content_length(req.headers()) {
-        Some(len) => req.map(|inner| Body::new(Declared { inner, len })),
-        None => req,
-    };
+async fn body_deadline(State(timeout): State<Duration>, req: Request<Body>, next: Next) -> Response {
+    let declared = content_length(req.headers());
+    let req = req.map(|inner| Body::new(Deadline { inner, declared, timeout, expires: None }));
     next.run(req).await
 }
 
-/// The time limit on a request's body, and then its declared length
-/// reported again to the handler (the timeout's wrapper hides it).
+/// The time limit on a request's whole body.
 fn body_layers(router: Router, body_timeout: Duration) -> Router {
-    router.layer(axum::middleware::from_fn(declare_length)).layer(RequestBodyTimeoutLayer::new(body_timeout))
+    router.layer(axum::middleware::from_fn_with_state(body_timeout, body_deadline))
 }
 
 /// Wraps `router` in the layers every request passes through. A body that
@@ -177,7 +193,7 @@ mod tests {
 
     use super::*;
 
-    /// The handler sees the declared length through the body timeout's
+    /// The handler sees the declared length through the body deadline's
     /// wrapper, so `body::read` can size its buffer once.
     #[tokio::test]
     async fn a_handler_sees_the_declared_length_of_a_body() {
