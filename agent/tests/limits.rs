@@ -299,6 +299,49 @@ async fn request_bodies_are_held_within_their_budget() {
     assert_eq!(stats["memory"]["request_bodies"]["held_bytes"], 0, "{stats}");
 }
 
+/// Memory is reserved for a body when it is read, not when its request is
+/// admitted: a long-poll fetch that declares a body it never sends (and no
+/// fetch reads) holds none of the budget, so produces are not held up
+/// behind it for its whole wait.
+#[tokio::test]
+async fn a_request_whose_body_is_never_read_holds_no_body_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(
+        &format!("file://{}", dir.path().display()),
+        &[],
+        &["--compactor", "off", "--max-request-bytes", "1000", "--request-memory-bytes", "1000"],
+    );
+    let c = a.client();
+    c.create_topic("t", 1).await;
+    let addr = c.base.trim_start_matches("http://").to_owned();
+    let mut waiting = Vec::new();
+    for declared in ["Content-Length: 1000", "Transfer-Encoding: chunked"] {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "GET /v1/topics/t/partitions/0/records?offset=0&timeout_ms=60000 HTTP/1.1\r\nHost: floe\r\n{declared}\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        waiting.push(s);
+    }
+    // Ordering only: the fetches are admitted before the produce is sent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, stats) = c.get("/v1/stats").await;
+    assert_eq!(stats["memory"]["request_bodies"]["held_bytes"], 0, "{stats}");
+    let produced = tokio::time::timeout(
+        Duration::from_secs(20),
+        c.produce("t", json!([{"value": "not held up", "partition": 0}])),
+    )
+    .await;
+    assert_eq!(produced.expect("the produce is not held up behind the fetches"), vec![(0, 0)]);
+    // The fetches are answered with the record.
+    for mut s in waiting {
+        let mut answer = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut answer)).await.unwrap().unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+}
+
 /// A produce gives its body's reservation back once the write buffer holds
 /// its records: requests waiting for their flush hold only the buffer.
 #[tokio::test]

@@ -75,10 +75,9 @@ impl BodyReservation {
 
 /// Refuses, before anything of it is read, a request whose declared body is
 /// over the limit (413; with `Expect: 100-continue` the client never sends
-/// it), and one beyond the bound on requests in flight (503, retry). Then
-/// reserves twice its body's declared size (the limit, when it declares
-/// none), for the body and what it is parsed into, in the request memory
-/// budget, waiting for it: meanwhile the body stays in the client's socket.
+/// it), and one beyond the bound on requests in flight (503, retry). Its
+/// body is then read through [`ReadBody`]: memory for it is reserved at the
+/// first read, and the whole of it must arrive in time.
 async fn admit(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) -> Response {
     let limit = agent.max_request_bytes();
     let declared = content_length(req.headers());
@@ -98,10 +97,12 @@ async fn admit(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) 
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests in flight; retry shortly");
         return refuse(e);
     };
-    let declared = axum::body::HttpBody::size_hint(req.body()).upper().map_or(limit, |n| n.min(limit as u64) as usize);
-    let reserved = agent.reserve_body(declared.saturating_mul(2)).await;
-    let reservation = BodyReservation(Arc::new(std::sync::Mutex::new(reserved)));
-    let mut req = req;
+    let reservation = BodyReservation::default();
+    let reserve = declared.map_or(limit, |n| n as usize).saturating_mul(2);
+    let (timeout, budget) = (agent.request_body_timeout(), agent.clone());
+    // Lazy: nothing is reserved unless the body is read.
+    let reserving = Box::pin(async move { budget.reserve_body(reserve).await });
+    let mut req = req.map(|inner| ReadBody::wrap(inner, declared, reserving, reservation.clone(), timeout));
     req.extensions_mut().insert(reservation.clone());
     let response = next.run(req).await;
     reservation.release();
@@ -112,18 +113,39 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
 }
 
-/// A request body with a deadline for the whole of it, counted from the
-/// handler's first read (once admission has reserved its memory): a client
-/// that sends a byte now and then, each within any per-chunk timeout, would
-/// otherwise hold its reservation for as long as it likes. Reports the
-/// length its request declared, which `body::read` sizes its buffer from
-/// (hyper still fails a body that is longer or shorter).
-struct Deadline {
+type Reserving = Pin<Box<dyn Future<Output = Option<tokio::sync::OwnedSemaphorePermit>> + Send>>;
+
+/// A request body as handlers read it. At the first read it takes twice
+/// its declared size (the limit, when it declares none) from the request
+/// memory budget, for the body and what it is parsed into, waiting for it
+/// while the body stays in the client's socket: a request whose body is
+/// never read (a long-poll fetch that declares one) holds none. Then the
+/// whole body must arrive within the timeout, however it is split: a
+/// client that sends a byte now and then cannot hold its reservation for
+/// longer. Reports the length its request declared, which `body::read`
+/// sizes its buffer from (hyper still fails a body that is longer or
+/// shorter).
+struct ReadBody {
     inner: Body,
     declared: Option<u64>,
+    /// Until the reservation is taken.
+    reserving: Option<Reserving>,
+    reservation: BodyReservation,
     timeout: Duration,
-    /// Set at the first read.
+    /// Set once the reservation is taken.
     expires: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl ReadBody {
+    fn wrap(
+        inner: Body,
+        declared: Option<u64>,
+        reserving: Reserving,
+        reservation: BodyReservation,
+        timeout: Duration,
+    ) -> Body {
+        Body::new(Self { inner, declared, reserving: Some(reserving), reservation, timeout, expires: None })
+    }
 }
 
 /// The error a body past its deadline fails with.
@@ -131,20 +153,26 @@ struct Deadline {
 #[error("the request body did not arrive in time")]
 pub struct BodyTimedOut;
 
-impl http_body::Body for Deadline {
+impl http_body::Body for ReadBody {
     type Data = Bytes;
     type Error = axum::Error;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        let timeout = self.timeout;
-        let expires = self.expires.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        let this = self.get_mut();
+        if let Some(reserving) = &mut this.reserving {
+            let permit = std::task::ready!(reserving.as_mut().poll(cx));
+            *this.reservation.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = permit;
+            this.reserving = None;
+        }
+        let timeout = this.timeout;
+        let expires = this.expires.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         if expires.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut))));
         }
-        Pin::new(&mut self.inner).poll_frame(cx)
+        Pin::new(&mut this.inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -159,26 +187,16 @@ impl http_body::Body for Deadline {
     }
 }
 
-async fn body_deadline(State(timeout): State<Duration>, req: Request<Body>, next: Next) -> Response {
-    let declared = content_length(req.headers());
-    let req = req.map(|inner| Body::new(Deadline { inner, declared, timeout, expires: None }));
-    next.run(req).await
-}
-
-/// The time limit on a request's whole body.
-fn body_layers(router: Router, body_timeout: Duration) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(body_timeout, body_deadline))
-}
-
 /// Wraps `router` in the layers every request passes through. A body that
-/// does not arrive within `body_timeout` fails the request (408) and its
-/// connection, so a stalled client holds nothing for long.
-pub fn wrap(agent: Arc<Agent>, router: Router, components: floe_broker::Components, body_timeout: Duration) -> Router {
+/// does not arrive within `--request-body-timeout-ms` of its first read
+/// fails the request (408) and its connection, so a stalled client holds
+/// nothing for long.
+pub fn wrap(agent: Arc<Agent>, router: Router, components: floe_broker::Components) -> Router {
     let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
         let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
         tracing::info_span!("request", id, method = %req.method(), path = %req.uri().path())
     });
-    body_layers(router, body_timeout)
+    router
         .layer(axum::middleware::from_fn_with_state(agent.clone(), admit))
         .layer(axum::middleware::from_fn_with_state(agent, count))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -188,29 +206,45 @@ pub fn wrap(agent: Arc<Agent>, router: Router, components: floe_broker::Componen
 
 #[cfg(test)]
 mod tests {
-    use axum::routing::post;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use std::time::Duration;
+
+    use futures::StreamExt;
 
     use super::*;
 
-    /// The handler sees the declared length through the body deadline's
-    /// wrapper, so `body::read` can size its buffer once.
-    #[tokio::test]
-    async fn a_handler_sees_the_declared_length_of_a_body() {
-        let hint = |body: Body| async move { http_body::Body::size_hint(&body).lower().to_string() };
-        let app = body_layers(Router::new().route("/", post(hint)), Duration::from_secs(30));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move { axum::serve(listener, app).await });
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let body = "x".repeat(1234);
-        let request =
-            format!("POST / HTTP/1.1\r\nHost: floe\r\nContent-Length: 1234\r\nConnection: close\r\n\r\n{body}");
-        s.write_all(request.as_bytes()).await.unwrap();
-        let mut answer = String::new();
-        tokio::time::timeout(Duration::from_secs(30), s.read_to_string(&mut answer)).await.unwrap().unwrap();
-        server.abort();
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-        assert!(answer.ends_with("\r\n\r\n1234"), "{answer}");
+    fn read_body(inner: Body, declared: Option<u64>, timeout: Duration) -> Body {
+        ReadBody::wrap(inner, declared, Box::pin(async { None }), BodyReservation::default(), timeout)
+    }
+
+    /// The handler sees the declared length through the wrapper, so
+    /// `body::read` can size its buffer once.
+    #[test]
+    fn a_handler_sees_the_declared_length_of_a_body() {
+        let body = read_body(Body::from("x".repeat(1234)), Some(1234), Duration::from_secs(30));
+        assert_eq!(http_body::Body::size_hint(&body).exact(), Some(1234));
+        let chunked = read_body(
+            Body::from_stream(futures::stream::empty::<Result<Bytes, std::io::Error>>()),
+            None,
+            Duration::from_secs(30),
+        );
+        assert_eq!(http_body::Body::size_hint(&chunked).upper(), None);
+    }
+
+    /// However its chunks are spaced, a body must arrive whole within the
+    /// timeout (the clock is tokio's, paused: no real time passes).
+    #[tokio::test(start_paused = true)]
+    async fn the_timeout_bounds_the_whole_body_not_each_chunk() {
+        let chunks = |n: usize| {
+            futures::stream::iter(0..n).then(|_| async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok::<_, std::io::Error>(Bytes::from_static(b"x"))
+            })
+        };
+        let timeout = Duration::from_millis(250);
+        let whole = super::super::body::read(read_body(Body::from_stream(chunks(2)), None, timeout), 100).await;
+        assert_eq!(whole.ok().as_deref(), Some(&b"xx"[..]), "two chunks arrive within the time");
+        let trickled = super::super::body::read(read_body(Body::from_stream(chunks(5)), None, timeout), 100).await;
+        let e = trickled.err().map(|e| (e.status, e.code));
+        assert_eq!(e, Some((StatusCode::REQUEST_TIMEOUT, "request_timeout")), "each chunk within the time, not all");
     }
 }

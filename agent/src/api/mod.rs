@@ -76,7 +76,7 @@ pub async fn serve(
             agent.stop();
         }
     };
-    let app = layers::wrap(agent.clone(), router(agent.clone()), agent.components(), agent.request_body_timeout());
+    let app = layers::wrap(agent.clone(), router(agent.clone()), agent.components());
     let server = async {
         server::run(listener, app, agent.request_header_timeout(), tls, stop).await;
         Ok::<(), std::io::Error>(())
