@@ -200,6 +200,46 @@ async fn requests_beyond_the_bound_in_flight_are_told_to_retry() {
     assert_eq!(c.get("/healthz").await.0, 200, "served again once the slots are free");
 }
 
+/// A live tail is a request in flight for as long as it streams, not only
+/// until its answer's headers are sent.
+#[tokio::test]
+async fn live_tails_count_against_the_bound_on_requests_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(
+        &format!("file://{}", dir.path().display()),
+        &[],
+        &["--compactor", "off", "--max-concurrent-requests", "2"],
+    );
+    let c = a.client();
+    c.create_topic("t", 1).await;
+    let mut tails = Vec::new();
+    for _ in 0..2 {
+        let tail = c
+            .http
+            .get(format!("{}/v1/topics/t/partitions/0/records?offset=0", c.base))
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(tail.status(), 200);
+        tails.push(tail);
+    }
+    let r = c.http.get(format!("{}/healthz", c.base)).send().await.unwrap();
+    assert_eq!(r.status(), 503, "two tails streaming hold both slots");
+    assert_eq!(common::code(&r.json::<serde_json::Value>().await.unwrap()), "overloaded");
+    drop(tails);
+    // The agent notices the closed connections at its next write to them.
+    let mut served = false;
+    for _ in 0..300 {
+        if c.http.get(format!("{}/healthz", c.base)).send().await.unwrap().status() == 200 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "served again once the tails are gone");
+}
+
 /// A misspelt field is a mistake the client should hear about, not a
 /// setting silently left at its default: every native request body refuses
 /// fields it does not know, and nothing of the request is applied.

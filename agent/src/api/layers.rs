@@ -92,7 +92,7 @@ async fn admit(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) 
         .with("max_request_bytes", limit);
         return refuse(e);
     }
-    let Some(_slot) = agent.admit_request() else {
+    let Some(slot) = agent.admit_request() else {
         let e =
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests in flight; retry shortly");
         return refuse(e);
@@ -106,7 +106,34 @@ async fn admit(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) 
     req.extensions_mut().insert(reservation.clone());
     let response = next.run(req).await;
     reservation.release();
-    response
+    // A streamed answer (a live tail) is in flight until its body ends.
+    response.map(|body| Body::new(Holding { body, _slot: slot }))
+}
+
+/// An answer's body, holding its request's place among those in flight.
+struct Holding {
+    body: Body,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl http_body::Body for Holding {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
