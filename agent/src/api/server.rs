@@ -5,7 +5,9 @@
 //! time out a client that never finishes its headers.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -13,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
@@ -56,12 +58,12 @@ pub async fn run(
         };
         let serve = Connection { builder: builder.clone(), app: app.clone(), watcher: graceful.watcher() };
         match &tls {
-            None => connections.spawn(serve.run(stream)),
+            None => connections.spawn(serve.run(stream, header_timeout)),
             Some(tls) => {
                 let acceptor = tls.acceptor();
                 connections.spawn(async move {
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve.run(stream).await,
+                        Ok(Ok(stream)) => serve.run(stream, header_timeout).await,
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
@@ -83,11 +85,90 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(self, stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static) {
+    async fn run(self, stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static, header_timeout: Duration) {
         let service = TowerToHyperService::new(self.app);
+        let stream = FirstBytes::new(stream, header_timeout);
         let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         if let Err(e) = self.watcher.watch(connection.into_owned()).await {
             tracing::debug!(error = %e, "connection ended with an error");
         }
+    }
+}
+
+/// Bytes a connection's first read must reach in time: the HTTP/2 preface's
+/// length, as many as hyper reads to tell the protocols apart.
+const FIRST_BYTES: usize = 24;
+
+/// A connection whose first [`FIRST_BYTES`] bytes must arrive within the
+/// header timeout. hyper tells HTTP/1 from HTTP/2 by them before any of its
+/// own timers runs, so without this a client that connects and sends
+/// nothing, or part of the HTTP/2 preface, would be held open for good.
+/// Past them, or once an answer is written, hyper's header timeout takes
+/// over (on HTTP/1; an HTTP/2 connection that is open but idle is not
+/// timed out).
+struct FirstBytes<S> {
+    inner: S,
+    /// Until the first bytes have arrived.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    read: usize,
+}
+
+impl<S> FirstBytes<S> {
+    fn new(inner: S, timeout: Duration) -> Self {
+        Self { inner, deadline: Some(Box::pin(tokio::time::sleep(timeout))), read: 0 }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for FirstBytes<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let this = &mut *self;
+        let Some(deadline) = &mut this.deadline else {
+            return polled;
+        };
+        match polled {
+            Poll::Ready(Ok(())) => {
+                this.read += buf.filled().len() - before;
+                if this.read >= FIRST_BYTES || buf.filled().len() == before {
+                    this.deadline = None;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the connection did not start a request in time",
+            ))),
+            other => other,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for FirstBytes<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        // An answer is being written: the request (however short) has started.
+        self.deadline = None;
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.deadline = None;
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
