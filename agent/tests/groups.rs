@@ -228,3 +228,36 @@ async fn sse_tail_streams_and_resumes() {
     }
     assert!(text.contains("\"offset\":2") && !text.contains("\"offset\":1"), "resumes at Last-Event-ID: {text}");
 }
+
+/// `max_bytes` bounds a member's whole answer, over all its partitions, as
+/// Kafka's `fetch.max.bytes` does: past the answer's first record, records
+/// beyond it wait for the next fetch, and none is skipped.
+#[tokio::test]
+async fn a_member_fetch_is_bounded_by_max_bytes_over_all_its_partitions() {
+    let store = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(&format!("file://{}", store.path().display()), &[], &["--compactor", "off"]);
+    let c = a.client();
+    c.create_topic("t", 3).await;
+    for p in 0..3u64 {
+        let value = format!("{p}{}", "x".repeat(599));
+        c.produce("t", json!([{"value": value, "partition": p}, {"value": value, "partition": p}])).await;
+    }
+    let (s, b) = c.post("/v1/groups/g/members", &json!({"topics": ["t"], "auto_offset_reset": "earliest"})).await;
+    assert_eq!(s, 200, "{b}");
+    let id = b["member_id"].as_str().unwrap().to_owned();
+    let mut seen = BTreeSet::new();
+    for _ in 0..20 {
+        let (s, b) = c.get(&format!("/v1/groups/g/members/{id}/records?max_bytes=1000&timeout_ms=0")).await;
+        assert_eq!(s, 200, "{b}");
+        let records = b["records"].as_array().unwrap();
+        assert!(records.len() <= 1, "600-byte records under max_bytes=1000: one at a time, got {}", records.len());
+        for r in records {
+            let at = (r["partition"].as_u64().unwrap(), r["offset"].as_u64().unwrap());
+            assert!(seen.insert(at), "{at:?} answered twice");
+        }
+        if seen.len() == 6 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 6, "every record is answered, none skipped: {seen:?}");
+}

@@ -238,8 +238,10 @@ impl Coordinator<'_> {
             };
             let mut out = Vec::new();
             let mut moved = Vec::new();
+            // Bytes of records in the answer: `max_bytes` bounds it over all partitions.
+            let mut bytes = 0usize;
             for ((topic, partition), pos) in order {
-                if out.len() >= max_records {
+                if out.len() >= max_records || bytes >= max_bytes {
                     break;
                 }
                 let Some(topic_id) = self.log.state().topic(&topic).map(|t| t.id) else {
@@ -256,7 +258,7 @@ impl Coordinator<'_> {
                     partition,
                     offset,
                     max_records: max_records - out.len(),
-                    max_bytes,
+                    max_bytes: max_bytes - bytes,
                     timeout: Duration::ZERO,
                 };
                 let fetched = match self.reader.fetch(&req).await {
@@ -272,13 +274,20 @@ impl Coordinator<'_> {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                out.extend(fetched.records.into_iter().map(|(offset, record)| GroupRecord {
-                    topic: topic.clone(),
-                    partition,
-                    offset,
-                    record,
-                }));
-                moved.push(((topic, partition), pos, at(fetched.next_offset)));
+                // The reader gives each partition at least one record; only
+                // the answer's first may go past `max_bytes` (as Kafka's
+                // `fetch.max.bytes`), the rest wait for the next fetch.
+                let mut next = fetched.next_offset;
+                for (offset, record) in fetched.records {
+                    let size = record.size();
+                    if !out.is_empty() && bytes + size > max_bytes {
+                        next = offset;
+                        break;
+                    }
+                    bytes += size;
+                    out.push(GroupRecord { topic: topic.clone(), partition, offset, record });
+                }
+                moved.push(((topic, partition), pos, at(next)));
             }
             {
                 let mut s = self.state.lock().await;
