@@ -299,6 +299,25 @@ async fn hole9_corrupt_and_missing_data_are_not_retryable_and_hide_paths() {
     }
 }
 
+/// `/readyz` is open without a token by default: when the store fails it
+/// says so, without the store's own error text (paths, URLs).
+#[tokio::test]
+async fn readyz_says_the_store_failed_without_its_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(&store_url(&dir), &[], &["--compactor", "off"]);
+    let c = a.client();
+    c.create_topic("t", 1).await;
+    assert_eq!(c.get("/readyz").await.0, 200);
+    // A symbolic link to itself where the next log entry would be: reading it fails.
+    let next = (1..100u64).map(|seq| dir.path().join(format!("log/{seq:020}"))).find(|p| !p.exists()).unwrap();
+    std::os::unix::fs::symlink(&next, &next).unwrap();
+    let (status, body) = c.get("/readyz").await;
+    assert_eq!((status, code(&body)), (503, "not_ready"), "{body}");
+    let root = dir.path().display().to_string();
+    assert!(!body.to_string().contains(&root), "no server paths: {body}");
+    assert!(!body.to_string().contains("log/0"), "no store keys: {body}");
+}
+
 /// Hole 5: one node with a fast clock used to drag the log clock a minute
 /// ahead, after which every other node's uploads were refused as too old. A
 /// node whose clock is off from the store's stops committing and says so;

@@ -212,7 +212,8 @@ impl Agent {
         }
         match tokio::time::timeout(READY_TIMEOUT, self.log.catch_up()).await {
             Ok(Ok(applied)) => Ok(applied),
-            Ok(Err(e)) => Err(Error::NotReady { reason: format!("cannot read the log: {e}") }),
+            // Said as its kind (the full error goes to the log): `/readyz` is open to anyone by default.
+            Ok(Err(e)) => Err(Error::NotReady { reason: format!("cannot read the log: {}", Error::from(e)) }),
             Err(_) => Err(Error::NotReady { reason: "the store did not answer in time".into() }),
         }
     }
