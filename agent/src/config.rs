@@ -147,10 +147,10 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOE_AUTH_TOKENS")]
     pub auth_tokens: Option<std::path::PathBuf>,
 
-    /// With --auth-tokens: the endpoints that still answer without a token
-    /// (comma-separated; empty: none).
-    #[arg(long, env = "FLOE_AUTH_OPEN", value_enum, value_delimiter = ',', default_value = "healthz,readyz,metrics")]
-    pub auth_open: Vec<crate::auth::OpenEndpoint>,
+    /// With --auth-tokens: the endpoints that still answer without a token,
+    /// comma-separated, of healthz, readyz and metrics ('' for none).
+    #[arg(long, env = "FLOE_AUTH_OPEN", value_parser = open_endpoints, default_value = "healthz,readyz,metrics")]
+    pub auth_open: OpenEndpoints,
 
     /// Serve HTTPS with this PEM certificate chain (with --tls-key). Read
     /// again on SIGHUP.
@@ -232,6 +232,21 @@ impl AgentArgs {
     }
 }
 
+/// `--auth-open`'s list: a type of its own because clap's list of an
+/// enum refuses the empty value that says "none".
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct OpenEndpoints(pub Vec<crate::auth::OpenEndpoint>);
+
+fn open_endpoints(text: &str) -> Result<OpenEndpoints, String> {
+    use clap::ValueEnum;
+    let parse = |name: &str| {
+        crate::auth::OpenEndpoint::from_str(name.trim(), true)
+            .map_err(|_| format!("{name:?} is not one of healthz, readyz and metrics"))
+    };
+    text.split(',').filter(|name| !name.trim().is_empty()).map(parse).collect::<Result<_, _>>().map(OpenEndpoints)
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -246,6 +261,20 @@ mod tests {
 
     fn args(extra: &[&str]) -> AgentArgs {
         Cli::parse_from([&["floe-agent"], extra].concat()).agent
+    }
+
+    /// `--auth-open ''` (so `FLOE_AUTH_OPEN=` and `auth_open = []` in a
+    /// config file) leaves no endpoint open.
+    #[test]
+    fn an_empty_auth_open_list_closes_every_open_endpoint() {
+        use crate::auth::OpenEndpoint::{Healthz, Metrics, Readyz};
+        let open = |extra: &[&str]| Cli::try_parse_from([&["floe-agent"], extra].concat()).map(|c| c.agent.auth_open.0);
+        assert_eq!(open(&[]).ok(), Some(vec![Healthz, Readyz, Metrics]));
+        assert_eq!(open(&["--auth-open", ""]).ok(), Some(vec![]));
+        assert_eq!(open(&["--auth-open="]).ok(), Some(vec![]));
+        assert_eq!(open(&["--auth-open", "healthz"]).ok(), Some(vec![Healthz]));
+        assert_eq!(open(&["--auth-open", "readyz,metrics"]).ok(), Some(vec![Readyz, Metrics]));
+        assert!(open(&["--auth-open", "everything"]).is_err());
     }
 
     /// Hole 10: behind a wildcard address an agent would advertise a URL nobody can reach.

@@ -182,7 +182,7 @@ impl Agent {
             stopping.clone(),
         );
         let client_auth = match &settings.auth_tokens {
-            Some(path) => Some(Auth::load(path, &settings.auth_open).map_err(|e| floe_broker::Error::LocalIo {
+            Some(path) => Some(Auth::load(path, &settings.auth_open.0).map_err(|e| floe_broker::Error::LocalIo {
                 what: "client authentication".into(),
                 source: std::io::Error::other(e),
             })?),
