@@ -71,6 +71,16 @@ impl BodyReservation {
     pub fn release(&self) {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
     }
+
+    /// What a produce handler gives the service to call once the write
+    /// buffer holds its records (which then count there instead).
+    pub fn releaser(reservation: Option<axum::Extension<Self>>) -> impl FnOnce() + Send {
+        move || {
+            if let Some(r) = reservation {
+                r.release();
+            }
+        }
+    }
 }
 
 /// Refuses, before anything of it is read, a request whose declared body is

@@ -229,10 +229,8 @@ pub async fn produce(
     caller.check(crate::auth::Action::Produce(&topic))?;
     let bytes = body::read(raw, agent.max_request_bytes()).await?;
     let (records, stamp) = parse_produce(&headers, &q, bytes)?;
-    // The writer's budget holds the records from here.
-    reservation.inspect(|r| r.release());
     let acks = q.acks.unwrap_or(agent.default_acks());
-    let produced = agent.produce(&caller, &topic, records, stamp, acks).await?;
+    let produced = agent.produce(&caller, &topic, records, stamp, acks, BodyReservation::releaser(reservation)).await?;
     let body = match produced.flush {
         Some(flush) => Produced::Local { acks: Acks::Local, flush },
         None => Produced::Committed { offsets: produced.offsets },
@@ -378,6 +376,52 @@ pub async fn offset_for_time(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A produce keeps its body's reservation until the write buffer holds
+    /// its records: while it waits for the log (here, to learn a topic
+    /// another agent made, over a store slow to answer) its parsed records
+    /// count against the request budget, so such waits cannot pile up
+    /// uncounted records (a store outage, a burst to a new topic).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_produce_waiting_for_the_log_holds_its_reservation() {
+        use clap::Parser;
+        use floe_broker::fault::{Fault, FaultyStore, OpKind};
+
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            agent: crate::config::AgentArgs,
+        }
+        let settings = || Cli::parse_from(["floe-agent", "--log-poll-ms", "3600000", "--compactor", "off"]).agent;
+        let shared: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let slow = Arc::new(FaultyStore::new(shared.clone()));
+        let serve = |agent: Arc<Agent>| async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(crate::api::serve(agent, listener, None, std::future::pending()));
+            url
+        };
+        let waiting = Agent::start(settings(), slow.clone(), "http://127.0.0.1:1").await.unwrap();
+        let other = Agent::start(settings(), shared, "http://127.0.0.1:2").await.unwrap();
+        let (waiting_url, other_url) = (serve(waiting.clone()).await, serve(other).await);
+        let http = reqwest::Client::new();
+        let created = http.post(format!("{other_url}/v1/topics")).json(&serde_json::json!({"name": "t"})).send().await;
+        assert_eq!(created.unwrap().status(), 201);
+
+        // The waiting agent learns of the topic only by reading the log, slowly.
+        slow.inject(OpKind::Get, "log/", Fault::Delay(Duration::from_millis(1500)), None);
+        let body = serde_json::json!({"records": [{"value": "after a wait"}]});
+        let produce = tokio::spawn(http.post(format!("{waiting_url}/v1/topics/t/records")).json(&body).send());
+        let mut held = 0;
+        while !produce.is_finished() {
+            held = held.max(waiting.bodies_held());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let answered = produce.await.unwrap().unwrap();
+        assert_eq!(answered.status(), 200);
+        assert!(held > 0, "the parsed records were counted while the produce waited for the log");
+        assert_eq!(waiting.bodies_held(), 0, "and given back once buffered");
+    }
 
     fn parse(body: &str) -> Vec<NewRecord> {
         parse_produce(&HeaderMap::new(), &ProduceQuery::default(), Bytes::copy_from_slice(body.as_bytes())).unwrap().0

@@ -62,12 +62,13 @@ impl Agent {
         records: Vec<NewRecord>,
         producer: Option<ProducerStamp>,
         acks: Acks,
+        buffered: impl FnOnce() + Send,
     ) -> Result<Produced> {
         caller.check(Action::Produce(topic))?;
         let started = tokio::time::Instant::now();
         let count = records.len() as u64;
         let bytes: u64 = records.iter().map(|r| r.value.len() as u64).sum();
-        let answer = self.produce_untimed(topic, records, producer, acks).await;
+        let answer = self.produce_untimed(topic, records, producer, acks, buffered).await;
         let outcome = answer.as_ref().map(|_| (count, bytes)).map_err(Error::class);
         self.metrics.produce(outcome, started.elapsed().as_secs_f64());
         if let Ok(Produced { receipt: Some(receipt), .. }) = &answer {
@@ -82,6 +83,7 @@ impl Agent {
         records: Vec<NewRecord>,
         producer: Option<ProducerStamp>,
         acks: Acks,
+        buffered: impl FnOnce() + Send,
     ) -> Result<Produced> {
         if records.is_empty() {
             return Err(Error::invalid(Invalid::Request, "a produce request needs at least one record"));
@@ -122,6 +124,9 @@ impl Agent {
             .into_iter()
             .map(|(partition, records)| PartitionRecords { partition, topic_id, producer, records })
             .collect();
+        // No wait from here until the write buffer holds the records (or
+        // refuses them): whatever counted them before may let go.
+        buffered();
         let written = self.writer.append(topic.to_owned(), parts, acks).await.map_err(|e| refused(e, producer))?;
         if written.flush.is_some() {
             return Ok(Produced { offsets: Vec::new(), receipt: None, flush: written.flush });

@@ -175,10 +175,11 @@ async fn produce_records(
         .collect::<Result<Vec<_>, crate::api::ApiError>>()
         .map_err(|e| RestError::new(422, 42205, e.message))?;
     drop(bytes);
-    // The writer's budget holds the records from here.
-    reservation.inspect(|r| r.release());
-    let produced =
-        agent.produce(caller, topic, records, None, crate::service::Acks::Committed).await.map_err(|e| match e {
+    let buffered = BodyReservation::releaser(reservation);
+    let produced = agent
+        .produce(caller, topic, records, None, crate::service::Acks::Committed, buffered)
+        .await
+        .map_err(|e| match e {
             Error::InRecord { error, .. } => err(*error),
             e => err(e),
         })?;

@@ -237,8 +237,6 @@ pub async fn produce(
         }
     }
     drop(bytes);
-    // The writer's budget holds the records from here.
-    reservation.inspect(|r| r.release());
     if reports.is_empty() {
         return Err(RestError::new(422, 422, "Payload error. Request body is empty. Data is required."));
     }
@@ -262,7 +260,10 @@ pub async fn produce(
         }
         good = accepted;
         if !good.is_empty() {
-            match agent.produce(&caller, &topic, records, None, Acks::Committed).await {
+            match agent
+                .produce(&caller, &topic, records, None, Acks::Committed, BodyReservation::releaser(reservation))
+                .await
+            {
                 Ok(produced) => {
                     for ((index, parsed), placed) in good.into_iter().zip(produced.offsets) {
                         reports[index] = Some(Report {
