@@ -126,8 +126,8 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOE_REQUEST_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_header_timeout_ms: u64,
 
-    /// A request body that has not arrived this long after its headers fails
-    /// the request (408) and closes its connection.
+    /// A request body that has not arrived whole this long after the agent
+    /// starts reading it fails the request (408) and closes its connection.
     #[arg(long, env = "FLOE_REQUEST_BODY_TIMEOUT_MS", default_value_t = 30_000)]
     pub request_body_timeout_ms: u64,
 
@@ -148,9 +148,11 @@ pub struct AgentArgs {
     pub auth_tokens: Option<std::path::PathBuf>,
 
     /// With --auth-tokens: the endpoints that still answer without a token,
-    /// comma-separated, of healthz, readyz and metrics ('' for none).
+    /// comma-separated (or the flag repeated), of healthz, readyz and
+    /// metrics ('' for none).
     #[arg(long, env = "FLOE_AUTH_OPEN", value_parser = open_endpoints, default_value = "healthz,readyz,metrics")]
-    pub auth_open: OpenEndpoints,
+    #[serde(serialize_with = "open_endpoints_flat")]
+    pub auth_open: Vec<OpenEndpoints>,
 
     /// Serve HTTPS with this PEM certificate chain (with --tls-key). Read
     /// again on SIGHUP.
@@ -238,6 +240,17 @@ impl AgentArgs {
 #[serde(transparent)]
 pub struct OpenEndpoints(pub Vec<crate::auth::OpenEndpoint>);
 
+impl AgentArgs {
+    /// `--auth-open`'s endpoints, over every time the flag was given.
+    pub fn open_endpoints(&self) -> Vec<crate::auth::OpenEndpoint> {
+        self.auth_open.iter().flat_map(|list| list.0.iter().copied()).collect()
+    }
+}
+
+fn open_endpoints_flat<S: serde::Serializer>(lists: &[OpenEndpoints], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(lists.iter().flat_map(|list| &list.0))
+}
+
 fn open_endpoints(text: &str) -> Result<OpenEndpoints, String> {
     use clap::ValueEnum;
     let parse = |name: &str| {
@@ -268,12 +281,14 @@ mod tests {
     #[test]
     fn an_empty_auth_open_list_closes_every_open_endpoint() {
         use crate::auth::OpenEndpoint::{Healthz, Metrics, Readyz};
-        let open = |extra: &[&str]| Cli::try_parse_from([&["floe-agent"], extra].concat()).map(|c| c.agent.auth_open.0);
+        let open =
+            |extra: &[&str]| Cli::try_parse_from([&["floe-agent"], extra].concat()).map(|c| c.agent.open_endpoints());
         assert_eq!(open(&[]).ok(), Some(vec![Healthz, Readyz, Metrics]));
         assert_eq!(open(&["--auth-open", ""]).ok(), Some(vec![]));
         assert_eq!(open(&["--auth-open="]).ok(), Some(vec![]));
         assert_eq!(open(&["--auth-open", "healthz"]).ok(), Some(vec![Healthz]));
         assert_eq!(open(&["--auth-open", "readyz,metrics"]).ok(), Some(vec![Readyz, Metrics]));
+        assert_eq!(open(&["--auth-open", "healthz", "--auth-open", "metrics"]).ok(), Some(vec![Healthz, Metrics]));
         assert!(open(&["--auth-open", "everything"]).is_err());
     }
 

@@ -108,7 +108,7 @@ async fn admit(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) 
         return refuse(e);
     };
     let reservation = BodyReservation::default();
-    let reserve = declared.map_or(limit, |n| n as usize).saturating_mul(2);
+    let reserve = reservation_for(req.body(), limit);
     let (timeout, budget) = (agent.request_body_timeout(), agent.clone());
     // Lazy: nothing is reserved unless the body is read.
     let reserving = Box::pin(async move { budget.reserve_body(reserve).await });
@@ -116,8 +116,22 @@ async fn admit(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) 
     req.extensions_mut().insert(reservation.clone());
     let response = next.run(req).await;
     reservation.release();
-    // A streamed answer (a live tail) is in flight until its body ends.
+    // A streamed answer (a live tail) is in flight until its body ends. Any
+    // other is whole once the handler returns: its request is done, and a
+    // client that does not read it holds no place.
+    if http_body::Body::size_hint(response.body()).exact().is_some() {
+        return response;
+    }
     response.map(|body| Body::new(Holding { body, _slot: slot }))
+}
+
+/// Bytes of the request budget a body takes when it is read: twice its
+/// size (the body and what it is parsed into) as it declares it, or as hyper
+/// knows it (0 for a request with neither a length nor chunks), the limit
+/// when it is chunked.
+fn reservation_for(body: &Body, limit: usize) -> usize {
+    let size = http_body::Body::size_hint(body).upper().map_or(limit, |n| usize::try_from(n).unwrap_or(limit));
+    size.min(limit).saturating_mul(2)
 }
 
 /// An answer's body, holding its request's place among those in flight.
@@ -251,6 +265,18 @@ mod tests {
 
     fn read_body(inner: Body, declared: Option<u64>, timeout: Duration) -> Body {
         ReadBody::wrap(inner, declared, Box::pin(async { None }), BodyReservation::default(), timeout)
+    }
+
+    /// What a body reserves: nothing for a request with no body (no
+    /// `Content-Length` nor chunks: hyper knows it is empty), twice a
+    /// declared length, twice the limit for a chunked one.
+    #[test]
+    fn a_body_reserves_twice_its_known_size() {
+        let chunked = Body::from_stream(futures::stream::empty::<Result<Bytes, std::io::Error>>());
+        assert_eq!(reservation_for(&Body::empty(), 1000), 0);
+        assert_eq!(reservation_for(&Body::from("abc"), 1000), 6);
+        assert_eq!(reservation_for(&chunked, 1000), 2000);
+        assert_eq!(reservation_for(&Body::from("x".repeat(1500)), 1000), 2000);
     }
 
     /// The handler sees the declared length through the wrapper, so

@@ -182,9 +182,8 @@ impl Agent {
             stopping.clone(),
         );
         let client_auth = match &settings.auth_tokens {
-            Some(path) => Some(Auth::load(path, &settings.auth_open.0).map_err(|e| floe_broker::Error::LocalIo {
-                what: "client authentication".into(),
-                source: std::io::Error::other(e),
+            Some(path) => Some(Auth::load(path, &settings.open_endpoints()).map_err(|e| {
+                floe_broker::Error::LocalIo { what: "client authentication".into(), source: std::io::Error::other(e) }
             })?),
             None => None,
         };
