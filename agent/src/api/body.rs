@@ -11,12 +11,19 @@ use super::ApiError;
 /// The whole body, at most `limit` bytes, in one buffer sized from its
 /// `Content-Length`: each chunk is copied in as it arrives and let go, so a
 /// large body is held once, not as its chunks and their concatenation.
+///
+/// The buffer is made once the first bytes are there: the first read takes
+/// the body's share of the request budget (`layers::ReadBody`), and waiting
+/// for it must not hold a buffer of the body's size.
 pub async fn read(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let declared = usize::try_from(axum::body::HttpBody::size_hint(&body).lower()).unwrap_or(usize::MAX);
     let mut body = http_body_util::Limited::new(body, limit);
-    let mut buf = BytesMut::with_capacity(declared.min(limit));
+    let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame.map_err(read_error(limit))?.into_data() {
+            if buf.capacity() == 0 {
+                buf.reserve(declared.min(limit).max(data.len()));
+            }
             buf.extend_from_slice(&data);
         }
     }
@@ -268,6 +275,40 @@ mod tests {
         let chunks: Vec<Result<Bytes, std::io::Error>> =
             sizes.iter().map(|n| Ok(Bytes::from(vec![b'x'; *n]))).collect();
         Body::from_stream(futures::stream::iter(chunks))
+    }
+
+    /// A body that declares `0` bytes and has none of them yet (its memory
+    /// not yet reserved, say).
+    struct Waiting(u64);
+
+    impl http_body::Body for Waiting {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+            std::task::Poll::Pending
+        }
+
+        fn size_hint(&self) -> http_body::SizeHint {
+            http_body::SizeHint::with_exact(self.0)
+        }
+    }
+
+    /// The buffer for a body is made once its first bytes are there: the
+    /// first read is what takes the body's memory reservation, which the
+    /// buffer must not come before (ten requests waiting for their turn
+    /// would otherwise each hold a buffer of their full size).
+    #[test]
+    fn no_buffer_is_made_before_the_body_starts_to_arrive() {
+        use futures::FutureExt;
+        let declared = 16 << 20;
+        let (read, allocated) =
+            crate::test_alloc::allocated_during(|| read(Body::new(Waiting(declared)), 16 << 20).now_or_never());
+        assert!(read.is_none(), "still waiting");
+        assert!(allocated < 64 << 10, "{allocated} bytes allocated while waiting for a {declared}-byte body");
     }
 
     #[tokio::test]
