@@ -14,14 +14,17 @@ use tokio::net::TcpStream;
 
 const STALLED: usize = 500;
 
+/// An agent with `extra` flags on a fresh local directory, and the
+/// directory, which must outlive it.
+fn started(extra: &[&str]) -> (tempfile::TempDir, AgentProc) {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentProc::start(&format!("file://{}", dir.path().display()), &[], extra);
+    (dir, a)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_stalled_mid_body_are_closed_while_others_are_served() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = AgentProc::start(
-        &format!("file://{}", dir.path().display()),
-        &[],
-        &["--compactor", "off", "--request-body-timeout-ms", "500"],
-    );
+    let (_dir, a) = started(&["--compactor", "off", "--request-body-timeout-ms", "500"]);
     let c = a.client();
     c.create_topic("t", 1).await;
     let addr = c.base.trim_start_matches("http://").to_owned();
@@ -64,12 +67,7 @@ async fn connections_stalled_mid_body_are_closed_while_others_are_served() {
 /// longer than the timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_trickled_in_small_chunks_still_has_to_arrive_in_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = AgentProc::start(
-        &format!("file://{}", dir.path().display()),
-        &[],
-        &["--compactor", "off", "--request-body-timeout-ms", "500"],
-    );
+    let (_dir, a) = started(&["--compactor", "off", "--request-body-timeout-ms", "500"]);
     let c = a.client();
     c.create_topic("t", 1).await;
     let addr = c.base.trim_start_matches("http://").to_owned();
@@ -106,12 +104,7 @@ async fn a_body_trickled_in_small_chunks_still_has_to_arrive_in_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_stalled_mid_headers_are_closed() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = AgentProc::start(
-        &format!("file://{}", dir.path().display()),
-        &[],
-        &["--compactor", "off", "--request-header-timeout-ms", "500"],
-    );
+    let (_dir, a) = started(&["--compactor", "off", "--request-header-timeout-ms", "500"]);
     let c = a.client();
     let addr = c.base.trim_start_matches("http://").to_owned();
     // Part of an HTTP/1 head; nothing at all; part of the HTTP/2 preface
@@ -134,8 +127,7 @@ async fn connections_stalled_mid_headers_are_closed() {
 
 #[tokio::test]
 async fn every_answer_carries_a_request_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = AgentProc::start(&format!("file://{}", dir.path().display()), &[], &["--compactor", "off"]);
+    let (_dir, a) = started(&["--compactor", "off"]);
     let c = a.client();
     let r = c.http.get(format!("{}/healthz", c.base)).header("x-request-id", "mine-42").send().await.unwrap();
     assert_eq!(r.headers()["x-request-id"], "mine-42", "a client's id is echoed");
@@ -146,8 +138,7 @@ async fn every_answer_carries_a_request_id() {
 
 #[tokio::test]
 async fn an_oversized_body_is_refused_before_it_is_sent() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = AgentProc::start(&format!("file://{}", dir.path().display()), &[], &["--compactor", "off"]);
+    let (_dir, a) = started(&["--compactor", "off"]);
     let c = a.client();
     c.create_topic("t", 1).await;
     let mut s = TcpStream::connect(c.base.trim_start_matches("http://")).await.unwrap();
@@ -170,12 +161,7 @@ async fn an_oversized_body_is_refused_before_it_is_sent() {
 
 #[tokio::test]
 async fn requests_beyond_the_bound_in_flight_are_told_to_retry() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = AgentProc::start(
-        &format!("file://{}", dir.path().display()),
-        &[],
-        &["--compactor", "off", "--max-concurrent-requests", "2"],
-    );
+    let (_dir, a) = started(&["--compactor", "off", "--max-concurrent-requests", "2"]);
     let c = a.client();
     c.create_topic("t", 1).await;
     // Two long-polls hold both slots for a while.
@@ -207,12 +193,7 @@ async fn requests_beyond_the_bound_in_flight_are_told_to_retry() {
 /// until its answer's headers are sent.
 #[tokio::test]
 async fn live_tails_count_against_the_bound_on_requests_in_flight() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = AgentProc::start(
-        &format!("file://{}", dir.path().display()),
-        &[],
-        &["--compactor", "off", "--max-concurrent-requests", "2"],
-    );
+    let (_dir, a) = started(&["--compactor", "off", "--max-concurrent-requests", "2"]);
     let c = a.client();
     c.create_topic("t", 1).await;
     let mut tails = Vec::new();
@@ -248,8 +229,7 @@ async fn live_tails_count_against_the_bound_on_requests_in_flight() {
 /// fields it does not know, and nothing of the request is applied.
 #[tokio::test]
 async fn unknown_fields_are_refused_and_nothing_is_applied() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = AgentProc::start(&format!("file://{}", dir.path().display()), &[], &["--compactor", "off"]);
+    let (_dir, a) = started(&["--compactor", "off"]);
     let c = a.client();
     c.create_topic("t", 1).await;
     let (_, joined) = c.post("/v1/groups/g/members", &json!({"topics": ["t"]})).await;
@@ -297,21 +277,16 @@ async fn unknown_fields_are_refused_and_nothing_is_applied() {
 /// fit waits, and goes on once the bytes are given back.
 #[tokio::test]
 async fn request_bodies_are_held_within_their_budget() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = AgentProc::start(
-        &format!("file://{}", dir.path().display()),
-        &[],
-        &[
-            "--compactor",
-            "off",
-            "--max-request-bytes",
-            "1000",
-            "--request-memory-bytes",
-            "1000",
-            "--request-body-timeout-ms",
-            "1000",
-        ],
-    );
+    let (_dir, a) = started(&[
+        "--compactor",
+        "off",
+        "--max-request-bytes",
+        "1000",
+        "--request-memory-bytes",
+        "1000",
+        "--request-body-timeout-ms",
+        "1000",
+    ]);
     let c = a.client();
     c.create_topic("t", 1).await;
     let (_, stats) = c.get("/v1/stats").await;
@@ -348,12 +323,7 @@ async fn request_bodies_are_held_within_their_budget() {
 /// behind it for its whole wait.
 #[tokio::test]
 async fn a_request_whose_body_is_never_read_holds_no_body_memory() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = AgentProc::start(
-        &format!("file://{}", dir.path().display()),
-        &[],
-        &["--compactor", "off", "--max-request-bytes", "1000", "--request-memory-bytes", "1000"],
-    );
+    let (_dir, a) = started(&["--compactor", "off", "--max-request-bytes", "1000", "--request-memory-bytes", "1000"]);
     let c = a.client();
     c.create_topic("t", 1).await;
     let addr = c.base.trim_start_matches("http://").to_owned();
@@ -389,12 +359,7 @@ async fn a_request_whose_body_is_never_read_holds_no_body_memory() {
 /// its records: requests waiting for their flush hold only the buffer.
 #[tokio::test]
 async fn a_buffered_produce_holds_the_write_buffer_not_the_body_budget() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = AgentProc::start(
-        &format!("file://{}", dir.path().display()),
-        &[],
-        &["--compactor", "off", "--flush-interval-ms", "600000"],
-    );
+    let (_dir, a) = started(&["--compactor", "off", "--flush-interval-ms", "600000"]);
     let c = a.client();
     c.create_topic("t", 1).await;
     let waiting = {
