@@ -83,7 +83,9 @@ pub struct SpoolSpace {
 pub struct Spool {
     dir: PathBuf,
     /// Each flush held, with when it was spooled (ms, the node's clock at
-    /// write; for replayed ones, the start): how far behind the store is.
+    /// write; for replayed ones, their file's modification time, so a
+    /// restart does not make old flushes look new): how far behind the
+    /// store is.
     held: std::sync::Mutex<std::collections::BTreeMap<u64, u64>>,
     id: Ulid,
     next: AtomicU64,
@@ -155,15 +157,16 @@ impl Spool {
         // A spool larger than its budget (the budget was lowered) still replays whole.
         let budget_bytes = budget_bytes.max(held).min(Semaphore::MAX_PERMITS);
         let budget = Arc::new(Semaphore::new(budget_bytes));
+        let mut held = std::collections::BTreeMap::new();
         let recovered: Vec<Recovered> = recovered
             .into_iter()
             .map(|(h, path)| {
                 let bytes = u32::try_from(file_len(&path)).unwrap_or(u32::MAX);
                 let permit = budget.clone().try_acquire_many_owned(bytes).ok();
+                held.insert(h.flush.seq, written_ms(&path).unwrap_or(now_ms).min(now_ms));
                 Recovered { flush: h.flush, batches: h.batches, space: SpoolSpace { _permit: permit } }
             })
             .collect();
-        let held = recovered.iter().map(|r| (r.flush.seq, now_ms)).collect();
         let spool = Self {
             dir: dir.to_owned(),
             held: std::sync::Mutex::new(held),
@@ -350,6 +353,13 @@ fn spool_id(dir: &Path, new_id: impl FnOnce() -> Ulid) -> Result<Ulid, SpoolErro
     }
 }
 
+/// When the file at `path` was last written, in ms since the Unix epoch.
+fn written_ms(path: &Path) -> Option<u64> {
+    let modified = fs::metadata(path).and_then(|m| m.modified()).ok()?;
+    let since_epoch = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(since_epoch.as_millis()).ok()
+}
+
 fn file_len(path: &Path) -> usize {
     fs::metadata(path).map_or(0, |m| usize::try_from(m.len()).unwrap_or(usize::MAX))
 }
@@ -451,6 +461,24 @@ mod tests {
         assert_eq!(spool.next_flush().seq, 4, "numbers go on");
         spool.continue_after(10);
         assert_eq!(spool.next_flush().seq, 11, "after the log's last");
+    }
+
+    /// A flush replayed after a restart keeps its age (its file's time),
+    /// so the age alert still sees how long the store has been behind.
+    #[tokio::test]
+    async fn a_replayed_flush_keeps_its_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(dir.path(), 1 << 20, Ulid::new, 0).unwrap();
+        let spool = Arc::new(spool);
+        let _space = spool.reserve(100).await.unwrap();
+        let flush = spool.next_flush();
+        spool.write(flush, vec![meta(1)], PutPayload::from(Bytes::from(vec![1u8; 100])), 7).await.unwrap();
+        drop(spool);
+        let file = fs::File::options().write(true).open(dir.path().join(format!("{:020}.flush", flush.seq))).unwrap();
+        file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000)).unwrap();
+        let (spool, recovered) = Spool::open(dir.path(), 1 << 20, Ulid::new, 5_000_000).unwrap();
+        assert_eq!(recovered.len(), 1);
+        assert_eq!(spool.oldest_ms(), Some(1_000_000), "spooled when its file was written, not at the restart");
     }
 
     #[test]
