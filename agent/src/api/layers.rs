@@ -112,7 +112,7 @@ async fn admit(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) 
     let (timeout, budget) = (agent.request_body_timeout(), agent.clone());
     // Lazy: nothing is reserved unless the body is read.
     let reserving = Box::pin(async move { budget.reserve_body(reserve).await });
-    let mut req = req.map(|inner| ReadBody::wrap(inner, declared, reserving, reservation.clone(), timeout));
+    let mut req = req.map(|inner| ReadBody::wrap(inner, reserving, reservation.clone(), timeout));
     req.extensions_mut().insert(reservation.clone());
     let response = next.run(req).await;
     reservation.release();
@@ -173,12 +173,10 @@ type Reserving = Pin<Box<dyn Future<Output = Option<tokio::sync::OwnedSemaphoreP
 /// never read (a long-poll fetch that declares one) holds none. Then the
 /// whole body must arrive within the timeout, however it is split: a
 /// client that sends a byte now and then cannot hold its reservation for
-/// longer. Reports the length its request declared, which `body::read`
-/// sizes its buffer from (hyper still fails a body that is longer or
-/// shorter).
+/// longer. Its size hint is hyper's (the declared length), which
+/// `body::read` sizes its buffer from.
 struct ReadBody {
     inner: Body,
-    declared: Option<u64>,
     /// Until the reservation is taken.
     reserving: Option<Reserving>,
     reservation: BodyReservation,
@@ -188,14 +186,8 @@ struct ReadBody {
 }
 
 impl ReadBody {
-    fn wrap(
-        inner: Body,
-        declared: Option<u64>,
-        reserving: Reserving,
-        reservation: BodyReservation,
-        timeout: Duration,
-    ) -> Body {
-        Body::new(Self { inner, declared, reserving: Some(reserving), reservation, timeout, expires: None })
+    fn wrap(inner: Body, reserving: Reserving, reservation: BodyReservation, timeout: Duration) -> Body {
+        Body::new(Self { inner, reserving: Some(reserving), reservation, timeout, expires: None })
     }
 }
 
@@ -231,10 +223,7 @@ impl http_body::Body for ReadBody {
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        match self.declared {
-            Some(len) => http_body::SizeHint::with_exact(len),
-            None => self.inner.size_hint(),
-        }
+        self.inner.size_hint()
     }
 }
 
@@ -263,8 +252,8 @@ mod tests {
 
     use super::*;
 
-    fn read_body(inner: Body, declared: Option<u64>, timeout: Duration) -> Body {
-        ReadBody::wrap(inner, declared, Box::pin(async { None }), BodyReservation::default(), timeout)
+    fn read_body(inner: Body, timeout: Duration) -> Body {
+        ReadBody::wrap(inner, Box::pin(async { None }), BodyReservation::default(), timeout)
     }
 
     /// What a body reserves: nothing for a request with no body (no
@@ -283,11 +272,10 @@ mod tests {
     /// `body::read` can size its buffer once.
     #[test]
     fn a_handler_sees_the_declared_length_of_a_body() {
-        let body = read_body(Body::from("x".repeat(1234)), Some(1234), Duration::from_secs(30));
+        let body = read_body(Body::from("x".repeat(1234)), Duration::from_secs(30));
         assert_eq!(http_body::Body::size_hint(&body).exact(), Some(1234));
         let chunked = read_body(
             Body::from_stream(futures::stream::empty::<Result<Bytes, std::io::Error>>()),
-            None,
             Duration::from_secs(30),
         );
         assert_eq!(http_body::Body::size_hint(&chunked).upper(), None);
@@ -304,9 +292,9 @@ mod tests {
             })
         };
         let timeout = Duration::from_millis(250);
-        let whole = super::super::body::read(read_body(Body::from_stream(chunks(2)), None, timeout), 100).await;
+        let whole = super::super::body::read(read_body(Body::from_stream(chunks(2)), timeout), 100).await;
         assert_eq!(whole.ok().as_deref(), Some(&b"xx"[..]), "two chunks arrive within the time");
-        let trickled = super::super::body::read(read_body(Body::from_stream(chunks(5)), None, timeout), 100).await;
+        let trickled = super::super::body::read(read_body(Body::from_stream(chunks(5)), timeout), 100).await;
         let e = trickled.err().map(|e| (e.status, e.code));
         assert_eq!(e, Some((StatusCode::REQUEST_TIMEOUT, "request_timeout")), "each chunk within the time, not all");
     }
