@@ -260,20 +260,24 @@ fn open_endpoints(text: &str) -> Result<OpenEndpoints, String> {
     text.split(',').filter(|name| !name.trim().is_empty()).map(parse).collect::<Result<_, _>>().map(OpenEndpoints)
 }
 
+/// Settings parsed from `extra` flags, as the agent's command line parses
+/// them (for unit tests).
 #[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use super::AgentArgs;
-
-    #[derive(Parser)]
+pub(crate) fn try_args(extra: &[&str]) -> Result<AgentArgs, clap::Error> {
+    #[derive(clap::Parser)]
     struct Cli {
         #[command(flatten)]
         agent: AgentArgs,
     }
+    <Cli as clap::Parser>::try_parse_from([&["floe-agent"], extra].concat()).map(|c| c.agent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AgentArgs;
 
     fn args(extra: &[&str]) -> AgentArgs {
-        Cli::parse_from([&["floe-agent"], extra].concat()).agent
+        super::try_args(extra).unwrap()
     }
 
     /// `--auth-open ''` (so `FLOE_AUTH_OPEN=` and `auth_open = []` in a
@@ -281,8 +285,7 @@ mod tests {
     #[test]
     fn an_empty_auth_open_list_closes_every_open_endpoint() {
         use crate::auth::OpenEndpoint::{Healthz, Metrics, Readyz};
-        let open =
-            |extra: &[&str]| Cli::try_parse_from([&["floe-agent"], extra].concat()).map(|c| c.agent.open_endpoints());
+        let open = |extra: &[&str]| super::try_args(extra).map(|a| a.open_endpoints());
         assert_eq!(open(&[]).ok(), Some(vec![Healthz, Readyz, Metrics]));
         assert_eq!(open(&["--auth-open", ""]).ok(), Some(vec![]));
         assert_eq!(open(&["--auth-open="]).ok(), Some(vec![]));

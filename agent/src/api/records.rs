@@ -384,15 +384,9 @@ mod tests {
     /// uncounted records (a store outage, a burst to a new topic).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_produce_waiting_for_the_log_holds_its_reservation() {
-        use clap::Parser;
         use floe_broker::fault::{Fault, FaultyStore, OpKind};
 
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            agent: crate::config::AgentArgs,
-        }
-        let settings = || Cli::parse_from(["floe-agent", "--log-poll-ms", "3600000", "--compactor", "off"]).agent;
+        let settings = || crate::config::try_args(&["--log-poll-ms", "3600000", "--compactor", "off"]).unwrap();
         let shared: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
         let slow = Arc::new(FaultyStore::new(shared.clone()));
         let serve = |agent: Arc<Agent>| async move {
