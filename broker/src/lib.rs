@@ -5,6 +5,8 @@ pub mod clock;
 pub mod cluster;
 pub mod components;
 pub mod conformance;
+#[cfg(target_os = "linux")]
+pub mod direct;
 pub mod entry;
 mod error;
 pub mod fault;

@@ -53,7 +53,12 @@ pub fn open(url: &str) -> Result<Arc<dyn ObjectStore>> {
     std::fs::create_dir_all(dir).map_err(|e| invalid(&format!("cannot create directory: {e}")))?;
     // Synced before a PUT returns (data, then the directory entry): an
     // acknowledged record must survive a power loss, as it would on S3.
-    Ok(Arc::new(LocalFileSystem::new_with_prefix(dir)?.with_fsync(true)))
+    let local = LocalFileSystem::new_with_prefix(dir)?.with_fsync(true);
+    // Segments bypass the page cache where the file system allows it.
+    #[cfg(target_os = "linux")]
+    return Ok(Arc::new(crate::direct::DirectLocal::new(local)));
+    #[cfg(not(target_os = "linux"))]
+    Ok(Arc::new(local))
 }
 
 /// An S3 client configured by the `AWS_*` variables among `vars`, over

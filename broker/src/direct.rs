@@ -1,0 +1,430 @@
+//! The local directory store, with large objects (segments) written past
+//! the page cache (`O_DIRECT`).
+//!
+//! Why: Floe reads segments through its own cache, so a segment copied into
+//! the page cache as well is held twice and mostly never read from there.
+//! The copy was the largest cost of a produce beyond the CPU floor on a
+//! local directory (docs/benchmarks.md, "2026-12-06"), and on a VM whose
+//! host backs memory on first touch each fresh page-cache page also faults
+//! on the host. Written directly, the bytes go from one reused buffer to the
+//! disk, and the `fsync` before the PUT returns has no dirty pages to write.
+//!
+//! The publish protocol is `LocalFileSystem`'s own, so the two interoperate
+//! on one directory: the bytes go to a staging file `<key>#<n>` (which its
+//! listing skips), are synced, and are published with `link(2)`, which fails
+//! if the key exists (create-only), or `rename(2)` (overwrite), followed by
+//! a sync of the directory. Everything else (small objects, conditional
+//! updates, reads, lists, deletes) is
+//! `LocalFileSystem`'s. Where the file system refuses `O_DIRECT` (tmpfs on
+//! older kernels, some FUSE file systems) every PUT goes to it too.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, ErrorKind};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMode,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+
+/// Offsets, lengths and buffer addresses of direct writes are multiples of
+/// this: every logical block size Linux file systems use divides it.
+const ALIGN: usize = 4096;
+/// Bytes per write: a segment of 8 MiB is four `write` calls.
+const CHUNK: usize = 2 << 20;
+/// Objects smaller than this (log entries, snapshots' small parts) go
+/// through the page cache: a direct write of a few hundred bytes would
+/// still cost a whole block and a wait for the disk.
+pub const DIRECT_MIN_BYTES: usize = 64 * 1024;
+/// Write buffers kept for reuse (more exist only while more PUTs run at once).
+const KEPT_BUFFERS: usize = 4;
+
+pub struct DirectLocal {
+    inner: Arc<LocalFileSystem>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    min_bytes: usize,
+    /// `O_DIRECT` (tests make it one the kernel refuses).
+    open_flags: i32,
+    /// Cleared for good the first time the file system refuses `O_DIRECT`.
+    supported: AtomicBool,
+    /// PUTs written directly, for tests and `Debug`.
+    direct_puts: AtomicU64,
+    buffers: Mutex<Vec<Vec<u8>>>,
+}
+
+impl DirectLocal {
+    /// `inner` must sync what it writes (`with_fsync(true)`): the objects it
+    /// writes are acknowledged the same way as the direct ones.
+    pub fn new(inner: LocalFileSystem) -> Self {
+        Self::with_min_bytes(inner, DIRECT_MIN_BYTES)
+    }
+
+    /// Objects of at least `min_bytes` are written directly (0: all of them).
+    pub fn with_min_bytes(inner: LocalFileSystem, min_bytes: usize) -> Self {
+        let shared = Shared {
+            min_bytes,
+            open_flags: libc::O_DIRECT,
+            supported: AtomicBool::new(true),
+            direct_puts: AtomicU64::new(0),
+            buffers: Mutex::new(Vec::new()),
+        };
+        Self { inner: Arc::new(inner), shared: Arc::new(shared) }
+    }
+
+    /// How many PUTs were written past the page cache.
+    pub fn direct_puts(&self) -> u64 {
+        self.shared.direct_puts.load(Ordering::Relaxed)
+    }
+}
+
+impl fmt::Display for DirectLocal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl fmt::Debug for DirectLocal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DirectLocal")
+            .field("inner", &self.inner)
+            .field("min_bytes", &self.shared.min_bytes)
+            .field("supported", &self.shared.supported.load(Ordering::Relaxed))
+            .field("direct_puts", &self.direct_puts())
+            .finish()
+    }
+}
+
+/// What a direct PUT came to.
+enum Outcome {
+    Done(Result<PutResult>),
+    /// Not written (the key's directory does not exist yet, or the file
+    /// system refuses `O_DIRECT`): `LocalFileSystem` writes it.
+    Declined,
+}
+
+impl Shared {
+    fn put(&self, dest: &FsPath, payload: &PutPayload, create_only: bool) -> Outcome {
+        let (file, staging) = match open_staging(dest, self.open_flags) {
+            Ok(opened) => opened,
+            // LocalFileSystem makes (and syncs) missing directories.
+            Err(e) if e.kind() == ErrorKind::NotFound => return Outcome::Declined,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                self.supported.store(false, Ordering::Relaxed);
+                return Outcome::Declined;
+            }
+            Err(e) => return Outcome::Done(Err(generic(e))),
+        };
+        let written = self.write(&file, payload).and_then(|()| file.sync_all()).and_then(|()| file.metadata());
+        drop(file);
+        let published = match written {
+            Ok(metadata) => publish(&staging, dest, create_only).map(|()| metadata),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &published {
+            // Its name is ours alone (created with O_EXCL); a crash before
+            // this leaves it too, and listings skip it.
+            let _ = std::fs::remove_file(&staging);
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                self.supported.store(false, Ordering::Relaxed);
+                return Outcome::Declined;
+            }
+        }
+        Outcome::Done(match published {
+            Ok(metadata) => {
+                self.direct_puts.fetch_add(1, Ordering::Relaxed);
+                Ok(PutResult { e_tag: Some(e_tag(&metadata)), version: None, extensions: Default::default() })
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                Err(object_store::Error::AlreadyExists { path: dest.display().to_string(), source: Box::new(e) })
+            }
+            Err(e) => Err(generic(e)),
+        })
+    }
+
+    /// Writes `payload` at the start of `file` (opened `O_DIRECT`) through
+    /// an aligned buffer; the last block is padded, then cut back.
+    fn write(&self, file: &File, payload: &PutPayload) -> io::Result<()> {
+        let mut held = self.buffer();
+        let start = (ALIGN - held.as_ptr() as usize % ALIGN) % ALIGN;
+        let buf = &mut held[start..start + CHUNK];
+        let (mut filled, mut offset) = (0, 0u64);
+        for part in payload.iter() {
+            let mut part = &part[..];
+            while !part.is_empty() {
+                let n = part.len().min(CHUNK - filled);
+                buf[filled..filled + n].copy_from_slice(&part[..n]);
+                (filled, part) = (filled + n, &part[n..]);
+                if filled == CHUNK {
+                    file.write_all_at(buf, offset)?;
+                    (filled, offset) = (0, offset + CHUNK as u64);
+                }
+            }
+        }
+        if filled > 0 {
+            let padded = filled.next_multiple_of(ALIGN);
+            buf[filled..padded].fill(0);
+            file.write_all_at(&buf[..padded], offset)?;
+            if padded > filled {
+                file.set_len(offset + filled as u64)?;
+            }
+        }
+        self.give_back(held);
+        Ok(())
+    }
+
+    fn buffer(&self) -> Vec<u8> {
+        let kept = self.buffers.lock().ok().and_then(|mut b| b.pop());
+        kept.unwrap_or_else(|| vec![0; CHUNK + ALIGN])
+    }
+
+    fn give_back(&self, buffer: Vec<u8>) {
+        if let Ok(mut kept) = self.buffers.lock()
+            && kept.len() < KEPT_BUFFERS
+        {
+            kept.push(buffer);
+        }
+    }
+}
+
+/// A new staging file for `dest`, named as `LocalFileSystem` names its own.
+fn open_staging(dest: &FsPath, flags: i32) -> io::Result<(File, PathBuf)> {
+    for n in 1u64.. {
+        let mut name = dest.as_os_str().to_owned();
+        name.push(format!("#{n}"));
+        let staging = PathBuf::from(name);
+        match OpenOptions::new().write(true).create_new(true).custom_flags(flags).open(&staging) {
+            Ok(file) => return Ok((file, staging)),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("no free staging name"))
+}
+
+/// Publishes the synced `staging` file as `dest` (with `create_only`,
+/// unless `dest` exists), durably: the directory entry is synced too.
+fn publish(staging: &FsPath, dest: &FsPath, create_only: bool) -> io::Result<()> {
+    if create_only {
+        std::fs::hard_link(staging, dest)?;
+        let _ = std::fs::remove_file(staging);
+    } else {
+        std::fs::rename(staging, dest)?;
+    }
+    match dest.parent() {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+/// `LocalFileSystem`'s ETag for the file, so a later HEAD agrees with the PUT.
+fn e_tag(metadata: &std::fs::Metadata) -> String {
+    let mtime = metadata
+        .modified()
+        .ok()
+        .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .unwrap_or_default()
+        .as_micros();
+    format!("\"{:x}-{mtime:x}-{:x}\"", metadata.ino(), metadata.len())
+}
+
+fn generic(e: io::Error) -> object_store::Error {
+    object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) }
+}
+
+#[async_trait]
+impl ObjectStore for DirectLocal {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+        let create_only = match opts.mode {
+            PutMode::Create => true,
+            PutMode::Overwrite => false,
+            PutMode::Update(_) => return self.inner.put_opts(location, payload, opts).await,
+        };
+        let direct = opts.attributes.is_empty()
+            && payload.content_length() >= self.shared.min_bytes
+            && self.shared.supported.load(Ordering::Relaxed);
+        if !direct {
+            return self.inner.put_opts(location, payload, opts).await;
+        }
+        let dest = self.inner.path_to_filesystem(location)?;
+        let (shared, bytes) = (self.shared.clone(), payload.clone());
+        let outcome = tokio::task::spawn_blocking(move || shared.put(&dest, &bytes, create_only))
+            .await
+            .map_err(|e| generic(io::Error::other(e)))?;
+        match outcome {
+            Outcome::Done(result) => result,
+            Outcome::Declined => self.inner.put_opts(location, payload, opts).await,
+        }
+    }
+
+    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+
+    use super::*;
+
+    /// A directory on the repository's file system (a temporary directory
+    /// may be a tmpfs), and whether that file system takes `O_DIRECT`.
+    fn dir() -> (tempfile::TempDir, bool) {
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let probe = dir.path().join("probe");
+        let direct = OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_DIRECT).open(&probe).is_ok();
+        let _ = std::fs::remove_file(probe);
+        (dir, direct)
+    }
+
+    fn store(dir: &FsPath, min_bytes: usize) -> DirectLocal {
+        DirectLocal::with_min_bytes(LocalFileSystem::new_with_prefix(dir).unwrap().with_fsync(true), min_bytes)
+    }
+
+    /// `len` bytes that differ from one position (and one object) to the next, in uneven parts.
+    fn payload(len: usize, seed: u8) -> (PutPayload, Vec<u8>) {
+        let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8 ^ seed).collect();
+        let parts = bytes.chunks(100_003).map(Bytes::copy_from_slice);
+        (parts.collect(), bytes)
+    }
+
+    fn staging_files(dir: &FsPath) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for entry in std::fs::read_dir(d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    todo.push(path);
+                } else if path.to_string_lossy().contains('#') {
+                    found.push(path);
+                }
+            }
+        }
+        found
+    }
+
+    #[tokio::test]
+    async fn large_objects_are_written_past_the_page_cache_byte_for_byte() {
+        let (dir, direct) = dir();
+        let store = store(dir.path(), DIRECT_MIN_BYTES);
+        // Made by LocalFileSystem: the key's directory does not exist yet.
+        store
+            .put_opts(&Path::from("segments/first"), payload(DIRECT_MIN_BYTES, 9).0, PutMode::Create.into())
+            .await
+            .unwrap();
+        let sizes = [DIRECT_MIN_BYTES, 70_001, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 12_345];
+        for (i, len) in sizes.into_iter().enumerate() {
+            let key = Path::from(format!("segments/{i}"));
+            let (put, bytes) = payload(len, i as u8);
+            store.put_opts(&key, put, PutMode::Create.into()).await.unwrap();
+            let got = store.get(&key).await.unwrap();
+            assert_eq!(got.meta.size, len as u64, "{len}");
+            assert!(got.bytes().await.unwrap() == bytes, "{len} bytes read back differ");
+        }
+        assert_eq!(store.direct_puts(), if direct { sizes.len() as u64 } else { 0 }, "{store:?}");
+        let listed: Vec<_> = store.list(Some(&Path::from("segments"))).try_collect().await.unwrap();
+        assert_eq!(listed.len(), sizes.len() + 1);
+        assert!(staging_files(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_direct_put_never_replaces_an_object() {
+        let (dir, _) = dir();
+        let store = store(dir.path(), 0);
+        let key = Path::from("segments/a");
+        let (first, bytes) = payload(5000, 1);
+        store.put_opts(&key, first, PutMode::Create.into()).await.unwrap();
+        let again = store.put_opts(&key, payload(9000, 2).0, PutMode::Create.into()).await;
+        assert!(matches!(again, Err(object_store::Error::AlreadyExists { .. })), "{again:?}");
+        assert!(store.get(&key).await.unwrap().bytes().await.unwrap() == bytes);
+        assert!(staging_files(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn racing_direct_puts_have_exactly_one_winner() {
+        let (dir, direct) = dir();
+        let store = Arc::new(store(dir.path(), 0));
+        // The race's keys share a directory: made before, so every PUT is direct.
+        store.put(&crate::keys::probe(ulid::Ulid::nil()), Bytes::from_static(b"x").into()).await.unwrap();
+        let report = crate::conformance::race_create_only(store.clone(), 20, 8).await;
+        assert!(report.safe(), "{report:?}");
+        // One winner a round, each written directly.
+        assert_eq!(store.direct_puts(), if direct { 20 } else { 0 }, "{store:?}");
+        assert!(staging_files(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn where_the_file_system_refuses_direct_writes_the_page_cache_is_used() {
+        let (dir, _) = dir();
+        let mut store = store(dir.path(), 0);
+        // Refused as O_DIRECT is on a file system without it: EINVAL.
+        Arc::get_mut(&mut store.shared).unwrap().open_flags = libc::O_DIRECT | libc::O_TMPFILE;
+        store.put(&Path::from("segments/a"), payload(10, 0).0).await.unwrap();
+        for i in 0..3 {
+            let (put, bytes) = payload(300_000, i);
+            let key = Path::from(format!("segments/{i}"));
+            store.put_opts(&key, put, PutMode::Create.into()).await.unwrap();
+            assert!(store.get(&key).await.unwrap().bytes().await.unwrap() == bytes);
+        }
+        let again = store.put_opts(&Path::from("segments/0"), payload(10, 0).0, PutMode::Create.into()).await;
+        assert!(matches!(again, Err(object_store::Error::AlreadyExists { .. })), "{again:?}");
+        assert!(!store.shared.supported.load(Ordering::Relaxed));
+        assert_eq!(store.direct_puts(), 0);
+        assert!(staging_files(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_overwrite_replaces_the_object_whole_and_small_objects_are_not_direct() {
+        let (dir, direct) = dir();
+        let store = store(dir.path(), DIRECT_MIN_BYTES);
+        store.put(&Path::from("segments/x"), payload(100, 0).0).await.unwrap();
+        assert_eq!(store.direct_puts(), 0);
+        let key = Path::from("segments/y");
+        store.put(&key, payload(CHUNK + 5, 0).0).await.unwrap();
+        store.put(&key, payload(DIRECT_MIN_BYTES, 1).0).await.unwrap();
+        assert_eq!(store.direct_puts(), if direct { 2 } else { 0 });
+        let got = store.get(&key).await.unwrap();
+        assert_eq!(got.meta.size, DIRECT_MIN_BYTES as u64);
+        assert!(got.bytes().await.unwrap() == payload(DIRECT_MIN_BYTES, 1).1);
+        assert!(staging_files(dir.path()).is_empty());
+    }
+}
