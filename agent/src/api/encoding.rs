@@ -47,14 +47,19 @@ impl Encoding {
 pub struct Raw<'a> {
     json: &'a RawValue,
     /// The text of a string without escapes, found once when read: it is
-    /// asked for more than once, and each look is a scan of the value.
+    /// asked for more than once, and each look is a scan of the value
+    /// (`memchr`'s, which is vectorised; `str::contains` was 1.4% of a produce).
     plain: Option<&'a str>,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let json = <&RawValue>::deserialize(d)?;
-        let plain = json.get().strip_prefix('"').and_then(|t| t.strip_suffix('"')).filter(|t| !t.contains('\\'));
+        let plain = json
+            .get()
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .filter(|t| memchr::memchr(b'\\', t.as_bytes()).is_none());
         // A string without escapes was checked whole on the way (UTF-8, no control characters).
         if plain.is_none() {
             // Said without the position inside the value: the body's reader adds the body's.
