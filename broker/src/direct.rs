@@ -33,7 +33,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMode,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 
 /// Offsets, lengths and buffer addresses of direct writes are multiples of
@@ -57,6 +57,9 @@ struct Shared {
     min_bytes: usize,
     /// `O_DIRECT` (tests make it one the kernel refuses).
     open_flags: i32,
+    /// Tests: the write buffer starts one byte off alignment.
+    #[cfg(test)]
+    misaligned: bool,
     /// Cleared for good the first time the file system refuses `O_DIRECT`.
     supported: AtomicBool,
     /// PUTs written directly, for tests and `Debug`.
@@ -76,6 +79,8 @@ impl DirectLocal {
         let shared = Shared {
             min_bytes,
             open_flags: libc::O_DIRECT,
+            #[cfg(test)]
+            misaligned: false,
             supported: AtomicBool::new(true),
             direct_puts: AtomicU64::new(0),
             buffers: Mutex::new(Vec::new()),
@@ -120,29 +125,28 @@ impl Shared {
             Ok(opened) => opened,
             // LocalFileSystem makes (and syncs) missing directories.
             Err(e) if e.kind() == ErrorKind::NotFound => return Outcome::Declined,
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                self.supported.store(false, Ordering::Relaxed);
-                return Outcome::Declined;
-            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return self.refused(),
             Err(e) => return Outcome::Done(Err(generic(e))),
         };
         let written = self.write(&file, payload).and_then(|()| file.sync_all()).and_then(|()| file.metadata());
-        drop(file);
-        let published = match written {
-            Ok(metadata) => publish(&staging, dest, create_only).map(|()| metadata),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = &published {
-            // Its name is ours alone (created with O_EXCL); a crash before
-            // this leaves it too, and listings skip it.
-            let _ = std::fs::remove_file(&staging);
-            if e.raw_os_error() == Some(libc::EINVAL) {
-                self.supported.store(false, Ordering::Relaxed);
-                return Outcome::Declined;
+        // Checked, as LocalFileSystem does: network file systems report lost writes here.
+        let closed = nix::unistd::close(file).map_err(io::Error::from);
+        let metadata = match written.and_then(|m| closed.map(|()| m)) {
+            Ok(metadata) => metadata,
+            Err(e) => {
+                // Not published, and its name is ours alone (made with O_EXCL).
+                let _ = std::fs::remove_file(&staging);
+                // The file system refuses direct I/O (or its alignment).
+                return if e.raw_os_error() == Some(libc::EINVAL) {
+                    self.refused()
+                } else {
+                    Outcome::Done(Err(generic(e)))
+                };
             }
-        }
-        Outcome::Done(match published {
-            Ok(metadata) => {
+        };
+        // Never declined from here: the object may exist already.
+        Outcome::Done(match publish(&staging, dest, create_only) {
+            Ok(()) => {
                 self.direct_puts.fetch_add(1, Ordering::Relaxed);
                 Ok(PutResult { e_tag: Some(e_tag(&metadata)), version: None, extensions: Default::default() })
             }
@@ -153,22 +157,35 @@ impl Shared {
         })
     }
 
+    /// Direct writes off for good: the file system will not take them.
+    fn refused(&self) -> Outcome {
+        self.supported.store(false, Ordering::Relaxed);
+        Outcome::Declined
+    }
+
     /// Writes `payload` at the start of `file` (opened `O_DIRECT`) through
     /// an aligned buffer; the last block is padded, then cut back.
     fn write(&self, file: &File, payload: &PutPayload) -> io::Result<()> {
-        let mut held = self.buffer();
+        let mut held = self.buffer(payload.content_length());
+        let chunk = held.len() - ALIGN;
         let start = (ALIGN - held.as_ptr() as usize % ALIGN) % ALIGN;
-        let buf = &mut held[start..start + CHUNK];
+        #[cfg(test)]
+        let start = match (self.misaligned, start) {
+            (false, start) => start,
+            (true, 0) => 1,
+            (true, start) => start - 1,
+        };
+        let buf = &mut held[start..start + chunk];
         let (mut filled, mut offset) = (0, 0u64);
         for part in payload.iter() {
             let mut part = &part[..];
             while !part.is_empty() {
-                let n = part.len().min(CHUNK - filled);
+                let n = part.len().min(chunk - filled);
                 buf[filled..filled + n].copy_from_slice(&part[..n]);
                 (filled, part) = (filled + n, &part[n..]);
-                if filled == CHUNK {
+                if filled == chunk {
                     file.write_all_at(buf, offset)?;
-                    (filled, offset) = (0, offset + CHUNK as u64);
+                    (filled, offset) = (0, offset + chunk as u64);
                 }
             }
         }
@@ -184,13 +201,19 @@ impl Shared {
         Ok(())
     }
 
-    fn buffer(&self) -> Vec<u8> {
+    /// A buffer with room for `CHUNK` aligned bytes (kept for reuse), or
+    /// for a smaller object whole (made for it alone), and `ALIGN` to spare.
+    fn buffer(&self, len: usize) -> Vec<u8> {
+        if len < CHUNK {
+            return vec![0; len.next_multiple_of(ALIGN) + ALIGN];
+        }
         let kept = self.buffers.lock().ok().and_then(|mut b| b.pop());
         kept.unwrap_or_else(|| vec![0; CHUNK + ALIGN])
     }
 
     fn give_back(&self, buffer: Vec<u8>) {
-        if let Ok(mut kept) = self.buffers.lock()
+        if buffer.len() == CHUNK + ALIGN
+            && let Ok(mut kept) = self.buffers.lock()
             && kept.len() < KEPT_BUFFERS
         {
             kept.push(buffer);
@@ -214,14 +237,15 @@ fn open_staging(dest: &FsPath, flags: i32) -> io::Result<(File, PathBuf)> {
 }
 
 /// Publishes the synced `staging` file as `dest` (with `create_only`,
-/// unless `dest` exists), durably: the directory entry is synced too.
+/// unless `dest` exists), durably: the directory entry is synced too. The
+/// staging name is gone either way: once published it is never removed by
+/// name again, since another PUT of the key may have taken it.
 fn publish(staging: &FsPath, dest: &FsPath, create_only: bool) -> io::Result<()> {
-    if create_only {
-        std::fs::hard_link(staging, dest)?;
+    let published = if create_only { std::fs::hard_link(staging, dest) } else { std::fs::rename(staging, dest) };
+    if published.is_err() || create_only {
         let _ = std::fs::remove_file(staging);
-    } else {
-        std::fs::rename(staging, dest)?;
     }
+    published?;
     match dest.parent() {
         Some(dir) => File::open(dir)?.sync_all(),
         None => Ok(()),
@@ -292,6 +316,14 @@ impl ObjectStore for DirectLocal {
         self.inner.list_with_delimiter(prefix).await
     }
 
+    async fn get_ranges(&self, location: &Path, ranges: &[std::ops::Range<u64>]) -> Result<Vec<bytes::Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        self.inner.rename_opts(from, to, options).await
+    }
+
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
         self.inner.copy_opts(from, to, options).await
     }
@@ -355,8 +387,9 @@ mod tests {
         for (i, len) in sizes.into_iter().enumerate() {
             let key = Path::from(format!("segments/{i}"));
             let (put, bytes) = payload(len, i as u8);
-            store.put_opts(&key, put, PutMode::Create.into()).await.unwrap();
+            let put = store.put_opts(&key, put, PutMode::Create.into()).await.unwrap();
             let got = store.get(&key).await.unwrap();
+            assert_eq!(got.meta.e_tag, put.e_tag, "a HEAD agrees with the PUT");
             assert_eq!(got.meta.size, len as u64, "{len}");
             assert!(got.bytes().await.unwrap() == bytes, "{len} bytes read back differ");
         }
@@ -368,11 +401,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_direct_put_never_replaces_an_object() {
-        let (dir, _) = dir();
+        let (dir, direct) = dir();
         let store = store(dir.path(), 0);
+        store.put(&Path::from("segments/made"), payload(1, 0).0).await.unwrap();
         let key = Path::from("segments/a");
         let (first, bytes) = payload(5000, 1);
         store.put_opts(&key, first, PutMode::Create.into()).await.unwrap();
+        assert_eq!(store.direct_puts(), u64::from(direct));
         let again = store.put_opts(&key, payload(9000, 2).0, PutMode::Create.into()).await;
         assert!(matches!(again, Err(object_store::Error::AlreadyExists { .. })), "{again:?}");
         assert!(store.get(&key).await.unwrap().bytes().await.unwrap() == bytes);
@@ -408,6 +443,20 @@ mod tests {
         let again = store.put_opts(&Path::from("segments/0"), payload(10, 0).0, PutMode::Create.into()).await;
         assert!(matches!(again, Err(object_store::Error::AlreadyExists { .. })), "{again:?}");
         assert!(!store.shared.supported.load(Ordering::Relaxed));
+        assert_eq!(store.direct_puts(), 0);
+        assert!(staging_files(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_direct_write_the_kernel_refuses_is_written_through_the_page_cache() {
+        let (dir, _) = dir();
+        let mut store = store(dir.path(), 0);
+        Arc::get_mut(&mut store.shared).unwrap().misaligned = true;
+        store.put(&Path::from("segments/made"), payload(1, 0).0).await.unwrap();
+        let (put, bytes) = payload(CHUNK + 3, 7);
+        store.put_opts(&Path::from("segments/a"), put, PutMode::Create.into()).await.unwrap();
+        assert!(store.get(&Path::from("segments/a")).await.unwrap().bytes().await.unwrap() == bytes);
+        assert!(!store.shared.supported.load(Ordering::Relaxed), "{store:?}");
         assert_eq!(store.direct_puts(), 0);
         assert!(staging_files(dir.path()).is_empty());
     }
