@@ -92,17 +92,23 @@ impl Agent {
         // Validate and place every record before buffering any: nothing is half-applied.
         let now = i64::try_from(self.log.node().now_ms()).unwrap_or(i64::MAX);
         let mut sticky = None;
-        let mut groups: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
+        let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
         let mut placed = Vec::with_capacity(records.len());
-        for (i, r) in records.into_iter().enumerate() {
-            check_record(topic, partitions, &r).map_err(|e| e.in_record(i))?;
+        for (i, r) in records.iter().enumerate() {
+            check_record(topic, partitions, r).map_err(|e| e.in_record(i))?;
             let partition = match (r.partition, &r.key) {
                 (Some(p), _) => p,
                 (None, Some(key)) => partitioner::for_key(key, partitions),
                 (None, None) => *sticky.get_or_insert_with(|| self.sticky.next(partitions)),
             };
-            let group = groups.entry(partition).or_default();
-            placed.push((partition, group.len() as u64));
+            let count = counts.entry(partition).or_default();
+            placed.push((partition, *count as u64));
+            *count += 1;
+        }
+        // Each partition's records in a vector of their number: not grown (and copied) by doubling.
+        let mut groups: BTreeMap<u32, Vec<Record>> = counts.iter().map(|(p, n)| (*p, Vec::with_capacity(*n))).collect();
+        for (r, (partition, _)) in records.into_iter().zip(&placed) {
+            let group = groups.entry(*partition).or_default();
             group.push(Record {
                 key: r.key,
                 value: r.value,
