@@ -9,8 +9,9 @@ use serde::Deserialize;
 use super::ApiError;
 
 /// The whole body, at most `limit` bytes, in one buffer sized from its
-/// `Content-Length`: each chunk is copied in as it arrives and let go, so a
-/// large body is held once, not as its chunks and their concatenation.
+/// `Content-Length` (or, chunked, cut back to its size at the end): each
+/// chunk is copied in as it arrives and let go, so a large body is held
+/// once, not as its chunks and their concatenation.
 ///
 /// The buffer is made once the first bytes are there: the first read takes
 /// the body's share of the request budget (`layers::ReadBody`), and waiting
@@ -27,7 +28,14 @@ pub async fn read(body: Body, limit: usize) -> Result<Bytes, ApiError> {
             buf.extend_from_slice(&data);
         }
     }
-    Ok(buf.freeze())
+    if buf.capacity() == buf.len() {
+        return Ok(buf.freeze());
+    }
+    // A chunked body grew its buffer by doubling: cut back to its size, so
+    // what keeps a slice of it (a produce's records) holds no more than that.
+    let mut exact = Vec::from(buf);
+    exact.shrink_to_fit();
+    Ok(Bytes::from(exact))
 }
 
 fn read_error(limit: usize) -> impl Fn(Box<dyn std::error::Error + Send + Sync>) -> ApiError {
@@ -321,5 +329,14 @@ mod tests {
     async fn a_chunked_body_within_the_limit_is_read_whole() {
         let body = read(chunked(&[600, 400]), 1000).await.unwrap();
         assert_eq!(body.len(), 1000);
+    }
+
+    /// A produce's records may be slices of its body: the body must hold no
+    /// more than its size, whose share the budgets count.
+    #[tokio::test]
+    async fn a_chunked_body_holds_no_more_memory_than_its_size() {
+        let body = read(chunked(&[600, 400, 100]), 2000).await.unwrap();
+        let held = Vec::from(body);
+        assert_eq!((held.len(), held.capacity()), (1100, 1100));
     }
 }

@@ -163,7 +163,7 @@ pub(super) fn parse_produce(
     }
     let (records, producer) = parse_records(headers, &bytes)?;
     let decoded = records.into_iter().enumerate().map(|(i, r)| r.decode(i, q)).collect::<Result<_, _>>()?;
-    Ok((pack(decoded), producer.map(|p| ProducerStamp { id: p.id, epoch: p.epoch, sequence: p.sequence })))
+    Ok((pack(decoded, &bytes), producer.map(|p| ProducerStamp { id: p.id, epoch: p.epoch, sequence: p.sequence })))
 }
 
 /// NDJSON when the request says so; JSON otherwise (curl's `-d` labels JSON as a form).
@@ -575,5 +575,35 @@ mod tests {
         let object = format!("{{{}}}", fields.join(","));
         let kept: Vec<(String, Raw)> = body::bounded_headers(&mut serde_json::Deserializer::from_str(&object)).unwrap();
         assert_eq!(kept.capacity(), 7, "only the kept headers stay held");
+    }
+
+    /// Whether `part` lies in `whole`'s memory.
+    fn inside(whole: &Bytes, part: &Bytes) -> bool {
+        let (w, p) = (whole.as_ptr() as usize, part.as_ptr() as usize);
+        p >= w && p + part.len() <= w + whole.len()
+    }
+
+    #[test]
+    fn texts_that_are_nearly_all_of_the_body_stay_in_it_and_others_are_copied_out() {
+        let big = "v".repeat(1000);
+        let parse_in = |body: String| {
+            let body = Bytes::from(body);
+            let records = parse_produce(&HeaderMap::new(), &ProduceQuery::default(), body.clone()).unwrap().0;
+            (body, records)
+        };
+        // 1,000-byte values with a key: the JSON around them is under 1/16.
+        let (body, records) =
+            parse_in(format!(r#"{{"records":[{{"key":"k1","value":"{big}"}},{{"value":"{big}"}}]}}"#));
+        assert_eq!(records[0].value, big.as_bytes());
+        assert_eq!(records[0].key.as_deref(), Some(&b"k1"[..]));
+        assert!(records.iter().all(|r| inside(&body, &r.value)), "not copied");
+        // Small values, or padding between them: copied, nothing of the body kept.
+        let (body, records) = parse_in(r#"{"records":[{"value":"a"},{"value":"b"}]}"#.to_owned());
+        assert_eq!(records[1].value, &b"b"[..]);
+        assert!(!records.iter().any(|r| inside(&body, &r.value)));
+        let padded = format!(r#"{{"records":[{{"value":"{big}"}}{}]}}"#, " ".repeat(200));
+        let (body, records) = parse_in(padded);
+        assert_eq!(records[0].value, big.as_bytes());
+        assert!(!inside(&body, &records[0].value), "200 bytes of padding is over 1/16 of 1,000");
     }
 }

@@ -1,6 +1,7 @@
-//! Keys and values as a produce body holds them, and the one buffer a
-//! request's plain texts are copied into: one allocation per request, not
-//! one per key and value.
+//! Keys and values as a produce body holds them, and where a request's
+//! plain texts are kept: as slices of the body when they are nearly all of
+//! it, or else copied into one buffer (one allocation per request, not one
+//! per key and value).
 
 use bytes::Bytes;
 
@@ -30,10 +31,10 @@ impl<'a> Piece<'a> {
         }
     }
 
-    /// The bytes; a text as the next slice of `texts`, which holds them in order.
-    fn into_bytes(self, texts: &mut OneBuffer) -> Bytes {
+    /// The bytes; a text from where `texts` keeps it.
+    fn into_bytes(self, texts: &mut Texts) -> Bytes {
         match self {
-            Self::Text(text) => texts.take(text.len()),
+            Self::Text(text) => texts.take(text.as_bytes()),
             Self::Bytes(bytes) => bytes,
         }
     }
@@ -48,12 +49,23 @@ pub(super) struct Decoded<'a> {
     pub timestamp: Option<i64>,
 }
 
-/// The records, their texts copied out of the body into one buffer sized
-/// to hold exactly them: one allocation per request instead of one per
-/// key and value, and nothing of the body's JSON kept. (The writer gives
-/// each partition's records their own buffer when a request spans several.)
-pub(super) fn pack(decoded: Vec<Decoded<'_>>) -> Vec<NewRecord> {
-    let mut texts = OneBuffer::new(decoded.iter().flat_map(|d| d.key.iter().chain([&d.value])).filter_map(Piece::text));
+/// The records, their texts either left in the body or copied out of it.
+///
+/// Left in it (each a slice of `body`, no copy) when they are nearly all of
+/// it: the JSON around them then holds at most 1/16 more than the records'
+/// own bytes, which is what the budgets count. Otherwise (small records,
+/// padding, headers, escapes) they are copied into one buffer sized to hold
+/// exactly them, one allocation per request instead of one per key and
+/// value, and nothing of the body's JSON is kept. (The writer gives each
+/// partition's records their own buffer when a request spans several.)
+pub(super) fn pack(decoded: Vec<Decoded<'_>>, body: &Bytes) -> Vec<NewRecord> {
+    let texts = || decoded.iter().flat_map(|d| d.key.iter().chain([&d.value])).filter_map(Piece::text);
+    let total: usize = texts().map(<[u8]>::len).sum();
+    let mut texts = if body.len() - total.min(body.len()) <= total / 16 {
+        Texts::InBody(body.clone())
+    } else {
+        Texts::Copied(OneBuffer::new(texts()))
+    };
     decoded
         .into_iter()
         .map(|d| NewRecord {
@@ -64,4 +76,29 @@ pub(super) fn pack(decoded: Vec<Decoded<'_>>) -> Vec<NewRecord> {
             timestamp: d.timestamp,
         })
         .collect()
+}
+
+/// Where a request's plain texts are kept.
+enum Texts {
+    /// In the body, as parsed from it.
+    InBody(Bytes),
+    /// In one buffer, in order.
+    Copied(OneBuffer),
+}
+
+impl Texts {
+    fn take(&mut self, text: &[u8]) -> Bytes {
+        match self {
+            // A text is always part of the body; were it not, a copy.
+            Self::InBody(body) => within(body, text).map_or_else(|| Bytes::copy_from_slice(text), |r| body.slice(r)),
+            Self::Copied(buf) => buf.take(text.len()),
+        }
+    }
+}
+
+/// Where `part` lies in `whole`, if it is part of it.
+fn within(whole: &[u8], part: &[u8]) -> Option<std::ops::Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= whole.len()).then_some(start..end)
 }
