@@ -606,4 +606,28 @@ mod tests {
         assert_eq!(records[0].value, big.as_bytes());
         assert!(!inside(&body, &records[0].value), "200 bytes of padding is over 1/16 of 1,000");
     }
+
+    #[test]
+    fn texts_stay_in_the_body_up_to_a_sixteenth_of_json_around_them() {
+        let parse_as = |media: &str, body: String| {
+            let mut headers = HeaderMap::new();
+            headers.insert("content-type", HeaderValue::from_str(media).unwrap());
+            let body = Bytes::from(body);
+            (body.clone(), parse_produce(&headers, &ProduceQuery::default(), body).unwrap().0)
+        };
+        let one = |n: usize| format!(r#"{{"records":[{{"value":"{}"}}]}}"#, "v".repeat(n));
+        // 26 bytes of JSON around the value: kept for 416 bytes (26 = 416 / 16), copied for 415.
+        let (body, records) = parse_as("application/json", one(416));
+        assert!(inside(&body, &records[0].value));
+        let (body, records) = parse_as("application/json", one(415));
+        assert!(!inside(&body, &records[0].value));
+        // NDJSON, keys, and a decoded value beside plain texts: the plain
+        // texts (keys too) are slices, the decoded value bytes of its own.
+        let big = "v".repeat(1000);
+        let lines = format!("{{\"key\":\"k\",\"value\":\"{big}\"}}\n{{\"value\":\"a\\nb\"}}\n");
+        let (body, records) = parse_as("application/x-ndjson", lines);
+        assert!(inside(&body, &records[0].value) && inside(&body, records[0].key.as_ref().unwrap()));
+        assert_eq!((records[0].value.len(), records[1].value.clone()), (1000, Bytes::from_static(b"a\nb")));
+        assert!(!inside(&body, &records[1].value));
+    }
 }

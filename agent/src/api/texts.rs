@@ -61,6 +61,7 @@ pub(super) struct Decoded<'a> {
 pub(super) fn pack(decoded: Vec<Decoded<'_>>, body: &Bytes) -> Vec<NewRecord> {
     let texts = || decoded.iter().flat_map(|d| d.key.iter().chain([&d.value])).filter_map(Piece::text);
     let total: usize = texts().map(<[u8]>::len).sum();
+    debug_assert!(total <= body.len(), "plain texts are read from the body");
     let mut texts = if body.len() - total.min(body.len()) <= total / 16 {
         Texts::InBody(body.clone())
     } else {
