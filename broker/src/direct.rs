@@ -44,7 +44,7 @@ const CHUNK: usize = 2 << 20;
 /// Objects smaller than this (log entries, snapshots' small parts) go
 /// through the page cache: a direct write of a few hundred bytes would
 /// still cost a whole block and a wait for the disk.
-pub const DIRECT_MIN_BYTES: usize = 64 * 1024;
+const DIRECT_MIN_BYTES: usize = 64 * 1024;
 /// Write buffers kept for reuse (more exist only while more PUTs run at once).
 const KEPT_BUFFERS: usize = 4;
 
@@ -201,14 +201,11 @@ impl Shared {
         Ok(())
     }
 
-    /// A buffer with room for `CHUNK` aligned bytes (kept for reuse), or
-    /// for a smaller object whole (made for it alone), and `ALIGN` to spare.
+    /// A kept buffer, or else a new one with room for `len` aligned bytes
+    /// (at most `CHUNK`), and `ALIGN` to spare.
     fn buffer(&self, len: usize) -> Vec<u8> {
-        if len < CHUNK {
-            return vec![0; len.next_multiple_of(ALIGN) + ALIGN];
-        }
         let kept = self.buffers.lock().ok().and_then(|mut b| b.pop());
-        kept.unwrap_or_else(|| vec![0; CHUNK + ALIGN])
+        kept.unwrap_or_else(|| vec![0; len.next_multiple_of(ALIGN).min(CHUNK) + ALIGN])
     }
 
     fn give_back(&self, buffer: Vec<u8>) {

@@ -62,7 +62,7 @@ pub(super) fn pack(decoded: Vec<Decoded<'_>>, body: &Bytes) -> Vec<NewRecord> {
     let texts = || decoded.iter().flat_map(|d| d.key.iter().chain([&d.value])).filter_map(Piece::text);
     let total: usize = texts().map(<[u8]>::len).sum();
     debug_assert!(total <= body.len(), "plain texts are read from the body");
-    let mut texts = if body.len() - total.min(body.len()) <= total / 16 {
+    let mut texts = if body.len().saturating_sub(total) <= total / 16 {
         Texts::InBody(body.clone())
     } else {
         Texts::Copied(OneBuffer::new(texts()))
@@ -98,7 +98,7 @@ impl Texts {
 }
 
 /// Where `part` lies in `whole`, if it is part of it.
-fn within(whole: &[u8], part: &[u8]) -> Option<std::ops::Range<usize>> {
+pub(super) fn within(whole: &[u8], part: &[u8]) -> Option<std::ops::Range<usize>> {
     let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
     let end = start.checked_add(part.len())?;
     (end <= whole.len()).then_some(start..end)
