@@ -20,7 +20,9 @@
 //! assigned when the log entry that references the batch is applied.
 //! Frozen by `tests/golden.rs`; any change needs a new version.
 
+use std::cell::RefCell;
 use std::ops::Range;
+use std::thread::LocalKey;
 
 use bytes::{Buf, BufMut, Bytes};
 use serde::{Deserialize, Serialize};
@@ -211,7 +213,35 @@ fn to_u32(n: usize, what: &str) -> Result<u32> {
 thread_local! {
     /// One compression context per thread, kept: making one per batch
     /// allocates (and faults in) its tables every time.
-    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> = const { std::cell::RefCell::new(None) };
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    /// Records encoded before compression, per thread.
+    static ENCODED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// A batch or frame compressed, per thread, before it is copied out at
+    /// its size.
+    static PACKED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Scratch buffers are kept up to this size each (two per thread that
+/// compresses, beside its compression context); larger work gets buffers
+/// of its own. A request's records are encoded and compressed in buffers
+/// that are hot and already mapped: fresh ones of ~100 KiB cost page
+/// faults, cold cache lines and a reallocation to shrink each time (in the
+/// agent under a produce load, a third of what compressing a frame cost
+/// beyond zstd itself; docs/benchmarks.md).
+const SCRATCH_MAX_BYTES: usize = 1 << 20;
+
+/// Runs `f` with `slot`'s buffer, empty and with room for `capacity`, or
+/// with a fresh one when `capacity` is beyond [`SCRATCH_MAX_BYTES`].
+fn with_scratch<R>(slot: &'static LocalKey<RefCell<Vec<u8>>>, capacity: usize, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    if capacity > SCRATCH_MAX_BYTES {
+        return f(&mut Vec::with_capacity(capacity));
+    }
+    slot.with_borrow_mut(|buf| {
+        buf.clear();
+        // Exact: doubling could keep more than the bound.
+        buf.reserve_exact(capacity);
+        f(buf)
+    })
 }
 
 /// Records compressed ahead of the batch they will be part of, as one zstd
@@ -232,12 +262,15 @@ impl Frame {
         if records.is_empty() {
             return Err(Error::encode("segment", "empty frame"));
         }
-        let raw = encode_records(records)?;
-        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(raw.len()));
-        compress_into(&raw, &mut out)?;
-        // Held until its commit: not the bound's slack with it.
-        out.shrink_to_fit();
-        Ok(Self { bytes: Bytes::from(out), raw_len: raw.len(), records: records.len() })
+        let raw_len = encoded_records_len(records);
+        with_scratch(&ENCODED, raw_len, |raw| {
+            encode_records(records, raw)?;
+            with_scratch(&PACKED, zstd::zstd_safe::compress_bound(raw_len), |out| {
+                compress_into(raw, out)?;
+                // Held until its commit: copied out at its size.
+                Ok(Self { bytes: Bytes::copy_from_slice(out), raw_len, records: records.len() })
+            })
+        })
     }
 
     /// Compressed bytes.
@@ -260,10 +293,10 @@ pub fn encoded_records_len(records: &[Record]) -> usize {
     records.iter().map(encoded_len).sum()
 }
 
-fn encode_records(records: &[Record]) -> Result<Vec<u8>> {
-    // Sized exactly: a buffer one record short doubles (and copies) at its end.
-    let raw_len = encoded_records_len(records);
-    let mut raw = Vec::with_capacity(raw_len);
+/// Appends `records`, encoded, to `raw` (which has room for them: a buffer
+/// one record short would double, and copy, at its end).
+fn encode_records(records: &[Record], raw: &mut Vec<u8>) -> Result<()> {
+    let start = raw.len();
     for r in records {
         raw.put_i64_le(r.timestamp);
         match &r.key {
@@ -283,8 +316,8 @@ fn encode_records(records: &[Record]) -> Result<Vec<u8>> {
             raw.put_slice(value);
         }
     }
-    debug_assert_eq!(raw.len(), raw_len);
-    Ok(raw)
+    debug_assert_eq!(raw.len() - start, encoded_records_len(records));
+    Ok(())
 }
 
 /// Appends `raw`, compressed as one frame, to `out` (which has room for it).
@@ -322,20 +355,22 @@ fn encode_batch(records: &[Record]) -> Result<Vec<u8>> {
     if records.is_empty() {
         return Err(Error::encode("segment", "empty batch"));
     }
-    let raw = encode_records(records)?;
-    // The batch is compressed straight into its own buffer, after room for
-    // its header: no intermediate copy of the payload.
-    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + zstd::zstd_safe::compress_bound(raw.len()));
-    out.resize(BATCH_HEADER_LEN, 0);
-    let payload_len = compress_into(&raw, &mut out)?;
-    debug_assert_eq!(out.len(), BATCH_HEADER_LEN + payload_len);
-    write_header(&mut out[..BATCH_HEADER_LEN], payload_len, records, raw.len())?;
-    let crc = crc32c::crc32c(&out[8..]);
-    out[4..8].copy_from_slice(&crc.to_le_bytes());
-    // Held until its commit: not the bound's slack with it (a large buffer
-    // shrinks in place).
-    out.shrink_to_fit();
-    Ok(out)
+    let raw_len = encoded_records_len(records);
+    with_scratch(&ENCODED, raw_len, |raw| {
+        encode_records(records, raw)?;
+        // Compressed after room for the header, so header and payload are
+        // checksummed and copied out in one piece.
+        with_scratch(&PACKED, BATCH_HEADER_LEN + zstd::zstd_safe::compress_bound(raw_len), |out| {
+            out.resize(BATCH_HEADER_LEN, 0);
+            let payload_len = compress_into(raw, out)?;
+            debug_assert_eq!(out.len(), BATCH_HEADER_LEN + payload_len);
+            write_header(&mut out[..BATCH_HEADER_LEN], payload_len, records, raw_len)?;
+            let crc = crc32c::crc32c(&out[8..]);
+            out[4..8].copy_from_slice(&crc.to_le_bytes());
+            // Held until its commit: copied out at its size.
+            Ok(out.to_vec())
+        })
+    })
 }
 
 /// Bytes `encode_batch` writes for `r` before compression.
@@ -589,6 +624,33 @@ mod tests {
             let i = flip.index(batch.len());
             batch[i] ^= 1 << bit;
             prop_assert!(decode_batch(&batch).is_err());
+        }
+    }
+
+    /// The thread's scratch buffers are reused: what a larger batch left in
+    /// them never reaches a smaller one, and work beyond their size gets
+    /// buffers of its own and leaves them as they were.
+    #[test]
+    fn batches_and_frames_after_larger_ones_hold_only_their_own_records() {
+        let record =
+            |n: usize, fill: u8| Record { key: None, value: Bytes::from(vec![fill; n]), timestamp: 7, headers: vec![] };
+        let huge = vec![record(SCRATCH_MAX_BYTES + 1, b'h')];
+        let large: Vec<Record> = (0..64).map(|i| record(4096, b'a' + (i % 26) as u8)).collect();
+        let small = vec![record(3, b's')];
+        let mut b = SegmentBuilder::new();
+        for records in [&large, &small, &huge, &small, &large] {
+            b.add_batch("t", 0, records).unwrap();
+            let frame = Frame::compress(records).unwrap();
+            b.add_batch_with_frames("t", 1, records, &[(0, frame)]).unwrap();
+        }
+        let kept = ENCODED.with_borrow(Vec::capacity).max(PACKED.with_borrow(Vec::capacity));
+        assert!(kept <= SCRATCH_MAX_BYTES, "scratch kept {kept} bytes");
+        let (bytes, metas) = b.finish().unwrap();
+        let expected = [&large, &large, &small, &small, &huge, &huge, &small, &small, &large, &large];
+        assert_eq!(metas.len(), expected.len());
+        for (meta, records) in metas.iter().zip(expected) {
+            let r = meta.range();
+            assert_eq!(&decode_batch(&bytes[r.start as usize..r.end as usize]).unwrap(), records);
         }
     }
 
