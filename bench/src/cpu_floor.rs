@@ -26,8 +26,14 @@ use crate::report::{MIB, cpu_seconds};
 pub struct CpuFloorResult {
     pub record_bytes: usize,
     pub records_per_request: usize,
-    /// Payload (record values) MiB processed per second of one busy core.
+    /// Payload (record values) MiB processed per second of one busy core:
+    /// the mean of `runs_mib_per_cpu_s`.
     pub mib_per_cpu_s: f64,
+    /// Each measurement: with the agent confined to CPUs, one before its
+    /// load and one after, on those CPUs; otherwise one after, anywhere.
+    pub runs_mib_per_cpu_s: Vec<f64>,
+    /// The CPUs the floor ran on, when confined (as `--agent-cpus`).
+    pub cpus: Option<String>,
     pub requests: u64,
     /// The same work with its segments also written to the run's store:
     /// MiB per CPU-second of the process ([`cpu_floor_with_store`]).
@@ -53,8 +59,24 @@ struct InRecord<'a> {
 const BODIES_BYTES: usize = 64 << 20;
 
 /// Parses, copies, compresses and checksums `bodies` (of `load`, from
-/// [`bodies`]) on this thread for `duration`.
-pub fn cpu_floor(bodies: &[Bytes], load: &Load, duration: Duration) -> Result<CpuFloorResult, Err> {
+/// [`bodies`]) on this thread for `duration`; confined to `cpus` (as
+/// `taskset --cpu-list` reads them) while it runs, when given.
+pub fn cpu_floor(bodies: &[Bytes], load: &Load, duration: Duration, cpus: Option<&str>) -> Result<CpuFloorResult, Err> {
+    let mut f = on_cpus(cpus, || measure(bodies, load, duration))??;
+    f.cpus = cpus.map(str::to_owned);
+    Ok(f)
+}
+
+/// Adds a later measurement of the same floor: the figure becomes the mean
+/// of all of them, so that one taken while the machine was slower or faster
+/// than during the agent's load weighs half.
+pub fn add_run(f: &mut CpuFloorResult, later: &CpuFloorResult) {
+    f.runs_mib_per_cpu_s.extend(&later.runs_mib_per_cpu_s);
+    f.requests += later.requests;
+    f.mib_per_cpu_s = f.runs_mib_per_cpu_s.iter().sum::<f64>() / f.runs_mib_per_cpu_s.len() as f64;
+}
+
+fn measure(bodies: &[Bytes], load: &Load, duration: Duration) -> Result<CpuFloorResult, Err> {
     let started = Instant::now();
     let (mut requests, mut payload) = (0u64, 0u64);
     for body in bodies.iter().cycle() {
@@ -66,14 +88,56 @@ pub fn cpu_floor(bodies: &[Bytes], load: &Load, duration: Duration) -> Result<Cp
             break;
         }
     }
-    let seconds = started.elapsed().as_secs_f64();
+    let mib_per_cpu_s = payload as f64 / MIB / started.elapsed().as_secs_f64();
     Ok(CpuFloorResult {
         record_bytes: load.record_bytes,
         records_per_request: load.records_per_request,
-        mib_per_cpu_s: payload as f64 / MIB / seconds,
+        mib_per_cpu_s,
+        runs_mib_per_cpu_s: vec![mib_per_cpu_s],
+        cpus: None,
         requests,
         with_store_mib_per_cpu_s: None,
     })
+}
+
+/// The CPUs of a `taskset --cpu-list` list such as `0`, `0-1` or `0,2-3`.
+pub fn cpu_list(list: &str) -> Result<Vec<usize>, Err> {
+    let mut cpus = Vec::new();
+    for part in list.split(',').map(str::trim) {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        let bad = || format!("not a CPU list: {list:?} (write it as taskset does: 0, 0-1, 0,2-3)");
+        let (first, last): (usize, usize) =
+            (first.trim().parse().map_err(|_| bad())?, last.trim().parse().map_err(|_| bad())?);
+        if first > last || last >= 1024 {
+            return Err(bad().into());
+        }
+        cpus.extend(first..=last);
+    }
+    Ok(cpus)
+}
+
+/// Runs `work` on this thread confined to `cpus`, then lets the thread run
+/// where it could before (it may be a pool's, reused).
+#[cfg(target_os = "linux")]
+fn on_cpus<T>(cpus: Option<&str>, work: impl FnOnce() -> T) -> Result<T, Err> {
+    use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+    use nix::unistd::Pid;
+    let Some(cpus) = cpus else { return Ok(work()) };
+    let mut set = CpuSet::new();
+    for cpu in cpu_list(cpus)? {
+        set.set(cpu)?;
+    }
+    let this_thread = Pid::from_raw(0);
+    let before = sched_getaffinity(this_thread)?;
+    sched_setaffinity(this_thread, &set)?;
+    let out = work();
+    sched_setaffinity(this_thread, &before)?;
+    Ok(out)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn on_cpus<T>(_cpus: Option<&str>, work: impl FnOnce() -> T) -> Result<T, Err> {
+    Ok(work())
 }
 
 /// The CPU floor plus writing its segments to `store`, as the agent's
@@ -180,6 +244,47 @@ mod tests {
             rate: None,
             duration: Duration::from_secs(1),
         }
+    }
+
+    #[test]
+    fn cpu_lists_are_read_as_taskset_reads_them() {
+        assert_eq!(cpu_list("0").unwrap(), vec![0]);
+        assert_eq!(cpu_list("0-2").unwrap(), vec![0, 1, 2]);
+        assert_eq!(cpu_list("1, 3-4").unwrap(), vec![1, 3, 4]);
+        for bad in ["", "a", "2-1", "0-", "-1", "5000"] {
+            assert!(cpu_list(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// A confined floor runs on the CPUs given, and the thread may run
+    /// wherever it could before once it ends; a second run's figure is
+    /// averaged with the first.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_confined_floor_runs_on_its_cpus_and_lets_the_thread_go() {
+        use nix::sched::sched_getaffinity;
+        use nix::unistd::{Pid, gettid};
+        let before = sched_getaffinity(Pid::from_raw(0)).unwrap();
+        let Some(cpu) = (0..1024).find(|c| before.is_set(*c).unwrap_or(false)) else { return };
+        let during = on_cpus(Some(&cpu.to_string()), || {
+            let set = sched_getaffinity(gettid()).unwrap();
+            (0..1024).filter(|c| set.is_set(*c).unwrap_or(false)).collect::<Vec<_>>()
+        })
+        .unwrap();
+        assert_eq!(during, vec![cpu]);
+        assert_eq!(sched_getaffinity(Pid::from_raw(0)).unwrap(), before);
+
+        let mut maker = crate::load::Bodies::new(&load(), 1);
+        let bodies: Vec<Bytes> = (0..4).map(|_| maker.next(false)).collect();
+        let mut f = cpu_floor(&bodies, &load(), Duration::from_millis(20), Some(&cpu.to_string())).unwrap();
+        assert!(f.requests > 0 && f.mib_per_cpu_s > 0.0, "{f:?}");
+        assert_eq!(f.cpus.as_deref(), Some(cpu.to_string().as_str()));
+        let mut later = f.clone();
+        later.runs_mib_per_cpu_s = vec![f.mib_per_cpu_s * 3.0];
+        let first = f.mib_per_cpu_s;
+        add_run(&mut f, &later);
+        assert_eq!(f.runs_mib_per_cpu_s.len(), 2);
+        assert!((f.mib_per_cpu_s - 2.0 * first).abs() < 1e-9 * first.max(1.0));
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use floe_bench::cluster::{Cluster, Setup};
 use floe_bench::cpu_floor::{self, CpuFloorResult};
@@ -268,6 +269,13 @@ async fn run(which: Which, c: Common, bin_dir: &Path, json: Option<PathBuf>) -> 
     let mut results = Results::default();
     let mut chart = Chart::default();
 
+    // With the agent confined, the CPU floor runs on its CPUs, before its
+    // load and after: this VM's speed drifts by ±10% within a minute.
+    let confined = setup.agent_cpus.clone().filter(|_| matches!(which, Which::Produce | Which::All));
+    let mut floor_before = None;
+    if let (Some(cpus), Some(_)) = (&confined, &cluster) {
+        floor_before = Some(cpu_floor_alone(&c, &load, Some(cpus.clone()), None).await?);
+    }
     if let (Some(cluster), Which::Produce | Which::All) = (&cluster, which) {
         let (r, hist) = run_produce(cluster, &load, c.seed).await?;
         chart.produce = Some(hist);
@@ -279,7 +287,7 @@ async fn run(which: Which, c: Common, bin_dir: &Path, json: Option<PathBuf>) -> 
     }
     if matches!(which, Which::Produce | Which::All) || (which == Which::Floor && c.cpu) {
         let segment_bytes = results.produce.as_ref().map_or(c.flush_bytes, |p| p.mean_segment_bytes);
-        results.cpu_floor = Some(run_cpu_floor(&c, &load, &store_url, segment_bytes).await?);
+        results.cpu_floor = Some(run_cpu_floor(&c, &load, &store_url, segment_bytes, floor_before, confined).await?);
     }
     if let (Some(cluster), Which::E2e | Which::All) = (&cluster, which) {
         let e2e_load = if which == Which::All { Load { rate: Some(c.e2e_rate), ..load.clone() } } else { load.clone() };
@@ -331,20 +339,51 @@ async fn run_floor(c: &Common, store_url: &str, sizes: Vec<u64>) -> Result<Vec<F
     Ok(results)
 }
 
-async fn run_cpu_floor(c: &Common, load: &Load, store_url: &str, segment_bytes: u64) -> Result<CpuFloorResult, Err> {
+/// The CPU floor on `cpus` (anywhere when `None`), with the bodies it used
+/// (`bodies`, or made here).
+async fn cpu_floor_alone(
+    c: &Common,
+    load: &Load,
+    cpus: Option<String>,
+    bodies: Option<Arc<Vec<Bytes>>>,
+) -> Result<(Arc<Vec<Bytes>>, CpuFloorResult), Err> {
     let (seed, duration) = (c.seed, Duration::from_secs(c.floor_seconds.max(1)));
-    eprintln!("CPU floor: parse, compress and checksum produce bodies on one core for {} s", duration.as_secs());
+    let on = cpus.as_deref().map_or_else(|| "one core".to_owned(), |cpus| format!("CPUs {cpus}"));
+    eprintln!("CPU floor: parse, compress and checksum produce bodies on {on} for {} s", duration.as_secs());
     let work = load.clone();
-    let (bodies, mut f) = tokio::task::spawn_blocking(move || {
-        let bodies = Arc::new(cpu_floor::bodies(&work, seed));
-        cpu_floor::cpu_floor(&bodies, &work, duration).map(|f| (bodies, f))
+    let (bodies, f) = tokio::task::spawn_blocking(move || {
+        let bodies = bodies.unwrap_or_else(|| Arc::new(cpu_floor::bodies(&work, seed)));
+        cpu_floor::cpu_floor(&bodies, &work, duration, cpus.as_deref()).map(|f| (bodies, f))
     })
     .await
     .map_err(|e| format!("CPU floor: {e}"))??;
     println!(
-        "CPU floor: {:.1} MiB/s of payload on one core ({} requests of {} × {} B records)",
+        "CPU floor: {:.1} MiB/s of payload on {on} ({} requests of {} × {} B records)",
         f.mib_per_cpu_s, f.requests, f.records_per_request, f.record_bytes
     );
+    Ok((bodies, f))
+}
+
+/// The CPU floor after the load (averaged with `before`, the one measured
+/// before it, if any), then the floor with the store.
+async fn run_cpu_floor(
+    c: &Common,
+    load: &Load,
+    store_url: &str,
+    segment_bytes: u64,
+    before: Option<(Arc<Vec<Bytes>>, CpuFloorResult)>,
+    cpus: Option<String>,
+) -> Result<CpuFloorResult, Err> {
+    let duration = Duration::from_secs(c.floor_seconds.max(1));
+    let (bodies, mut f) = match before {
+        Some((bodies, mut f)) => {
+            let (_, after) = cpu_floor_alone(c, load, cpus, Some(bodies.clone())).await?;
+            cpu_floor::add_run(&mut f, &after);
+            println!("CPU floor: {:.1} MiB/s, the mean of before and after the load", f.mib_per_cpu_s);
+            (bodies, f)
+        }
+        None => cpu_floor_alone(c, load, cpus, None).await?,
+    };
     eprintln!(
         "CPU floor with the store: the same, in {segment_bytes} B segments written to the store, for {} s",
         duration.as_secs()
