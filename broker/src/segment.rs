@@ -244,6 +244,23 @@ fn with_scratch<R>(slot: &'static LocalKey<RefCell<Vec<u8>>>, capacity: usize, f
     })
 }
 
+/// What `fill` writes into an empty buffer of `capacity`, in a buffer of
+/// its own size (held until its commit): copied out of the thread's
+/// scratch, or, beyond [`SCRATCH_MAX_BYTES`], the fresh buffer itself,
+/// shrunk in place.
+fn packed(capacity: usize, fill: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<Vec<u8>> {
+    if capacity > SCRATCH_MAX_BYTES {
+        let mut out = Vec::with_capacity(capacity);
+        fill(&mut out)?;
+        out.shrink_to_fit();
+        return Ok(out);
+    }
+    with_scratch(&PACKED, capacity, |out| {
+        fill(out)?;
+        Ok(out.to_vec())
+    })
+}
+
 /// Records compressed ahead of the batch they will be part of, as one zstd
 /// frame. A writer compresses a large run of records (a request's, for one
 /// partition) while they are fresh in the cache of the thread that parsed
@@ -263,14 +280,11 @@ impl Frame {
             return Err(Error::encode("segment", "empty frame"));
         }
         let raw_len = encoded_records_len(records);
-        with_scratch(&ENCODED, raw_len, |raw| {
+        let bytes = with_scratch(&ENCODED, raw_len, |raw| {
             encode_records(records, raw)?;
-            with_scratch(&PACKED, zstd::zstd_safe::compress_bound(raw_len), |out| {
-                compress_into(raw, out)?;
-                // Held until its commit: copied out at its size.
-                Ok(Self { bytes: Bytes::copy_from_slice(out), raw_len, records: records.len() })
-            })
-        })
+            packed(zstd::zstd_safe::compress_bound(raw_len), |out| compress_into(raw, out).map(drop))
+        })?;
+        Ok(Self { bytes: Bytes::from(bytes), raw_len, records: records.len() })
     }
 
     /// Compressed bytes.
@@ -359,16 +373,15 @@ fn encode_batch(records: &[Record]) -> Result<Vec<u8>> {
     with_scratch(&ENCODED, raw_len, |raw| {
         encode_records(records, raw)?;
         // Compressed after room for the header, so header and payload are
-        // checksummed and copied out in one piece.
-        with_scratch(&PACKED, BATCH_HEADER_LEN + zstd::zstd_safe::compress_bound(raw_len), |out| {
+        // checksummed and kept in one piece.
+        packed(BATCH_HEADER_LEN + zstd::zstd_safe::compress_bound(raw_len), |out| {
             out.resize(BATCH_HEADER_LEN, 0);
             let payload_len = compress_into(raw, out)?;
             debug_assert_eq!(out.len(), BATCH_HEADER_LEN + payload_len);
             write_header(&mut out[..BATCH_HEADER_LEN], payload_len, records, raw_len)?;
             let crc = crc32c::crc32c(&out[8..]);
             out[4..8].copy_from_slice(&crc.to_le_bytes());
-            // Held until its commit: copied out at its size.
-            Ok(out.to_vec())
+            Ok(())
         })
     })
 }
@@ -635,18 +648,30 @@ mod tests {
         let record =
             |n: usize, fill: u8| Record { key: None, value: Bytes::from(vec![fill; n]), timestamp: 7, headers: vec![] };
         let huge = vec![record(SCRATCH_MAX_BYTES + 1, b'h')];
-        let large: Vec<Record> = (0..64).map(|i| record(4096, b'a' + (i % 26) as u8)).collect();
+        let large: Vec<Record> = (0..150).map(|i| record(4096, b'a' + (i % 26) as u8)).collect();
+        // Larger than `large` (over half the bound), by less than twice: a
+        // buffer grown by doubling would go beyond the bound.
+        let larger: Vec<Record> = (0..175).map(|i| record(4096, b'A' + (i % 26) as u8)).collect();
         let small = vec![record(3, b's')];
+        let kept = || (ENCODED.with_borrow(Vec::capacity), PACKED.with_borrow(Vec::capacity));
         let mut b = SegmentBuilder::new();
-        for records in [&large, &small, &huge, &small, &large] {
+        let mut add = |records: &Vec<Record>| {
             b.add_batch("t", 0, records).unwrap();
             let frame = Frame::compress(records).unwrap();
             b.add_batch_with_frames("t", 1, records, &[(0, frame)]).unwrap();
-        }
-        let kept = ENCODED.with_borrow(Vec::capacity).max(PACKED.with_borrow(Vec::capacity));
-        assert!(kept <= SCRATCH_MAX_BYTES, "scratch kept {kept} bytes");
+        };
+        add(&large);
+        add(&small);
+        let after_large = kept();
+        assert!(after_large.0 >= encoded_records_len(&large), "kept for reuse: {after_large:?}");
+        add(&huge);
+        assert_eq!(kept(), after_large, "work beyond the bound leaves the scratch alone");
+        add(&small);
+        add(&larger);
+        let (encoded, packed) = kept();
+        assert!(encoded.max(packed) <= SCRATCH_MAX_BYTES, "scratch kept {encoded} and {packed} bytes");
         let (bytes, metas) = b.finish().unwrap();
-        let expected = [&large, &large, &small, &small, &huge, &huge, &small, &small, &large, &large];
+        let expected = [&large, &large, &small, &small, &huge, &huge, &small, &small, &larger, &larger];
         assert_eq!(metas.len(), expected.len());
         for (meta, records) in metas.iter().zip(expected) {
             let r = meta.range();
