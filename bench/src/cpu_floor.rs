@@ -1,5 +1,7 @@
 //! The CPU floor: the work Floe cannot avoid for a produce request, done on
-//! one core with nothing else in the way. The same request bodies the
+//! one thread, per second of that thread's CPU time. With the agent
+//! confined (`--agent-cpus`), on the agent's CPUs, before its load and
+//! after (the figure is their mean). The same request bodies the
 //! `produce` scenario sends are parsed from JSON, their values copied into
 //! records, and each request's records encoded as a segment batch (zstd and
 //! CRC32C, as the agent's writer does). What the agent does beyond this
@@ -77,7 +79,7 @@ pub fn add_run(f: &mut CpuFloorResult, later: &CpuFloorResult) {
 }
 
 fn measure(bodies: &[Bytes], load: &Load, duration: Duration) -> Result<CpuFloorResult, Err> {
-    let started = Instant::now();
+    let (started, cpu_start) = (Instant::now(), thread_cpu_seconds());
     let (mut requests, mut payload) = (0u64, 0u64);
     for body in bodies.iter().cycle() {
         let mut segment = SegmentBuilder::new();
@@ -88,7 +90,10 @@ fn measure(bodies: &[Bytes], load: &Load, duration: Duration) -> Result<CpuFloor
             break;
         }
     }
-    let mib_per_cpu_s = payload as f64 / MIB / started.elapsed().as_secs_f64();
+    // The thread's own CPU time where there is one: not the time it waited
+    // for the CPU (another process on it, or the hypervisor).
+    let seconds = cpu_start.zip(thread_cpu_seconds()).map_or_else(|| started.elapsed().as_secs_f64(), |(a, b)| b - a);
+    let mib_per_cpu_s = payload as f64 / MIB / seconds.max(1e-9);
     Ok(CpuFloorResult {
         record_bytes: load.record_bytes,
         records_per_request: load.records_per_request,
@@ -100,39 +105,65 @@ fn measure(bodies: &[Bytes], load: &Load, duration: Duration) -> Result<CpuFloor
     })
 }
 
-/// The CPUs of a `taskset --cpu-list` list such as `0`, `0-1` or `0,2-3`.
+/// The CPUs of a list as `taskset --cpu-list` reads it: `0`, `0-1`,
+/// `0,2-3`, `0-6:2` (every second CPU from 0 to 6).
 pub fn cpu_list(list: &str) -> Result<Vec<usize>, Err> {
+    let bad = || format!("not a CPU list: {list:?} (taskset's form: 0, 0-1, 0,2-3 or 0-6:2; CPUs below 1024)");
     let mut cpus = Vec::new();
     for part in list.split(',').map(str::trim) {
-        let (first, last) = part.split_once('-').unwrap_or((part, part));
-        let bad = || format!("not a CPU list: {list:?} (write it as taskset does: 0, 0-1, 0,2-3)");
-        let (first, last): (usize, usize) =
-            (first.trim().parse().map_err(|_| bad())?, last.trim().parse().map_err(|_| bad())?);
-        if first > last || last >= 1024 {
+        let (range, stride) = part.split_once(':').unwrap_or((part, "1"));
+        let (first, last) = range.split_once('-').unwrap_or((range, range));
+        let number = |n: &str| n.trim().parse::<usize>().map_err(|_| bad());
+        let (first, last, stride) = (number(first)?, number(last)?, number(stride)?);
+        if first > last || last >= CPU_SETSIZE || stride == 0 {
             return Err(bad().into());
         }
-        cpus.extend(first..=last);
+        cpus.extend((first..=last).step_by(stride));
     }
     Ok(cpus)
 }
 
+/// The CPUs an affinity mask can name (glibc's `CPU_SETSIZE`).
+const CPU_SETSIZE: usize = 1024;
+
+/// This thread's CPU time so far, in seconds (Linux).
+#[cfg(target_os = "linux")]
+fn thread_cpu_seconds() -> Option<f64> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
+    Some(t.tv_sec() as f64 + t.tv_nsec() as f64 * 1e-9)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu_seconds() -> Option<f64> {
+    None
+}
+
 /// Runs `work` on this thread confined to `cpus`, then lets the thread run
-/// where it could before (it may be a pool's, reused).
+/// where it could before (it may be a pool's, reused), even if `work`
+/// panics.
 #[cfg(target_os = "linux")]
 fn on_cpus<T>(cpus: Option<&str>, work: impl FnOnce() -> T) -> Result<T, Err> {
     use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
     use nix::unistd::Pid;
+
+    /// Puts the thread's affinity back when dropped.
+    struct Restore(CpuSet);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = sched_setaffinity(Pid::from_raw(0), &self.0);
+        }
+    }
+
     let Some(cpus) = cpus else { return Ok(work()) };
     let mut set = CpuSet::new();
     for cpu in cpu_list(cpus)? {
-        set.set(cpu)?;
+        set.set(cpu).map_err(|e| format!("CPU {cpu} of {cpus:?}: {e}"))?;
     }
     let this_thread = Pid::from_raw(0);
-    let before = sched_getaffinity(this_thread)?;
-    sched_setaffinity(this_thread, &set)?;
-    let out = work();
-    sched_setaffinity(this_thread, &before)?;
-    Ok(out)
+    let before = sched_getaffinity(this_thread).map_err(|e| format!("this thread's CPUs: {e}"))?;
+    sched_setaffinity(this_thread, &set).map_err(|e| format!("cannot run on CPUs {cpus:?}: {e}"))?;
+    let _restore = Restore(before);
+    Ok(work())
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -251,7 +282,8 @@ mod tests {
         assert_eq!(cpu_list("0").unwrap(), vec![0]);
         assert_eq!(cpu_list("0-2").unwrap(), vec![0, 1, 2]);
         assert_eq!(cpu_list("1, 3-4").unwrap(), vec![1, 3, 4]);
-        for bad in ["", "a", "2-1", "0-", "-1", "5000"] {
+        assert_eq!(cpu_list("0-6:2,9").unwrap(), vec![0, 2, 4, 6, 9]);
+        for bad in ["", "a", "2-1", "0-", "-1", "5000", "0-4:0", "0-4:x"] {
             assert!(cpu_list(bad).is_err(), "{bad:?}");
         }
     }
@@ -272,6 +304,10 @@ mod tests {
         })
         .unwrap();
         assert_eq!(during, vec![cpu]);
+        assert_eq!(sched_getaffinity(Pid::from_raw(0)).unwrap(), before);
+        // A panic in the work lets the thread go too.
+        let panicked = std::panic::catch_unwind(|| on_cpus(Some(&cpu.to_string()), || panic!("in the floor")));
+        assert!(panicked.is_err());
         assert_eq!(sched_getaffinity(Pid::from_raw(0)).unwrap(), before);
 
         let mut maker = crate::load::Bodies::new(&load(), 1);

@@ -90,8 +90,8 @@ struct Common {
     #[arg(long, default_value_t = 3)]
     floor_seconds: u64,
     /// `floor`: also the CPU floor (the same request bodies parsed,
-    /// compressed and checksummed on one core); `produce` and `all` always
-    /// measure it.
+    /// compressed and checksummed on one thread, per CPU-second of it);
+    /// `produce` and `all` always measure it.
     #[arg(long)]
     cpu: bool,
     /// Seed for record contents and store latency samples.
@@ -114,8 +114,9 @@ struct Common {
     /// Confine the agents we start to these CPUs (`0`, `0-1`, as `taskset
     /// --cpu-list` reads them; Linux). Run the bench and the store on the
     /// others (`taskset -c 1 floe-bench …`) so that the agent's CPU figures
-    /// are its own work, as the CPU floor's are. `consume`'s cold reader
-    /// shares them with the writing agent.
+    /// are its own work, as the CPU floor's are. The CPU floor then runs on
+    /// them as well, before the load and after (its figure is the mean).
+    /// `consume`'s cold reader shares them with the writing agent.
     #[arg(long, conflicts_with = "target")]
     agent_cpus: Option<String>,
 }
@@ -254,6 +255,10 @@ async fn run(which: Which, c: Common, bin_dir: &Path, json: Option<PathBuf>) -> 
     if which == Which::Floor {
         // No agent is started: nothing to confine, nothing to report.
         setup.agent_cpus = None;
+    }
+    if let Some(cpus) = &setup.agent_cpus {
+        // Refused now, not after the load: the CPU floor runs on them too.
+        cpu_floor::cpu_list(cpus)?;
     }
     let load = c.load();
     print!("{}", text::header(which.name(), &setup, &load));

@@ -48,8 +48,12 @@ pub struct Summary {
     pub p99_budget_ms: Option<f64>,
     pub agent_cpu_s_per_gib: Option<f64>,
     pub mib_s_per_agent_cpu_s: Option<f64>,
-    /// The same bodies parsed, compressed and checksummed on one core.
+    /// The same bodies parsed, compressed and checksummed on one thread,
+    /// per CPU-second: the mean of `cpu_floor_runs_mib_s`.
     pub cpu_floor_mib_s: Option<f64>,
+    /// Each measurement of the CPU floor: before the load and after it when
+    /// the agent is confined to CPUs (then on those), else after it.
+    pub cpu_floor_runs_mib_s: Option<Vec<f64>>,
     /// mib_s_per_agent_cpu_s / cpu_floor_mib_s.
     pub agent_cpu_to_floor: Option<f64>,
     /// The CPU floor with its segments also written to the run's store.
@@ -114,6 +118,7 @@ impl Summary {
             agent_cpu_s_per_gib: produce.as_ref().and_then(|p| p.agent_cpu_s_per_gib),
             mib_s_per_agent_cpu_s: per_cpu_s,
             cpu_floor_mib_s,
+            cpu_floor_runs_mib_s: cpu_floor.as_ref().map(|f| f.runs_mib_per_cpu_s.clone()),
             agent_cpu_to_floor: per_cpu_s.zip(cpu_floor_mib_s).map(|(agent, floor)| agent / floor),
             cpu_floor_with_store_mib_s: with_store_mib_s,
             agent_cpu_to_floor_with_store: per_cpu_s.zip(with_store_mib_s).map(|(agent, floor)| agent / floor),
@@ -235,6 +240,27 @@ mod tests {
     }
 
     #[test]
+    fn a_cpu_floor_measured_twice_reports_both_runs_and_their_mean() {
+        let mut floor = CpuFloorResult {
+            record_bytes: 1024,
+            records_per_request: 100,
+            mib_per_cpu_s: 500.0,
+            runs_mib_per_cpu_s: vec![500.0],
+            cpus: Some("0".to_owned()),
+            requests: 10,
+            with_store_mib_per_cpu_s: None,
+        };
+        let later = CpuFloorResult { runs_mib_per_cpu_s: vec![400.0], ..floor.clone() };
+        crate::cpu_floor::add_run(&mut floor, &later);
+        let s = Summary::new("produce", &setup(), &load(), Results { cpu_floor: Some(floor), ..Results::default() });
+        assert_eq!(s.cpu_floor_mib_s, Some(450.0));
+        assert_eq!(s.cpu_floor_runs_mib_s, Some(vec![500.0, 400.0]));
+        let table = text::summary(&s);
+        assert!(table.contains("  CPU floor, MiB per core-s      450.00\n"), "{table}");
+        assert!(table.contains("  CPU floor runs             500.0 and 400.0\n"), "{table}");
+    }
+
+    #[test]
     fn e2e_alone_reports_its_own_produce_latency() {
         let e2e = E2eResult {
             rate: Some(20.0),
@@ -253,7 +279,8 @@ mod tests {
         // Every row of the table, figures missing as "-".
         let table = text::summary(&s);
         assert!(table.starts_with("\nsummary (e2e, profile none, flush 50 ms)\n"));
-        assert_eq!(table.lines().count(), 1 + 1 + 19 + 1);
+        assert_eq!(table.lines().count(), 1 + 1 + 20 + 1);
+        assert!(table.contains("  CPU floor runs                      -\n"));
         assert!(table.contains("  e2e p99 ms                      11.00\n"));
         assert!(table.contains("  produce MiB/s                       -\n"));
     }

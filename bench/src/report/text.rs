@@ -141,6 +141,11 @@ pub fn consume(r: &ConsumeResult) -> String {
     out
 }
 
+/// Figures as `1.0 and 2.0` (one decimal): what a mean was taken of.
+fn runs_text(runs: &[f64]) -> String {
+    runs.iter().map(|r| format!("{r:.1}")).collect::<Vec<_>>().join(" and ")
+}
+
 /// The headline figures as a table, after a blank line.
 pub fn summary(s: &Summary) -> String {
     let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
@@ -158,6 +163,7 @@ pub fn summary(s: &Summary) -> String {
         ("agent CPU s per GiB", f(s.agent_cpu_s_per_gib)),
         ("MiB per agent CPU-s", f(s.mib_s_per_agent_cpu_s)),
         ("CPU floor, MiB per core-s", f(s.cpu_floor_mib_s)),
+        ("CPU floor runs", s.cpu_floor_runs_mib_s.as_ref().map_or("-".to_owned(), |runs| runs_text(runs))),
         ("agent CPU / CPU floor", f(s.agent_cpu_to_floor)),
         ("CPU floor + store writes", f(s.cpu_floor_with_store_mib_s)),
         ("agent CPU / that floor", f(s.agent_cpu_to_floor_with_store)),
