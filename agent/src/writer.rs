@@ -643,7 +643,9 @@ async fn flusher(
             continue;
         }
         let sealed = Instant::now();
-        let open = std::mem::take(&mut open);
+        // The next buffer starts at this one's size, not grown by doubling.
+        let next = Vec::with_capacity(open.len());
+        let open = std::mem::replace(&mut open, next);
         // Spool space is taken here, in seal order: taken as uploads
         // finish encoding, a later flush could hold what the oldest
         // needs while it waits to be committed after the oldest.
@@ -762,13 +764,25 @@ async fn upload(
         return Err((WriteError::Closed, pending.into_iter().map(|p| p.waiter).collect()));
     }
     let record_bytes: usize = pending.iter().map(|p| p.bytes).sum();
-    let mut groups: BTreeMap<BatchKey, (Vec<Record>, Frames)> = BTreeMap::new();
+    let key_of = |i: usize, topic: &str, part: &PartitionRecords| -> BatchKey {
+        (topic.to_owned(), part.topic_id, part.partition, part.producer.map(|stamp| (stamp, i)))
+    };
+    // Each batch's records in a vector of their number: a flush's batches
+    // hold ~1 MiB of `Record`s, which doubling would copy (into fresh pages).
+    let mut counts: BTreeMap<BatchKey, usize> = BTreeMap::new();
+    for (i, p) in pending.iter().enumerate() {
+        for part in &p.parts {
+            *counts.entry(key_of(i, &p.topic, part)).or_default() += part.records.len();
+        }
+    }
+    let mut groups: BTreeMap<BatchKey, (Vec<Record>, Frames)> =
+        counts.into_iter().map(|(key, n)| (key, (Vec::with_capacity(n), Frames::new()))).collect();
     let mut waiters = Vec::with_capacity(pending.len());
     let mut placed: Vec<Vec<(BatchKey, u32)>> = Vec::with_capacity(pending.len());
     for (i, p) in pending.into_iter().enumerate() {
         let mut slots = Vec::with_capacity(p.parts.len());
         for (part, frame) in p.parts.into_iter().zip(p.frames) {
-            let key = (p.topic.clone(), part.topic_id, part.partition, part.producer.map(|stamp| (stamp, i)));
+            let key = key_of(i, &p.topic, &part);
             let (group, frames) = groups.entry(key.clone()).or_default();
             slots.push((key, group.len() as u32));
             if let Some(frame) = frame {
