@@ -91,7 +91,8 @@ fn measure(bodies: &[Bytes], load: &Load, duration: Duration) -> Result<CpuFloor
         }
     }
     // The thread's own CPU time where there is one: not the time it waited
-    // for the CPU (another process on it, or the hypervisor).
+    // for the CPU (another process on it, or the hypervisor where the
+    // kernel accounts steal time).
     let seconds = cpu_start.zip(thread_cpu_seconds()).map_or_else(|| started.elapsed().as_secs_f64(), |(a, b)| b - a);
     let mib_per_cpu_s = payload as f64 / MIB / seconds.max(1e-9);
     Ok(CpuFloorResult {

@@ -363,7 +363,7 @@ async fn cpu_floor_alone(
     .await
     .map_err(|e| format!("CPU floor: {e}"))??;
     println!(
-        "CPU floor: {:.1} MiB/s of payload on {on} ({} requests of {} × {} B records)",
+        "CPU floor: {:.1} MiB of payload per CPU-second on {on} ({} requests of {} × {} B records)",
         f.mib_per_cpu_s, f.requests, f.records_per_request, f.record_bytes
     );
     Ok((bodies, f))
@@ -384,7 +384,7 @@ async fn run_cpu_floor(
         Some((bodies, mut f)) => {
             let (_, after) = cpu_floor_alone(c, load, cpus, Some(bodies.clone())).await?;
             cpu_floor::add_run(&mut f, &after);
-            println!("CPU floor: {:.1} MiB/s, the mean of before and after the load", f.mib_per_cpu_s);
+            println!("CPU floor: {:.1} MiB per CPU-second, the mean of before and after the load", f.mib_per_cpu_s);
             (bodies, f)
         }
         None => cpu_floor_alone(c, load, cpus, None).await?,
