@@ -275,7 +275,7 @@ async fn run(which: Which, c: Common, bin_dir: &Path, json: Option<PathBuf>) -> 
     let mut chart = Chart::default();
 
     // With the agent confined, the CPU floor runs on its CPUs, before its
-    // load and after: this VM's speed drifts by ±10% within a minute.
+    // load and after: this VM's speed drifts by up to ±17% within minutes.
     let confined = setup.agent_cpus.clone().filter(|_| matches!(which, Which::Produce | Which::All));
     let mut floor_before = None;
     if let (Some(cpus), Some(_)) = (&confined, &cluster) {
