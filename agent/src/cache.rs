@@ -1,7 +1,8 @@
 //! The batch cache: decoded batches in RAM (`moka`, weighed by record bytes),
 //! and optionally their raw bytes on local NVMe as a second tier. Concurrent
 //! misses on one batch share one load; a load reads the disk tier first, and
-//! only then makes one ranged GET.
+//! only then makes one ranged GET. Batches this agent wrote go in as they
+//! were written, compressed, and are decoded by the first read of them.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use floe_broker::Record;
-use floe_broker::segment::decode_batch;
+use floe_broker::segment::{decode_batch, decode_batch_chunks};
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 use ulid::Ulid;
@@ -18,9 +19,20 @@ use ulid::Ulid;
 pub type BatchKey = (Ulid, u64);
 pub type Batch = Arc<[Record]>;
 
+/// What RAM holds for a batch.
+#[derive(Clone)]
+enum Entry {
+    Records(Batch),
+    /// A batch this agent wrote, as the chunks of its segment that hold it
+    /// (compressed), until a read decodes it. The writer lets go of a
+    /// request's records once they are compressed (decision 0026): keeping
+    /// them decoded for tail readers would make every produce hold them.
+    Written(Arc<[Bytes]>),
+}
+
 #[derive(Clone)]
 pub struct BatchCache {
-    ram: Cache<BatchKey, Batch>,
+    ram: Cache<BatchKey, Entry>,
     disk: Option<DiskTier>,
     counters: Arc<Counters>,
     /// Weight added since the last eviction pass (see `settle`).
@@ -78,7 +90,7 @@ impl BatchCache {
         let ram = Cache::builder()
             .eviction_policy(EvictionPolicy::lru())
             .max_capacity(max_bytes)
-            .weigher(|_, batch: &Batch| u32::try_from(weight(batch)).unwrap_or(u32::MAX))
+            .weigher(|_, entry: &Entry| u32::try_from(weight(entry)).unwrap_or(u32::MAX))
             .build();
         let disk = match disk {
             None => None,
@@ -102,8 +114,17 @@ impl BatchCache {
     }
 
     pub async fn insert(&self, key: BatchKey, batch: Batch) {
-        let weight = weight(&batch);
-        self.ram.insert(key, batch).await;
+        self.put(key, Entry::Records(batch)).await;
+    }
+
+    /// A batch as this agent wrote it: `chunks` hold exactly its bytes.
+    pub async fn insert_written(&self, key: BatchKey, chunks: Arc<[Bytes]>) {
+        self.put(key, Entry::Written(chunks)).await;
+    }
+
+    async fn put(&self, key: BatchKey, entry: Entry) {
+        let weight = weight(&entry);
+        self.ram.insert(key, entry).await;
         self.settle(weight).await;
     }
 
@@ -176,7 +197,7 @@ impl BatchCache {
                 .map_err(|e| floe_broker::Error::corrupt("batch", e))
                 .and_then(|decoded| decoded)
                 .map_err(Arc::new)?;
-            Ok(Batch::from(records))
+            Ok(Entry::Records(Batch::from(records)))
         };
         let loaded = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let marked = loaded.clone();
@@ -185,17 +206,33 @@ impl BatchCache {
             marked.store(true, Ordering::Relaxed);
             batch
         };
-        let batch =
+        let entry =
             self.ram.try_get_with(key, load).await.map_err(|e: Arc<Arc<floe_broker::Error>>| Arc::clone(&*e))?;
         if loaded.load(Ordering::Relaxed) {
-            self.settle(weight(&batch)).await;
+            self.settle(weight(&entry)).await;
         }
-        Ok(batch)
+        match entry {
+            Entry::Records(batch) => Ok(batch),
+            Entry::Written(chunks) => {
+                // Two readers at once may both decode it: the same records.
+                let records = tokio::task::spawn_blocking(move || decode_batch_chunks(&chunks))
+                    .await
+                    .map_err(|e| floe_broker::Error::corrupt("batch", e))
+                    .and_then(|decoded| decoded)
+                    .map_err(Arc::new)?;
+                let batch = Batch::from(records);
+                self.put(key, Entry::Records(batch.clone())).await;
+                Ok(batch)
+            }
+        }
     }
 }
 
-fn weight(batch: &Batch) -> u64 {
-    batch.iter().map(|r| r.held_bytes() as u64).sum()
+fn weight(entry: &Entry) -> u64 {
+    match entry {
+        Entry::Records(batch) => batch.iter().map(|r| r.held_bytes() as u64).sum(),
+        Entry::Written(chunks) => chunks.iter().map(|c| c.len() as u64).sum(),
+    }
 }
 
 #[cfg(test)]
@@ -214,7 +251,7 @@ mod tests {
     #[tokio::test]
     async fn the_cache_never_holds_much_more_than_its_budget() {
         let record = Record { key: None, value: Bytes::from(vec![7u8; 100_000]), timestamp: 1, headers: vec![] };
-        let batch_weight = weight(&Batch::from(vec![record.clone()]));
+        let batch_weight = weight(&Entry::Records(Batch::from(vec![record.clone()])));
         let budget = 8 * batch_weight;
         let cache = BatchCache::new(budget, None).unwrap();
         let mut held = Vec::new();
@@ -227,6 +264,33 @@ mod tests {
         // What is still alive is held by the cache (nothing else has it).
         let alive = held.iter().filter(|b| b.strong_count() > 0).count() as u64;
         assert!(alive * batch_weight <= budget + budget / 16 + batch_weight, "{alive} batches of 8 alive");
+    }
+
+    /// A batch put in as written (its header and frames, each a chunk of
+    /// their own) is read without a load, as its records, and then held as
+    /// them.
+    #[tokio::test]
+    async fn a_written_batch_is_read_without_a_load_and_kept_decoded() {
+        let records: Vec<Record> = (0..3u8)
+            .map(|i| Record { key: None, value: Bytes::from(vec![i; 1000]), timestamp: 1, headers: vec![] })
+            .collect();
+        let frame = floe_broker::segment::Frame::compress(&records[..2]).unwrap();
+        let mut b = SegmentBuilder::new();
+        b.add_batch_with_frames("t", 0, &records, &[(0, frame)]).unwrap();
+        let built = b.finish_parts().unwrap();
+        let chunks: Arc<[Bytes]> = built.chunks[built.batch_chunks[0].clone()].into();
+        assert!(chunks.len() > 1, "header and frames apart: {} chunk(s)", chunks.len());
+        let cache = BatchCache::new(1 << 20, None).unwrap();
+        let key = (Ulid::nil(), built.index[0].pos);
+        cache.insert_written(key, chunks.clone()).await;
+        let no_load = || async { Err(Arc::new(floe_broker::Error::corrupt("test", "no load expected"))) };
+        let read = cache.get_or_load(key, no_load()).await.unwrap();
+        assert_eq!(&read[..], &records[..]);
+        let again = cache.get_or_load(key, no_load()).await.unwrap();
+        assert!(Arc::ptr_eq(&read, &again), "decoded once, then held decoded");
+        let s = cache.stats().await;
+        assert_eq!((s.lookups, s.loads, s.fetched_bytes), (2, 0, 0));
+        assert_eq!(s.bytes, weight(&Entry::Records(read)));
     }
 
     #[tokio::test]

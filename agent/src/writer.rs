@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use floe_broker::entry::{FlushId, Op};
-use floe_broker::segment::{self, BatchMeta, Frame, ProducerStamp, SegmentBuilder};
+use floe_broker::segment::{self, BatchMeta, Finished, Frame, ProducerStamp, Run, SegmentBuilder};
 use floe_broker::state::{OpOutcome, Placement};
 use floe_broker::{MetadataLog, Record, keys};
 use object_store::{ObjectStoreExt, PutPayload};
@@ -25,9 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use ulid::Ulid;
 
-use crate::cache::{Batch, BatchCache};
+use crate::cache::BatchCache;
 use crate::committer::{CommitError, Committer};
-use crate::one_buffer::OneBuffer;
 use crate::spool::{Recovered, Spool, SpoolError, SpoolSpace};
 
 /// Sealed flushes queued between the flusher and the commit when a spool
@@ -152,11 +151,35 @@ impl InFlight {
 
 struct Pending {
     topic: String,
-    parts: Vec<PartitionRecords>,
-    /// Each part's records compressed already, for the large parts.
-    frames: Vec<Option<Frame>>,
+    parts: Vec<Part>,
     bytes: usize,
     waiter: Waiter,
+}
+
+/// A request's records for one partition, as the writer holds them.
+struct Part {
+    partition: u32,
+    topic_id: u64,
+    producer: Option<ProducerStamp>,
+    held: Held,
+}
+
+enum Held {
+    /// To be compressed at the flush, with the batch's other small parts.
+    Records(Vec<Record>),
+    /// Compressed as they arrived. The records themselves are let go at
+    /// once: the request's body is freed while the CPU's cache still holds
+    /// it, and the next one is read into it (decision 0026).
+    Frame(Frame),
+}
+
+impl Part {
+    fn records(&self) -> usize {
+        match &self.held {
+            Held::Records(records) => records.len(),
+            Held::Frame(frame) => frame.records(),
+        }
+    }
 }
 
 struct Waiter {
@@ -202,9 +225,6 @@ impl Drop for Waiter {
     }
 }
 
-/// Frames of a batch compressed ahead, each with the index of its first record.
-type Frames = Vec<(usize, Frame)>;
-
 /// One batch of a segment: a partition, and for an idempotent request its
 /// stamp and the request's place in the flush (each such request is a batch
 /// of its own, checked on apply on its own).
@@ -217,7 +237,9 @@ struct Uploaded {
     segment: Ulid,
     body: Body,
     batches: Vec<BatchMeta>,
-    records: Vec<Batch>,
+    /// Each batch as written (the chunks of `body` that hold it), for the
+    /// read cache.
+    written: Vec<Arc<[bytes::Bytes]>>,
     waiters: Vec<Waiter>,
     /// Set when the log refused this spooled upload for now: it is uploaded
     /// under a new name before it is committed again.
@@ -406,14 +428,14 @@ impl Writer {
             return Err(WriteError::Overloaded);
         };
         waiter._permit = Some(permit);
-        let (parts, frames) = match compress_large_parts(parts, &self.compressing).await {
+        let parts = match compress_large_parts(parts, &self.compressing).await {
             Ok(compressed) => compressed,
             Err(e) => {
                 waiter.answer(Err(e.clone()));
                 return Err(e);
             }
         };
-        self.tx.send(Pending { topic, parts, frames, bytes, waiter }).map_err(|_| WriteError::Closed)?;
+        self.tx.send(Pending { topic, parts, bytes, waiter }).map_err(|_| WriteError::Closed)?;
         answer.await.unwrap_or(Err(WriteError::Closed))
     }
 
@@ -463,68 +485,50 @@ const FRAME_MIN_BYTES: usize = 64 * 1024;
 /// runtime thread for long (256 KiB takes about half a millisecond).
 const INLINE_MAX_BYTES: usize = 256 * 1024;
 
-/// Compresses each part of at least `FRAME_MIN_BYTES` into a frame. Beyond
-/// `INLINE_MAX_BYTES`, only with one of the `slots` (about one per core):
-/// when none is free the parts are left for the flush, so blocking threads,
-/// and the buffers and contexts they hold, stay few.
+/// Compresses each part of at least `FRAME_MIN_BYTES` into a frame, and
+/// lets go of its records. Beyond `INLINE_MAX_BYTES`, only with one of the
+/// `slots` (about one per core): when none is free the parts are left for
+/// the flush, so blocking threads, and the buffers and contexts they hold,
+/// stay few.
+///
+/// The records left for the flush may be slices of one buffer with other
+/// partitions' records (the native API hands a request over so): that
+/// buffer is counted, as their request, until the request is answered,
+/// and they are let go when their segment is built, before that.
 ///
 /// # Cancel safety
 /// Dropping the future drops the parts; nothing has been buffered yet. A
 /// compression already on a blocking thread runs to its end holding its
 /// slot, so abandoned ones cannot pile up either.
-async fn compress_large_parts(
-    parts: Vec<PartitionRecords>,
-    slots: &Arc<Semaphore>,
-) -> Result<(Vec<PartitionRecords>, Vec<Option<Frame>>), WriteError> {
+async fn compress_large_parts(parts: Vec<PartitionRecords>, slots: &Arc<Semaphore>) -> Result<Vec<Part>, WriteError> {
     let sizes: Vec<usize> = parts.iter().map(|p| segment::encoded_records_len(&p.records)).collect();
     let total: usize = sizes.iter().filter(|n| **n >= FRAME_MIN_BYTES).sum();
-    let compress = move |mut parts: Vec<PartitionRecords>| {
-        own_buffers(&mut parts);
-        let frames = parts
-            .iter()
+    let take = move |parts: Vec<PartitionRecords>, compress: bool| {
+        parts
+            .into_iter()
             .zip(&sizes)
-            .map(|(p, size)| (*size >= FRAME_MIN_BYTES).then(|| Frame::compress(&p.records)).transpose())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| WriteError::Upload(Arc::new(e)))?;
-        Ok((parts, frames))
+            .map(|(p, size)| {
+                let held = match compress && *size >= FRAME_MIN_BYTES {
+                    true => Held::Frame(Frame::compress(&p.records)?),
+                    false => Held::Records(p.records),
+                };
+                Ok(Part { partition: p.partition, topic_id: p.topic_id, producer: p.producer, held })
+            })
+            .collect::<Result<Vec<_>, floe_broker::Error>>()
+            .map_err(|e| WriteError::Upload(Arc::new(e)))
     };
     if total <= INLINE_MAX_BYTES {
-        return compress(parts);
+        return take(parts, true);
     }
     let Ok(slot) = slots.clone().try_acquire_owned() else {
-        let mut parts = parts;
-        own_buffers(&mut parts);
-        let frames = vec![None; parts.len()];
-        return Ok((parts, frames));
+        return take(parts, false);
     };
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        compress(parts)
+        take(parts, true)
     })
     .await
     .unwrap_or_else(|e| Err(WriteError::UnexpectedOutcome(format!("record compression stopped: {e}"))))
-}
-
-/// Gives each partition's records a buffer of their own when a request
-/// spans several. A face may hand in a request's keys and values as slices
-/// of one buffer (the native API does); once buffered and cached, one
-/// partition's batch must not keep another's bytes alive, which no budget
-/// would count. Done once the write buffer holds the request: the copies
-/// are counted, and a refused request makes none.
-fn own_buffers(parts: &mut [PartitionRecords]) {
-    if parts.len() < 2 {
-        return;
-    }
-    for part in parts {
-        let records = &mut part.records;
-        let mut buf = OneBuffer::new(records.iter().flat_map(|r| r.key.iter().chain([&r.value])).map(|b| &b[..]));
-        for r in records.iter_mut() {
-            if let Some(key) = &mut r.key {
-                *key = buf.take(key.len());
-            }
-            r.value = buf.take(r.value.len());
-        }
-    }
 }
 
 enum Claim {
@@ -764,31 +768,50 @@ async fn upload(
         return Err((WriteError::Closed, pending.into_iter().map(|p| p.waiter).collect()));
     }
     let record_bytes: usize = pending.iter().map(|p| p.bytes).sum();
-    let key_of = |i: usize, topic: &str, part: &PartitionRecords| -> BatchKey {
+    let key_of = |i: usize, topic: &str, part: &Part| -> BatchKey {
         (topic.to_owned(), part.topic_id, part.partition, part.producer.map(|stamp| (stamp, i)))
     };
-    // Each batch's records in a vector of their number: a flush's batches
-    // hold ~1 MiB of `Record`s, which doubling would copy (into fresh pages).
-    let mut counts: BTreeMap<BatchKey, usize> = BTreeMap::new();
+    // Records left for the flush, per batch: each batch's run of them gets
+    // a vector of their number, not grown (and copied) by doubling.
+    let mut unframed: BTreeMap<BatchKey, usize> = BTreeMap::new();
     for (i, p) in pending.iter().enumerate() {
         for part in &p.parts {
-            *counts.entry(key_of(i, &p.topic, part)).or_default() += part.records.len();
+            let left = unframed.entry(key_of(i, &p.topic, part)).or_default();
+            if let Held::Records(records) = &part.held {
+                *left += records.len();
+            }
         }
     }
-    let mut groups: BTreeMap<BatchKey, (Vec<Record>, Frames)> =
-        counts.into_iter().map(|(key, n)| (key, (Vec::with_capacity(n), Frames::new()))).collect();
+    // Each batch's records so far, and its runs: frames, and the records
+    // between them (compressed at the build, a frame per run).
+    let mut groups: BTreeMap<BatchKey, (usize, Vec<Held>)> =
+        unframed.keys().map(|key| (key.clone(), (0, Vec::new()))).collect();
     let mut waiters = Vec::with_capacity(pending.len());
     let mut placed: Vec<Vec<(BatchKey, u32)>> = Vec::with_capacity(pending.len());
     for (i, p) in pending.into_iter().enumerate() {
         let mut slots = Vec::with_capacity(p.parts.len());
-        for (part, frame) in p.parts.into_iter().zip(p.frames) {
+        for part in p.parts {
             let key = key_of(i, &p.topic, &part);
-            let (group, frames) = groups.entry(key.clone()).or_default();
-            slots.push((key, group.len() as u32));
-            if let Some(frame) = frame {
-                frames.push((group.len(), frame));
+            let (count, runs) = groups.entry(key.clone()).or_default();
+            slots.push((key.clone(), *count as u32));
+            *count += part.records();
+            match part.held {
+                Held::Records(records) => {
+                    // This batch's records still to come, these included.
+                    let left = unframed
+                        .get_mut(&key)
+                        .map_or(records.len(), |left| std::mem::replace(left, left.saturating_sub(records.len())));
+                    match runs.last_mut() {
+                        Some(Held::Records(run)) => run.extend(records),
+                        _ => {
+                            let mut run = Vec::with_capacity(left.max(records.len()));
+                            run.extend(records);
+                            runs.push(Held::Records(run));
+                        }
+                    }
+                }
+                frame => runs.push(frame),
             }
-            group.extend(part.records);
         }
         placed.push(slots);
         waiters.push(p.waiter);
@@ -797,29 +820,36 @@ async fn upload(
     for (w, slots) in waiters.iter_mut().zip(placed) {
         w.slots = slots.into_iter().map(|(k, start)| (batch_index[&k], start)).collect();
     }
-    let (records, frames): (Vec<Batch>, Vec<_>) =
-        groups.into_values().map(|(records, frames)| (Batch::from(records), frames)).unzip();
+    let runs: Vec<Vec<Held>> = groups.into_values().map(|(_, runs)| runs).collect();
     let keys: Vec<BatchKey> = batch_index.into_keys().collect();
     // Encoding holds about twice the segment besides the records: bounded too.
     let slots = if ctx.spool.is_some() { &ctx.encodes } else { &ctx.puts };
     let Ok(permit) = slots.acquire().await else {
         return Err((WriteError::Closed, waiters));
     };
-    let encode_input = records.clone();
+    // The records go with the build: once compressed, nothing keeps them.
     let built = tokio::task::spawn_blocking(move || {
         let mut b = SegmentBuilder::new();
-        for (((topic, _, partition, _), batch), frames) in keys.iter().zip(&encode_input).zip(&frames) {
-            b.add_batch_with_frames(topic, *partition, batch, frames)?;
+        for ((topic, _, partition, _), held) in keys.iter().zip(&runs) {
+            let runs: Vec<Run<'_>> = held
+                .iter()
+                .map(|h| match h {
+                    Held::Records(records) => Run::Records(records),
+                    Held::Frame(frame) => Run::Frame(frame),
+                })
+                .collect();
+            b.add_batch_runs(topic, *partition, &runs)?;
         }
-        let (chunks, mut metas) = b.finish_chunks()?;
-        for (meta, (_, topic_id, _, producer)) in metas.iter_mut().zip(&keys) {
+        let Finished { chunks, mut index, batch_chunks } = b.finish_parts()?;
+        for (meta, (_, topic_id, _, producer)) in index.iter_mut().zip(&keys) {
             meta.producer = producer.map(|(stamp, _)| stamp);
             meta.topic_id = Some(*topic_id);
         }
-        Ok::<_, floe_broker::Error>((PutPayload::from_iter(chunks), metas))
+        let written = batch_chunks.into_iter().map(|range| Arc::from(&chunks[range])).collect();
+        Ok::<_, floe_broker::Error>((PutPayload::from_iter(chunks), index, written))
     })
     .await;
-    let (payload, batches) = match built {
+    let (payload, batches, written) = match built {
         Ok(Ok(built)) => {
             ctx.ratio.learn(record_bytes, built.0.content_length());
             built
@@ -829,7 +859,7 @@ async fn upload(
     };
     let segment = ctx.log.node().ulid();
     let body = Body::Ram(payload);
-    let mut up = Uploaded { sealed, uploaded: sealed, segment, body, batches, records, waiters, reupload: false };
+    let mut up = Uploaded { sealed, uploaded: sealed, segment, body, batches, written, waiters, reupload: false };
     let _permit = match (&ctx.spool, spooled) {
         (Some(spool), Some((flush, space))) => {
             drop(permit);
@@ -850,9 +880,9 @@ async fn upload(
 }
 
 /// Syncs the upload's segment to the spool and lets go of it in RAM: its
-/// requests' write-buffer bytes are freed, its records go to the read cache
-/// (tail readers here are served without a GET), and `acks=local` requests
-/// are answered.
+/// requests' write-buffer bytes are freed, its batches go to the read cache
+/// as written (tail readers here are served without a GET), and
+/// `acks=local` requests are answered.
 async fn spill(
     ctx: &Uploader,
     spool: &Arc<Spool>,
@@ -863,8 +893,8 @@ async fn spill(
     let Body::Ram(payload) = &up.body else { return Ok(()) };
     spool.write(flush, up.batches.clone(), payload.clone(), ctx.log.node().now_ms()).await?;
     up.body = Body::Spooled { flush, _space: space };
-    for (meta, records) in up.batches.iter().zip(std::mem::take(&mut up.records)) {
-        ctx.cache.insert((up.segment, meta.pos), records).await;
+    for (meta, chunks) in up.batches.iter().zip(std::mem::take(&mut up.written)) {
+        ctx.cache.insert_written((up.segment, meta.pos), chunks).await;
     }
     let mut committed = Vec::with_capacity(up.waiters.len());
     for mut w in std::mem::take(&mut up.waiters) {
@@ -889,7 +919,7 @@ async fn replay(ctx: Arc<Uploader>, flush: Recovered) -> Result<Uploaded, (Write
         segment: ctx.log.node().ulid(),
         body: Body::Spooled { flush, _space: space },
         batches,
-        records: Vec::new(),
+        written: Vec::new(),
         waiters: Vec::new(),
         reupload: false,
     };
@@ -1131,8 +1161,8 @@ async fn commit_group(mut group: Vec<Uploaded>, committer: &Committer, ctx: &Upl
     // is applied, and must find them there. (Entries for a commit that fails
     // are never referenced, and age out.) Spooled uploads put theirs in when spooled.
     for up in &mut group {
-        for (meta, records) in up.batches.iter().zip(std::mem::take(&mut up.records)) {
-            ctx.cache.insert((up.segment, meta.pos), records).await;
+        for (meta, chunks) in up.batches.iter().zip(std::mem::take(&mut up.written)) {
+            ctx.cache.insert_written((up.segment, meta.pos), chunks).await;
         }
     }
     let mut backoff = Backoff::default();
@@ -1316,11 +1346,11 @@ mod tests {
                 records: vec![record.clone(); INLINE_MAX_BYTES / 100 + 1],
             }]
         };
-        let (_, frames) = compress_large_parts(parts(), &Arc::new(Semaphore::new(0))).await.unwrap();
-        assert!(frames[0].is_none());
+        let taken = compress_large_parts(parts(), &Arc::new(Semaphore::new(0))).await.unwrap();
+        assert!(matches!(taken[0].held, Held::Records(_)));
         let slots = Arc::new(Semaphore::new(1));
-        let (_, frames) = compress_large_parts(parts(), &slots).await.unwrap();
-        assert!(frames[0].is_some());
+        let taken = compress_large_parts(parts(), &slots).await.unwrap();
+        assert!(matches!(taken[0].held, Held::Frame(_)));
         assert_eq!(slots.available_permits(), 1, "the slot is given back");
     }
 
@@ -1346,30 +1376,21 @@ mod tests {
         (shared, parts)
     }
 
+    /// A large part is compressed and its records let go at once: a
+    /// request whose parts are all large keeps nothing of its buffer.
+    /// Records left for the flush keep it until their segment is built.
     #[tokio::test]
-    async fn a_request_over_several_partitions_leaves_no_partition_sharing_its_buffer() {
-        let in_buffer = |shared: &Bytes, b: &Bytes| shared.as_ptr_range().contains(&b.as_ptr());
-        // Small parts (compressed at the flush), large ones compressed on a
-        // blocking thread, and large ones left for the flush for want of a slot.
-        for (size, slots) in [(100, 1), (1024, 1), (1024, 0)] {
+    async fn compressed_parts_let_go_of_the_request_buffer_at_once() {
+        // Large parts, inline and on a blocking thread; small ones; large
+        // ones left for the flush for want of a slot.
+        for (size, slots, let_go) in [(1024, 1, true), (512, 1, true), (100, 1, false), (1024, 0, false)] {
             let (shared, parts) = parts_sharing_a_buffer(2, 150, size);
-            let before: Vec<Record> = parts.iter().flat_map(|p| p.records.clone()).collect();
-            let (parts, _) = compress_large_parts(parts, &Arc::new(Semaphore::new(slots))).await.unwrap();
-            let after: Vec<&Record> = parts.iter().flat_map(|p| &p.records).collect();
-            assert_eq!(after.len(), before.len());
-            for (r, was) in after.iter().zip(&before) {
-                assert!(
-                    !in_buffer(&shared, &r.value),
-                    "a value still in the request's buffer ({size} B, {slots} slots)"
-                );
-                assert!(!in_buffer(&shared, r.key.as_ref().unwrap()), "a key still in the request's buffer");
-                assert_eq!((&r.key, &r.value), (&was.key, &was.value), "the same bytes, in place");
-            }
+            let taken = compress_large_parts(parts, &Arc::new(Semaphore::new(slots))).await.unwrap();
+            assert_eq!(taken.iter().map(Part::records).collect::<Vec<_>>(), [150, 150]);
+            assert_eq!(shared.is_unique(), let_go, "{size} B records, {slots} slots");
+            drop(taken);
+            assert!(shared.is_unique());
         }
-        // One partition keeps the request's buffer: nothing to separate.
-        let (shared, parts) = parts_sharing_a_buffer(1, 150, 100);
-        let (parts, _) = compress_large_parts(parts, &Arc::new(Semaphore::new(1))).await.unwrap();
-        assert!(parts[0].records.iter().all(|r| in_buffer(&shared, &r.value)), "copied for nothing");
     }
 
     /// Five requests, one after another, each fill a buffer (`flush_bytes`

@@ -82,6 +82,25 @@ pub struct SegmentBuilder {
     chunks: Vec<Bytes>,
     len: usize,
     index: Vec<BatchMeta>,
+    /// Which of `chunks` each batch of `index` is.
+    batch_chunks: Vec<Range<usize>>,
+}
+
+/// A finished segment: the chunks it is made of, in order, and its batches.
+pub struct Finished {
+    pub chunks: Vec<Bytes>,
+    pub index: Vec<BatchMeta>,
+    /// For each batch of `index`, the chunks that hold exactly its bytes:
+    /// what a reader of the batch would fetch, without a copy.
+    pub batch_chunks: Vec<Range<usize>>,
+}
+
+/// One run of a batch's records, in order: compressed ahead as a frame of
+/// its own, or records to compress when the batch is added.
+#[derive(Clone, Copy, Debug)]
+pub enum Run<'a> {
+    Frame(&'a Frame),
+    Records(&'a [Record]),
 }
 
 impl Default for SegmentBuilder {
@@ -92,21 +111,20 @@ impl Default for SegmentBuilder {
 
 impl SegmentBuilder {
     pub fn new() -> Self {
-        Self { chunks: vec![Bytes::from_static(MAGIC)], len: MAGIC.len(), index: Vec::new() }
+        Self { chunks: vec![Bytes::from_static(MAGIC)], len: MAGIC.len(), index: Vec::new(), batch_chunks: Vec::new() }
     }
 
     /// Appends one batch; `records` must not be empty.
     pub fn add_batch(&mut self, topic: &str, partition: u32, records: &[Record]) -> Result<&BatchMeta> {
         let batch = encode_batch(records)?;
         let len = batch.len();
-        self.push_batch(topic, partition, records, vec![Bytes::from(batch)], len)
+        self.push_batch(topic, partition, (records.len(), max_timestamp(records)), vec![Bytes::from(batch)], len)
     }
 
     /// Appends one batch of `records`, some runs of which are compressed
     /// already: each `(start, frame)` holds `records[start..start +
     /// frame.records()]`, in order. The runs between them are compressed
-    /// here, each as a frame of its own. The frames become the segment's
-    /// chunks as they are: nothing is copied.
+    /// here, each as a frame of its own.
     pub fn add_batch_with_frames(
         &mut self,
         topic: &str,
@@ -114,44 +132,63 @@ impl SegmentBuilder {
         records: &[Record],
         frames: &[(usize, Frame)],
     ) -> Result<&BatchMeta> {
-        if frames.is_empty() {
-            return self.add_batch(topic, partition, records);
-        }
-        let mut payload: Vec<Frame> = Vec::with_capacity(frames.len() * 2 + 1);
+        let mut runs = Vec::with_capacity(frames.len() * 2 + 1);
         let mut done = 0;
         for (start, frame) in frames {
             let end = start
                 .checked_add(frame.records)
                 .filter(|end| *start >= done && *end <= records.len())
                 .ok_or_else(|| Error::encode("batch", "frames out of order or beyond the batch's records"))?;
-            if *start > done {
-                payload.push(Frame::compress(&records[done..*start])?);
-            }
+            runs.push(Run::Records(&records[done..*start]));
             debug_assert_eq!(frame.raw_len, encoded_records_len(&records[*start..end]), "a frame of other records");
-            payload.push(frame.clone());
+            runs.push(Run::Frame(frame));
             done = end;
         }
-        if records.len() > done {
-            payload.push(Frame::compress(&records[done..])?);
+        runs.push(Run::Records(&records[done..]));
+        self.add_batch_runs(topic, partition, &runs)
+    }
+
+    /// Appends one batch made of `runs`, in order (not all empty). Frames
+    /// become the segment's chunks as they are: nothing is copied; each run
+    /// of records is compressed here as a frame of its own.
+    pub fn add_batch_runs(&mut self, topic: &str, partition: u32, runs: &[Run<'_>]) -> Result<&BatchMeta> {
+        let mut records = runs.iter().filter(|run| !matches!(run, Run::Records([])));
+        if let (Some(Run::Records(records)), None) = (records.next(), records.next()) {
+            // Header and payload in one piece.
+            return self.add_batch(topic, partition, records);
+        }
+        let mut payload: Vec<Frame> = Vec::with_capacity(runs.len());
+        for run in runs {
+            match run {
+                Run::Frame(frame) => payload.push((*frame).clone()),
+                Run::Records([]) => {}
+                Run::Records(records) => payload.push(Frame::compress(records)?),
+            }
+        }
+        if payload.is_empty() {
+            return Err(Error::encode("segment", "empty batch"));
         }
         let raw_len = payload.iter().map(|f| f.raw_len).sum();
+        let count = payload.iter().map(|f| f.records).sum();
+        let max_ts = payload.iter().map(|f| f.max_timestamp).max().unwrap_or(i64::MIN);
         let payload: Vec<Bytes> = payload.into_iter().map(|f| f.bytes).collect();
         let payload_len: usize = payload.iter().map(Bytes::len).sum();
         let mut header = vec![0; BATCH_HEADER_LEN];
-        write_header(&mut header, payload_len, records, raw_len)?;
+        write_header(&mut header, payload_len, count, max_ts, raw_len)?;
         let crc = payload.iter().fold(crc32c::crc32c(&header[8..]), |crc, frame| crc32c::crc32c_append(crc, frame));
         header[4..8].copy_from_slice(&crc.to_le_bytes());
         let mut chunks = Vec::with_capacity(payload.len() + 1);
         chunks.push(Bytes::from(header));
         chunks.extend(payload);
-        self.push_batch(topic, partition, records, chunks, BATCH_HEADER_LEN + payload_len)
+        self.push_batch(topic, partition, (count, max_ts), chunks, BATCH_HEADER_LEN + payload_len)
     }
 
+    /// `records`: how many the batch holds, and their latest timestamp.
     fn push_batch(
         &mut self,
         topic: &str,
         partition: u32,
-        records: &[Record],
+        (count, max_timestamp): (usize, i64),
         chunks: Vec<Bytes>,
         len: usize,
     ) -> Result<&BatchMeta> {
@@ -160,13 +197,15 @@ impl SegmentBuilder {
             partition,
             pos: self.len as u64,
             len: to_u32(len, "batch")?,
-            records: to_u32(records.len(), "record count")?,
-            max_timestamp: max_timestamp(records),
+            records: to_u32(count, "record count")?,
+            max_timestamp,
             producer: None,
             topic_id: None,
         };
         self.len += len;
+        let first = self.chunks.len();
         self.chunks.extend(chunks);
+        self.batch_chunks.push(first..self.chunks.len());
         self.index.push(meta);
         Ok(self.index.last().unwrap_or_else(|| unreachable!("just pushed")))
     }
@@ -177,7 +216,13 @@ impl SegmentBuilder {
 
     /// Writes the index and trailer; returns the segment's chunks, in order,
     /// and its batches. `PutPayload::from_iter(chunks)` uploads them.
-    pub fn finish_chunks(mut self) -> Result<(Vec<Bytes>, Vec<BatchMeta>)> {
+    pub fn finish_chunks(self) -> Result<(Vec<Bytes>, Vec<BatchMeta>)> {
+        let Finished { chunks, index, .. } = self.finish_parts()?;
+        Ok((chunks, index))
+    }
+
+    /// Like [`Self::finish_chunks`], with the chunks of each batch.
+    pub fn finish_parts(mut self) -> Result<Finished> {
         let mut tail = Vec::with_capacity(self.index.iter().map(|b| b.topic.len() + 34).sum::<usize>() + TRAILER_LEN);
         for b in &self.index {
             let topic = b.topic.as_bytes();
@@ -196,7 +241,7 @@ impl SegmentBuilder {
         tail.put_u32_le(crc);
         tail.put_slice(INDEX_MAGIC);
         self.chunks.push(Bytes::from(tail));
-        Ok((self.chunks, self.index))
+        Ok(Finished { chunks: self.chunks, index: self.index, batch_chunks: self.batch_chunks })
     }
 
     /// Like [`Self::finish_chunks`], with the segment in one buffer.
@@ -271,6 +316,7 @@ pub struct Frame {
     bytes: Bytes,
     raw_len: usize,
     records: usize,
+    max_timestamp: i64,
 }
 
 impl Frame {
@@ -284,7 +330,7 @@ impl Frame {
             encode_records(records, raw)?;
             packed(zstd::zstd_safe::compress_bound(raw_len), |out| compress_into(raw, out).map(drop))
         })?;
-        Ok(Self { bytes: Bytes::from(bytes), raw_len, records: records.len() })
+        Ok(Self { bytes: Bytes::from(bytes), raw_len, records: records.len(), max_timestamp: max_timestamp(records) })
     }
 
     /// Compressed bytes.
@@ -351,13 +397,13 @@ fn compress_into(raw: &[u8], out: &mut Vec<u8>) -> Result<usize> {
 }
 
 /// Fills a batch header, all but its CRC.
-fn write_header(mut header: &mut [u8], payload_len: usize, records: &[Record], raw_len: usize) -> Result<()> {
+fn write_header(mut header: &mut [u8], payload_len: usize, count: usize, max_ts: i64, raw_len: usize) -> Result<()> {
     header.put_u32_le(to_u32(payload_len, "payload")?);
     header.put_u32_le(0); // crc, filled by the caller
-    header.put_u32_le(to_u32(records.len(), "record count")?);
+    header.put_u32_le(to_u32(count, "record count")?);
     header.put_slice(&[CODEC_ZSTD, 0, 0, 0]);
     header.put_u32_le(to_u32(raw_len, "batch")?);
-    header.put_i64_le(max_timestamp(records));
+    header.put_i64_le(max_ts);
     Ok(())
 }
 
@@ -378,7 +424,7 @@ fn encode_batch(records: &[Record]) -> Result<Vec<u8>> {
             out.resize(BATCH_HEADER_LEN, 0);
             let payload_len = compress_into(raw, out)?;
             debug_assert_eq!(out.len(), BATCH_HEADER_LEN + payload_len);
-            write_header(&mut out[..BATCH_HEADER_LEN], payload_len, records, raw_len)?;
+            write_header(&mut out[..BATCH_HEADER_LEN], payload_len, records.len(), max_timestamp(records), raw_len)?;
             let crc = crc32c::crc32c(&out[8..]);
             out[4..8].copy_from_slice(&crc.to_le_bytes());
             Ok(())
@@ -450,6 +496,15 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Record>> {
         return Err(bad("trailing bytes after the last record"));
     }
     Ok(records)
+}
+
+/// Decodes one batch from the chunks that hold exactly its bytes, in order
+/// (as [`Finished::batch_chunks`] names them).
+pub fn decode_batch_chunks(chunks: &[Bytes]) -> Result<Vec<Record>> {
+    match chunks {
+        [one] => decode_batch(one),
+        many => decode_batch(&many.concat()),
+    }
 }
 
 /// The smallest encoded record: timestamp, key length, value length and
@@ -616,14 +671,48 @@ mod tests {
             }
             let mut b = SegmentBuilder::new();
             b.add_batch_with_frames("t", 3, &records, &frames).unwrap();
-            let (bytes, metas) = b.finish().unwrap();
+            let Finished { chunks, index: metas, batch_chunks } = b.finish_parts().unwrap();
+            let bytes = chunks.concat();
             prop_assert_eq!(read_index(&bytes).unwrap(), metas.clone());
             prop_assert_eq!(metas[0].records as usize, records.len());
+            prop_assert_eq!(metas[0].max_timestamp, max_timestamp(&records));
             let r = metas[0].range();
             let batch = &bytes[r.start as usize..r.end as usize];
             prop_assert_eq!(decode_batch(batch).unwrap(), records.clone());
             // Every frame given is in the payload as it was.
             prop_assert!(frames.len() <= batch_frames(batch).unwrap());
+            // The batch's own chunks are exactly its bytes.
+            prop_assert_eq!(decode_batch_chunks(&chunks[batch_chunks[0].clone()]).unwrap(), records.clone());
+        }
+
+        /// Runs given as frames and records, empty runs among them, make
+        /// the batch their records make in order, chunk by chunk.
+        #[test]
+        fn a_batch_of_runs_holds_its_runs_in_order(
+            runs in proptest::collection::vec((proptest::collection::vec(arb_record(), 0..8), any::<bool>()), 1..6),
+        ) {
+            let records: Vec<Record> = runs.iter().flat_map(|(r, _)| r.clone()).collect();
+            prop_assume!(!records.is_empty());
+            let frames: Vec<Option<Frame>> =
+                runs.iter().map(|(r, ahead)| (*ahead && !r.is_empty()).then(|| Frame::compress(r).unwrap())).collect();
+            let given: Vec<Run<'_>> = runs
+                .iter()
+                .zip(&frames)
+                .map(|((r, _), frame)| frame.as_ref().map_or(Run::Records(r), Run::Frame))
+                .collect();
+            let mut b = SegmentBuilder::new();
+            b.add_batch("before", 0, &records[..1]).unwrap();
+            b.add_batch_runs("t", 1, &given).unwrap();
+            let Finished { chunks, index, batch_chunks } = b.finish_parts().unwrap();
+            prop_assert_eq!(index.len(), 2);
+            prop_assert_eq!(index[1].records as usize, records.len());
+            prop_assert_eq!(index[1].max_timestamp, max_timestamp(&records));
+            let bytes = chunks.concat();
+            for (meta, range) in index.iter().zip(&batch_chunks) {
+                let own: Vec<u8> = chunks[range.clone()].concat();
+                prop_assert_eq!(&own[..], &bytes[meta.range().start as usize..meta.range().end as usize]);
+            }
+            prop_assert_eq!(decode_batch_chunks(&chunks[batch_chunks[1].clone()]).unwrap(), records);
         }
 
         #[test]
@@ -695,6 +784,10 @@ mod tests {
     #[test]
     fn empty_batch_is_refused() {
         assert!(SegmentBuilder::new().add_batch("t", 0, &[]).is_err());
+        let mut b = SegmentBuilder::new();
+        assert!(b.add_batch_runs("t", 0, &[]).is_err());
+        assert!(b.add_batch_runs("t", 0, &[Run::Records(&[]), Run::Records(&[])]).is_err());
+        assert!(b.is_empty());
     }
 
     /// Found by `cargo fuzz` (segment_batch): a batch whose header claims
