@@ -12,6 +12,7 @@ use bytes::Bytes;
 use floe_broker::Record;
 use floe_broker::segment::{decode_batch, decode_batch_chunks};
 use moka::future::Cache;
+use moka::ops::compute::{CompResult, Op};
 use moka::policy::EvictionPolicy;
 use ulid::Ulid;
 
@@ -213,19 +214,66 @@ impl BatchCache {
         }
         match entry {
             Entry::Records(batch) => Ok(batch),
-            Entry::Written(chunks) => {
-                // Two readers at once may both decode it: the same records.
-                let records = tokio::task::spawn_blocking(move || decode_batch_chunks(&chunks))
-                    .await
-                    .map_err(|e| floe_broker::Error::corrupt("batch", e))
-                    .and_then(|decoded| decoded)
-                    .map_err(Arc::new)?;
-                let batch = Batch::from(records);
-                self.put(key, Entry::Records(batch.clone())).await;
-                Ok(batch)
-            }
+            Entry::Written(chunks) => match self.decode_written(key).await? {
+                Some(batch) => Ok(batch),
+                // Evicted meanwhile: what was read is decoded for this reader alone.
+                None => decode_chunks(chunks).await,
+            },
         }
     }
+
+    /// Decodes the written batch at `key` in place, under the key's lock:
+    /// tail readers woken together by one commit wait for one decode (and
+    /// share its records) instead of each making a copy. `None` if the key
+    /// is gone. A batch that does not decode is dropped from RAM, and the
+    /// next read loads it from the store.
+    async fn decode_written(&self, key: BatchKey) -> Result<Option<Batch>, Arc<floe_broker::Error>> {
+        let mut failed = None;
+        let computed = self
+            .ram
+            .entry(key)
+            .and_compute_with(|current| {
+                let written = match current.map(moka::Entry::into_value) {
+                    Some(Entry::Written(chunks)) => Some(chunks),
+                    _ => None,
+                };
+                let failed = &mut failed;
+                async move {
+                    let Some(chunks) = written else { return Op::Nop };
+                    match decode_chunks(chunks).await {
+                        Ok(batch) => Op::Put(Entry::Records(batch)),
+                        Err(e) => {
+                            *failed = Some(e);
+                            Op::Remove
+                        }
+                    }
+                }
+            })
+            .await;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let decoded = matches!(computed, CompResult::ReplacedWith(_));
+        match computed.into_entry().map(moka::Entry::into_value) {
+            Some(Entry::Records(batch)) => {
+                if decoded {
+                    self.settle(weight(&Entry::Records(batch.clone()))).await;
+                }
+                Ok(Some(batch))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// A written batch's records, decoded on a blocking thread.
+async fn decode_chunks(chunks: Arc<[Bytes]>) -> Result<Batch, Arc<floe_broker::Error>> {
+    tokio::task::spawn_blocking(move || decode_batch_chunks(&chunks))
+        .await
+        .map_err(|e| floe_broker::Error::corrupt("batch", e))
+        .and_then(|decoded| decoded)
+        .map(Batch::from)
+        .map_err(Arc::new)
 }
 
 fn weight(entry: &Entry) -> u64 {
@@ -284,13 +332,28 @@ mod tests {
         let key = (Ulid::nil(), built.index[0].pos);
         cache.insert_written(key, chunks.clone()).await;
         let no_load = || async { Err(Arc::new(floe_broker::Error::corrupt("test", "no load expected"))) };
-        let read = cache.get_or_load(key, no_load()).await.unwrap();
+        // Readers at once (as a commit wakes its tail readers) share one decode.
+        let reads = futures::future::join_all((0..8).map(|_| cache.get_or_load(key, no_load()))).await;
+        let read = reads[0].clone().unwrap();
         assert_eq!(&read[..], &records[..]);
+        for other in &reads {
+            assert!(Arc::ptr_eq(&read, other.as_ref().unwrap()), "decoded once");
+        }
         let again = cache.get_or_load(key, no_load()).await.unwrap();
-        assert!(Arc::ptr_eq(&read, &again), "decoded once, then held decoded");
+        assert!(Arc::ptr_eq(&read, &again), "then held decoded");
         let s = cache.stats().await;
-        assert_eq!((s.lookups, s.loads, s.fetched_bytes), (2, 0, 0));
+        assert_eq!((s.lookups, s.loads, s.fetched_bytes), (9, 0, 0));
         assert_eq!(s.bytes, weight(&Entry::Records(read)));
+
+        // A written batch that does not decode is dropped: the next read loads it.
+        let broken: Vec<Bytes> =
+            chunks.iter().map(|c| Bytes::from(c.iter().map(|b| b ^ 1).collect::<Vec<u8>>())).collect();
+        let other = (Ulid::nil(), key.1 + 1);
+        cache.insert_written(other, broken.into()).await;
+        assert!(cache.get_or_load(other, no_load()).await.is_err());
+        let whole: Bytes = chunks.concat().into();
+        let loaded = cache.get_or_load(other, async { Ok(whole) }).await.unwrap();
+        assert_eq!(&loaded[..], &records[..]);
     }
 
     #[tokio::test]

@@ -1,4 +1,4 @@
-//! The read path: offset → the partition's batch index → decoded-batch cache
+//! The read path: offset → the partition's batch index → batch cache
 //! → the segment's chunk (`chunks.rs`: one ranged GET for neighbouring
 //! batches) on a miss. Fetches at the high watermark may long-poll.
 

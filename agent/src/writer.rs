@@ -771,21 +771,24 @@ async fn upload(
     let key_of = |i: usize, topic: &str, part: &Part| -> BatchKey {
         (topic.to_owned(), part.topic_id, part.partition, part.producer.map(|stamp| (stamp, i)))
     };
-    // Records left for the flush, per batch: each batch's run of them gets
-    // a vector of their number, not grown (and copied) by doubling.
-    let mut unframed: BTreeMap<BatchKey, usize> = BTreeMap::new();
+    // The records of each run of parts left for the flush, per batch, in
+    // order (a frame ends a run): each run gets a vector of its number, not
+    // grown (and copied) by doubling.
+    let mut run_sizes: BTreeMap<BatchKey, (VecDeque<usize>, bool)> = BTreeMap::new();
     for (i, p) in pending.iter().enumerate() {
         for part in &p.parts {
-            let left = unframed.entry(key_of(i, &p.topic, part)).or_default();
-            if let Held::Records(records) = &part.held {
-                *left += records.len();
+            let (sizes, open) = run_sizes.entry(key_of(i, &p.topic, part)).or_default();
+            match (&part.held, sizes.back_mut()) {
+                (Held::Records(records), Some(size)) if *open => *size += records.len(),
+                (Held::Records(records), _) => sizes.push_back(records.len()),
+                (Held::Frame(_), _) => {}
             }
+            *open = matches!(part.held, Held::Records(_));
         }
     }
     // Each batch's records so far, and its runs: frames, and the records
     // between them (compressed at the build, a frame per run).
-    let mut groups: BTreeMap<BatchKey, (usize, Vec<Held>)> =
-        unframed.keys().map(|key| (key.clone(), (0, Vec::new()))).collect();
+    let mut groups: BTreeMap<BatchKey, (usize, Vec<Held>)> = BTreeMap::new();
     let mut waiters = Vec::with_capacity(pending.len());
     let mut placed: Vec<Vec<(BatchKey, u32)>> = Vec::with_capacity(pending.len());
     for (i, p) in pending.into_iter().enumerate() {
@@ -795,22 +798,15 @@ async fn upload(
             let (count, runs) = groups.entry(key.clone()).or_default();
             slots.push((key.clone(), *count as u32));
             *count += part.records();
-            match part.held {
-                Held::Records(records) => {
-                    // This batch's records still to come, these included.
-                    let left = unframed
-                        .get_mut(&key)
-                        .map_or(records.len(), |left| std::mem::replace(left, left.saturating_sub(records.len())));
-                    match runs.last_mut() {
-                        Some(Held::Records(run)) => run.extend(records),
-                        _ => {
-                            let mut run = Vec::with_capacity(left.max(records.len()));
-                            run.extend(records);
-                            runs.push(Held::Records(run));
-                        }
-                    }
+            match (part.held, runs.last_mut()) {
+                (Held::Records(records), Some(Held::Records(run))) => run.extend(records),
+                (Held::Records(records), _) => {
+                    let size = run_sizes.get_mut(&key).and_then(|(sizes, _)| sizes.pop_front());
+                    let mut run = Vec::with_capacity(size.unwrap_or_default().max(records.len()));
+                    run.extend(records);
+                    runs.push(Held::Records(run));
                 }
-                frame => runs.push(frame),
+                (frame, _) => runs.push(frame),
             }
         }
         placed.push(slots);

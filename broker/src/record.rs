@@ -24,7 +24,7 @@ impl Record {
         self.size() + std::mem::size_of::<Self>()
     }
 
-    /// RAM a buffered record holds until its flush is committed: itself,
+    /// RAM a buffered record is charged until its request is answered: itself,
     /// and its share of the segment it is encoded into (at most its size:
     /// zstd does not grow a batch beyond its framing, which `size` covers).
     pub fn buffered_bytes(&self) -> usize {

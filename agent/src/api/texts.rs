@@ -56,8 +56,8 @@ pub(super) struct Decoded<'a> {
 /// own bytes, which is what the budgets count. Otherwise (small records,
 /// padding, headers, escapes) they are copied into one buffer sized to hold
 /// exactly them, one allocation per request instead of one per key and
-/// value, and nothing of the body's JSON is kept. (The writer gives each
-/// partition's records their own buffer when a request spans several.)
+/// value, and nothing of the body's JSON is kept. (The writer keeps a
+/// request's records no longer than its answer: decision 0026.)
 pub(super) fn pack(decoded: Vec<Decoded<'_>>, body: &Bytes) -> Vec<NewRecord> {
     let texts = || decoded.iter().flat_map(|d| d.key.iter().chain([&d.value])).filter_map(Piece::text);
     let total: usize = texts().map(<[u8]>::len).sum();
