@@ -114,7 +114,9 @@ impl BatchCache {
         Ok(Self { ram, disk, counters: Arc::default(), unsettled: Arc::default(), settle_every: max_bytes / 16 })
     }
 
-    pub async fn insert(&self, key: BatchKey, batch: Batch) {
+    /// Decoded records come in through loads and decodes; tests put them directly.
+    #[cfg(test)]
+    async fn insert(&self, key: BatchKey, batch: Batch) {
         self.put(key, Entry::Records(batch)).await;
     }
 

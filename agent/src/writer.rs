@@ -173,6 +173,45 @@ enum Held {
     Frame(Frame),
 }
 
+impl Held {
+    fn run(&self) -> Run<'_> {
+        match self {
+            Held::Records(records) => Run::Records(records),
+            Held::Frame(frame) => Run::Frame(frame),
+        }
+    }
+}
+
+/// A batch's parts, in order, with each stretch of records between frames
+/// in one vector of their number (compressed at the build as one frame):
+/// not grown, and copied, by doubling.
+fn into_runs(parts: Vec<Held>) -> Vec<Held> {
+    fn close(stretch: &mut Vec<Vec<Record>>, runs: &mut Vec<Held>) {
+        let run = match stretch.len() {
+            0 => return,
+            1 => stretch.pop().unwrap_or_default(),
+            _ => {
+                let mut run = Vec::with_capacity(stretch.iter().map(Vec::len).sum());
+                stretch.drain(..).for_each(|records| run.extend(records));
+                run
+            }
+        };
+        runs.push(Held::Records(run));
+    }
+    let (mut runs, mut stretch) = (Vec::with_capacity(parts.len()), Vec::new());
+    for part in parts {
+        match part {
+            Held::Records(records) => stretch.push(records),
+            frame => {
+                close(&mut stretch, &mut runs);
+                runs.push(frame);
+            }
+        }
+    }
+    close(&mut stretch, &mut runs);
+    runs
+}
+
 impl Part {
     fn records(&self) -> usize {
         match &self.held {
@@ -771,23 +810,8 @@ async fn upload(
     let key_of = |i: usize, topic: &str, part: &Part| -> BatchKey {
         (topic.to_owned(), part.topic_id, part.partition, part.producer.map(|stamp| (stamp, i)))
     };
-    // The records of each run of parts left for the flush, per batch, in
-    // order (a frame ends a run): each run gets a vector of its number, not
-    // grown (and copied) by doubling.
-    let mut run_sizes: BTreeMap<BatchKey, (VecDeque<usize>, bool)> = BTreeMap::new();
-    for (i, p) in pending.iter().enumerate() {
-        for part in &p.parts {
-            let (sizes, open) = run_sizes.entry(key_of(i, &p.topic, part)).or_default();
-            match (&part.held, sizes.back_mut()) {
-                (Held::Records(records), Some(size)) if *open => *size += records.len(),
-                (Held::Records(records), _) => sizes.push_back(records.len()),
-                (Held::Frame(_), _) => {}
-            }
-            *open = matches!(part.held, Held::Records(_));
-        }
-    }
-    // Each batch's records so far, and its runs: frames, and the records
-    // between them (compressed at the build, a frame per run).
+    // Each batch's records so far, and its parts in order (merged into
+    // runs at the build: `into_runs`).
     let mut groups: BTreeMap<BatchKey, (usize, Vec<Held>)> = BTreeMap::new();
     let mut waiters = Vec::with_capacity(pending.len());
     let mut placed: Vec<Vec<(BatchKey, u32)>> = Vec::with_capacity(pending.len());
@@ -795,19 +819,10 @@ async fn upload(
         let mut slots = Vec::with_capacity(p.parts.len());
         for part in p.parts {
             let key = key_of(i, &p.topic, &part);
-            let (count, runs) = groups.entry(key.clone()).or_default();
-            slots.push((key.clone(), *count as u32));
+            let (count, parts) = groups.entry(key.clone()).or_default();
+            slots.push((key, *count as u32));
             *count += part.records();
-            match (part.held, runs.last_mut()) {
-                (Held::Records(records), Some(Held::Records(run))) => run.extend(records),
-                (Held::Records(records), _) => {
-                    let size = run_sizes.get_mut(&key).and_then(|(sizes, _)| sizes.pop_front());
-                    let mut run = Vec::with_capacity(size.unwrap_or_default().max(records.len()));
-                    run.extend(records);
-                    runs.push(Held::Records(run));
-                }
-                (frame, _) => runs.push(frame),
-            }
+            parts.push(part.held);
         }
         placed.push(slots);
         waiters.push(p.waiter);
@@ -816,7 +831,7 @@ async fn upload(
     for (w, slots) in waiters.iter_mut().zip(placed) {
         w.slots = slots.into_iter().map(|(k, start)| (batch_index[&k], start)).collect();
     }
-    let runs: Vec<Vec<Held>> = groups.into_values().map(|(_, runs)| runs).collect();
+    let parts: Vec<Vec<Held>> = groups.into_values().map(|(_, parts)| parts).collect();
     let keys: Vec<BatchKey> = batch_index.into_keys().collect();
     // Encoding holds about twice the segment besides the records: bounded too.
     let slots = if ctx.spool.is_some() { &ctx.encodes } else { &ctx.puts };
@@ -826,15 +841,9 @@ async fn upload(
     // The records go with the build: once compressed, nothing keeps them.
     let built = tokio::task::spawn_blocking(move || {
         let mut b = SegmentBuilder::new();
-        for ((topic, _, partition, _), held) in keys.iter().zip(&runs) {
-            let runs: Vec<Run<'_>> = held
-                .iter()
-                .map(|h| match h {
-                    Held::Records(records) => Run::Records(records),
-                    Held::Frame(frame) => Run::Frame(frame),
-                })
-                .collect();
-            b.add_batch_runs(topic, *partition, &runs)?;
+        for ((topic, _, partition, _), parts) in keys.iter().zip(parts) {
+            let runs = into_runs(parts);
+            b.add_batch_runs(topic, *partition, &runs.iter().map(Held::run).collect::<Vec<_>>())?;
         }
         let Finished { chunks, mut index, batch_chunks } = b.finish_parts()?;
         for (meta, (_, topic_id, _, producer)) in index.iter_mut().zip(&keys) {
@@ -1370,6 +1379,44 @@ mod tests {
             })
             .collect();
         (shared, parts)
+    }
+
+    /// Parts left for the flush between two frames become one run, in
+    /// order, in a vector of exactly their number; frames stay as they are.
+    #[test]
+    fn a_batch_s_records_between_frames_become_one_run_of_their_number() {
+        let part = |n: u8, count: usize| {
+            Held::Records(
+                (0..count)
+                    .map(|_| Record { key: None, value: Bytes::from(vec![n]), timestamp: 1, headers: vec![] })
+                    .collect(),
+            )
+        };
+        let frame = |n: u8| {
+            let Held::Records(records) = part(n, 1) else { unreachable!() };
+            Held::Frame(Frame::compress(&records).unwrap())
+        };
+        let parts = vec![part(1, 3), part(2, 5), frame(3), part(4, 2), frame(5), frame(6), part(7, 1), part(8, 4)];
+        let runs = into_runs(parts);
+        let shape: Vec<(&str, usize, usize)> = runs
+            .iter()
+            .map(|run| match run {
+                Held::Records(r) => ("records", r.len(), r.capacity()),
+                Held::Frame(f) => ("frame", f.records(), 0),
+            })
+            .collect();
+        let expected = [
+            ("records", 8, 8),
+            ("frame", 1, 0),
+            ("records", 2, 2),
+            ("frame", 1, 0),
+            ("frame", 1, 0),
+            ("records", 5, 5),
+        ];
+        assert_eq!(shape, expected);
+        let Held::Records(first) = &runs[0] else { unreachable!() };
+        let values: Vec<u8> = first.iter().map(|r| r.value[0]).collect();
+        assert_eq!(values, [1, 1, 1, 2, 2, 2, 2, 2]);
     }
 
     /// A large part is compressed and its records let go at once: a
