@@ -183,8 +183,9 @@ impl Held {
 }
 
 /// A batch's parts, in order, with each stretch of records between frames
-/// in one vector of their number (compressed at the build as one frame):
-/// not grown, and copied, by doubling.
+/// in one vector (compressed at the build as one frame): a single part's
+/// own, or, for several, one of their number, not grown (and copied) by
+/// doubling.
 fn into_runs(parts: Vec<Held>) -> Vec<Held> {
     fn close(stretch: &mut Vec<Vec<Record>>, runs: &mut Vec<Held>) {
         let run = match stretch.len() {
