@@ -27,6 +27,7 @@ use std::thread::LocalKey;
 use bytes::{Buf, BufMut, Bytes};
 use serde::{Deserialize, Serialize};
 
+use crate::crc;
 use crate::record::Record;
 use crate::{Error, Result};
 
@@ -171,12 +172,13 @@ impl SegmentBuilder {
         let raw_len = payload.iter().map(|f| f.raw_len).sum();
         let count = payload.iter().map(|f| f.records).sum();
         let max_ts = payload.iter().map(|f| f.max_timestamp).max().unwrap_or(i64::MIN);
-        let payload: Vec<Bytes> = payload.into_iter().map(|f| f.bytes).collect();
-        let payload_len: usize = payload.iter().map(Bytes::len).sum();
+        let payload_len: usize = payload.iter().map(Frame::len).sum();
         let mut header = vec![0; BATCH_HEADER_LEN];
         write_header(&mut header, payload_len, count, max_ts, raw_len)?;
-        let crc = payload.iter().fold(crc32c::crc32c(&header[8..]), |crc, frame| crc32c::crc32c_append(crc, frame));
+        // The frames are not read again: their checksums were taken as they were made.
+        let crc = payload.iter().fold(crc32c::crc32c(&header[8..]), |crc, f| crc::combine(crc, f.crc, f.len() as u64));
         header[4..8].copy_from_slice(&crc.to_le_bytes());
+        let payload = payload.into_iter().map(|f| f.bytes);
         let mut chunks = Vec::with_capacity(payload.len() + 1);
         chunks.push(Bytes::from(header));
         chunks.extend(payload);
@@ -314,6 +316,8 @@ fn packed(capacity: usize, fill: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Res
 #[derive(Clone, Debug)]
 pub struct Frame {
     bytes: Bytes,
+    /// CRC32C of `bytes`, taken while they were hot (see [`crate::crc`]).
+    crc: u32,
     raw_len: usize,
     records: usize,
     max_timestamp: i64,
@@ -326,11 +330,22 @@ impl Frame {
             return Err(Error::encode("segment", "empty frame"));
         }
         let raw_len = encoded_records_len(records);
+        let mut crc = 0;
         let bytes = with_scratch(&ENCODED, raw_len, |raw| {
             encode_records(records, raw)?;
-            packed(zstd::zstd_safe::compress_bound(raw_len), |out| compress_into(raw, out).map(drop))
+            packed(zstd::zstd_safe::compress_bound(raw_len), |out| {
+                compress_into(raw, out)?;
+                crc = crc32c::crc32c(out);
+                Ok(())
+            })
         })?;
-        Ok(Self { bytes: Bytes::from(bytes), raw_len, records: records.len(), max_timestamp: max_timestamp(records) })
+        Ok(Self {
+            bytes: Bytes::from(bytes),
+            crc,
+            raw_len,
+            records: records.len(),
+            max_timestamp: max_timestamp(records),
+        })
     }
 
     /// Compressed bytes.
