@@ -175,9 +175,11 @@ impl SegmentBuilder {
         let payload_len: usize = payload.iter().map(Frame::len).sum();
         let mut header = vec![0; BATCH_HEADER_LEN];
         write_header(&mut header, payload_len, count, max_ts, raw_len)?;
-        // The frames are not read again: their checksums were taken as they were made.
-        let crc = payload.iter().fold(crc32c::crc32c(&header[8..]), |crc, f| crc::combine(crc, f.crc, f.len() as u64));
-        header[4..8].copy_from_slice(&crc.to_le_bytes());
+        // The frames are not read again for the batch's CRC: theirs were taken as they were made.
+        debug_assert!(payload.iter().all(|f| f.crc == crc32c::crc32c(&f.bytes)), "a frame's CRC is not its bytes'");
+        let batch_crc =
+            payload.iter().fold(crc32c::crc32c(&header[8..]), |acc, f| crc::combine(acc, f.crc, f.len() as u64));
+        header[4..8].copy_from_slice(&batch_crc.to_le_bytes());
         let payload = payload.into_iter().map(|f| f.bytes);
         let mut chunks = Vec::with_capacity(payload.len() + 1);
         chunks.push(Bytes::from(header));
@@ -334,6 +336,7 @@ impl Frame {
         let bytes = with_scratch(&ENCODED, raw_len, |raw| {
             encode_records(records, raw)?;
             packed(zstd::zstd_safe::compress_bound(raw_len), |out| {
+                debug_assert!(out.is_empty(), "the CRC below covers all of `out`");
                 compress_into(raw, out)?;
                 crc = crc32c::crc32c(out);
                 Ok(())

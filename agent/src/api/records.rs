@@ -144,7 +144,7 @@ struct Spooled {
 /// written as serde_json writes it. By hand because it is one object per
 /// record: serde_json checks each field name for characters to escape and
 /// grows its buffer by doubling, 2% of a produce's CPU for 1 KiB records
-/// (docs/benchmarks.md).
+/// (docs/benchmarks.md). Reserved once, at its largest size.
 fn offsets_json(offsets: &[RecordOffset]) -> Vec<u8> {
     const LONGEST: usize = r#"{"partition":4294967295,"offset":18446744073709551615},"#.len();
     let mut out = Vec::with_capacity(r#"{"offsets":[]}"#.len() + offsets.len() * LONGEST);
@@ -251,7 +251,10 @@ pub async fn produce(
     let produced = agent.produce(&caller, &topic, records, stamp, acks, BodyReservation::releaser(reservation)).await?;
     let mut response = match produced.flush {
         Some(flush) => Json(Spooled { acks: Acks::Local, flush }).into_response(),
-        None => ([(header::CONTENT_TYPE, "application/json")], offsets_json(&produced.offsets)).into_response(),
+        None => {
+            ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], offsets_json(&produced.offsets))
+                .into_response()
+        }
     };
     if let Some(receipt) = produced.receipt {
         response.headers_mut().insert("server-timing", server_timing(&receipt));
