@@ -294,6 +294,8 @@ async fn request_bodies_are_held_within_their_budget() {
     assert_eq!(memory["request_bodies"], json!({"held_bytes": 0, "budget_bytes": 1000}), "{stats}");
     assert!(memory["rss_bytes"].as_u64().unwrap() > 0, "{stats}");
     assert!(memory["peak_rss_bytes"].as_u64().unwrap() >= memory["rss_bytes"].as_u64().unwrap());
+    // Compression's CPU time is there to compare with the process's (Linux).
+    assert_eq!(stats["compression_cpu_us"].is_u64(), cfg!(target_os = "linux"), "{stats}");
     // jemalloc's own figures (the default build's allocator): pages it holds cover what is allocated.
     let (allocated, resident) = (&memory["allocator"]["allocated_bytes"], &memory["allocator"]["resident_bytes"]);
     assert!(allocated.as_u64().unwrap() > 0 && resident.as_u64().unwrap() >= allocated.as_u64().unwrap(), "{stats}");

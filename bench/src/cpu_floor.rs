@@ -36,6 +36,10 @@ pub struct CpuFloorResult {
     pub runs_mib_per_cpu_s: Vec<f64>,
     /// The CPUs the floor ran on, when confined (as `--agent-cpus`).
     pub cpus: Option<String>,
+    /// The share of the floor's CPU time spent compressing (0 to 1), the
+    /// mean of its runs' (none where compression cannot be timed).
+    pub compression_share: Option<f64>,
+    pub runs_compression_share: Vec<f64>,
     pub requests: u64,
     /// The same work with its segments also written to the run's store:
     /// MiB per CPU-second of the process ([`cpu_floor_with_store`]).
@@ -73,13 +77,17 @@ pub fn cpu_floor(bodies: &[Bytes], load: &Load, duration: Duration, cpus: Option
 /// of all of them, so that one taken while the machine was slower or faster
 /// than during the agent's load weighs half.
 pub fn add_run(f: &mut CpuFloorResult, later: &CpuFloorResult) {
+    let mean = |runs: &[f64]| runs.iter().sum::<f64>() / runs.len() as f64;
     f.runs_mib_per_cpu_s.extend(&later.runs_mib_per_cpu_s);
+    f.runs_compression_share.extend(&later.runs_compression_share);
     f.requests += later.requests;
-    f.mib_per_cpu_s = f.runs_mib_per_cpu_s.iter().sum::<f64>() / f.runs_mib_per_cpu_s.len() as f64;
+    f.mib_per_cpu_s = mean(&f.runs_mib_per_cpu_s);
+    f.compression_share = (!f.runs_compression_share.is_empty()).then(|| mean(&f.runs_compression_share));
 }
 
 fn measure(bodies: &[Bytes], load: &Load, duration: Duration) -> Result<CpuFloorResult, Err> {
     let (started, cpu_start) = (Instant::now(), thread_cpu_seconds());
+    let compressing_start = floe_broker::segment::compression_cpu_micros();
     let (mut requests, mut payload) = (0u64, 0u64);
     for body in bodies.iter().cycle() {
         let mut segment = SegmentBuilder::new();
@@ -95,12 +103,17 @@ fn measure(bodies: &[Bytes], load: &Load, duration: Duration) -> Result<CpuFloor
     // kernel accounts steal time).
     let seconds = cpu_start.zip(thread_cpu_seconds()).map_or_else(|| started.elapsed().as_secs_f64(), |(a, b)| b - a);
     let mib_per_cpu_s = payload as f64 / MIB / seconds.max(1e-9);
+    // Only this thread compresses meanwhile: the same share as the agent's.
+    let compressing = compressing_start.zip(floe_broker::segment::compression_cpu_micros()).map(|(a, b)| b - a);
+    let share = compressing.filter(|_| cpu_start.is_some()).map(|us| us as f64 / 1e6 / seconds.max(1e-9));
     Ok(CpuFloorResult {
         record_bytes: load.record_bytes,
         records_per_request: load.records_per_request,
         mib_per_cpu_s,
         runs_mib_per_cpu_s: vec![mib_per_cpu_s],
         cpus: None,
+        compression_share: share,
+        runs_compression_share: share.into_iter().collect(),
         requests,
         with_store_mib_per_cpu_s: None,
     })
@@ -315,6 +328,8 @@ mod tests {
         let bodies: Vec<Bytes> = (0..4).map(|_| maker.next(false)).collect();
         let mut f = cpu_floor(&bodies, &load(), Duration::from_millis(20), Some(&cpu.to_string())).unwrap();
         assert!(f.requests > 0 && f.mib_per_cpu_s > 0.0, "{f:?}");
+        // It compressed, and timed that (the first compression is timed).
+        assert!(f.compression_share.is_some_and(|s| s > 0.0), "{f:?}");
         assert_eq!(f.cpus.as_deref(), Some(cpu.to_string().as_str()));
         let mut later = f.clone();
         later.runs_mib_per_cpu_s = vec![f.mib_per_cpu_s * 3.0];

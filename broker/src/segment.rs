@@ -22,6 +22,7 @@
 
 use std::cell::RefCell;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::LocalKey;
 
 use bytes::{Buf, BufMut, Bytes};
@@ -398,8 +399,45 @@ fn encode_records(records: &[Record], raw: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
+/// One compression in this many is timed on its thread's CPU clock (a
+/// system call on this VM, ~0.75 µs) and counted this many times.
+const COMPRESSION_TIMED_EVERY: u64 = 8;
+static COMPRESSIONS: AtomicU64 = AtomicU64::new(0);
+static COMPRESSION_CPU_NS: AtomicU64 = AtomicU64::new(0);
+
+/// CPU time this process has spent in zstd compressing batches and frames,
+/// in microseconds, estimated from one compression in
+/// [`COMPRESSION_TIMED_EVERY`]. Against the process's CPU time it is the
+/// share compression takes, which the machine's speed moves much less than
+/// either (docs/benchmarks.md). `None` where a thread's CPU time cannot be
+/// read (not Linux).
+pub fn compression_cpu_micros() -> Option<u64> {
+    thread_cpu_ns().map(|_| COMPRESSION_CPU_NS.load(Ordering::Relaxed) / 1000)
+}
+
+#[cfg(target_os = "linux")]
+fn thread_cpu_ns() -> Option<u64> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
+    Some(u64::try_from(t.tv_sec()).ok()? * 1_000_000_000 + u64::try_from(t.tv_nsec()).ok()?)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu_ns() -> Option<u64> {
+    None
+}
+
 /// Appends `raw`, compressed as one frame, to `out` (which has room for it).
 fn compress_into(raw: &[u8], out: &mut Vec<u8>) -> Result<usize> {
+    let timed = COMPRESSIONS.fetch_add(1, Ordering::Relaxed).is_multiple_of(COMPRESSION_TIMED_EVERY);
+    let start = if timed { thread_cpu_ns() } else { None };
+    let written = compress_frame(raw, out);
+    if let Some((start, end)) = start.zip(thread_cpu_ns()) {
+        COMPRESSION_CPU_NS.fetch_add(end.saturating_sub(start) * COMPRESSION_TIMED_EVERY, Ordering::Relaxed);
+    }
+    written
+}
+
+fn compress_frame(raw: &[u8], out: &mut Vec<u8>) -> Result<usize> {
     let mut cursor = std::io::Cursor::new(out);
     cursor.set_position(cursor.get_ref().len() as u64);
     COMPRESSOR
@@ -744,6 +782,29 @@ mod tests {
             let i = flip.index(batch.len());
             batch[i] ^= 1 << bit;
             prop_assert!(decode_batch(&batch).is_err());
+        }
+    }
+
+    /// Compression's CPU time is counted, from a sample of compressions,
+    /// where a thread's CPU clock can be read.
+    #[test]
+    fn compressing_counts_its_cpu_time() {
+        let before = compression_cpu_micros();
+        assert_eq!(before.is_some(), cfg!(target_os = "linux"));
+        let records: Vec<Record> = (0..64)
+            .map(|i| Record {
+                key: None,
+                value: Bytes::from(vec![b'a' + (i % 26) as u8; 4096]),
+                timestamp: 1,
+                headers: vec![],
+            })
+            .collect();
+        // Enough that several are timed whatever other tests compress meanwhile.
+        for _ in 0..COMPRESSION_TIMED_EVERY * 8 {
+            Frame::compress(&records).unwrap();
+        }
+        if let (Some(before), Some(after)) = (before, compression_cpu_micros()) {
+            assert!(after > before, "{before} -> {after}");
         }
     }
 

@@ -27,6 +27,10 @@ pub struct Stats {
     pub compactor: Option<CompactorStats>,
     pub lease: LeaseStats,
     pub memory: MemoryStats,
+    /// CPU time spent compressing since start, in microseconds, estimated
+    /// from a sample of compressions (Linux; none elsewhere). With the
+    /// process's CPU time, the share compression takes.
+    pub compression_cpu_us: Option<u64>,
 }
 
 /// The process's memory, and each budget that bounds what clients can make it hold.
@@ -184,6 +188,7 @@ impl Agent {
                 holder_url: self.log.state().valid_lease(crate::committer::COMMIT_LEASE).map(|l| l.url.clone()),
             },
             memory,
+            compression_cpu_us: floe_broker::segment::compression_cpu_micros(),
         }
     }
 

@@ -36,6 +36,9 @@ pub struct Stats {
     pub other: Counts,
     pub cache_lookups: u64,
     pub cache_loads: u64,
+    /// The agent's CPU time in compression, microseconds (estimated from a
+    /// sample; none where the agent cannot time it).
+    pub compression_cpu_us: Option<u64>,
 }
 
 impl Stats {
@@ -48,6 +51,7 @@ impl Stats {
             other: s.other,
             cache_lookups: v["cache"]["lookups"].as_u64().unwrap_or(0),
             cache_loads: v["cache"]["loads"].as_u64().unwrap_or(0),
+            compression_cpu_us: v["compression_cpu_us"].as_u64(),
         }
     }
 
@@ -71,6 +75,10 @@ impl Stats {
             other: self.other.zip(before.other, sub),
             cache_lookups: self.cache_lookups.saturating_sub(before.cache_lookups),
             cache_loads: self.cache_loads.saturating_sub(before.cache_loads),
+            compression_cpu_us: self
+                .compression_cpu_us
+                .zip(before.compression_cpu_us)
+                .map(|(a, b)| a.saturating_sub(b)),
         }
     }
 }

@@ -56,6 +56,15 @@ pub struct Summary {
     pub cpu_floor_runs_mib_s: Option<Vec<f64>>,
     /// mib_s_per_agent_cpu_s / cpu_floor_mib_s.
     pub agent_cpu_to_floor: Option<f64>,
+    /// The share of the agent's CPU time spent compressing (0 to 1).
+    pub agent_compression_share: Option<f64>,
+    /// The same share of the CPU floor's.
+    pub cpu_floor_compression_share: Option<f64>,
+    /// agent_compression_share / cpu_floor_compression_share: what
+    /// agent_cpu_to_floor would be were zstd as fast in the agent as in the
+    /// floor. The same code on the same bytes, so what moves both with the
+    /// machine's speed cancels (docs/benchmarks.md).
+    pub agent_cpu_to_floor_at_equal_zstd_speed: Option<f64>,
     /// The CPU floor with its segments also written to the run's store.
     pub cpu_floor_with_store_mib_s: Option<f64>,
     /// mib_s_per_agent_cpu_s / cpu_floor_with_store_mib_s.
@@ -84,6 +93,8 @@ impl Summary {
         let per_cpu_s = produce.as_ref().and_then(|p| p.mib_s_per_cpu_s);
         let cpu_floor_mib_s = cpu_floor.as_ref().map(|f| f.mib_per_cpu_s);
         let with_store_mib_s = cpu_floor.as_ref().and_then(|f| f.with_store_mib_per_cpu_s);
+        let agent_share = produce.as_ref().and_then(|p| p.agent_compression_share);
+        let floor_share = cpu_floor.as_ref().and_then(|f| f.compression_share).filter(|s| *s > 0.0);
         let produce_latency = produce.as_ref().map(|p| p.latency).or(e2e.as_ref().map(|e| e.produce));
         let per_gib_written = produce.as_ref().map(|p| p.requests_per_gib);
         let biggest = floor.iter().max_by_key(|f| f.object_bytes);
@@ -120,6 +131,9 @@ impl Summary {
             cpu_floor_mib_s,
             cpu_floor_runs_mib_s: cpu_floor.as_ref().map(|f| f.runs_mib_per_cpu_s.clone()),
             agent_cpu_to_floor: per_cpu_s.zip(cpu_floor_mib_s).map(|(agent, floor)| agent / floor),
+            agent_compression_share: agent_share,
+            cpu_floor_compression_share: floor_share,
+            agent_cpu_to_floor_at_equal_zstd_speed: agent_share.zip(floor_share).map(|(agent, floor)| agent / floor),
             cpu_floor_with_store_mib_s: with_store_mib_s,
             agent_cpu_to_floor_with_store: per_cpu_s.zip(with_store_mib_s).map(|(agent, floor)| agent / floor),
             put_per_gib: per_gib_written.map(|g| g.put),
@@ -212,6 +226,7 @@ mod tests {
             agent_cpu_seconds: Some(1.0),
             agent_cpu_s_per_gib: Some(2.0),
             mib_s_per_cpu_s: Some(3.0),
+            agent_compression_share: Some(0.5),
             store: Stats::default(),
             spool_drained_s: None,
         }
@@ -247,14 +262,22 @@ mod tests {
             mib_per_cpu_s: 500.0,
             runs_mib_per_cpu_s: vec![500.0],
             cpus: Some("0".to_owned()),
+            compression_share: Some(0.8),
+            runs_compression_share: vec![0.8],
             requests: 10,
             with_store_mib_per_cpu_s: None,
         };
-        let later = CpuFloorResult { runs_mib_per_cpu_s: vec![400.0], ..floor.clone() };
+        let later =
+            CpuFloorResult { runs_mib_per_cpu_s: vec![400.0], runs_compression_share: vec![0.6], ..floor.clone() };
         crate::cpu_floor::add_run(&mut floor, &later);
-        let s = Summary::new("produce", &setup(), &load(), Results { cpu_floor: Some(floor), ..Results::default() });
+        let results = Results { produce: Some(produce()), cpu_floor: Some(floor), ..Results::default() };
+        let s = Summary::new("produce", &setup(), &load(), results);
         assert_eq!(s.cpu_floor_mib_s, Some(450.0));
         assert_eq!(s.cpu_floor_runs_mib_s, Some(vec![500.0, 400.0]));
+        // Compression is half the agent's CPU and 0.7 of the floor's (the
+        // mean of its runs): at equal zstd speed, 0.5 / 0.7.
+        assert_eq!((s.agent_compression_share, s.cpu_floor_compression_share), (Some(0.5), Some(0.7)));
+        assert!((s.agent_cpu_to_floor_at_equal_zstd_speed.unwrap() - 0.5 / 0.7).abs() < 1e-12);
         let table = text::summary(&s);
         assert!(table.contains("  CPU floor, MiB per core-s      450.00\n"), "{table}");
         assert!(table.contains("  CPU floor runs             500.0 and 400.0\n"), "{table}");
@@ -279,7 +302,7 @@ mod tests {
         // Every row of the table, figures missing as "-".
         let table = text::summary(&s);
         assert!(table.starts_with("\nsummary (e2e, profile none, flush 50 ms)\n"));
-        assert_eq!(table.lines().count(), 1 + 1 + 20 + 1);
+        assert_eq!(table.lines().count(), 1 + 1 + 23 + 1);
         assert!(table.contains("  CPU floor runs                      -\n"));
         assert!(table.contains("  e2e p99 ms                      11.00\n"));
         assert!(table.contains("  produce MiB/s                       -\n"));

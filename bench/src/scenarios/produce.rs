@@ -34,6 +34,8 @@ pub struct ProduceResult {
     pub agent_cpu_seconds: Option<f64>,
     pub agent_cpu_s_per_gib: Option<f64>,
     pub mib_s_per_cpu_s: Option<f64>,
+    /// The share of the agent's CPU time spent compressing (0 to 1).
+    pub agent_compression_share: Option<f64>,
     pub store: Stats,
     /// With a store outage: seconds from its end until the spool's oldest
     /// flush was younger than a second again.
@@ -84,6 +86,10 @@ pub async fn produce(cluster: &Cluster, load: &Load, seed: u64) -> Result<(Produ
         agent_cpu_seconds: cpu,
         agent_cpu_s_per_gib: cpu.filter(|_| gib > 0.0).map(|c| c / gib),
         mib_s_per_cpu_s: cpu.filter(|c| *c > 0.0).map(|c| produced.bytes as f64 / MIB / c),
+        agent_compression_share: store
+            .compression_cpu_us
+            .zip(cpu.filter(|c| *c > 0.0))
+            .map(|(us, c)| us as f64 / 1e6 / c),
         store,
         spool_drained_s,
     };
