@@ -87,7 +87,7 @@ pub fn add_run(f: &mut CpuFloorResult, later: &CpuFloorResult) {
 
 fn measure(bodies: &[Bytes], load: &Load, duration: Duration) -> Result<CpuFloorResult, Err> {
     let (started, cpu_start) = (Instant::now(), thread_cpu_seconds());
-    let compressing_start = floe_broker::segment::compression_cpu_micros();
+    let compressing_start = floe_broker::segment::thread_compression_cpu_micros();
     let (mut requests, mut payload) = (0u64, 0u64);
     for body in bodies.iter().cycle() {
         let mut segment = SegmentBuilder::new();
@@ -103,8 +103,8 @@ fn measure(bodies: &[Bytes], load: &Load, duration: Duration) -> Result<CpuFloor
     // kernel accounts steal time).
     let seconds = cpu_start.zip(thread_cpu_seconds()).map_or_else(|| started.elapsed().as_secs_f64(), |(a, b)| b - a);
     let mib_per_cpu_s = payload as f64 / MIB / seconds.max(1e-9);
-    // Only this thread compresses meanwhile: the same share as the agent's.
-    let compressing = compressing_start.zip(floe_broker::segment::compression_cpu_micros()).map(|(a, b)| b - a);
+    // This thread's compressions only, over this thread's CPU time.
+    let compressing = compressing_start.zip(floe_broker::segment::thread_compression_cpu_micros()).map(|(a, b)| b - a);
     let share = compressing.filter(|_| cpu_start.is_some()).map(|us| us as f64 / 1e6 / seconds.max(1e-9));
     Ok(CpuFloorResult {
         record_bytes: load.record_bytes,

@@ -20,7 +20,7 @@
 //! assigned when the log entry that references the batch is applied.
 //! Frozen by `tests/golden.rs`; any change needs a new version.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::LocalKey;
@@ -399,20 +399,29 @@ fn encode_records(records: &[Record], raw: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-/// One compression in this many is timed on its thread's CPU clock (a
-/// system call on this VM, ~0.75 µs) and counted this many times.
+/// One compression in this many, on each thread, is timed on the
+/// thread's CPU clock (a system call, ~0.75 µs on this VM) and counted this
+/// many times: timing every one would cost ~0.4% of a loaded agent's CPU.
 const COMPRESSION_TIMED_EVERY: u64 = 8;
-static COMPRESSIONS: AtomicU64 = AtomicU64::new(0);
 static COMPRESSION_CPU_NS: AtomicU64 = AtomicU64::new(0);
 
-/// CPU time this process has spent in zstd compressing batches and frames,
-/// in microseconds, estimated from one compression in
-/// [`COMPRESSION_TIMED_EVERY`]. Against the process's CPU time it is the
-/// share compression takes, which the machine's speed moves much less than
-/// either (docs/benchmarks.md). `None` where a thread's CPU time cannot be
-/// read (not Linux).
+thread_local! {
+    /// This thread's compressions so far, and its estimated CPU time in them.
+    static THREAD_COMPRESSIONS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// CPU time this process has spent in zstd compressing record batches and
+/// frames (not snapshots), in microseconds, estimated from one compression
+/// in [`COMPRESSION_TIMED_EVERY`] on each thread. Against the process's CPU
+/// time it is the share compression takes (docs/benchmarks.md). `None`
+/// where a thread's CPU time cannot be read (not Linux).
 pub fn compression_cpu_micros() -> Option<u64> {
-    thread_cpu_ns().map(|_| COMPRESSION_CPU_NS.load(Ordering::Relaxed) / 1000)
+    cfg!(target_os = "linux").then(|| COMPRESSION_CPU_NS.load(Ordering::Relaxed) / 1000)
+}
+
+/// The same, for this thread's compressions only.
+pub fn thread_compression_cpu_micros() -> Option<u64> {
+    cfg!(target_os = "linux").then(|| THREAD_COMPRESSIONS.get().1 / 1000)
 }
 
 #[cfg(target_os = "linux")]
@@ -428,11 +437,14 @@ fn thread_cpu_ns() -> Option<u64> {
 
 /// Appends `raw`, compressed as one frame, to `out` (which has room for it).
 fn compress_into(raw: &[u8], out: &mut Vec<u8>) -> Result<usize> {
-    let timed = COMPRESSIONS.fetch_add(1, Ordering::Relaxed).is_multiple_of(COMPRESSION_TIMED_EVERY);
-    let start = if timed { thread_cpu_ns() } else { None };
+    let (calls, spent) = THREAD_COMPRESSIONS.get();
+    let start = if calls.is_multiple_of(COMPRESSION_TIMED_EVERY) { thread_cpu_ns() } else { None };
     let written = compress_frame(raw, out);
-    if let Some((start, end)) = start.zip(thread_cpu_ns()) {
-        COMPRESSION_CPU_NS.fetch_add(end.saturating_sub(start) * COMPRESSION_TIMED_EVERY, Ordering::Relaxed);
+    let counted =
+        start.zip(thread_cpu_ns()).map_or(0, |(start, end)| end.saturating_sub(start) * COMPRESSION_TIMED_EVERY);
+    THREAD_COMPRESSIONS.set((calls + 1, spent + counted));
+    if counted > 0 {
+        COMPRESSION_CPU_NS.fetch_add(counted, Ordering::Relaxed);
     }
     written
 }
@@ -806,6 +818,11 @@ mod tests {
         if let (Some(before), Some(after)) = (before, compression_cpu_micros()) {
             assert!(after > before, "{before} -> {after}");
         }
+        // This thread's own count: all of it here, none of another thread's.
+        let mine = thread_compression_cpu_micros();
+        assert_eq!(mine.is_some_and(|us| us > 0), cfg!(target_os = "linux"));
+        let other = std::thread::spawn(thread_compression_cpu_micros).join().unwrap();
+        assert_eq!(other, cfg!(target_os = "linux").then_some(0));
     }
 
     /// The thread's scratch buffers are reused: what a larger batch left in

@@ -60,10 +60,17 @@ pub struct Summary {
     pub agent_compression_share: Option<f64>,
     /// The same share of the CPU floor's.
     pub cpu_floor_compression_share: Option<f64>,
-    /// agent_compression_share / cpu_floor_compression_share: what
-    /// agent_cpu_to_floor would be were zstd as fast in the agent as in the
-    /// floor. The same code on the same bytes, so what moves both with the
-    /// machine's speed cancels (docs/benchmarks.md).
+    /// agent_compression_share / cpu_floor_compression_share: the ratio
+    /// with the agent's CPU time per MiB scaled by how much slower (or
+    /// faster) its zstd ran than the floor's, the same code on the same
+    /// bytes. What agent_cpu_to_floor would be were the machine as fast
+    /// during the load as during the floor, if its speed moves all code
+    /// alike (docs/benchmarks.md, decision 0027).
+    pub agent_cpu_to_floor_at_equal_machine_speed: Option<f64>,
+    /// The ratio were only the agent's zstd as fast as the floor's, the rest
+    /// of its CPU time unchanged: r / (1 - a + f·r), for the ratio r and
+    /// the agent's and the floor's compression shares a and f. At most the
+    /// one above when the agent's zstd was the slower.
     pub agent_cpu_to_floor_at_equal_zstd_speed: Option<f64>,
     /// The CPU floor with its segments also written to the run's store.
     pub cpu_floor_with_store_mib_s: Option<f64>,
@@ -93,7 +100,8 @@ impl Summary {
         let per_cpu_s = produce.as_ref().and_then(|p| p.mib_s_per_cpu_s);
         let cpu_floor_mib_s = cpu_floor.as_ref().map(|f| f.mib_per_cpu_s);
         let with_store_mib_s = cpu_floor.as_ref().and_then(|f| f.with_store_mib_per_cpu_s);
-        let agent_share = produce.as_ref().and_then(|p| p.agent_compression_share);
+        let agent_share = produce.as_ref().and_then(|p| p.agent_compression_share).filter(|s| *s > 0.0);
+        let ratio = per_cpu_s.zip(cpu_floor_mib_s).map(|(agent, floor)| agent / floor);
         let floor_share = cpu_floor.as_ref().and_then(|f| f.compression_share).filter(|s| *s > 0.0);
         let produce_latency = produce.as_ref().map(|p| p.latency).or(e2e.as_ref().map(|e| e.produce));
         let per_gib_written = produce.as_ref().map(|p| p.requests_per_gib);
@@ -130,10 +138,13 @@ impl Summary {
             mib_s_per_agent_cpu_s: per_cpu_s,
             cpu_floor_mib_s,
             cpu_floor_runs_mib_s: cpu_floor.as_ref().map(|f| f.runs_mib_per_cpu_s.clone()),
-            agent_cpu_to_floor: per_cpu_s.zip(cpu_floor_mib_s).map(|(agent, floor)| agent / floor),
+            agent_cpu_to_floor: ratio,
             agent_compression_share: agent_share,
             cpu_floor_compression_share: floor_share,
-            agent_cpu_to_floor_at_equal_zstd_speed: agent_share.zip(floor_share).map(|(agent, floor)| agent / floor),
+            agent_cpu_to_floor_at_equal_machine_speed: agent_share.zip(floor_share).map(|(a, f)| a / f),
+            agent_cpu_to_floor_at_equal_zstd_speed: ratio
+                .zip(agent_share.zip(floor_share))
+                .map(|(r, (a, f))| r / (1.0 - a + f * r)),
             cpu_floor_with_store_mib_s: with_store_mib_s,
             agent_cpu_to_floor_with_store: per_cpu_s.zip(with_store_mib_s).map(|(agent, floor)| agent / floor),
             put_per_gib: per_gib_written.map(|g| g.put),
@@ -275,10 +286,15 @@ mod tests {
         assert_eq!(s.cpu_floor_mib_s, Some(450.0));
         assert_eq!(s.cpu_floor_runs_mib_s, Some(vec![500.0, 400.0]));
         // Compression is half the agent's CPU and 0.7 of the floor's (the
-        // mean of its runs): at equal zstd speed, 0.5 / 0.7.
+        // mean of its runs): at equal machine speed, 0.5 / 0.7; were only
+        // zstd as fast, the agent's CPU per MiB would be the floor's zstd
+        // time plus its own other half: r / (1 - 0.5 + 0.7 r).
         assert_eq!((s.agent_compression_share, s.cpu_floor_compression_share), (Some(0.5), Some(0.7)));
-        assert!((s.agent_cpu_to_floor_at_equal_zstd_speed.unwrap() - 0.5 / 0.7).abs() < 1e-12);
+        assert!((s.agent_cpu_to_floor_at_equal_machine_speed.unwrap() - 0.5 / 0.7).abs() < 1e-12);
+        let r = s.agent_cpu_to_floor.unwrap();
+        assert!((s.agent_cpu_to_floor_at_equal_zstd_speed.unwrap() - r / (0.5 + 0.7 * r)).abs() < 1e-12);
         let table = text::summary(&s);
+        assert!(table.contains(&format!("  ratio, machine speed equal {:>10.2}\n", 0.5 / 0.7)), "{table}");
         assert!(table.contains("  CPU floor, MiB per core-s      450.00\n"), "{table}");
         assert!(table.contains("  CPU floor runs             500.0 and 400.0\n"), "{table}");
     }
@@ -302,7 +318,7 @@ mod tests {
         // Every row of the table, figures missing as "-".
         let table = text::summary(&s);
         assert!(table.starts_with("\nsummary (e2e, profile none, flush 50 ms)\n"));
-        assert_eq!(table.lines().count(), 1 + 1 + 23 + 1);
+        assert_eq!(table.lines().count(), 1 + 1 + 24 + 1);
         assert!(table.contains("  CPU floor runs                      -\n"));
         assert!(table.contains("  e2e p99 ms                      11.00\n"));
         assert!(table.contains("  produce MiB/s                       -\n"));
