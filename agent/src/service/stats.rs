@@ -27,9 +27,10 @@ pub struct Stats {
     pub compactor: Option<CompactorStats>,
     pub lease: LeaseStats,
     pub memory: MemoryStats,
-    /// CPU time spent compressing since start, in microseconds, estimated
-    /// from a sample of compressions (Linux; none elsewhere). With the
-    /// process's CPU time, the share compression takes.
+    /// CPU time spent compressing record batches since start (snapshots
+    /// not counted), in microseconds, estimated from a sample of
+    /// compressions (Linux; none elsewhere). With the process's CPU time,
+    /// the share compression takes.
     pub compression_cpu_us: Option<u64>,
 }
 
