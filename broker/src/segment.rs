@@ -811,7 +811,7 @@ mod tests {
                 headers: vec![],
             })
             .collect();
-        // Enough that several are timed whatever other tests compress meanwhile.
+        // Enough that several are timed (one in eight on this thread).
         for _ in 0..COMPRESSION_TIMED_EVERY * 8 {
             Frame::compress(&records).unwrap();
         }
