@@ -141,15 +141,8 @@ pub fn cpu_list(list: &str) -> Result<Vec<usize>, Err> {
 const CPU_SETSIZE: usize = 1024;
 
 /// This thread's CPU time so far, in seconds (Linux).
-#[cfg(target_os = "linux")]
 fn thread_cpu_seconds() -> Option<f64> {
-    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
-    Some(t.tv_sec() as f64 + t.tv_nsec() as f64 * 1e-9)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn thread_cpu_seconds() -> Option<f64> {
-    None
+    floe_broker::cpu_time::thread_ns().map(|ns| ns as f64 * 1e-9)
 }
 
 /// Runs `work` on this thread confined to `cpus`, then lets the thread run

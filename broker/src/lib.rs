@@ -5,6 +5,7 @@ pub mod clock;
 pub mod cluster;
 pub mod components;
 pub mod conformance;
+pub mod cpu_time;
 pub mod crc;
 #[cfg(target_os = "linux")]
 pub mod direct;

@@ -28,9 +28,9 @@ use std::thread::LocalKey;
 use bytes::{Buf, BufMut, Bytes};
 use serde::{Deserialize, Serialize};
 
-use crate::crc;
 use crate::record::Record;
 use crate::{Error, Result};
+use crate::{cpu_time, crc};
 
 pub const MAGIC: &[u8; 8] = b"FLOESEG1";
 const INDEX_MAGIC: &[u8; 4] = b"FSIX";
@@ -424,24 +424,13 @@ pub fn thread_compression_cpu_micros() -> Option<u64> {
     cfg!(target_os = "linux").then(|| THREAD_COMPRESSIONS.get().1 / 1000)
 }
 
-#[cfg(target_os = "linux")]
-fn thread_cpu_ns() -> Option<u64> {
-    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
-    Some(u64::try_from(t.tv_sec()).ok()? * 1_000_000_000 + u64::try_from(t.tv_nsec()).ok()?)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn thread_cpu_ns() -> Option<u64> {
-    None
-}
-
 /// Appends `raw`, compressed as one frame, to `out` (which has room for it).
 fn compress_into(raw: &[u8], out: &mut Vec<u8>) -> Result<usize> {
     let (calls, spent) = THREAD_COMPRESSIONS.get();
-    let start = if calls.is_multiple_of(COMPRESSION_TIMED_EVERY) { thread_cpu_ns() } else { None };
+    let start = if calls.is_multiple_of(COMPRESSION_TIMED_EVERY) { cpu_time::thread_ns() } else { None };
     let written = compress_frame(raw, out);
     let counted =
-        start.zip(thread_cpu_ns()).map_or(0, |(start, end)| end.saturating_sub(start) * COMPRESSION_TIMED_EVERY);
+        start.zip(cpu_time::thread_ns()).map_or(0, |(start, end)| end.saturating_sub(start) * COMPRESSION_TIMED_EVERY);
     THREAD_COMPRESSIONS.set((calls + 1, spent + counted));
     if counted > 0 {
         COMPRESSION_CPU_NS.fetch_add(counted, Ordering::Relaxed);

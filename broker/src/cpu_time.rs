@@ -1,0 +1,16 @@
+//! The calling thread's CPU time: what it ran, not what it waited for.
+//! For measurements (the compression share, the bench's CPU floor), never
+//! for decisions, which take time from the injected clock.
+
+/// This thread's CPU time so far, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`,
+/// a system call); `None` off Linux.
+#[cfg(target_os = "linux")]
+pub fn thread_ns() -> Option<u64> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
+    Some(u64::try_from(t.tv_sec()).ok()? * 1_000_000_000 + u64::try_from(t.tv_nsec()).ok()?)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn thread_ns() -> Option<u64> {
+    None
+}
