@@ -31,6 +31,10 @@ async fn a_scrape_shows_the_traffic() {
     c.create_topic("t", 1).await;
     let before = scrape(&c).await;
     assert_eq!(sample(&before, "floe_produced_records_total"), 0.0);
+    // Compression's CPU time (Linux): none before a produce, some after.
+    let compression =
+        |text: &str| cfg!(target_os = "linux").then(|| sample(text, "floe_compression_cpu_seconds_total"));
+    assert_eq!(compression(&before), cfg!(target_os = "linux").then_some(0.0));
     for i in 0..10 {
         c.produce("t", json!([{"value": format!("v{i}"), "partition": 0}, {"value": "x", "partition": 0}])).await;
     }
@@ -40,6 +44,7 @@ async fn a_scrape_shows_the_traffic() {
 
     let after = scrape(&c).await;
     assert_eq!(sample(&after, "floe_produced_records_total"), 20.0);
+    assert!(compression(&after).is_none_or(|s| s > 0.0), "compressing counted");
     assert_eq!(sample(&after, "floe_produce_requests_total{outcome=\"acknowledged\"}"), 10.0);
     assert_eq!(sample(&after, "floe_produce_requests_total{outcome=\"refused\"}"), 1.0);
     assert_eq!(sample(&after, "floe_produce_ack_seconds_count"), 10.0);

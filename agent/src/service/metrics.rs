@@ -2,7 +2,7 @@
 //! service and the faces update, and the agent's other counters (object
 //! store, cache, writer, log, compactor) read at scrape time.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -281,6 +281,15 @@ impl Agent {
         let memory = &stats.memory;
         if let Some(rss) = memory.rss_bytes {
             r.register("resident_memory_bytes", "The agent process's resident set size", gauge(rss as i64));
+        }
+        if let Some(us) = stats.compression_cpu_us {
+            let seconds = Counter::<f64, AtomicU64>::default();
+            seconds.inc_by(us as f64 / 1e6);
+            r.register(
+                "compression_cpu_seconds",
+                "CPU time spent compressing records, estimated from one compression in eight per thread (Linux)",
+                seconds,
+            );
         }
         let (held, budgets) = (Family::<BudgetLabels, Gauge>::default(), Family::<BudgetLabels, Gauge>::default());
         for (budget, b) in [
