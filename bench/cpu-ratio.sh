@@ -12,8 +12,8 @@
 # beside the thousands the previous run deleted a minute before. On ext4
 # without a journal each file created scans those (`recently_deleted`): 3.4%
 # of the agent's CPU in a run right after another (docs/benchmarks.md,
-# "2026-12-06 (sixth)"). Elsewhere the mark is refused or does nothing, and
-# the summary says so.
+# "2026-12-06 (sixth)"). Elsewhere the mark is refused or does nothing; the
+# summary says when it was refused.
 set -euo pipefail
 BIN_DIR="${1:?bin dir}"
 OUT="${2:?output dir}"
