@@ -125,6 +125,67 @@ async fn connections_stalled_mid_headers_are_closed() {
     assert_eq!(closed.iter().filter(|c| !**c).count(), 0, "every connection stalled mid-headers is closed");
 }
 
+/// An HTTP/2 connection to `addr` (prior knowledge, no TLS), and a task
+/// that ends when the agent closes it.
+async fn http2(addr: &str) -> (hyper::client::conn::http2::SendRequest<String>, tokio::task::JoinHandle<()>) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    (sender, tokio::spawn(async move { connection.await.unwrap() }))
+}
+
+async fn get(sender: &mut hyper::client::conn::http2::SendRequest<String>, path: &str) -> u16 {
+    let request = hyper::Request::get(format!("http://floe{path}")).body(String::new()).unwrap();
+    let answer = sender.send_request(request).await.unwrap();
+    answer.status().as_u16()
+}
+
+/// HTTP/2 connections left idle are closed (with a GOAWAY), as HTTP/1's are
+/// by the header timeout: a client cannot keep them open for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_closed() {
+    let (_dir, a) = started(&["--compactor", "off", "--request-header-timeout-ms", "500"]);
+    let c = a.client();
+    let addr = c.base.trim_start_matches("http://").to_owned();
+    let (never_asked, closed_first) = http2(&addr).await;
+    let (mut asked, closed_second) = http2(&addr).await;
+    assert_eq!(get(&mut asked, "/healthz").await, 200);
+    for (which, closed) in [("with no request", closed_first), ("after its request", closed_second)] {
+        let ended = tokio::time::timeout(Duration::from_secs(60), closed).await;
+        assert!(ended.is_ok(), "an idle HTTP/2 connection {which} is closed");
+    }
+    drop(never_asked);
+    assert_eq!(c.get("/healthz").await.0, 200, "others are served meanwhile");
+}
+
+/// A request in flight keeps its HTTP/2 connection open past the idle
+/// timeout: a long-poll (or a live tail) is not idleness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_with_a_request_in_flight_is_not_idle() {
+    let (_dir, a) = started(&["--compactor", "off", "--request-header-timeout-ms", "1000"]);
+    let c = a.client();
+    c.create_topic("t", 1).await;
+    let addr = c.base.trim_start_matches("http://").to_owned();
+    let (mut sender, closed) = http2(&addr).await;
+    let poll = tokio::spawn({
+        let mut sender = sender.clone();
+        async move { get(&mut sender, "/v1/topics/t/partitions/0/records?timeout_ms=5000").await }
+    });
+    // Twice the idle timeout into the long-poll, the connection still takes requests.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!poll.is_finished(), "the long-poll is still waiting");
+    assert_eq!(get(&mut sender, "/healthz").await, 200);
+    assert_eq!(poll.await.unwrap(), 200);
+    // Still held: the agent, not this client, closes the connection.
+    let ended = tokio::time::timeout(Duration::from_secs(60), closed).await;
+    assert!(ended.is_ok(), "closed once idle");
+    drop(sender);
+}
+
 #[tokio::test]
 async fn every_answer_carries_a_request_id() {
     let (_dir, a) = started(&["--compactor", "off"]);

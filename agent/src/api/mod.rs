@@ -6,6 +6,7 @@ mod encoding;
 mod error;
 mod groups;
 mod health;
+mod idle;
 mod internal;
 mod layers;
 mod producers;

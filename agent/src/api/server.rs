@@ -1,5 +1,6 @@
 //! The HTTP server: accepts connections and serves the router on each, with
-//! hyper's own guards against slow clients, and stops gracefully.
+//! hyper's own guards against slow clients, closes connections left idle,
+//! and stops gracefully.
 //!
 //! Not `axum::serve`: it gives hyper no timer, and without one hyper cannot
 //! time out a client that never finishes its headers.
@@ -13,12 +14,13 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::idle::{Activity, Counted};
 use super::tls::Tls;
 
 /// Pause after a failed accept (out of file descriptors, say), so the loop
@@ -30,7 +32,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// progress, and returns once all are closed. A client that has not
 /// finished its TLS handshake, or sent its whole request head,
 /// `header_timeout` after connecting (or after its previous request) is
-/// disconnected.
+/// disconnected; over HTTP/2, one with no request in flight for
+/// `header_timeout` is sent a GOAWAY and disconnected.
 pub async fn run(
     listener: TcpListener,
     app: Router,
@@ -40,7 +43,7 @@ pub async fn run(
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
-    let graceful = GracefulShutdown::new();
+    let stopping = CancellationToken::new();
     let connections = TaskTracker::new();
     let mut stop = std::pin::pin!(stop);
     loop {
@@ -56,14 +59,15 @@ pub async fn run(
                 }
             },
         };
-        let serve = Connection { builder: builder.clone(), app: app.clone(), watcher: graceful.watcher() };
+        let serve =
+            Connection { builder: builder.clone(), app: app.clone(), stopping: stopping.clone(), header_timeout };
         match &tls {
-            None => connections.spawn(serve.run(stream, header_timeout)),
+            None => connections.spawn(serve.run(stream)),
             Some(tls) => {
                 let acceptor = tls.acceptor();
                 connections.spawn(async move {
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve.run(stream, header_timeout).await,
+                        Ok(Ok(stream)) => serve.run(stream).await,
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
@@ -72,7 +76,7 @@ pub async fn run(
         };
     }
     drop(listener);
-    graceful.shutdown().await;
+    stopping.cancel();
     connections.close();
     connections.wait().await;
 }
@@ -81,15 +85,35 @@ pub async fn run(
 struct Connection {
     builder: auto::Builder<TokioExecutor>,
     app: Router,
-    watcher: hyper_util::server::graceful::Watcher,
+    /// Cancelled when the server stops.
+    stopping: CancellationToken,
+    header_timeout: Duration,
 }
 
 impl Connection {
-    async fn run(self, stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static, header_timeout: Duration) {
-        let service = TowerToHyperService::new(self.app);
-        let stream = FirstBytes::new(stream, header_timeout);
+    /// Serves the connection until the client closes it, or, once the server
+    /// stops or the connection has had no request in flight for the header
+    /// timeout, shuts it down gracefully: requests in flight are answered,
+    /// then it is closed (HTTP/2: after a GOAWAY).
+    async fn run(self, stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static) {
+        let activity = Arc::new(Activity::new());
+        let service = TowerToHyperService::new(Counted { app: self.app, activity: activity.clone() });
+        let stream = FirstBytes::new(stream, self.header_timeout);
         let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        if let Err(e) = self.watcher.watch(connection.into_owned()).await {
+        let mut connection = std::pin::pin!(connection);
+        let ended = tokio::select! {
+            ended = connection.as_mut() => ended,
+            () = self.stopping.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+            () = activity.idle_for(self.header_timeout) => {
+                tracing::debug!("closing a connection with no request in flight");
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(e) = ended {
             tracing::debug!(error = %e, "connection ended with an error");
         }
     }
@@ -104,8 +128,7 @@ const FIRST_BYTES: usize = 24;
 /// own timers runs, so without this a client that connects and sends
 /// nothing, or part of the HTTP/2 preface, would be held open for good.
 /// Past them, or once an answer is written, hyper's header timeout takes
-/// over (on HTTP/1; an HTTP/2 connection that is open but idle is not
-/// timed out).
+/// over on HTTP/1, and [`Activity::idle_for`] on HTTP/2.
 struct FirstBytes<S> {
     inner: S,
     /// Until the first bytes have arrived.

@@ -15,17 +15,25 @@ locals {
   container_port = 8080
   store_url      = var.store_prefix == "" ? "s3://${var.bucket_name}" : "s3://${var.bucket_name}/${var.store_prefix}"
 
+  # The load balancer keeps idle connections to the agents this long; an
+  # agent must keep them longer (its header timeout, which bounds the wait
+  # for a connection's next request), or the load balancer may send a request
+  # down a connection the agent is closing and answer 502. Only the load
+  # balancer and other agents reach the agents.
+  alb_idle_timeout_s = 75
+
   environment = merge(
     {
-      FLOE_LISTEN            = "0.0.0.0:${local.container_port}"
-      FLOE_STORE             = local.store_url
-      FLOE_FLUSH_INTERVAL_MS = tostring(var.flush_interval_ms)
-      FLOE_FLUSH_BYTES       = tostring(var.flush_bytes)
-      FLOE_BUFFER_BYTES      = tostring(var.buffer_bytes)
-      FLOE_CACHE_BYTES       = tostring(var.cache_bytes)
-      FLOE_LOG_POLL_MS       = tostring(var.log_poll_ms)
-      FLOE_LOG               = var.log_level
-      AWS_REGION             = data.aws_region.current.name
+      FLOE_LISTEN                    = "0.0.0.0:${local.container_port}"
+      FLOE_STORE                     = local.store_url
+      FLOE_FLUSH_INTERVAL_MS         = tostring(var.flush_interval_ms)
+      FLOE_FLUSH_BYTES               = tostring(var.flush_bytes)
+      FLOE_BUFFER_BYTES              = tostring(var.buffer_bytes)
+      FLOE_CACHE_BYTES               = tostring(var.cache_bytes)
+      FLOE_LOG_POLL_MS               = tostring(var.log_poll_ms)
+      FLOE_LOG                       = var.log_level
+      FLOE_REQUEST_HEADER_TIMEOUT_MS = tostring((local.alb_idle_timeout_s + 15) * 1000)
+      AWS_REGION                     = data.aws_region.current.name
     },
     var.extra_environment,
   )

@@ -105,7 +105,7 @@ resource "aws_lb" "this" {
   drop_invalid_header_fields = true
   enable_deletion_protection = var.alb_deletion_protection
   # Long-poll fetches wait up to 60 s (timeout_ms=60000).
-  idle_timeout = 75
+  idle_timeout = local.alb_idle_timeout_s
   tags         = var.tags
 
   dynamic "access_logs" {
