@@ -136,6 +136,13 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOE_MAX_CONCURRENT_REQUESTS", default_value_t = 4096)]
     pub max_concurrent_requests: usize,
 
+    /// Client connections open at once; more wait, not yet accepted, until
+    /// one closes. Default: half the process's open-file limit (`ulimit
+    /// -n`), at most 8192, so that connections cannot take the file
+    /// descriptors the store needs.
+    #[arg(long, env = "FLOE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
     /// On SIGTERM or SIGINT: how long in-flight requests and writing out
     /// what was accepted may take before the agent exits anyway.
     #[arg(long, env = "FLOE_DRAIN_TIMEOUT_MS", default_value_t = 30_000)]

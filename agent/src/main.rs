@@ -200,7 +200,7 @@ async fn run(
         (Some(cert), Some(key)) => Some(Arc::new(floe_agent::api::Tls::load(cert, key)?)),
         _ => None,
     };
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let listener = floe_agent::api::bind(args.listen)?;
     let addr = listener.local_addr()?;
     tracing::info!(store = %args.store, "opening bucket");
     let advertised = args.advertised_url(addr)?;

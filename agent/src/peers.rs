@@ -21,6 +21,9 @@ pub struct PeerAuth {
     trusted: Vec<reqwest::Certificate>,
 }
 
+/// How long a connection to another agent is kept idle for reuse.
+const PEER_POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl PeerAuth {
     pub fn new(cluster_id: Ulid, secret: String, trusted: Vec<reqwest::Certificate>) -> Self {
         Self { cluster_id, secret, trusted }
@@ -28,7 +31,9 @@ impl PeerAuth {
 
     /// An HTTP client for calls to other agents, trusting `--tls-ca`.
     pub fn client(&self, timeout: Option<std::time::Duration>) -> reqwest::Client {
-        let mut builder = reqwest::Client::builder();
+        // Idle connections are let go before the other agent's header timeout
+        // (10 s by default) would close them under a request.
+        let mut builder = reqwest::Client::builder().pool_idle_timeout(PEER_POOL_IDLE);
         if let Some(timeout) = timeout {
             builder = builder.timeout(timeout);
         }

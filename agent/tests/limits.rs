@@ -126,8 +126,8 @@ async fn connections_stalled_mid_headers_are_closed() {
 }
 
 /// An HTTP/2 connection to `addr` (prior knowledge, no TLS), and a task
-/// that ends when the agent closes it.
-async fn http2(addr: &str) -> (hyper::client::conn::http2::SendRequest<String>, tokio::task::JoinHandle<()>) {
+/// that ends when the agent closes it: with `true` for a clean close.
+async fn http2(addr: &str) -> (hyper::client::conn::http2::SendRequest<String>, tokio::task::JoinHandle<bool>) {
     let stream = TcpStream::connect(addr).await.unwrap();
     let (sender, connection) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
@@ -135,13 +135,26 @@ async fn http2(addr: &str) -> (hyper::client::conn::http2::SendRequest<String>, 
     )
     .await
     .unwrap();
-    (sender, tokio::spawn(async move { connection.await.unwrap() }))
+    (sender, tokio::spawn(async move { connection.await.is_ok() }))
+}
+
+/// Whether `closed` (from [`http2`]) ends, cleanly, within a minute.
+async fn closed_cleanly(closed: tokio::task::JoinHandle<bool>) -> bool {
+    matches!(tokio::time::timeout(Duration::from_secs(60), closed).await, Ok(Ok(true)))
+}
+
+async fn send(
+    sender: &mut hyper::client::conn::http2::SendRequest<String>,
+    path: &str,
+    accept: &str,
+) -> hyper::Response<hyper::body::Incoming> {
+    let request =
+        hyper::Request::get(format!("http://floe{path}")).header("accept", accept).body(String::new()).unwrap();
+    sender.send_request(request).await.unwrap()
 }
 
 async fn get(sender: &mut hyper::client::conn::http2::SendRequest<String>, path: &str) -> u16 {
-    let request = hyper::Request::get(format!("http://floe{path}")).body(String::new()).unwrap();
-    let answer = sender.send_request(request).await.unwrap();
-    answer.status().as_u16()
+    send(sender, path, "application/json").await.status().as_u16()
 }
 
 /// HTTP/2 connections left idle are closed (with a GOAWAY), as HTTP/1's are
@@ -155,11 +168,25 @@ async fn idle_http2_connections_are_closed() {
     let (mut asked, closed_second) = http2(&addr).await;
     assert_eq!(get(&mut asked, "/healthz").await, 200);
     for (which, closed) in [("with no request", closed_first), ("after its request", closed_second)] {
-        let ended = tokio::time::timeout(Duration::from_secs(60), closed).await;
-        assert!(ended.is_ok(), "an idle HTTP/2 connection {which} is closed");
+        assert!(closed_cleanly(closed).await, "an idle HTTP/2 connection {which} is closed");
     }
     drop(never_asked);
     assert_eq!(c.get("/healthz").await.0, 200, "others are served meanwhile");
+}
+
+/// A client that opens HTTP/2 and then never reads nor answers the PING
+/// that comes with the GOAWAY is still disconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_client_that_ignores_the_goaway_is_disconnected() {
+    let (_dir, a) = started(&["--compactor", "off", "--request-header-timeout-ms", "500"]);
+    let c = a.client();
+    let mut s = TcpStream::connect(c.base.trim_start_matches("http://")).await.unwrap();
+    // The preface and an empty SETTINGS frame (length 0, type 4, no flags, stream 0).
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut rest)).await;
+    assert!(ended.is_ok(), "the connection is closed");
 }
 
 /// A request in flight keeps its HTTP/2 connection open past the idle
@@ -180,10 +207,84 @@ async fn an_http2_connection_with_a_request_in_flight_is_not_idle() {
     assert!(!poll.is_finished(), "the long-poll is still waiting");
     assert_eq!(get(&mut sender, "/healthz").await, 200);
     assert_eq!(poll.await.unwrap(), 200);
+
+    // A live tail's request is in flight for as long as its answer streams.
+    let tail = send(&mut sender, "/v1/topics/t/partitions/0/records", "text/event-stream").await;
+    assert_eq!(tail.status(), 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(get(&mut sender, "/healthz").await, 200, "the connection still takes requests");
+    drop(tail);
     // Still held: the agent, not this client, closes the connection.
-    let ended = tokio::time::timeout(Duration::from_secs(60), closed).await;
-    assert!(ended.is_ok(), "closed once idle");
+    assert!(closed_cleanly(closed).await, "closed once idle");
     drop(sender);
+}
+
+/// Sends one HTTP/1.1 request on `s` (kept alive) and reads its answer:
+/// the status and the JSON body.
+async fn exchange(s: &mut TcpStream, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: floe\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(format!("{head}{body}").as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(60), s.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed mid-answer: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        let Some(end) = text.find("\r\n\r\n") else { continue };
+        let length: usize = text[..end]
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+            .expect("a Content-Length");
+        if answer.len() >= end + 4 + length {
+            let status = text[9..12].parse().unwrap();
+            return (status, serde_json::from_slice(&answer[end + 4..end + 4 + length]).unwrap());
+        }
+    }
+}
+
+/// Connections beyond `--max-connections` (by default half the open-file
+/// limit) wait unaccepted, so clients holding many long-polls open cannot
+/// take the file descriptors the local store needs to write segments:
+/// another client's produce is still written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_connections_cannot_take_the_file_descriptors_the_store_needs() {
+    const OPEN_FILES: u32 = 256;
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("file://{}", dir.path().display());
+    let a = AgentProc::start_with_open_files(OPEN_FILES, &store, &[], &["--compactor", "off"]);
+    let c = a.client();
+    c.create_topic("t", 1).await;
+    c.create_topic("quiet", 1).await;
+    let addr = c.base.trim_start_matches("http://").to_owned();
+    // The producer's connection is open before the others come.
+    let mut producer = TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(exchange(&mut producer, "GET", "/healthz", "").await.0, 200);
+    let poll = "GET /v1/topics/quiet/partitions/0/records?offset=0&timeout_ms=5000 HTTP/1.1\r\nHost: floe\r\n\r\n";
+    let mut polls = Vec::new();
+    for _ in 0..OPEN_FILES + 44 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(poll.as_bytes()).await.unwrap();
+        polls.push(s);
+    }
+    // Long enough for the agent to accept all it will (the polls wait 5 s).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, stats) = exchange(&mut producer, "GET", "/v1/stats", "").await;
+    let (open, limit) = (stats["connections"]["open"].as_u64(), stats["connections"]["limit"].as_u64());
+    assert_eq!(limit, Some(u64::from(OPEN_FILES) / 2), "{stats}");
+    assert_eq!(open, limit, "every slot taken, the rest waiting: {stats}");
+
+    let record = json!({"records": [{"value": "still written"}]}).to_string();
+    let (status, body) = exchange(&mut producer, "POST", "/v1/topics/t/records", &record).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(c.read_all("t", 0, 0).await.len(), 1);
+
+    drop(polls);
+    let served = tokio::time::timeout(Duration::from_secs(120), c.get("/healthz")).await;
+    assert_eq!(served.map(|(status, _)| status).ok(), Some(200), "a new client is served once the others leave");
 }
 
 #[tokio::test]

@@ -47,12 +47,12 @@ impl Activity {
     }
 
     /// Resolves once the connection has had no request in flight for
-    /// `timeout` (since it opened, or since its last request ended).
+    /// `timeout` since `from` (or since its last request ended, if later).
     ///
     /// # Cancel safety
     /// Cancel safe: it only waits.
-    pub(super) async fn idle_for(&self, timeout: Duration) {
-        let mut deadline = self.opened + timeout;
+    pub(super) async fn idle_for(&self, timeout: Duration, from: Instant) {
+        let mut deadline = from + timeout;
         loop {
             tokio::time::sleep_until(deadline).await;
             let now = Instant::now();
@@ -62,11 +62,17 @@ impl Activity {
             }
             // Read after the count: an end is recorded before its request leaves it.
             let last_end = self.opened + Duration::from_nanos(self.last_end.load(Ordering::SeqCst));
-            if last_end + timeout <= now {
+            let idle_since = last_end.max(from);
+            if idle_since + timeout <= now {
                 return;
             }
-            deadline = last_end + timeout;
+            deadline = idle_since + timeout;
         }
+    }
+
+    /// When the connection opened.
+    pub(super) fn opened(&self) -> Instant {
+        self.opened
     }
 }
 
@@ -148,7 +154,7 @@ mod tests {
         let request = activity.start();
         let idle = tokio::spawn({
             let activity = activity.clone();
-            async move { activity.idle_for(timeout).await }
+            async move { activity.idle_for(timeout, activity.opened()).await }
         });
         tokio::time::sleep(timeout * 3).await;
         assert!(!idle.is_finished(), "not idle while a request is in flight");

@@ -33,6 +33,7 @@ use tokio::net::TcpListener;
 
 pub use error::ApiError;
 pub use records::OutRecord;
+pub use server::bind;
 pub use tls::Tls;
 
 /// Entry points for the fuzz targets in `fuzz/`.
@@ -79,7 +80,7 @@ pub async fn serve(
     };
     let app = layers::wrap(agent.clone(), router(agent.clone()), agent.components());
     let server = async {
-        server::run(listener, app, agent.request_header_timeout(), tls, stop).await;
+        server::run(listener, app, agent.request_header_timeout(), tls, agent.connection_slots(), stop).await;
         Ok::<(), std::io::Error>(())
     };
     let drain = async {

@@ -6,6 +6,7 @@
 //! time out a client that never finishes its headers.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,7 +17,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -26,6 +28,23 @@ use super::tls::Tls;
 /// Pause after a failed accept (out of file descriptors, say), so the loop
 /// does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// While every connection slot stays taken, a warning this often at most.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
+
+/// Connections the kernel completes and queues while the agent is not
+/// accepting (all connection slots taken, or a burst of connects): beyond
+/// the queue, clients' connects stall in SYN retries of 1, 2, 4, 8 s.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listener on `addr`, with [`LISTEN_BACKLOG`] (std's default is 128).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    // As std does on Unix: a restarted agent can bind while old connections linger.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Serves `app` on `listener` (over TLS with `tls`) until `stop` resolves;
 /// then stops accepting, lets each connection finish its request in
@@ -33,12 +52,15 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// finished its TLS handshake, or sent its whole request head,
 /// `header_timeout` after connecting (or after its previous request) is
 /// disconnected; over HTTP/2, one with no request in flight for
-/// `header_timeout` is sent a GOAWAY and disconnected.
+/// `header_timeout` is sent a GOAWAY and disconnected. A connection is
+/// accepted only with one of `slots`, held until it closes: beyond them,
+/// clients wait in the listen backlog.
 pub async fn run(
     listener: TcpListener,
     app: Router,
     header_timeout: Duration,
     tls: Option<Arc<Tls>>,
+    slots: Arc<Semaphore>,
     stop: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -46,7 +68,25 @@ pub async fn run(
     let stopping = CancellationToken::new();
     let connections = TaskTracker::new();
     let mut stop = std::pin::pin!(stop);
+    let mut full_since: Option<tokio::time::Instant> = None;
     loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if full_since.is_none_or(|since| since.elapsed() >= FULL_WARNING_EVERY) {
+                    tracing::warn!("every connection slot is taken (--max-connections): new connections wait");
+                    full_since = Some(tokio::time::Instant::now());
+                }
+                tokio::select! {
+                    biased;
+                    () = &mut stop => break,
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
         let (stream, _) = tokio::select! {
             biased;
             () = &mut stop => break,
@@ -59,13 +99,18 @@ pub async fn run(
                 }
             },
         };
+        // A token of its own: polling the shared one would lock its mutex on every wake of every connection.
         let serve =
-            Connection { builder: builder.clone(), app: app.clone(), stopping: stopping.clone(), header_timeout };
+            Connection { builder: builder.clone(), app: app.clone(), stopping: stopping.child_token(), header_timeout };
         match &tls {
-            None => connections.spawn(serve.run(stream)),
+            None => connections.spawn(async move {
+                let _slot = slot;
+                serve.run(stream).await;
+            }),
             Some(tls) => {
                 let acceptor = tls.acceptor();
                 connections.spawn(async move {
+                    let _slot = slot;
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => serve.run(stream).await,
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
@@ -107,10 +152,19 @@ impl Connection {
                 connection.as_mut().graceful_shutdown();
                 connection.await
             }
-            () = activity.idle_for(self.header_timeout) => {
+            () = activity.idle_for(self.header_timeout, activity.opened()) => {
                 tracing::debug!("closing a connection with no request in flight");
                 connection.as_mut().graceful_shutdown();
-                connection.await
+                // An HTTP/2 client must still acknowledge the GOAWAY's PING (and
+                // read it) before the close completes: one that never does is
+                // dropped once idle for another header timeout.
+                tokio::select! {
+                    ended = connection.as_mut() => ended,
+                    () = activity.idle_for(self.header_timeout, tokio::time::Instant::now()) => {
+                        tracing::debug!("dropping an idle connection that did not close after its GOAWAY");
+                        Ok(())
+                    }
+                }
             }
         };
         if let Err(e) = ended {

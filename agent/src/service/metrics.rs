@@ -278,6 +278,12 @@ impl Agent {
             counter(stats.log.commit_settles),
         );
         r.register("writer_budget_bytes", "The write buffer's budget", gauge(stats.writer.budget_bytes as i64));
+        r.register("http_connections", "Client connections open", gauge(stats.connections.open as i64));
+        r.register(
+            "http_connections_limit",
+            "Client connections that may be open at once (--max-connections)",
+            gauge(stats.connections.limit as i64),
+        );
         let memory = &stats.memory;
         if let Some(rss) = memory.rss_bytes {
             r.register("resident_memory_bytes", "The agent process's resident set size", gauge(rss as i64));

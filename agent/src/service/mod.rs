@@ -7,6 +7,7 @@
 //! the writer and the groups only through these methods.
 
 mod cluster;
+mod connections;
 mod follow;
 mod groups;
 mod internal;
@@ -85,6 +86,8 @@ pub struct Agent {
     auth: Option<Auth>,
     /// One permit per request in flight (`--max-concurrent-requests`).
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// One permit per open connection (`--max-connections`), and how many.
+    connections: (Arc<tokio::sync::Semaphore>, usize),
     /// One permit per byte of request bodies in flight (`--request-memory-bytes`).
     bodies: Arc<tokio::sync::Semaphore>,
     /// Raw segment chunks of the read path.
@@ -188,6 +191,10 @@ impl Agent {
             None => None,
         };
         let max_concurrent = settings.max_concurrent_requests.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        let max_connections = settings
+            .max_connections
+            .unwrap_or_else(|| connections::default_max(connections::open_file_limit()))
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         let body_budget = body_budget(&settings);
         let agent = Arc::new(Self {
             settings,
@@ -208,6 +215,7 @@ impl Agent {
             sticky: Sticky::default(),
             metrics: Metrics::default(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
+            connections: (Arc::new(tokio::sync::Semaphore::new(max_connections)), max_connections),
             bodies: Arc::new(tokio::sync::Semaphore::new(body_budget)),
             chunks,
             auth: client_auth,
@@ -287,6 +295,17 @@ impl Agent {
     /// How long a client may take to send a request body.
     pub fn request_body_timeout(&self) -> Duration {
         Duration::from_millis(self.settings.request_body_timeout_ms.max(1))
+    }
+
+    /// One permit per connection the server may hold open at once.
+    pub fn connection_slots(&self) -> Arc<tokio::sync::Semaphore> {
+        self.connections.0.clone()
+    }
+
+    /// `(open, limit)`: client connections open, and how many may be.
+    pub fn connections(&self) -> (usize, usize) {
+        let (slots, limit) = &self.connections;
+        (limit.saturating_sub(slots.available_permits()), *limit)
     }
 
     /// A slot for one more request in flight, held until it is answered;

@@ -32,6 +32,14 @@ pub struct Stats {
     /// compressions (Linux; none elsewhere). With the process's CPU time,
     /// the share compression takes.
     pub compression_cpu_us: Option<u64>,
+    pub connections: ConnectionStats,
+}
+
+/// Client connections (`--max-connections`).
+#[derive(Debug, Serialize)]
+pub struct ConnectionStats {
+    pub open: u64,
+    pub limit: u64,
 }
 
 /// The process's memory, and each budget that bounds what clients can make it hold.
@@ -190,6 +198,10 @@ impl Agent {
             },
             memory,
             compression_cpu_us: floe_broker::segment::compression_cpu_micros(),
+            connections: {
+                let (open, limit) = self.connections();
+                ConnectionStats { open: open as u64, limit: limit as u64 }
+            },
         }
     }
 

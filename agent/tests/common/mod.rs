@@ -18,7 +18,18 @@ pub struct AgentProc {
 impl AgentProc {
     /// Starts an agent on `store` and waits for its "listening on" line.
     pub fn start(store: &str, env: &[(&str, String)], extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_floe-agent"))
+        Self::start_command(Command::new(env!("CARGO_BIN_EXE_floe-agent")), store, env, extra)
+    }
+
+    /// The same, with its open-file limit (soft and hard) set to `limit`.
+    pub fn start_with_open_files(limit: u32, store: &str, env: &[(&str, String)], extra: &[&str]) -> Self {
+        let mut command = Command::new("sh");
+        command.args(["-c", &format!("ulimit -n {limit} && exec \"$0\" \"$@\""), env!("CARGO_BIN_EXE_floe-agent")]);
+        Self::start_command(command, store, env, extra)
+    }
+
+    fn start_command(mut command: Command, store: &str, env: &[(&str, String)], extra: &[&str]) -> Self {
+        let mut child = command
             .args(["--listen", "127.0.0.1:0", "--store", store])
             .args(extra)
             // Fast defaults for tests; flags in `extra` override them.
