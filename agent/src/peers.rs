@@ -19,21 +19,30 @@ pub struct PeerAuth {
     /// Certificates trusted beside the system's when calling other agents
     /// over HTTPS (`--tls-ca`).
     trusted: Vec<reqwest::Certificate>,
+    /// How long a pooled connection to another agent is kept idle.
+    pool_idle: std::time::Duration,
 }
 
-/// How long a connection to another agent is kept idle for reuse.
+/// How long a connection to another agent is kept idle for reuse, at most.
 const PEER_POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl PeerAuth {
     pub fn new(cluster_id: Ulid, secret: String, trusted: Vec<reqwest::Certificate>) -> Self {
-        Self { cluster_id, secret, trusted }
+        Self { cluster_id, secret, trusted, pool_idle: PEER_POOL_IDLE }
+    }
+
+    /// Pooled connections are let go within half of `header_timeout` idle
+    /// (at most [`PEER_POOL_IDLE`]): the other agents, configured alike,
+    /// close them at `header_timeout`, and a request sent down one they are
+    /// closing would fail.
+    pub fn with_header_timeout(mut self, header_timeout: std::time::Duration) -> Self {
+        self.pool_idle = PEER_POOL_IDLE.min(header_timeout / 2);
+        self
     }
 
     /// An HTTP client for calls to other agents, trusting `--tls-ca`.
     pub fn client(&self, timeout: Option<std::time::Duration>) -> reqwest::Client {
-        // Idle connections are let go before the other agent's header timeout
-        // (10 s by default) would close them under a request.
-        let mut builder = reqwest::Client::builder().pool_idle_timeout(PEER_POOL_IDLE);
+        let mut builder = reqwest::Client::builder().pool_idle_timeout(self.pool_idle);
         if let Some(timeout) = timeout {
             builder = builder.timeout(timeout);
         }

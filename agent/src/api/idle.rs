@@ -16,11 +16,16 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, Response};
+use axum::http::{Request, Response, StatusCode};
+use axum::response::IntoResponse;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body::{Frame, SizeHint};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::ApiError;
+use crate::service::connections::for_the_reserve;
 
 /// One connection's requests in flight: from the moment its head has
 /// arrived until its answer's body is written out or dropped.
@@ -93,6 +98,9 @@ impl Drop for InFlight {
 pub(super) struct Counted {
     pub app: Router,
     pub activity: Arc<Activity>,
+    /// On a slot of the reserve: cancelled, to close the connection, when a
+    /// request other than an agent's or a health check's comes.
+    pub reserved: Option<CancellationToken>,
 }
 
 impl<B> tower_service::Service<Request<B>> for Counted
@@ -110,6 +118,16 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let in_flight = self.activity.start();
+        if let Some(refused) = self.reserved.as_ref().filter(|_| !for_the_reserve(request.uri().path())) {
+            refused.cancel();
+            let refusal = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "too many connections open (--max-connections); retry shortly",
+            );
+            let answer = refusal.into_response().map(|body| CountedBody { body, _in_flight: in_flight });
+            return Box::pin(std::future::ready(Ok(answer)));
+        }
         let answer = tower_service::Service::call(&mut self.app, request);
         Box::pin(async move {
             let answer = answer.await?;

@@ -80,7 +80,7 @@ pub async fn serve(
     };
     let app = layers::wrap(agent.clone(), router(agent.clone()), agent.components());
     let server = async {
-        server::run(listener, app, agent.request_header_timeout(), tls, agent.connection_slots(), stop).await;
+        server::run(listener, app, agent.request_header_timeout(), tls, agent.connections(), stop).await;
         Ok::<(), std::io::Error>(())
     };
     let drain = async {

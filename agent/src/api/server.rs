@@ -18,12 +18,12 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::idle::{Activity, Counted};
 use super::tls::Tls;
+use crate::service::connections::Connections;
 
 /// Pause after a failed accept (out of file descriptors, say), so the loop
 /// does not spin while the condition lasts.
@@ -53,26 +53,26 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// `header_timeout` after connecting (or after its previous request) is
 /// disconnected; over HTTP/2, one with no request in flight for
 /// `header_timeout` is sent a GOAWAY and disconnected. A connection is
-/// accepted only with one of `slots`, held until it closes: beyond them,
-/// clients wait in the listen backlog.
+/// accepted only with one of the `connections`' slots, held until it
+/// closes: beyond them, clients wait in the listen backlog.
 pub async fn run(
     listener: TcpListener,
     app: Router,
     header_timeout: Duration,
     tls: Option<Arc<Tls>>,
-    slots: Arc<Semaphore>,
+    connections: Arc<Connections>,
     stop: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
     let stopping = CancellationToken::new();
-    let connections = TaskTracker::new();
+    let tasks = TaskTracker::new();
     let mut stop = std::pin::pin!(stop);
     let mut full_since: Option<tokio::time::Instant> = None;
     loop {
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
+        let slot = match connections.try_take() {
+            Some(slot) => slot,
+            None => {
                 if full_since.is_none_or(|since| since.elapsed() >= FULL_WARNING_EVERY) {
                     tracing::warn!("every connection slot is taken (--max-connections): new connections wait");
                     full_since = Some(tokio::time::Instant::now());
@@ -80,10 +80,7 @@ pub async fn run(
                 tokio::select! {
                     biased;
                     () = &mut stop => break,
-                    slot = slots.clone().acquire_owned() => match slot {
-                        Ok(slot) => slot,
-                        Err(_) => break,
-                    },
+                    slot = connections.take() => slot,
                 }
             }
         };
@@ -100,16 +97,21 @@ pub async fn run(
             },
         };
         // A token of its own: polling the shared one would lock its mutex on every wake of every connection.
-        let serve =
-            Connection { builder: builder.clone(), app: app.clone(), stopping: stopping.child_token(), header_timeout };
+        let serve = Connection {
+            builder: builder.clone(),
+            app: app.clone(),
+            stopping: stopping.child_token(),
+            header_timeout,
+            reserved: slot.reserved,
+        };
         match &tls {
-            None => connections.spawn(async move {
+            None => tasks.spawn(async move {
                 let _slot = slot;
                 serve.run(stream).await;
             }),
             Some(tls) => {
                 let acceptor = tls.acceptor();
-                connections.spawn(async move {
+                tasks.spawn(async move {
                     let _slot = slot;
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => serve.run(stream).await,
@@ -122,8 +124,8 @@ pub async fn run(
     }
     drop(listener);
     stopping.cancel();
-    connections.close();
-    connections.wait().await;
+    tasks.close();
+    tasks.wait().await;
 }
 
 /// One accepted connection, about to be served.
@@ -133,43 +135,50 @@ struct Connection {
     /// Cancelled when the server stops.
     stopping: CancellationToken,
     header_timeout: Duration,
+    /// On a slot of the reserve: other agents' and health checks' requests only.
+    reserved: bool,
 }
 
 impl Connection {
     /// Serves the connection until the client closes it, or, once the server
-    /// stops or the connection has had no request in flight for the header
-    /// timeout, shuts it down gracefully: requests in flight are answered,
-    /// then it is closed (HTTP/2: after a GOAWAY).
+    /// stops, the connection has had no request in flight for the header
+    /// timeout, or a reserved connection was refused a request, shuts it
+    /// down gracefully: requests in flight are answered, then it is closed
+    /// (HTTP/2: after a GOAWAY).
     async fn run(self, stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static) {
         let activity = Arc::new(Activity::new());
-        let service = TowerToHyperService::new(Counted { app: self.app, activity: activity.clone() });
+        let refused = CancellationToken::new();
+        let service = TowerToHyperService::new(Counted {
+            app: self.app,
+            activity: activity.clone(),
+            reserved: self.reserved.then(|| refused.clone()),
+        });
         let stream = FirstBytes::new(stream, self.header_timeout);
         let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let mut connection = std::pin::pin!(connection);
-        let ended = tokio::select! {
-            ended = connection.as_mut() => ended,
-            () = self.stopping.cancelled() => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
-            }
-            () = activity.idle_for(self.header_timeout, activity.opened()) => {
-                tracing::debug!("closing a connection with no request in flight");
-                connection.as_mut().graceful_shutdown();
-                // An HTTP/2 client must still acknowledge the GOAWAY's PING (and
-                // read it) before the close completes: one that never does is
-                // dropped once idle for another header timeout.
-                tokio::select! {
-                    ended = connection.as_mut() => ended,
-                    () = activity.idle_for(self.header_timeout, tokio::time::Instant::now()) => {
-                        tracing::debug!("dropping an idle connection that did not close after its GOAWAY");
-                        Ok(())
-                    }
-                }
-            }
+        let why = tokio::select! {
+            ended = connection.as_mut() => return log_end(ended),
+            () = self.stopping.cancelled() => "the server stops",
+            () = refused.cancelled() => "a reserved slot's connection asked for a client's request",
+            () = activity.idle_for(self.header_timeout, activity.opened()) => "no request in flight",
         };
-        if let Err(e) = ended {
-            tracing::debug!(error = %e, "connection ended with an error");
+        tracing::debug!(why, "closing a connection");
+        connection.as_mut().graceful_shutdown();
+        // An HTTP/2 client must still acknowledge the GOAWAY's PING (and read
+        // it) before the close completes: one that never does is dropped once
+        // idle for another header timeout.
+        tokio::select! {
+            ended = connection.as_mut() => log_end(ended),
+            () = activity.idle_for(self.header_timeout, tokio::time::Instant::now()) => {
+                tracing::debug!("dropping an idle connection that did not close after its GOAWAY");
+            }
         }
+    }
+}
+
+fn log_end<E: std::fmt::Display>(ended: Result<(), E>) {
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 

@@ -7,7 +7,7 @@
 //! the writer and the groups only through these methods.
 
 mod cluster;
-mod connections;
+pub mod connections;
 mod follow;
 mod groups;
 mod internal;
@@ -86,8 +86,8 @@ pub struct Agent {
     auth: Option<Auth>,
     /// One permit per request in flight (`--max-concurrent-requests`).
     in_flight: Arc<tokio::sync::Semaphore>,
-    /// One permit per open connection (`--max-connections`), and how many.
-    connections: (Arc<tokio::sync::Semaphore>, usize),
+    /// Client connections open, and the slots they take (`--max-connections`).
+    connections: Arc<connections::Connections>,
     /// One permit per byte of request bodies in flight (`--request-memory-bytes`).
     bodies: Arc<tokio::sync::Semaphore>,
     /// Raw segment chunks of the read path.
@@ -139,7 +139,8 @@ impl Agent {
             })?,
             None => Vec::new(),
         };
-        let auth = Arc::new(PeerAuth::new(cluster.cluster_id, secret, trusted));
+        let header_timeout = Duration::from_millis(settings.request_header_timeout_ms.max(1));
+        let auth = Arc::new(PeerAuth::new(cluster.cluster_id, secret, trusted).with_header_timeout(header_timeout));
         let advertised = url.to_owned();
         let (tasks, stopping, background) = (TaskTracker::new(), CancellationToken::new(), CancellationToken::new());
         let lease = settings.commit_lease.then(|| LeaseSettings {
@@ -191,10 +192,8 @@ impl Agent {
             None => None,
         };
         let max_concurrent = settings.max_concurrent_requests.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
-        let max_connections = settings
-            .max_connections
-            .unwrap_or_else(|| connections::default_max(connections::open_file_limit()))
-            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        let max_connections =
+            settings.max_connections.unwrap_or_else(|| connections::default_max(connections::open_file_limit()));
         let body_budget = body_budget(&settings);
         let agent = Arc::new(Self {
             settings,
@@ -215,7 +214,7 @@ impl Agent {
             sticky: Sticky::default(),
             metrics: Metrics::default(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
-            connections: (Arc::new(tokio::sync::Semaphore::new(max_connections)), max_connections),
+            connections: Arc::new(connections::Connections::new(max_connections)),
             bodies: Arc::new(tokio::sync::Semaphore::new(body_budget)),
             chunks,
             auth: client_auth,
@@ -297,15 +296,9 @@ impl Agent {
         Duration::from_millis(self.settings.request_body_timeout_ms.max(1))
     }
 
-    /// One permit per connection the server may hold open at once.
-    pub fn connection_slots(&self) -> Arc<tokio::sync::Semaphore> {
-        self.connections.0.clone()
-    }
-
-    /// `(open, limit)`: client connections open, and how many may be.
-    pub fn connections(&self) -> (usize, usize) {
-        let (slots, limit) = &self.connections;
-        (limit.saturating_sub(slots.available_permits()), *limit)
+    /// The slots connections take, and the count of those open.
+    pub fn connections(&self) -> Arc<connections::Connections> {
+        self.connections.clone()
     }
 
     /// A slot for one more request in flight, held until it is answered;

@@ -198,9 +198,9 @@ impl Agent {
             },
             memory,
             compression_cpu_us: floe_broker::segment::compression_cpu_micros(),
-            connections: {
-                let (open, limit) = self.connections();
-                ConnectionStats { open: open as u64, limit: limit as u64 }
+            connections: ConnectionStats {
+                open: self.connections.open() as u64,
+                limit: self.connections.limit() as u64,
             },
         }
     }
