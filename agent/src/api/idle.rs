@@ -16,16 +16,14 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, Response, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{Request, Response};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body::{Frame, SizeHint};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::ApiError;
-use crate::service::connections::for_the_reserve;
+use super::layers::ReservedSlot;
 
 /// One connection's requests in flight: from the moment its head has
 /// arrived until its answer's body is written out or dropped.
@@ -98,8 +96,8 @@ impl Drop for InFlight {
 pub(super) struct Counted {
     pub app: Router,
     pub activity: Arc<Activity>,
-    /// On a slot of the reserve: cancelled, to close the connection, when a
-    /// request other than an agent's or a health check's comes.
+    /// On a slot of the reserve: given to each request (`ReservedSlot`), to
+    /// close the connection when one is neither an agent's nor a health check.
     pub reserved: Option<CancellationToken>,
 }
 
@@ -118,15 +116,9 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let in_flight = self.activity.start();
-        if let Some(refused) = self.reserved.as_ref().filter(|_| !for_the_reserve(request.uri().path())) {
-            refused.cancel();
-            let refusal = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "too many connections open (--max-connections); retry shortly",
-            );
-            let answer = refusal.into_response().map(|body| CountedBody { body, _in_flight: in_flight });
-            return Box::pin(std::future::ready(Ok(answer)));
+        let mut request = request;
+        if let Some(close) = &self.reserved {
+            request.extensions_mut().insert(ReservedSlot(close.clone()));
         }
         let answer = tower_service::Service::call(&mut self.app, request);
         Box::pin(async move {

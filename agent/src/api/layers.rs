@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 
 use super::ApiError;
 use super::rest_error::RestError;
+use crate::service::connections::for_the_reserve;
 use crate::service::{Agent, RequestLabels};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -88,11 +89,43 @@ impl BodyReservation {
 /// it), and one beyond the bound on requests in flight (503, retry). Its
 /// body is then read through [`ReadBody`]: memory for it is reserved at the
 /// first read, and the whole of it must arrive in time.
+/// `e`'s answer in the error shape of the face `path` belongs to.
+fn refusal(path: &str, e: ApiError) -> Response {
+    if matches!(face(path), "v2" | "v3") { RestError::from(e).into_response() } else { e.into_response() }
+}
+
+/// The request of a connection on a slot kept for other agents and health
+/// checks (`service::connections`); cancelling the token closes the
+/// connection once its answers are written.
+#[derive(Clone)]
+pub(super) struct ReservedSlot(pub tokio_util::sync::CancellationToken);
+
+/// Answers 503 `overloaded`, and closes the connection, for a request on a
+/// reserved slot that is neither another agent's nor a health check.
+async fn keep_reserve(req: Request<Body>, next: Next) -> Response {
+    let path = req.uri().path();
+    let Some(ReservedSlot(close)) = req.extensions().get::<ReservedSlot>().filter(|_| !for_the_reserve(path)) else {
+        return next.run(req).await;
+    };
+    close.cancel();
+    let e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "too many connections open (--max-connections); retry shortly",
+    );
+    let mut answer = refusal(path, e);
+    if req.version() <= axum::http::Version::HTTP_11 {
+        // Closed after this answer, not reset under a request still arriving.
+        answer.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    answer
+}
+
 async fn admit(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) -> Response {
     let limit = agent.max_request_bytes();
     let declared = content_length(req.headers());
-    let kafka_rest = matches!(face(req.uri().path()), "v2" | "v3");
-    let refuse = |e: ApiError| if kafka_rest { RestError::from(e).into_response() } else { e.into_response() };
+    let path = req.uri().path().to_owned();
+    let refuse = |e: ApiError| refusal(&path, e);
     if declared.is_some_and(|n| n > limit as u64) {
         let e = ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -238,6 +271,7 @@ pub fn wrap(agent: Arc<Agent>, router: Router, components: floe_broker::Componen
     });
     router
         .layer(axum::middleware::from_fn_with_state(agent.clone(), admit))
+        .layer(axum::middleware::from_fn(keep_reserve))
         .layer(axum::middleware::from_fn_with_state(agent, count))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)

@@ -19,7 +19,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 use super::idle::{Activity, Counted};
 use super::tls::Tls;
@@ -96,11 +96,10 @@ pub async fn run(
                 }
             },
         };
-        // A token of its own: polling the shared one would lock its mutex on every wake of every connection.
         let serve = Connection {
             builder: builder.clone(),
             app: app.clone(),
-            stopping: stopping.child_token(),
+            stopping: stopping.clone(),
             header_timeout,
             reserved: slot.reserved,
         };
@@ -147,20 +146,31 @@ impl Connection {
     /// (HTTP/2: after a GOAWAY).
     async fn run(self, stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static) {
         let activity = Arc::new(Activity::new());
-        let refused = CancellationToken::new();
-        let service = TowerToHyperService::new(Counted {
-            app: self.app,
-            activity: activity.clone(),
-            reserved: self.reserved.then(|| refused.clone()),
-        });
+        let refused = self.reserved.then(CancellationToken::new);
+        let service =
+            TowerToHyperService::new(Counted { app: self.app, activity: activity.clone(), reserved: refused.clone() });
         let stream = FirstBytes::new(stream, self.header_timeout);
         let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let mut connection = std::pin::pin!(connection);
+        // Watched by a task of its own: polled beside the connection, the
+        // token and the timer would be polled at each of its wakes.
+        let (close, closing) = tokio::sync::oneshot::channel();
+        let watch = {
+            let (stopping, activity, timeout) = (self.stopping, activity.clone(), self.header_timeout);
+            async move {
+                let why = tokio::select! {
+                    () = stopping.cancelled() => "the server stops",
+                    () = async { refused.unwrap_or_default().cancelled().await }, if self.reserved =>
+                        "a reserved slot's connection asked for a client's request",
+                    () = activity.idle_for(timeout, activity.opened()) => "no request in flight",
+                };
+                let _ = close.send(why);
+            }
+        };
+        let _watcher = AbortOnDropHandle::new(tokio::spawn(watch));
         let why = tokio::select! {
             ended = connection.as_mut() => return log_end(ended),
-            () = self.stopping.cancelled() => "the server stops",
-            () = refused.cancelled() => "a reserved slot's connection asked for a client's request",
-            () = activity.idle_for(self.header_timeout, activity.opened()) => "no request in flight",
+            Ok(why) = closing => why,
         };
         tracing::debug!(why, "closing a connection");
         connection.as_mut().graceful_shutdown();

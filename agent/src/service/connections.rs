@@ -70,6 +70,7 @@ impl Connections {
     /// Cancel safe: nothing is taken unless it returns.
     pub async fn take(&self) -> Slot {
         tokio::select! {
+            biased;
             Ok(permit) = self.clients.clone().acquire_owned() => self.slot(permit, false),
             Ok(permit) = self.reserve.clone().acquire_owned() => self.slot(permit, true),
             else => std::future::pending().await,
@@ -91,9 +92,10 @@ impl Connections {
     }
 }
 
-/// Whether a request on a reserved slot is served: other agents' and health checks'.
+/// Whether a request on a reserved slot is served: other agents', health
+/// checks' and metrics scrapes'.
 pub fn for_the_reserve(path: &str) -> bool {
-    path.starts_with("/internal/") || matches!(path, "/healthz" | "/readyz")
+    path.starts_with("/internal/") || matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
 /// Half of the open-file limit is left for everything else.
@@ -135,7 +137,7 @@ mod tests {
         let big = Connections::new(8192);
         let all: Vec<Slot> = std::iter::from_fn(|| big.try_take()).collect();
         assert_eq!(all.iter().filter(|s| s.reserved).count(), MAX_RESERVE);
-        assert!(for_the_reserve("/internal/v1/commit") && for_the_reserve("/readyz"));
+        assert!(for_the_reserve("/internal/v1/commit") && for_the_reserve("/readyz") && for_the_reserve("/metrics"));
         assert!(!for_the_reserve("/v1/topics/t/records"));
     }
 
