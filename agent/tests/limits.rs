@@ -305,6 +305,24 @@ async fn many_connections_cannot_take_the_file_descriptors_the_store_needs() {
     assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
 }
 
+/// A silent connection on a slot kept for agents and health checks gives
+/// it back within seconds, not the header timeout: a health check that
+/// comes after it is served while every client's slot stays taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_does_not_hold_a_reserved_slot() {
+    // Eight slots: seven for clients, one kept; a head may take two minutes.
+    let (_dir, a) = started(&["--compactor", "off", "--max-connections", "8", "--request-header-timeout-ms", "120000"]);
+    let addr = a.client().base.trim_start_matches("http://").to_owned();
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut probe = TcpStream::connect(&addr).await.unwrap();
+    let served = tokio::time::timeout(Duration::from_secs(60), exchange(&mut probe, "GET", "/healthz", "")).await;
+    assert_eq!(served.map(|(status, _)| status).ok(), Some(200), "served once the silent reserved slot is free");
+    drop(silent);
+}
+
 #[tokio::test]
 async fn every_answer_carries_a_request_id() {
     let (_dir, a) = started(&["--compactor", "off"]);

@@ -100,13 +100,11 @@ fn refusal(path: &str, e: ApiError) -> Response {
 #[derive(Clone)]
 pub(super) struct ReservedSlot(pub tokio_util::sync::CancellationToken);
 
-/// Answers 503 `overloaded`, and closes the connection, for a request on a
-/// reserved slot that is neither another agent's nor a health check.
-async fn keep_reserve(req: Request<Body>, next: Next) -> Response {
+/// A 503 `overloaded`, closing the connection, for a request on a reserved
+/// slot that is neither another agent's, a health check nor a scrape.
+fn refused_on_the_reserve(req: &Request<Body>) -> Option<Response> {
     let path = req.uri().path();
-    let Some(ReservedSlot(close)) = req.extensions().get::<ReservedSlot>().filter(|_| !for_the_reserve(path)) else {
-        return next.run(req).await;
-    };
+    let ReservedSlot(close) = req.extensions().get::<ReservedSlot>().filter(|_| !for_the_reserve(path))?;
     close.cancel();
     let e = ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -118,10 +116,13 @@ async fn keep_reserve(req: Request<Body>, next: Next) -> Response {
         // Closed after this answer, not reset under a request still arriving.
         answer.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
     }
-    answer
+    Some(answer)
 }
 
 async fn admit(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) -> Response {
+    if let Some(refused) = refused_on_the_reserve(&req) {
+        return refused;
+    }
     let limit = agent.max_request_bytes();
     let declared = content_length(req.headers());
     let path = req.uri().path().to_owned();
@@ -271,7 +272,6 @@ pub fn wrap(agent: Arc<Agent>, router: Router, components: floe_broker::Componen
     });
     router
         .layer(axum::middleware::from_fn_with_state(agent.clone(), admit))
-        .layer(axum::middleware::from_fn(keep_reserve))
         .layer(axum::middleware::from_fn_with_state(agent, count))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)

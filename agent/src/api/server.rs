@@ -28,6 +28,8 @@ use crate::service::connections::Connections;
 /// Pause after a failed accept (out of file descriptors, say), so the loop
 /// does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// A connection on a reserved slot must start its request within this.
+const RESERVED_FIRST_BYTES: Duration = Duration::from_secs(2);
 /// While every connection slot stays taken, a warning this often at most.
 const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
 
@@ -149,7 +151,11 @@ impl Connection {
         let refused = self.reserved.then(CancellationToken::new);
         let service =
             TowerToHyperService::new(Counted { app: self.app, activity: activity.clone(), reserved: refused.clone() });
-        let stream = FirstBytes::new(stream, self.header_timeout);
+        // Agents and health checks send their request at once: a silent
+        // connection gives its reserved slot back soon.
+        let first_bytes =
+            if self.reserved { self.header_timeout.min(RESERVED_FIRST_BYTES) } else { self.header_timeout };
+        let stream = FirstBytes::new(stream, first_bytes);
         let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let mut connection = std::pin::pin!(connection);
         // Watched by a task of its own: polled beside the connection, the
