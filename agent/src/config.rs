@@ -136,10 +136,12 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOE_MAX_CONCURRENT_REQUESTS", default_value_t = 4096)]
     pub max_concurrent_requests: usize,
 
-    /// Client connections open at once; more wait, not yet accepted, until
-    /// one closes. Default: half the process's open-file limit (`ulimit
-    /// -n`), at most 8192, so that connections cannot take the file
-    /// descriptors the store needs.
+    /// Connections open at once. The last eighth (at most 64) serves only
+    /// other agents, health checks and scrapes, and answers clients 503;
+    /// beyond all, connections wait, not yet accepted, until one closes.
+    /// Default: half the process's open-file limit (`ulimit -n`), at most
+    /// 8192, so that connections cannot take the file descriptors the store
+    /// needs.
     #[arg(long, env = "FLOE_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 

@@ -51,7 +51,7 @@ impl PeerAuth {
         }
         builder.build().unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot build the agent-to-agent HTTP client with --tls-ca; using the system's roots only");
-            reqwest::Client::new()
+            reqwest::Client::builder().pool_idle_timeout(self.pool_idle).build().unwrap_or_default()
         })
     }
 

@@ -305,22 +305,36 @@ async fn many_connections_cannot_take_the_file_descriptors_the_store_needs() {
     assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
 }
 
-/// A silent connection on a slot kept for agents and health checks gives
-/// it back within seconds, not the header timeout: a health check that
-/// comes after it is served while every client's slot stays taken.
+/// A connection on a slot kept for agents and health checks that sends
+/// nothing, or only part of a request, gives it back within seconds, not
+/// the header timeout: health checks that come after are served while
+/// every client's slot stays taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_connection_does_not_hold_a_reserved_slot() {
-    // Eight slots: seven for clients, one kept; a head may take two minutes.
-    let (_dir, a) = started(&["--compactor", "off", "--max-connections", "8", "--request-header-timeout-ms", "120000"]);
+    // Sixteen slots: fourteen for clients, two kept; a head may take two minutes.
+    let (_dir, a) =
+        started(&["--compactor", "off", "--max-connections", "16", "--request-header-timeout-ms", "120000"]);
     let addr = a.client().base.trim_start_matches("http://").to_owned();
-    let mut silent = Vec::new();
-    for _ in 0..8 {
-        silent.push(TcpStream::connect(&addr).await.unwrap());
+    let mut held = Vec::new();
+    for _ in 0..15 {
+        held.push(TcpStream::connect(&addr).await.unwrap());
     }
-    let mut probe = TcpStream::connect(&addr).await.unwrap();
-    let served = tokio::time::timeout(Duration::from_secs(60), exchange(&mut probe, "GET", "/healthz", "")).await;
-    assert_eq!(served.map(|(status, _)| status).ok(), Some(200), "served once the silent reserved slot is free");
-    drop(silent);
+    // The last reserved slot: a request head begun (past the first bytes) and never ended.
+    let mut partial = TcpStream::connect(&addr).await.unwrap();
+    partial.write_all(b"GET /healthz HTTP/1.1\r\nHost: floe\r\nX-Padding: ").await.unwrap();
+    held.push(partial);
+    let probes = (0..2).map(|_| {
+        let addr = addr.clone();
+        async move {
+            let mut probe = TcpStream::connect(&addr).await.unwrap();
+            let served = tokio::time::timeout(Duration::from_secs(60), exchange(&mut probe, "GET", "/healthz", ""));
+            // Kept open: each probe holds its slot, so both must be given back.
+            (served.await.map(|(status, _)| status).ok(), probe)
+        }
+    });
+    let (served, probes): (Vec<_>, Vec<_>) = futures::future::join_all(probes).await.into_iter().unzip();
+    assert_eq!(served, [Some(200), Some(200)], "both reserved slots given back");
+    drop((held, probes));
 }
 
 #[tokio::test]

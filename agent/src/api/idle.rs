@@ -33,6 +33,8 @@ use super::layers::ReservedSlot;
 /// looks at the count and the last end when it fires.
 pub(super) struct Activity {
     in_flight: AtomicUsize,
+    /// Requests started, ever.
+    started: AtomicU64,
     /// When the connection opened.
     opened: Instant,
     /// When its last request ended, in nanoseconds since `opened`.
@@ -41,10 +43,16 @@ pub(super) struct Activity {
 
 impl Activity {
     pub(super) fn new() -> Self {
-        Self { in_flight: AtomicUsize::new(0), opened: Instant::now(), last_end: AtomicU64::new(0) }
+        Self {
+            in_flight: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
+            opened: Instant::now(),
+            last_end: AtomicU64::new(0),
+        }
     }
 
     fn start(self: &Arc<Self>) -> InFlight {
+        self.started.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         InFlight(self.clone())
     }
@@ -70,6 +78,18 @@ impl Activity {
                 return;
             }
             deadline = idle_since + timeout;
+        }
+    }
+
+    /// Resolves if no request has started `within` the connection's
+    /// opening; never otherwise.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only waits.
+    pub(super) async fn none_started_within(&self, within: Duration) {
+        tokio::time::sleep_until(self.opened + within).await;
+        if self.started.load(Ordering::Relaxed) > 0 {
+            std::future::pending::<()>().await;
         }
     }
 

@@ -84,19 +84,14 @@ impl BodyReservation {
     }
 }
 
-/// Refuses, before anything of it is read, a request whose declared body is
-/// over the limit (413; with `Expect: 100-continue` the client never sends
-/// it), and one beyond the bound on requests in flight (503, retry). Its
-/// body is then read through [`ReadBody`]: memory for it is reserved at the
-/// first read, and the whole of it must arrive in time.
 /// `e`'s answer in the error shape of the face `path` belongs to.
 fn refusal(path: &str, e: ApiError) -> Response {
     if matches!(face(path), "v2" | "v3") { RestError::from(e).into_response() } else { e.into_response() }
 }
 
-/// The request of a connection on a slot kept for other agents and health
-/// checks (`service::connections`); cancelling the token closes the
-/// connection once its answers are written.
+/// The request of a connection on a slot kept for other agents, health
+/// checks and scrapes (`service::connections`); cancelling the token closes
+/// the connection once its answers are written.
 #[derive(Clone)]
 pub(super) struct ReservedSlot(pub tokio_util::sync::CancellationToken);
 
@@ -113,12 +108,19 @@ fn refused_on_the_reserve(req: &Request<Body>) -> Option<Response> {
     );
     let mut answer = refusal(path, e);
     if req.version() <= axum::http::Version::HTTP_11 {
-        // Closed after this answer, not reset under a request still arriving.
+        // hyper closes the connection after this answer (a client still sending
+        // a body may see it reset before reading the answer).
         answer.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
     }
     Some(answer)
 }
 
+/// Refuses, before anything of it is read, a request on a reserved
+/// connection slot that is not for it (503, closed), a request whose
+/// declared body is over the limit (413; with `Expect: 100-continue` the
+/// client never sends it), and one beyond the bound on requests in flight
+/// (503, retry). Its body is then read through [`ReadBody`]: memory for it
+/// is reserved at the first read, and the whole of it must arrive in time.
 async fn admit(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) -> Response {
     if let Some(refused) = refused_on_the_reserve(&req) {
         return refused;

@@ -72,19 +72,22 @@ pub async fn run(
     let mut stop = std::pin::pin!(stop);
     let mut full_since: Option<tokio::time::Instant> = None;
     loop {
-        let slot = match connections.try_take() {
+        let free = connections.try_take();
+        if free.as_ref().is_none_or(|slot| slot.reserved)
+            && full_since.is_none_or(|since| since.elapsed() >= FULL_WARNING_EVERY)
+        {
+            tracing::warn!(
+                "every client's connection slot is taken (--max-connections): new clients are refused or wait"
+            );
+            full_since = Some(tokio::time::Instant::now());
+        }
+        let slot = match free {
             Some(slot) => slot,
-            None => {
-                if full_since.is_none_or(|since| since.elapsed() >= FULL_WARNING_EVERY) {
-                    tracing::warn!("every connection slot is taken (--max-connections): new connections wait");
-                    full_since = Some(tokio::time::Instant::now());
-                }
-                tokio::select! {
-                    biased;
-                    () = &mut stop => break,
-                    slot = connections.take() => slot,
-                }
-            }
+            None => tokio::select! {
+                biased;
+                () = &mut stop => break,
+                slot = connections.take() => slot,
+            },
         };
         let (stream, _) = tokio::select! {
             biased;
@@ -98,6 +101,7 @@ pub async fn run(
                 }
             },
         };
+        let slot = connections.accepted(slot);
         let serve = Connection {
             builder: builder.clone(),
             app: app.clone(),
@@ -105,6 +109,7 @@ pub async fn run(
             header_timeout,
             reserved: slot.reserved,
         };
+        let handshake = serve.first_bytes();
         match &tls {
             None => tasks.spawn(async move {
                 let _slot = slot;
@@ -114,7 +119,7 @@ pub async fn run(
                 let acceptor = tls.acceptor();
                 tasks.spawn(async move {
                     let _slot = slot;
-                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => serve.run(stream).await,
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
@@ -129,6 +134,14 @@ pub async fn run(
     tasks.wait().await;
 }
 
+/// Why, and how, a connection is to be closed.
+enum Closing {
+    /// Its requests in flight answered first.
+    Gracefully(&'static str),
+    /// At once: it has none.
+    Now(&'static str),
+}
+
 /// One accepted connection, about to be served.
 struct Connection {
     builder: auto::Builder<TokioExecutor>,
@@ -136,11 +149,18 @@ struct Connection {
     /// Cancelled when the server stops.
     stopping: CancellationToken,
     header_timeout: Duration,
-    /// On a slot of the reserve: other agents' and health checks' requests only.
+    /// On a slot of the reserve: other agents', health checks' and scrapes' requests only.
     reserved: bool,
 }
 
 impl Connection {
+    /// How soon its TLS handshake must end and its first bytes arrive:
+    /// agents, health checks and scrapes send their request at once, so a
+    /// silent connection gives its reserved slot back soon.
+    fn first_bytes(&self) -> Duration {
+        if self.reserved { self.header_timeout.min(RESERVED_FIRST_BYTES) } else { self.header_timeout }
+    }
+
     /// Serves the connection until the client closes it, or, once the server
     /// stops, the connection has had no request in flight for the header
     /// timeout, or a reserved connection was refused a request, shuts it
@@ -148,13 +168,12 @@ impl Connection {
     /// (HTTP/2: after a GOAWAY).
     async fn run(self, stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static) {
         let activity = Arc::new(Activity::new());
+        let first_bytes = self.first_bytes();
+        // On a reserved slot: how soon a request must start.
+        let first_request = self.reserved.then_some(first_bytes);
         let refused = self.reserved.then(CancellationToken::new);
         let service =
             TowerToHyperService::new(Counted { app: self.app, activity: activity.clone(), reserved: refused.clone() });
-        // Agents and health checks send their request at once: a silent
-        // connection gives its reserved slot back soon.
-        let first_bytes =
-            if self.reserved { self.header_timeout.min(RESERVED_FIRST_BYTES) } else { self.header_timeout };
         let stream = FirstBytes::new(stream, first_bytes);
         let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let mut connection = std::pin::pin!(connection);
@@ -164,19 +183,28 @@ impl Connection {
         let watch = {
             let (stopping, activity, timeout) = (self.stopping, activity.clone(), self.header_timeout);
             async move {
-                let why = tokio::select! {
-                    () = stopping.cancelled() => "the server stops",
-                    () = async { refused.unwrap_or_default().cancelled().await }, if self.reserved =>
-                        "a reserved slot's connection asked for a client's request",
-                    () = activity.idle_for(timeout, activity.opened()) => "no request in flight",
+                let closing = tokio::select! {
+                    () = stopping.cancelled() => Closing::Gracefully("the server stops"),
+                    () = async { refused.unwrap_or_default().cancelled().await }, if first_request.is_some() =>
+                        Closing::Gracefully("a reserved slot's connection asked for a client's request"),
+                    () = activity.idle_for(timeout, activity.opened()) => Closing::Gracefully("no request in flight"),
+                    () = activity.none_started_within(first_request.unwrap_or_default()), if first_request.is_some() =>
+                        Closing::Now("a reserved slot's connection started no request in time"),
                 };
-                let _ = close.send(why);
+                let _ = close.send(closing);
             }
         };
         let _watcher = AbortOnDropHandle::new(tokio::spawn(watch));
-        let why = tokio::select! {
+        let why = match tokio::select! {
             ended = connection.as_mut() => return log_end(ended),
-            Ok(why) = closing => why,
+            Ok(closing) = closing => closing,
+        } {
+            Closing::Gracefully(why) => why,
+            Closing::Now(why) => {
+                // No request to finish; a graceful shutdown would leave a
+                // connection's first request head to hyper's header timeout.
+                return tracing::debug!(why, "dropping a connection");
+            }
         };
         tracing::debug!(why, "closing a connection");
         connection.as_mut().graceful_shutdown();
@@ -203,7 +231,7 @@ fn log_end<E: std::fmt::Display>(ended: Result<(), E>) {
 const FIRST_BYTES: usize = 24;
 
 /// A connection whose first [`FIRST_BYTES`] bytes must arrive within the
-/// header timeout. hyper tells HTTP/1 from HTTP/2 by them before any of its
+/// header timeout (2 s on a reserved slot). hyper tells HTTP/1 from HTTP/2 by them before any of its
 /// own timers runs, so without this a client that connects and sends
 /// nothing, or part of the HTTP/2 preface, would be held open for good.
 /// Past them, or once an answer is written, hyper's header timeout takes

@@ -7,19 +7,19 @@
 //! every write fail, other clients' included; with one, further clients
 //! wait in the listen backlog instead.
 //!
-//! The last eighth of the slots (at most [`MAX_RESERVE`]) is kept for the
-//! agent's own traffic: other agents' forwards (`/internal/…`) and health
-//! checks. A connection on one of those is answered 503 `overloaded` and
-//! closed if it asks for anything else, so clients filling their slots
-//! cannot stall the agents' forwards to each other, nor fail a load
-//! balancer's health check.
+//! The last eighth of the slots (at most [`MAX_RESERVE`]; none under 8) is
+//! kept for the agent's own traffic: other agents' forwards (`/internal/…`),
+//! health checks and metrics scrapes. A connection on one of those is
+//! answered 503 `overloaded` and closed if it asks for anything else, so
+//! clients filling their slots cannot by that stall the agents' forwards to
+//! each other, nor fail a load balancer's health check.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Slots kept for other agents and health checks, at most.
+/// Slots kept for other agents, health checks and scrapes, at most.
 const MAX_RESERVE: usize = 64;
 
 /// The slots connections take, and how many are open.
@@ -30,17 +30,20 @@ pub struct Connections {
     limit: usize,
 }
 
-/// One open connection's slot, given back when dropped.
+/// One connection's slot, given back when dropped.
 pub struct Slot {
     _permit: OwnedSemaphorePermit,
-    open: Arc<AtomicUsize>,
-    /// A slot of the reserve: only other agents and health checks are served.
+    /// The count of open connections, once this slot's is accepted.
+    open: Option<Arc<AtomicUsize>>,
+    /// A slot of the reserve: only other agents, health checks and scrapes are served.
     pub reserved: bool,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(open) = &self.open {
+            open.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -78,11 +81,24 @@ impl Connections {
     }
 
     fn slot(&self, permit: OwnedSemaphorePermit, reserved: bool) -> Slot {
-        self.open.fetch_add(1, Ordering::Relaxed);
-        Slot { _permit: permit, open: self.open.clone(), reserved }
+        Slot { _permit: permit, open: None, reserved }
     }
 
-    /// Connections open (or being accepted).
+    /// `slot`, now a connection's: counted as open, and exchanged for a
+    /// client's slot if it is one of the reserve and a client's has freed
+    /// since it was taken.
+    pub fn accepted(&self, mut slot: Slot) -> Slot {
+        if slot.reserved
+            && let Ok(permit) = self.clients.clone().try_acquire_owned()
+        {
+            slot = self.slot(permit, false);
+        }
+        self.open.fetch_add(1, Ordering::Relaxed);
+        slot.open = Some(self.open.clone());
+        slot
+    }
+
+    /// Connections open, on slots of either kind.
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
     }
@@ -126,13 +142,21 @@ mod tests {
     #[test]
     fn an_eighth_of_the_slots_is_kept_for_agents_and_health_checks() {
         let c = Connections::new(16);
-        let taken: Vec<Slot> = std::iter::from_fn(|| c.try_take()).collect();
+        let taken: Vec<Slot> = std::iter::from_fn(|| c.try_take().map(|s| c.accepted(s))).collect();
         assert_eq!(taken.len(), 16);
         assert_eq!(taken.iter().filter(|s| s.reserved).count(), 2);
         assert!(taken[..14].iter().all(|s| !s.reserved), "clients' slots first");
         assert_eq!(c.open(), 16);
         drop(taken);
         assert_eq!(c.open(), 0, "given back");
+        let waiting = c.try_take().into_iter().collect::<Vec<_>>();
+        assert_eq!(c.open(), 0, "a slot taken for the next accept is not a connection");
+        drop(waiting);
+        let clients: Vec<Slot> = (0..14).filter_map(|_| c.try_take()).collect();
+        let reserved = c.try_take().expect("a reserved slot");
+        assert!(reserved.reserved);
+        drop(clients);
+        assert!(!c.accepted(reserved).reserved, "exchanged for a client's slot freed meanwhile");
         assert_eq!(Connections::new(1).try_take().map(|s| s.reserved), Some(false), "one slot: a client's");
         let big = Connections::new(8192);
         let all: Vec<Slot> = std::iter::from_fn(|| big.try_take()).collect();
