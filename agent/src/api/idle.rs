@@ -33,7 +33,7 @@ use super::layers::ReservedSlot;
 /// looks at the count and the last end when it fires.
 pub(super) struct Activity {
     in_flight: AtomicUsize,
-    /// Requests started, ever.
+    /// Requests hyper has handed over, ever (counted by [`Noted`]).
     started: AtomicU64,
     /// When the connection opened.
     opened: Instant,
@@ -52,7 +52,6 @@ impl Activity {
     }
 
     fn start(self: &Arc<Self>) -> InFlight {
-        self.started.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         InFlight(self.clone())
     }
@@ -81,6 +80,11 @@ impl Activity {
         }
     }
 
+    /// Whether any request has been handed over yet.
+    pub(super) fn any_started(&self) -> bool {
+        self.started.load(Ordering::SeqCst) > 0
+    }
+
     /// Resolves if no request has started `within` the connection's
     /// opening; never otherwise.
     ///
@@ -88,7 +92,7 @@ impl Activity {
     /// Cancel safe: it only waits.
     pub(super) async fn none_started_within(&self, within: Duration) {
         tokio::time::sleep_until(self.opened + within).await;
-        if self.started.load(Ordering::Relaxed) > 0 {
+        if self.any_started() {
             std::future::pending::<()>().await;
         }
     }
@@ -111,13 +115,34 @@ impl Drop for InFlight {
     }
 }
 
+/// hyper's service for a connection, noting each request as hyper hands it
+/// over: in the connection's own task, before the request's future is
+/// spawned or first polled (where [`Counted`] counts it in flight).
+#[derive(Clone)]
+pub(super) struct Noted<S> {
+    pub inner: S,
+    pub activity: Arc<Activity>,
+}
+
+impl<S: hyper::service::Service<R>, R> hyper::service::Service<R> for Noted<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, request: R) -> Self::Future {
+        self.activity.started.fetch_add(1, Ordering::SeqCst);
+        self.inner.call(request)
+    }
+}
+
 /// The router, with each request counted in its connection's [`Activity`].
 #[derive(Clone)]
 pub(super) struct Counted {
     pub app: Router,
     pub activity: Arc<Activity>,
     /// On a slot of the reserve: given to each request (`ReservedSlot`), to
-    /// close the connection when one is neither an agent's nor a health check.
+    /// close the connection when one is neither an agent's, a health check
+    /// nor a scrape.
     pub reserved: Option<CancellationToken>,
 }
 

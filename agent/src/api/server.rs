@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
-use super::idle::{Activity, Counted};
+use super::idle::{Activity, Counted, Noted};
 use super::tls::Tls;
 use crate::service::connections::Connections;
 
@@ -138,7 +138,7 @@ pub async fn run(
 enum Closing {
     /// Its requests in flight answered first.
     Gracefully(&'static str),
-    /// At once: it has none.
+    /// At once, unless a request has started by then.
     Now(&'static str),
 }
 
@@ -154,9 +154,9 @@ struct Connection {
 }
 
 impl Connection {
-    /// How soon its TLS handshake must end and its first bytes arrive:
-    /// agents, health checks and scrapes send their request at once, so a
-    /// silent connection gives its reserved slot back soon.
+    /// How soon its TLS handshake must end, and then its first request
+    /// start: agents, health checks and scrapes send theirs at once, so a
+    /// connection that does not gives its reserved slot back soon.
     fn first_bytes(&self) -> Duration {
         if self.reserved { self.header_timeout.min(RESERVED_FIRST_BYTES) } else { self.header_timeout }
     }
@@ -165,16 +165,16 @@ impl Connection {
     /// stops, the connection has had no request in flight for the header
     /// timeout, or a reserved connection was refused a request, shuts it
     /// down gracefully: requests in flight are answered, then it is closed
-    /// (HTTP/2: after a GOAWAY).
+    /// (HTTP/2: after a GOAWAY). A reserved connection that has started no
+    /// request within 2 s is dropped at once.
     async fn run(self, stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static) {
         let activity = Arc::new(Activity::new());
-        let first_bytes = self.first_bytes();
         // On a reserved slot: how soon a request must start.
-        let first_request = self.reserved.then_some(first_bytes);
+        let first_request = self.reserved.then(|| self.first_bytes());
         let refused = self.reserved.then(CancellationToken::new);
-        let service =
-            TowerToHyperService::new(Counted { app: self.app, activity: activity.clone(), reserved: refused.clone() });
-        let stream = FirstBytes::new(stream, first_bytes);
+        let counted = Counted { app: self.app, activity: activity.clone(), reserved: refused.clone() };
+        let service = Noted { inner: TowerToHyperService::new(counted), activity: activity.clone() };
+        let stream = FirstBytes::new(stream, self.header_timeout);
         let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let mut connection = std::pin::pin!(connection);
         // Watched by a task of its own: polled beside the connection, the
@@ -200,11 +200,11 @@ impl Connection {
             Ok(closing) = closing => closing,
         } {
             Closing::Gracefully(why) => why,
-            Closing::Now(why) => {
-                // No request to finish; a graceful shutdown would leave a
-                // connection's first request head to hyper's header timeout.
-                return tracing::debug!(why, "dropping a connection");
-            }
+            // No request started (read again here, where none can start
+            // meanwhile): a graceful shutdown would leave a first request
+            // head still arriving to hyper's header timeout.
+            Closing::Now(why) if !activity.any_started() => return tracing::debug!(why, "dropping a connection"),
+            Closing::Now(why) => why,
         };
         tracing::debug!(why, "closing a connection");
         connection.as_mut().graceful_shutdown();
@@ -231,7 +231,7 @@ fn log_end<E: std::fmt::Display>(ended: Result<(), E>) {
 const FIRST_BYTES: usize = 24;
 
 /// A connection whose first [`FIRST_BYTES`] bytes must arrive within the
-/// header timeout (2 s on a reserved slot). hyper tells HTTP/1 from HTTP/2 by them before any of its
+/// header timeout. hyper tells HTTP/1 from HTTP/2 by them before any of its
 /// own timers runs, so without this a client that connects and sends
 /// nothing, or part of the HTTP/2 preface, would be held open for good.
 /// Past them, or once an answer is written, hyper's header timeout takes

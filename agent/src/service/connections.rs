@@ -1,4 +1,4 @@
-//! How many client connections the agent holds open at once.
+//! How many connections the agent holds open at once.
 //!
 //! Each connection takes a file descriptor, and so does every file the
 //! local store writes and every connection to the object store or another

@@ -278,10 +278,14 @@ impl Agent {
             counter(stats.log.commit_settles),
         );
         r.register("writer_budget_bytes", "The write buffer's budget", gauge(stats.writer.budget_bytes as i64));
-        r.register("http_connections", "Client connections open", gauge(stats.connections.open as i64));
+        r.register(
+            "http_connections",
+            "HTTP connections open (on reserved slots too)",
+            gauge(stats.connections.open as i64),
+        );
         r.register(
             "http_connections_limit",
-            "Client connections that may be open at once (--max-connections)",
+            "HTTP connections that may be open at once (--max-connections)",
             gauge(stats.connections.limit as i64),
         );
         let memory = &stats.memory;

@@ -86,7 +86,7 @@ pub struct Agent {
     auth: Option<Auth>,
     /// One permit per request in flight (`--max-concurrent-requests`).
     in_flight: Arc<tokio::sync::Semaphore>,
-    /// Client connections open, and the slots they take (`--max-connections`).
+    /// Connections open, and the slots they take (`--max-connections`).
     connections: Arc<connections::Connections>,
     /// One permit per byte of request bodies in flight (`--request-memory-bytes`).
     bodies: Arc<tokio::sync::Semaphore>,

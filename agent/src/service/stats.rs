@@ -35,7 +35,7 @@ pub struct Stats {
     pub connections: ConnectionStats,
 }
 
-/// Client connections (`--max-connections`).
+/// HTTP connections open, reserved slots included, and `--max-connections`.
 #[derive(Debug, Serialize)]
 pub struct ConnectionStats {
     pub open: u64,
