@@ -30,7 +30,7 @@ use crate::service::connections::Connections;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// A connection on a reserved slot must start its request within this.
 const RESERVED_FIRST_BYTES: Duration = Duration::from_secs(2);
-/// While every connection slot stays taken, a warning this often at most.
+/// While the clients' connection slots stay taken, a warning this often at most.
 const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
 
 /// Connections the kernel completes and queues while the agent is not
