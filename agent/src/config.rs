@@ -208,6 +208,11 @@ fn parse_outage(s: &str) -> Result<(u64, u64), String> {
 }
 
 impl AgentArgs {
+    /// `--request-header-timeout-ms`, at least a millisecond.
+    pub fn request_header_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_header_timeout_ms.max(1))
+    }
+
     /// The URL other agents reach this one at: `--advertise-url`, else the
     /// address it listens on. A wildcard address (0.0.0.0, [::]) reaches no
     /// one, so it must be named explicitly.

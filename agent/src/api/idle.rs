@@ -18,8 +18,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, Response};
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use http_body::{Frame, SizeHint};
+use std::future::Future;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -149,11 +149,11 @@ pub(super) struct Counted {
 impl<B> tower_service::Service<Request<B>> for Counted
 where
     Router: tower_service::Service<Request<B>, Response = Response<Body>, Error = Infallible>,
-    <Router as tower_service::Service<Request<B>>>::Future: Send + 'static,
+    <Router as tower_service::Service<Request<B>>>::Future: Unpin,
 {
     type Response = Response<CountedBody>;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+    type Future = CountedAnswer<<Router as tower_service::Service<Request<B>>>::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         tower_service::Service::<Request<B>>::poll_ready(&mut self.app, cx)
@@ -165,11 +165,26 @@ where
         if let Some(close) = &self.reserved {
             request.extensions_mut().insert(ReservedSlot(close.clone()));
         }
-        let answer = tower_service::Service::call(&mut self.app, request);
-        Box::pin(async move {
-            let answer = answer.await?;
-            Ok(answer.map(|body| CountedBody { body, _in_flight: in_flight }))
-        })
+        CountedAnswer { answer: tower_service::Service::call(&mut self.app, request), in_flight: Some(in_flight) }
+    }
+}
+
+/// The router's answer to a counted request (not boxed: it is on every request's path).
+pub(super) struct CountedAnswer<F> {
+    answer: F,
+    /// Until the answer is ready; then its body's.
+    in_flight: Option<InFlight>,
+}
+
+impl<F: Future<Output = Result<Response<Body>, Infallible>> + Unpin> Future for CountedAnswer<F> {
+    type Output = Result<Response<CountedBody>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let answer = std::task::ready!(Pin::new(&mut self.answer).poll(cx))?;
+        match self.in_flight.take() {
+            Some(in_flight) => Poll::Ready(Ok(answer.map(|body| CountedBody { body, _in_flight: in_flight }))),
+            None => unreachable!("polled after its answer"),
+        }
     }
 }
 

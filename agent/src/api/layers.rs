@@ -84,9 +84,9 @@ impl BodyReservation {
     }
 }
 
-/// `e`'s answer in the error shape of the face `path` belongs to.
-fn refusal(path: &str, e: ApiError) -> Response {
-    if matches!(face(path), "v2" | "v3") { RestError::from(e).into_response() } else { e.into_response() }
+/// `e`'s answer in the error shape of `face` (see [`face`]).
+fn refusal(face: &str, e: ApiError) -> Response {
+    if matches!(face, "v2" | "v3") { RestError::from(e).into_response() } else { e.into_response() }
 }
 
 /// The request of a connection on a slot kept for other agents, health
@@ -106,7 +106,7 @@ fn refused_on_the_reserve(req: &Request<Body>) -> Option<Response> {
         "overloaded",
         "too many connections open (--max-connections); retry shortly",
     );
-    let mut answer = refusal(path, e);
+    let mut answer = refusal(face(path), e);
     if req.version() <= axum::http::Version::HTTP_11 {
         // hyper closes the connection after this answer (a client still sending
         // a body may see it reset before reading the answer).
@@ -127,8 +127,8 @@ async fn admit(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) 
     }
     let limit = agent.max_request_bytes();
     let declared = content_length(req.headers());
-    let path = req.uri().path().to_owned();
-    let refuse = |e: ApiError| refusal(&path, e);
+    let request_face = face(req.uri().path());
+    let refuse = |e: ApiError| refusal(request_face, e);
     if declared.is_some_and(|n| n > limit as u64) {
         let e = ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

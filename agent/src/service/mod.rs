@@ -139,8 +139,9 @@ impl Agent {
             })?,
             None => Vec::new(),
         };
-        let header_timeout = Duration::from_millis(settings.request_header_timeout_ms.max(1));
-        let auth = Arc::new(PeerAuth::new(cluster.cluster_id, secret, trusted).with_header_timeout(header_timeout));
+        let auth = Arc::new(
+            PeerAuth::new(cluster.cluster_id, secret, trusted).with_header_timeout(settings.request_header_timeout()),
+        );
         let advertised = url.to_owned();
         let (tasks, stopping, background) = (TaskTracker::new(), CancellationToken::new(), CancellationToken::new());
         let lease = settings.commit_lease.then(|| LeaseSettings {
@@ -288,7 +289,7 @@ impl Agent {
 
     /// How long a client may take to send a request's head.
     pub fn request_header_timeout(&self) -> Duration {
-        Duration::from_millis(self.settings.request_header_timeout_ms.max(1))
+        self.settings.request_header_timeout()
     }
 
     /// How long a client may take to send a request body.
