@@ -601,3 +601,127 @@ async fn memory_once(c: &common::Client, ready: impl Fn(&serde_json::Value) -> b
     }
     memory
 }
+
+/// An agent with a one-second header timeout, and a topic `t` holding `mib`
+/// MiB of records.
+async fn holding_large_records(mib: usize) -> (tempfile::TempDir, AgentProc) {
+    let (dir, a) = started(&["--compactor", "off", "--request-header-timeout-ms", "1000"]);
+    let c = a.client();
+    c.create_topic("t", 1).await;
+    let value = "x".repeat(512 << 10);
+    for _ in 0..mib / 2 {
+        let records: Vec<_> = (0..4).map(|_| json!({"value": value, "partition": 0})).collect();
+        assert_eq!(c.produce("t", json!(records)).await.len(), 4);
+    }
+    (dir, a)
+}
+
+/// All of `t`'s records, in one answer.
+const FETCH_ALL: &str = "/v1/topics/t/partitions/0/records?offset=0&max_records=100&max_bytes=67108864&encoding=string";
+
+/// [`holding_large_records`], and a connection with a small receive window
+/// that has asked for all of them: the answer's length is in its head.
+async fn asked_for_a_large_answer(mib: usize) -> (tempfile::TempDir, AgentProc, TcpStream) {
+    let (dir, a) = holding_large_records(mib).await;
+    let addr: std::net::SocketAddr = a.client().base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // A small window: the agent's answer waits in its own send buffer.
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    s.write_all(format!("GET {FETCH_ALL} HTTP/1.1\r\nHost: floe\r\n\r\n").as_bytes()).await.unwrap();
+    (dir, a, s)
+}
+
+/// The bytes `s` receives until the agent closes it (within a minute),
+/// reading `pause` apart.
+async fn read_until_closed(s: &mut TcpStream, pause: Duration) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16 << 10];
+    let read = async {
+        while let Ok(n @ 1..) = s.read(&mut buf).await {
+            got.extend_from_slice(&buf[..n]);
+            tokio::time::sleep(pause).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read).await.unwrap();
+    got
+}
+
+/// The head of an HTTP/1.1 answer, and the length of all of it.
+fn answer_length(got: &[u8]) -> (String, usize) {
+    let text = String::from_utf8_lossy(&got[..got.len().min(4096)]).into_owned();
+    let end = text.find("\r\n\r\n").expect("a whole head");
+    let length: usize = text[..end]
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+        .expect("a Content-Length");
+    (text[..end].to_owned(), end + 4 + length)
+}
+
+/// A client that reads a large answer slowly, for longer than the header
+/// timeout, gets all of it: the connection is not idle while the answer is
+/// still going out, though its request ended when hyper took the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reading_a_large_answer_slowly_gets_all_of_it() {
+    let (_dir, _a, mut s) = asked_for_a_large_answer(6).await;
+    let got = read_until_closed(&mut s, Duration::from_millis(1)).await;
+    let (head, length) = answer_length(&got);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(got.len(), length, "the whole answer, not cut short");
+}
+
+/// A client that asks for a large answer and never reads it cannot hold its
+/// connection (and its slot of `--max-connections`) for good: once the
+/// agent's writes have been blocked for the header timeout, the connection
+/// is dropped, and the answer is cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_its_answer_is_disconnected() {
+    let (_dir, a, mut stalled) = asked_for_a_large_answer(12).await;
+    // The stalled connection is let go: only the one asking remains open (a bound, not a timing).
+    let mut asking = TcpStream::connect(a.client().base.trim_start_matches("http://")).await.unwrap();
+    let mut open = Vec::new();
+    for _ in 0..60 {
+        let (_, stats) = exchange(&mut asking, "GET", "/v1/stats", "").await;
+        open.push(stats["connections"]["open"].as_u64());
+        if open.last() == Some(&Some(1)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(open.last(), Some(&Some(1)), "the unread answer's connection is closed: {open:?}");
+    // What the agent had written before it gave up arrives, then the end.
+    let got = read_until_closed(&mut stalled, Duration::ZERO).await;
+    let (head, length) = answer_length(&got);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(got.len() < length, "the answer was cut short: {} of {length} bytes", got.len());
+}
+
+/// Over HTTP/2, a client that takes a large answer slowly (its flow-control
+/// window, not its socket, holding the agent back) gets all of it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_taking_a_large_answer_slowly_gets_all_of_it() {
+    use http_body_util::BodyExt;
+    let (_dir, a) = holding_large_records(6).await;
+    let stream = TcpStream::connect(a.client().base.trim_start_matches("http://")).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .initial_stream_window_size(16 << 10)
+        .initial_connection_window_size(16 << 10)
+        .handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let answer = send(&mut sender, FETCH_ALL, "application/json").await;
+    assert_eq!(answer.status(), 200);
+    let length: usize = answer.headers()["content-length"].to_str().unwrap().parse().unwrap();
+    let mut body = answer.into_body();
+    let mut got = 0;
+    let read = async {
+        // Each frame taken gives the agent 16 KiB more of window: about four seconds in all.
+        while let Some(Ok(frame)) = body.frame().await {
+            got += frame.data_ref().map_or(0, |d| d.len());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read).await.unwrap();
+    assert_eq!(got, length, "the whole answer, not cut short");
+}

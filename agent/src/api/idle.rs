@@ -1,5 +1,6 @@
-//! Whether a connection has a request in flight, so that one that has had
-//! none for a while can be closed.
+//! Whether a connection has a request in flight, or an answer still being
+//! written, so that one that has had neither for a while can be closed; and
+//! whether its client has stopped reading, so that it can be dropped.
 //!
 //! Why: hyper closes an idle HTTP/1 connection by its header timeout (the
 //! next request's head must arrive in time), but has no such timer for
@@ -37,8 +38,21 @@ pub(super) struct Activity {
     started: AtomicU64,
     /// When the connection opened.
     opened: Instant,
-    /// When its last request ended, in nanoseconds since `opened`.
+    /// When its last request ended, or its writes last went through after
+    /// being blocked, in nanoseconds since `opened`.
     last_end: AtomicU64,
+    /// Since when its writes have been blocked (the client is not reading),
+    /// in nanoseconds since `opened`, plus one; 0 while they go through.
+    blocked_since: AtomicU64,
+}
+
+/// How a connection has been quiet for its timeout.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Quiet {
+    /// No request in flight, and every answer written.
+    Idle,
+    /// Its writes have made no progress: the client does not read what it asked for.
+    Stalled,
 }
 
 impl Activity {
@@ -48,7 +62,24 @@ impl Activity {
             started: AtomicU64::new(0),
             opened: Instant::now(),
             last_end: AtomicU64::new(0),
+            blocked_since: AtomicU64::new(0),
         }
+    }
+
+    fn since_open(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// A write to the client could not go through (its socket is full).
+    pub(super) fn writes_blocked(&self) {
+        self.blocked_since.store(self.since_open() + 1, Ordering::SeqCst);
+    }
+
+    /// Writes go through again: the client read what was blocked. Idleness
+    /// counts from here, as from a request's end.
+    pub(super) fn writes_flowing(&self) {
+        self.last_end.fetch_max(self.since_open(), Ordering::SeqCst);
+        self.blocked_since.store(0, Ordering::SeqCst);
     }
 
     fn start(self: &Arc<Self>) -> InFlight {
@@ -56,16 +87,30 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    /// Resolves once the connection has had no request in flight for
-    /// `timeout` since `from` (or since its last request ended, if later).
+    /// Resolves once the connection has had no request in flight, and no
+    /// write blocked, for `timeout` since `from` (or since its last request
+    /// ended, if later): [`Quiet::Idle`]; or once its writes have been
+    /// blocked for `timeout`, whatever is in flight: [`Quiet::Stalled`].
+    /// hyper hands a whole answer body to the socket's buffers as it comes,
+    /// so a request's end does not mean its answer was read: a blocked
+    /// write is what says the client has stopped reading.
     ///
     /// # Cancel safety
     /// Cancel safe: it only waits.
-    pub(super) async fn idle_for(&self, timeout: Duration, from: Instant) {
+    pub(super) async fn quiet_for(&self, timeout: Duration, from: Instant) -> Quiet {
         let mut deadline = from + timeout;
         loop {
             tokio::time::sleep_until(deadline).await;
             let now = Instant::now();
+            let blocked = self.blocked_since.load(Ordering::SeqCst);
+            if blocked > 0 {
+                let since = self.opened + Duration::from_nanos(blocked - 1);
+                if since + timeout <= now {
+                    return Quiet::Stalled;
+                }
+                deadline = since + timeout;
+                continue;
+            }
             if self.in_flight.load(Ordering::SeqCst) > 0 {
                 deadline = now + timeout;
                 continue;
@@ -74,7 +119,7 @@ impl Activity {
             let last_end = self.opened + Duration::from_nanos(self.last_end.load(Ordering::SeqCst));
             let idle_since = last_end.max(from);
             if idle_since + timeout <= now {
-                return;
+                return Quiet::Idle;
             }
             deadline = idle_since + timeout;
         }
@@ -109,8 +154,7 @@ struct InFlight(Arc<Activity>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         let activity = &self.0;
-        let since_open = u64::try_from(activity.opened.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        activity.last_end.fetch_max(since_open, Ordering::SeqCst);
+        activity.last_end.fetch_max(activity.since_open(), Ordering::SeqCst);
         activity.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -182,17 +226,35 @@ impl<F: Future<Output = Result<Response<Body>, Infallible>> + Unpin> Future for 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let answer = std::task::ready!(Pin::new(&mut self.answer).poll(cx))?;
         match self.in_flight.take() {
-            Some(in_flight) => Poll::Ready(Ok(answer.map(|body| CountedBody { body, _in_flight: in_flight }))),
+            Some(in_flight) => {
+                Poll::Ready(Ok(answer.map(|body| CountedBody { body, rest: Bytes::new(), _in_flight: in_flight })))
+            }
             None => unreachable!("polled after its answer"),
         }
     }
 }
 
-/// An answer's body, which keeps its request in flight until it is written
-/// out (a live tail's, for as long as it streams) or dropped.
+/// An answer's data is handed to hyper in pieces of at most this much. It
+/// takes the next piece only once it has room for it (HTTP/1: in its write
+/// buffer; HTTP/2: in the stream's flow-control window), so a request stays
+/// in flight until its answer is nearly all sent, not merely handed over: a
+/// client taking a large answer slowly is not idle.
+const ANSWER_PIECE: usize = 64 << 10;
+
+/// An answer's body, which keeps its request in flight until its last piece
+/// is taken (a live tail's, for as long as it streams) or it is dropped.
 pub(super) struct CountedBody {
     body: Body,
+    /// What is left of a data frame larger than [`ANSWER_PIECE`].
+    rest: Bytes,
     _in_flight: InFlight,
+}
+
+impl CountedBody {
+    fn piece(&mut self) -> Frame<Bytes> {
+        let n = self.rest.len().min(ANSWER_PIECE);
+        Frame::data(self.rest.split_to(n))
+    }
 }
 
 impl http_body::Body for CountedBody {
@@ -200,15 +262,36 @@ impl http_body::Body for CountedBody {
     type Error = axum::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        if !self.rest.is_empty() {
+            return Poll::Ready(Some(Ok(self.piece())));
+        }
+        let polled = std::task::ready!(Pin::new(&mut self.body).poll_frame(cx));
+        Poll::Ready(match polled {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) if data.len() > ANSWER_PIECE => {
+                    self.rest = data;
+                    Some(Ok(self.piece()))
+                }
+                Ok(data) => Some(Ok(Frame::data(data))),
+                Err(frame) => Some(Ok(frame)),
+            },
+            other => other,
+        })
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.rest.is_empty() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        let (hint, rest) = (self.body.size_hint(), self.rest.len() as u64);
+        let mut with_rest = SizeHint::new();
+        // The upper bound first: the lower may not pass it.
+        if let Some(upper) = hint.upper() {
+            with_rest.set_upper(upper.saturating_add(rest));
+        }
+        with_rest.set_lower(hint.lower().saturating_add(rest));
+        with_rest
     }
 }
 
@@ -224,7 +307,7 @@ mod tests {
         let request = activity.start();
         let idle = tokio::spawn({
             let activity = activity.clone();
-            async move { activity.idle_for(timeout, activity.opened()).await }
+            async move { activity.quiet_for(timeout, activity.opened()).await }
         });
         tokio::time::sleep(timeout * 3).await;
         assert!(!idle.is_finished(), "not idle while a request is in flight");
@@ -236,5 +319,63 @@ mod tests {
         assert!(!idle.is_finished(), "a request's end starts the wait again");
         tokio::time::sleep(timeout / 2).await;
         assert!(idle.is_finished(), "idle once the timeout has passed with no request");
+        assert_eq!(idle.await.unwrap(), Quiet::Idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_still_being_written_keeps_a_connection_until_its_writes_stall() {
+        let activity = Arc::new(Activity::new());
+        let timeout = Duration::from_secs(10);
+        let quiet = |activity: &Arc<Activity>| {
+            let activity = activity.clone();
+            tokio::spawn(async move { activity.quiet_for(timeout, activity.opened()).await })
+        };
+        // The request has ended; its answer is still going out, the client reading slowly.
+        let first = quiet(&activity);
+        for _ in 0..6 {
+            activity.writes_blocked();
+            tokio::time::sleep(timeout / 2).await;
+            activity.writes_flowing();
+        }
+        assert!(!first.is_finished(), "not quiet while each blocked write goes through in time");
+        tokio::time::sleep(timeout * 3 / 4).await;
+        assert!(!first.is_finished(), "idleness counts from the last write that went through");
+        tokio::time::sleep(timeout / 2).await;
+        assert_eq!(first.await.unwrap(), Quiet::Idle);
+
+        // A request in flight (a live tail, say) whose client stops reading.
+        let tail = activity.start();
+        let second = quiet(&activity);
+        tokio::time::sleep(timeout * 3).await;
+        assert!(!second.is_finished(), "a request in flight, its writes going through");
+        activity.writes_blocked();
+        tokio::time::sleep(timeout * 2).await;
+        assert!(second.is_finished(), "stalled within twice the timeout, though in flight");
+        assert_eq!(second.await.unwrap(), Quiet::Stalled);
+        drop(tail);
+    }
+
+    #[tokio::test]
+    async fn a_large_answer_is_handed_over_in_pieces_and_whole() {
+        use http_body_util::BodyExt;
+        let activity = Arc::new(Activity::new());
+        let data: Vec<u8> = (0..ANSWER_PIECE * 3 + 100).map(|i| i as u8).collect();
+        let mut body = CountedBody { body: Body::from(data.clone()), rest: Bytes::new(), _in_flight: activity.start() };
+        assert_eq!(http_body::Body::size_hint(&body).exact(), Some(data.len() as u64));
+        let mut got = Vec::new();
+        let mut pieces = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let piece = frame.unwrap().into_data().unwrap();
+            pieces.push(piece.len());
+            got.extend_from_slice(&piece);
+            let left = (data.len() - got.len()) as u64;
+            assert_eq!(http_body::Body::size_hint(&body).exact(), Some(left), "the hint counts what is left");
+            assert_eq!(http_body::Body::is_end_stream(&body), left == 0);
+            assert_eq!(activity.in_flight.load(Ordering::SeqCst), 1, "in flight until the body is dropped");
+        }
+        assert_eq!(pieces, [ANSWER_PIECE, ANSWER_PIECE, ANSWER_PIECE, 100]);
+        assert_eq!(got, data);
+        drop(body);
+        assert_eq!(activity.in_flight.load(Ordering::SeqCst), 0);
     }
 }

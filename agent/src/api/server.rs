@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
-use super::idle::{Activity, Counted, Noted};
+use super::idle::{Activity, Counted, Noted, Quiet};
 use super::tls::Tls;
 use crate::service::connections::Connections;
 
@@ -53,8 +53,10 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// progress, and returns once all are closed. A client that has not
 /// finished its TLS handshake, or sent its whole request head,
 /// `header_timeout` after connecting (or after its previous request) is
-/// disconnected; over HTTP/2, one with no request in flight for
-/// `header_timeout` is sent a GOAWAY and disconnected. A connection is
+/// disconnected; over HTTP/2, one with no request in flight and no answer
+/// being sent for `header_timeout` is sent a GOAWAY and disconnected. One
+/// whose writes have been blocked for `header_timeout` (its client has
+/// stopped reading) is dropped. A connection is
 /// accepted only with one of the `connections`' slots, held until it
 /// closes: beyond them, clients wait in the listen backlog.
 pub async fn run(
@@ -140,6 +142,9 @@ enum Closing {
     Gracefully(&'static str),
     /// At once, unless a request has started by then.
     Now(&'static str),
+    /// At once: the client has stopped reading, so nothing more can be sent
+    /// to it (not even a GOAWAY).
+    Stalled,
 }
 
 /// One accepted connection, about to be served.
@@ -162,11 +167,12 @@ impl Connection {
     }
 
     /// Serves the connection until the client closes it, or, once the server
-    /// stops, the connection has had no request in flight for the header
-    /// timeout, or a reserved connection was refused a request, shuts it
-    /// down gracefully: requests in flight are answered, then it is closed
-    /// (HTTP/2: after a GOAWAY). A reserved connection that has started no
-    /// request within 2 s is dropped at once.
+    /// stops, the connection has had no request in flight and no answer
+    /// being sent for the header timeout, or a reserved connection was
+    /// refused a request, shuts it down gracefully: requests in flight are
+    /// answered, then it is closed (HTTP/2: after a GOAWAY). A reserved
+    /// connection that has started no request within 2 s is dropped at once,
+    /// and so is one whose writes have been blocked for the header timeout.
     async fn run(self, stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static) {
         let activity = Arc::new(Activity::new());
         // On a reserved slot: how soon a request must start.
@@ -174,7 +180,7 @@ impl Connection {
         let refused = self.reserved.then(CancellationToken::new);
         let counted = Counted { app: self.app, activity: activity.clone(), reserved: refused.clone() };
         let service = Noted { inner: TowerToHyperService::new(counted), activity: activity.clone() };
-        let stream = FirstBytes::new(stream, self.header_timeout);
+        let stream = Watched::new(stream, self.header_timeout, activity.clone());
         let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let mut connection = std::pin::pin!(connection);
         // Watched by a task of its own: polled beside the connection, the
@@ -187,7 +193,10 @@ impl Connection {
                     () = stopping.cancelled() => Closing::Gracefully("the server stops"),
                     () = async { refused.unwrap_or_default().cancelled().await }, if first_request.is_some() =>
                         Closing::Gracefully("a reserved slot's connection asked for a client's request"),
-                    () = activity.idle_for(timeout, activity.opened()) => Closing::Gracefully("no request in flight"),
+                    quiet = activity.quiet_for(timeout, activity.opened()) => match quiet {
+                        Quiet::Idle => Closing::Gracefully("no request in flight"),
+                        Quiet::Stalled => Closing::Stalled,
+                    },
                     () = activity.none_started_within(first_request.unwrap_or_default()), if first_request.is_some() =>
                         Closing::Now("a reserved slot's connection started no request in time"),
                 };
@@ -205,16 +214,17 @@ impl Connection {
             // head still arriving to hyper's header timeout.
             Closing::Now(why) if !activity.any_started() => return tracing::debug!(why, "dropping a connection"),
             Closing::Now(why) => why,
+            Closing::Stalled => return tracing::debug!("dropping a connection whose client does not read its answers"),
         };
         tracing::debug!(why, "closing a connection");
         connection.as_mut().graceful_shutdown();
         // An HTTP/2 client must still acknowledge the GOAWAY's PING (and read
         // it) before the close completes: one that never does is dropped once
-        // idle for another header timeout.
+        // idle, or stalled, for another header timeout.
         tokio::select! {
             ended = connection.as_mut() => log_end(ended),
-            () = activity.idle_for(self.header_timeout, tokio::time::Instant::now()) => {
-                tracing::debug!("dropping an idle connection that did not close after its GOAWAY");
+            quiet = activity.quiet_for(self.header_timeout, tokio::time::Instant::now()) => {
+                tracing::debug!(?quiet, "dropping a connection that did not close after its shutdown began");
             }
         }
     }
@@ -230,26 +240,51 @@ fn log_end<E: std::fmt::Display>(ended: Result<(), E>) {
 /// length, as many as hyper reads to tell the protocols apart.
 const FIRST_BYTES: usize = 24;
 
-/// A connection whose first [`FIRST_BYTES`] bytes must arrive within the
-/// header timeout. hyper tells HTTP/1 from HTTP/2 by them before any of its
-/// own timers runs, so without this a client that connects and sends
-/// nothing, or part of the HTTP/2 preface, would be held open for good.
-/// Past them, or once an answer is written, hyper's header timeout takes
-/// over on HTTP/1, and [`Activity::idle_for`] on HTTP/2.
-struct FirstBytes<S> {
+/// A connection's stream, watched two ways:
+/// - its first [`FIRST_BYTES`] bytes must arrive within the header timeout.
+///   hyper tells HTTP/1 from HTTP/2 by them before any of its own timers
+///   runs, so without this a client that connects and sends nothing, or
+///   part of the HTTP/2 preface, would be held open for good. Past them, or
+///   once an answer is written, hyper's header timeout takes over on
+///   HTTP/1, and [`Activity::quiet_for`] on HTTP/2;
+/// - whether its writes are blocked (the client does not read), noted in
+///   its [`Activity`], so that a connection is not idle while an answer is
+///   still going out, and is dropped when its client stops reading.
+struct Watched<S> {
     inner: S,
     /// Until the first bytes have arrived.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     read: usize,
+    activity: Arc<Activity>,
+    /// The last write, flush or shutdown could not go through: noted in
+    /// `activity` on each change only, so a write that goes through costs no
+    /// atomic.
+    blocked: bool,
 }
 
-impl<S> FirstBytes<S> {
-    fn new(inner: S, timeout: Duration) -> Self {
-        Self { inner, deadline: Some(Box::pin(tokio::time::sleep(timeout))), read: 0 }
+impl<S> Watched<S> {
+    fn new(inner: S, timeout: Duration, activity: Arc<Activity>) -> Self {
+        Self { inner, deadline: Some(Box::pin(tokio::time::sleep(timeout))), read: 0, activity, blocked: false }
+    }
+
+    /// Notes whether a write (flush, shutdown) went through.
+    fn wrote<T>(&mut self, polled: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        match (&polled, self.blocked) {
+            (Poll::Pending, false) => {
+                self.blocked = true;
+                self.activity.writes_blocked();
+            }
+            (Poll::Ready(_), true) => {
+                self.blocked = false;
+                self.activity.writes_flowing();
+            }
+            _ => {}
+        }
+        polled
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for FirstBytes<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
@@ -274,19 +309,22 @@ impl<S: AsyncRead + Unpin> AsyncRead for FirstBytes<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for FirstBytes<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         // An answer is being written: the request (however short) has started.
         self.deadline = None;
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(polled)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.wrote(polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let polled = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.wrote(polled)
     }
 
     fn poll_write_vectored(
@@ -295,7 +333,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FirstBytes<S> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         self.deadline = None;
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(polled)
     }
 
     fn is_write_vectored(&self) -> bool {
