@@ -602,10 +602,10 @@ async fn memory_once(c: &common::Client, ready: impl Fn(&serde_json::Value) -> b
     memory
 }
 
-/// An agent with a one-second header timeout, and a topic `t` holding `mib`
+/// An agent with a two-second header timeout, and a topic `t` holding `mib`
 /// MiB of records.
 async fn holding_large_records(mib: usize) -> (tempfile::TempDir, AgentProc) {
-    let (dir, a) = started(&["--compactor", "off", "--request-header-timeout-ms", "1000"]);
+    let (dir, a) = started(&["--compactor", "off", "--request-header-timeout-ms", "2000"]);
     let c = a.client();
     c.create_topic("t", 1).await;
     let value = "x".repeat(512 << 10);
@@ -658,13 +658,14 @@ fn answer_length(got: &[u8]) -> (String, usize) {
     (text[..end].to_owned(), end + 4 + length)
 }
 
-/// A client that reads a large answer slowly, for longer than the header
-/// timeout, gets all of it: the connection is not idle while the answer is
-/// still going out, though its request ended when hyper took the body.
+/// A client that reads a large answer slowly, for longer than twice the
+/// header timeout, gets all of it: the connection is not idle while the
+/// answer is still going out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_reading_a_large_answer_slowly_gets_all_of_it() {
     let (_dir, _a, mut s) = asked_for_a_large_answer(6).await;
-    let got = read_until_closed(&mut s, Duration::from_millis(1)).await;
+    // At most 8 KiB a read (its window), 8 ms apart: six seconds at least.
+    let got = read_until_closed(&mut s, Duration::from_millis(8)).await;
     let (head, length) = answer_length(&got);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(got.len(), length, "the whole answer, not cut short");
@@ -678,9 +679,11 @@ async fn a_client_reading_a_large_answer_slowly_gets_all_of_it() {
 async fn a_client_that_stops_reading_its_answer_is_disconnected() {
     let (_dir, a, mut stalled) = asked_for_a_large_answer(12).await;
     // The stalled connection is let go: only the one asking remains open (a bound, not a timing).
-    let mut asking = TcpStream::connect(a.client().base.trim_start_matches("http://")).await.unwrap();
+    let addr = a.client().base.trim_start_matches("http://").to_owned();
     let mut open = Vec::new();
     for _ in 0..60 {
+        // A new connection each time: one left waiting past the header timeout is closed.
+        let mut asking = TcpStream::connect(&addr).await.unwrap();
         let (_, stats) = exchange(&mut asking, "GET", "/v1/stats", "").await;
         open.push(stats["connections"]["open"].as_u64());
         if open.last() == Some(&Some(1)) {
@@ -716,12 +719,27 @@ async fn an_http2_client_taking_a_large_answer_slowly_gets_all_of_it() {
     let mut body = answer.into_body();
     let mut got = 0;
     let read = async {
-        // Each frame taken gives the agent 16 KiB more of window: about four seconds in all.
+        // Each frame taken gives the agent 16 KiB more of window: six seconds at least.
         while let Some(Ok(frame)) = body.frame().await {
             got += frame.data_ref().map_or(0, |d| d.len());
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(16)).await;
         }
     };
     tokio::time::timeout(Duration::from_secs(60), read).await.unwrap();
     assert_eq!(got, length, "the whole answer, not cut short");
+}
+
+/// Over HTTP/2, a client that takes an answer's head and never its body
+/// (so grants no more window) cannot hold its connection for good: nothing
+/// is written to it, but its answer waits for the header timeout and the
+/// connection is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_that_never_takes_its_answer_is_disconnected() {
+    let (_dir, a) = holding_large_records(2).await;
+    let (mut sender, closed) = http2(a.client().base.trim_start_matches("http://")).await;
+    let answer = send(&mut sender, FETCH_ALL, "application/json").await;
+    assert_eq!(answer.status(), 200);
+    let ended = tokio::time::timeout(Duration::from_secs(60), closed).await;
+    assert!(ended.is_ok(), "the connection is closed though its client holds the answer");
+    drop(answer);
 }

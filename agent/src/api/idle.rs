@@ -44,6 +44,14 @@ pub(super) struct Activity {
     /// Since when its writes have been blocked (the client is not reading),
     /// in nanoseconds since `opened`, plus one; 0 while they go through.
     blocked_since: AtomicU64,
+    /// Answers that have handed hyper a piece and are not yet asked for the
+    /// next, nor dropped: hyper waits for room (HTTP/1: in its write buffer;
+    /// HTTP/2: in the stream's flow-control window, which the client grants
+    /// as it takes the data).
+    waiting: AtomicUsize,
+    /// When an answer last handed over a piece, or was asked for the next,
+    /// in nanoseconds since `opened`.
+    handed: AtomicU64,
 }
 
 /// How a connection has been quiet for its timeout.
@@ -63,6 +71,8 @@ impl Activity {
             opened: Instant::now(),
             last_end: AtomicU64::new(0),
             blocked_since: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+            handed: AtomicU64::new(0),
         }
     }
 
@@ -73,6 +83,20 @@ impl Activity {
     /// A write to the client could not go through (its socket is full).
     pub(super) fn writes_blocked(&self) {
         self.blocked_since.store(self.since_open() + 1, Ordering::SeqCst);
+    }
+
+    /// An answer has handed over a piece and has more to come.
+    fn answer_waits(&self) {
+        self.handed.fetch_max(self.since_open(), Ordering::SeqCst);
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A waiting answer is asked for its next piece (`taken`), or is dropped.
+    fn answer_resumes(&self, taken: bool) {
+        if taken {
+            self.handed.fetch_max(self.since_open(), Ordering::SeqCst);
+        }
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Writes go through again: the client read what was blocked. Idleness
@@ -89,11 +113,11 @@ impl Activity {
 
     /// Resolves once the connection has had no request in flight, and no
     /// write blocked, for `timeout` since `from` (or since its last request
-    /// ended, if later): [`Quiet::Idle`]; or once its writes have been
-    /// blocked for `timeout`, whatever is in flight: [`Quiet::Stalled`].
-    /// hyper hands a whole answer body to the socket's buffers as it comes,
-    /// so a request's end does not mean its answer was read: a blocked
-    /// write is what says the client has stopped reading.
+    /// ended, if later): [`Quiet::Idle`]; or, whatever is in flight, once
+    /// its writes have been blocked for `timeout`, or its answers have
+    /// waited that long with none of them asked for its next piece:
+    /// [`Quiet::Stalled`], the client has stopped reading (HTTP/2: or
+    /// stopped granting window).
     ///
     /// # Cancel safety
     /// Cancel safe: it only waits.
@@ -105,6 +129,15 @@ impl Activity {
             let blocked = self.blocked_since.load(Ordering::SeqCst);
             if blocked > 0 {
                 let since = self.opened + Duration::from_nanos(blocked - 1);
+                if since + timeout <= now {
+                    return Quiet::Stalled;
+                }
+                deadline = since + timeout;
+                continue;
+            }
+            // Read after the count: an answer's progress is recorded before it waits.
+            if self.waiting.load(Ordering::SeqCst) > 0 {
+                let since = self.opened + Duration::from_nanos(self.handed.load(Ordering::SeqCst));
                 if since + timeout <= now {
                     return Quiet::Stalled;
                 }
@@ -227,7 +260,7 @@ impl<F: Future<Output = Result<Response<Body>, Infallible>> + Unpin> Future for 
         let answer = std::task::ready!(Pin::new(&mut self.answer).poll(cx))?;
         match self.in_flight.take() {
             Some(in_flight) => {
-                Poll::Ready(Ok(answer.map(|body| CountedBody { body, rest: Bytes::new(), _in_flight: in_flight })))
+                Poll::Ready(Ok(answer.map(|body| CountedBody { body, rest: Bytes::new(), waiting: false, in_flight })))
             }
             None => unreachable!("polled after its answer"),
         }
@@ -242,12 +275,15 @@ impl<F: Future<Output = Result<Response<Body>, Infallible>> + Unpin> Future for 
 const ANSWER_PIECE: usize = 64 << 10;
 
 /// An answer's body, which keeps its request in flight until its last piece
-/// is taken (a live tail's, for as long as it streams) or it is dropped.
+/// is taken (a live tail's, for as long as it streams) or it is dropped, and
+/// notes while it waits to be asked for its next piece.
 pub(super) struct CountedBody {
     body: Body,
     /// What is left of a data frame larger than [`ANSWER_PIECE`].
     rest: Bytes,
-    _in_flight: InFlight,
+    /// Has handed over a piece and is not yet asked for the next (nor dropped).
+    waiting: bool,
+    in_flight: InFlight,
 }
 
 impl CountedBody {
@@ -255,17 +291,12 @@ impl CountedBody {
         let n = self.rest.len().min(ANSWER_PIECE);
         Frame::data(self.rest.split_to(n))
     }
-}
 
-impl http_body::Body for CountedBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+    fn next_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         if !self.rest.is_empty() {
             return Poll::Ready(Some(Ok(self.piece())));
         }
-        let polled = std::task::ready!(Pin::new(&mut self.body).poll_frame(cx));
+        let polled = std::task::ready!(http_body::Body::poll_frame(Pin::new(&mut self.body), cx));
         Poll::Ready(match polled {
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) if data.len() > ANSWER_PIECE => {
@@ -277,6 +308,34 @@ impl http_body::Body for CountedBody {
             },
             other => other,
         })
+    }
+}
+
+impl Drop for CountedBody {
+    fn drop(&mut self) {
+        if self.waiting {
+            self.in_flight.0.answer_resumes(false);
+        }
+    }
+}
+
+impl http_body::Body for CountedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        if std::mem::take(&mut this.waiting) {
+            this.in_flight.0.answer_resumes(true);
+        }
+        let next = this.next_frame(cx);
+        // The last piece too, until the body is dropped: over HTTP/2 hyper
+        // holds it until the client's window lets it out.
+        if matches!(next, Poll::Ready(Some(Ok(_)))) {
+            this.waiting = true;
+            this.in_flight.0.answer_waits();
+        }
+        next
     }
 
     fn is_end_stream(&self) -> bool {
@@ -322,30 +381,30 @@ mod tests {
         assert_eq!(idle.await.unwrap(), Quiet::Idle);
     }
 
+    fn quiet(activity: &Arc<Activity>, timeout: Duration) -> tokio::task::JoinHandle<Quiet> {
+        let activity = activity.clone();
+        tokio::spawn(async move { activity.quiet_for(timeout, activity.opened()).await })
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn an_answer_still_being_written_keeps_a_connection_until_its_writes_stall() {
+    async fn a_blocked_write_is_not_idleness_and_one_blocked_for_the_timeout_is_a_stall() {
         let activity = Arc::new(Activity::new());
         let timeout = Duration::from_secs(10);
-        let quiet = |activity: &Arc<Activity>| {
-            let activity = activity.clone();
-            tokio::spawn(async move { activity.quiet_for(timeout, activity.opened()).await })
-        };
-        // The request has ended; its answer is still going out, the client reading slowly.
-        let first = quiet(&activity);
-        for _ in 0..6 {
-            activity.writes_blocked();
-            tokio::time::sleep(timeout / 2).await;
-            activity.writes_flowing();
-        }
-        assert!(!first.is_finished(), "not quiet while each blocked write goes through in time");
-        tokio::time::sleep(timeout * 3 / 4).await;
-        assert!(!first.is_finished(), "idleness counts from the last write that went through");
+        // No request in flight (hyper has taken the answer), its bytes still going out.
+        let first = quiet(&activity, timeout);
         tokio::time::sleep(timeout / 2).await;
+        activity.writes_blocked();
+        tokio::time::sleep(timeout * 7 / 10).await;
+        assert!(!first.is_finished(), "not idle while a write is blocked, past the idle deadline");
+        activity.writes_flowing();
+        tokio::time::sleep(timeout * 9 / 10).await;
+        assert!(!first.is_finished(), "idleness counts from the write that went through");
+        tokio::time::sleep(timeout / 5).await;
         assert_eq!(first.await.unwrap(), Quiet::Idle);
 
         // A request in flight (a live tail, say) whose client stops reading.
         let tail = activity.start();
-        let second = quiet(&activity);
+        let second = quiet(&activity, timeout);
         tokio::time::sleep(timeout * 3).await;
         assert!(!second.is_finished(), "a request in flight, its writes going through");
         activity.writes_blocked();
@@ -355,12 +414,42 @@ mod tests {
         drop(tail);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_never_asked_for_its_next_piece_is_a_stall() {
+        use http_body_util::BodyExt;
+        let activity = Arc::new(Activity::new());
+        let timeout = Duration::from_secs(10);
+        let data = Bytes::from(vec![7u8; ANSWER_PIECE * 4]);
+        let mut body =
+            CountedBody { body: Body::from(data), rest: Bytes::new(), waiting: false, in_flight: activity.start() };
+        let watched = quiet(&activity, timeout);
+        // Taken a piece at a time, each within the timeout: a slow client, not a stalled one.
+        for _ in 0..3 {
+            assert!(body.frame().await.is_some());
+            assert_eq!(activity.waiting.load(Ordering::SeqCst), 1, "waits for hyper to ask again");
+            tokio::time::sleep(timeout * 3 / 4).await;
+        }
+        assert!(!watched.is_finished());
+        // Then never asked again (no window granted): a stall, though nothing was written.
+        tokio::time::sleep(timeout * 2).await;
+        assert_eq!(watched.await.unwrap(), Quiet::Stalled);
+        assert!(body.frame().await.is_some(), "the last piece");
+        assert_eq!(activity.waiting.load(Ordering::SeqCst), 1, "held by hyper until it is sent");
+        drop(body);
+        assert_eq!(activity.waiting.load(Ordering::SeqCst), 0);
+    }
+
     #[tokio::test]
     async fn a_large_answer_is_handed_over_in_pieces_and_whole() {
         use http_body_util::BodyExt;
         let activity = Arc::new(Activity::new());
         let data: Vec<u8> = (0..ANSWER_PIECE * 3 + 100).map(|i| i as u8).collect();
-        let mut body = CountedBody { body: Body::from(data.clone()), rest: Bytes::new(), _in_flight: activity.start() };
+        let mut body = CountedBody {
+            body: Body::from(data.clone()),
+            rest: Bytes::new(),
+            waiting: false,
+            in_flight: activity.start(),
+        };
         assert_eq!(http_body::Body::size_hint(&body).exact(), Some(data.len() as u64));
         let mut got = Vec::new();
         let mut pieces = Vec::new();
@@ -371,6 +460,7 @@ mod tests {
             let left = (data.len() - got.len()) as u64;
             assert_eq!(http_body::Body::size_hint(&body).exact(), Some(left), "the hint counts what is left");
             assert_eq!(http_body::Body::is_end_stream(&body), left == 0);
+            assert_eq!(activity.waiting.load(Ordering::SeqCst), 1, "waits until asked again, or dropped");
             assert_eq!(activity.in_flight.load(Ordering::SeqCst), 1, "in flight until the body is dropped");
         }
         assert_eq!(pieces, [ANSWER_PIECE, ANSWER_PIECE, ANSWER_PIECE, 100]);

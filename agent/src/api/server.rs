@@ -33,6 +33,19 @@ const RESERVED_FIRST_BYTES: Duration = Duration::from_secs(2);
 /// While the clients' connection slots stay taken, a warning this often at most.
 const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
 
+/// Unsent bytes a connection's socket queues before a write blocks
+/// (`TCP_NOTSENT_LOWAT`, Linux). The kernel wakes a blocked writer once half
+/// of them has gone out, so a write that goes through means the client took
+/// at least this much over half: without it the socket queues up to its
+/// send buffer (autotuned to 4 MiB), wakes the writer only once a third of
+/// that has gone, and a client reading under ~130 KB/s would look stalled
+/// at the 10 s header timeout. It also keeps an answer a slow client has
+/// not taken in the agent's memory, within its budgets, rather than the
+/// kernel's. Large enough for a write to carry a few of an answer's 64 KiB
+/// pieces at a time.
+#[cfg(target_os = "linux")]
+const NOTSENT_LOWAT: u32 = 256 << 10;
+
 /// Connections the kernel completes and queues while the agent is not
 /// accepting (all connection slots taken, or a burst of connects): beyond
 /// the queue, clients' connects stall in SYN retries of 1, 2, 4, 8 s.
@@ -55,8 +68,9 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// `header_timeout` after connecting (or after its previous request) is
 /// disconnected; over HTTP/2, one with no request in flight and no answer
 /// being sent for `header_timeout` is sent a GOAWAY and disconnected. One
-/// whose writes have been blocked for `header_timeout` (its client has
-/// stopped reading) is dropped. A connection is
+/// whose client has taken nothing of its answers for `header_timeout` (its
+/// writes blocked, or its answers' pieces left waiting) is dropped. A
+/// connection is
 /// accepted only with one of the `connections`' slots, held until it
 /// closes: beyond them, clients wait in the listen backlog.
 pub async fn run(
@@ -103,6 +117,7 @@ pub async fn run(
                 }
             },
         };
+        limit_unsent(&stream);
         let slot = connections.accepted(slot);
         let serve = Connection {
             builder: builder.clone(),
@@ -134,6 +149,17 @@ pub async fn run(
     stopping.cancel();
     tasks.close();
     tasks.wait().await;
+}
+
+/// Sets [`NOTSENT_LOWAT`] on `stream` (Linux; elsewhere the send buffer's
+/// own wake-ups stand).
+fn limit_unsent(stream: &tokio::net::TcpStream) {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_notsent_lowat(NOTSENT_LOWAT) {
+        tracing::debug!(error = %e, "cannot limit a connection's unsent bytes");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = stream;
 }
 
 /// Why, and how, a connection is to be closed.
@@ -172,7 +198,8 @@ impl Connection {
     /// refused a request, shuts it down gracefully: requests in flight are
     /// answered, then it is closed (HTTP/2: after a GOAWAY). A reserved
     /// connection that has started no request within 2 s is dropped at once,
-    /// and so is one whose writes have been blocked for the header timeout.
+    /// and so is one whose client has taken nothing of its answers for the
+    /// header timeout.
     async fn run(self, stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static) {
         let activity = Arc::new(Activity::new());
         // On a reserved slot: how soon a request must start.
