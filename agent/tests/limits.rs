@@ -705,14 +705,7 @@ async fn a_client_that_stops_reading_its_answer_is_disconnected() {
 async fn an_http2_client_taking_a_large_answer_slowly_gets_all_of_it() {
     use http_body_util::BodyExt;
     let (_dir, a) = holding_large_records(6).await;
-    let stream = TcpStream::connect(a.client().base.trim_start_matches("http://")).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-        .initial_stream_window_size(16 << 10)
-        .initial_connection_window_size(16 << 10)
-        .handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let (mut sender, _closed) = http2_with_window(a.client().base.trim_start_matches("http://"), 16 << 10).await;
     let answer = send(&mut sender, FETCH_ALL, "application/json").await;
     assert_eq!(answer.status(), 200);
     let length: usize = answer.headers()["content-length"].to_str().unwrap().parse().unwrap();
@@ -729,17 +722,50 @@ async fn an_http2_client_taking_a_large_answer_slowly_gets_all_of_it() {
     assert_eq!(got, length, "the whole answer, not cut short");
 }
 
+/// An HTTP/2 connection to `addr` whose client grants each stream, and the
+/// connection, `window` bytes at a time, as it takes their data; and a
+/// task that ends when the agent closes it (`true`: cleanly).
+async fn http2_with_window(
+    addr: &str,
+    window: u32,
+) -> (hyper::client::conn::http2::SendRequest<String>, tokio::task::JoinHandle<bool>) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .initial_stream_window_size(window)
+        .initial_connection_window_size(window)
+        .handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap();
+    (sender, tokio::spawn(async move { connection.await.is_ok() }))
+}
+
 /// Over HTTP/2, a client that takes an answer's head and never its body
-/// (so grants no more window) cannot hold its connection for good: nothing
-/// is written to it, but its answer waits for the header timeout and the
-/// connection is dropped.
+/// (so grants no more window) cannot hold its connection for good, though
+/// nothing blocks the agent's writes and other requests of the connection
+/// are answered: its answer waits for the header timeout and the
+/// connection is dropped (not closed gracefully, as when idle).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_client_that_never_takes_its_answer_is_disconnected() {
     let (_dir, a) = holding_large_records(2).await;
-    let (mut sender, closed) = http2(a.client().base.trim_start_matches("http://")).await;
+    let (mut sender, closed) = http2_with_window(a.client().base.trim_start_matches("http://"), 64 << 10).await;
     let answer = send(&mut sender, FETCH_ALL, "application/json").await;
     assert_eq!(answer.status(), 200);
+    // Meanwhile small requests go on, each within the timeout.
+    let mut answered = 0;
+    while !closed.is_finished() && answered < 60 {
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            sender.send_request(hyper::Request::get("http://floe/healthz").body(String::new()).unwrap()),
+        )
+        .await
+        {
+            Ok(Ok(ok)) if ok.status() == 200 => answered += 1,
+            _ => break,
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let ended = tokio::time::timeout(Duration::from_secs(60), closed).await;
-    assert!(ended.is_ok(), "the connection is closed though its client holds the answer");
+    assert!(matches!(ended, Ok(Ok(false))), "dropped though its client asks for more: {ended:?}");
+    assert!(answered < 60, "not held while small requests go on");
     drop(answer);
 }

@@ -10,8 +10,8 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -44,14 +44,14 @@ pub(super) struct Activity {
     /// Since when its writes have been blocked (the client is not reading),
     /// in nanoseconds since `opened`, plus one; 0 while they go through.
     blocked_since: AtomicU64,
-    /// Answers that have handed hyper a piece and are not yet asked for the
-    /// next, nor dropped: hyper waits for room (HTTP/1: in its write buffer;
-    /// HTTP/2: in the stream's flow-control window, which the client grants
-    /// as it takes the data).
-    waiting: AtomicUsize,
-    /// When an answer last handed over a piece, or was asked for the next,
-    /// in nanoseconds since `opened`.
-    handed: AtomicU64,
+    /// HTTP/2 answers that have handed hyper a piece and are not yet asked
+    /// for the next, nor dropped, with since when: hyper holds the piece
+    /// until the stream's flow-control window, which the client grants as
+    /// it takes the data, lets it out. By answer number. (Over HTTP/1 a
+    /// client not taking its answer blocks the socket's writes.)
+    waiting: Mutex<Vec<(u64, Instant)>>,
+    /// Numbers the connection's HTTP/2 answers, for `waiting`.
+    answers: AtomicU64,
 }
 
 /// How a connection has been quiet for its timeout.
@@ -71,8 +71,8 @@ impl Activity {
             opened: Instant::now(),
             last_end: AtomicU64::new(0),
             blocked_since: AtomicU64::new(0),
-            waiting: AtomicUsize::new(0),
-            handed: AtomicU64::new(0),
+            waiting: Mutex::new(Vec::new()),
+            answers: AtomicU64::new(0),
         }
     }
 
@@ -85,18 +85,25 @@ impl Activity {
         self.blocked_since.store(self.since_open() + 1, Ordering::SeqCst);
     }
 
-    /// An answer has handed over a piece and has more to come.
-    fn answer_waits(&self) {
-        self.handed.fetch_max(self.since_open(), Ordering::SeqCst);
-        self.waiting.fetch_add(1, Ordering::SeqCst);
+    /// HTTP/2 answer `number` has handed over a piece.
+    fn answer_waits(&self, number: u64) {
+        if let Ok(mut waiting) = self.waiting.lock() {
+            waiting.push((number, Instant::now()));
+        }
     }
 
-    /// A waiting answer is asked for its next piece (`taken`), or is dropped.
-    fn answer_resumes(&self, taken: bool) {
-        if taken {
-            self.handed.fetch_max(self.since_open(), Ordering::SeqCst);
+    /// HTTP/2 answer `number` is asked for its next piece, or is dropped.
+    fn answer_resumes(&self, number: u64) {
+        if let Ok(mut waiting) = self.waiting.lock()
+            && let Some(i) = waiting.iter().position(|(n, _)| *n == number)
+        {
+            waiting.swap_remove(i);
         }
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Since when the answer waiting longest has waited, if any does.
+    fn longest_waiting(&self) -> Option<Instant> {
+        self.waiting.lock().ok()?.iter().map(|(_, since)| *since).min()
     }
 
     /// Writes go through again: the client read what was blocked. Idleness
@@ -114,10 +121,10 @@ impl Activity {
     /// Resolves once the connection has had no request in flight, and no
     /// write blocked, for `timeout` since `from` (or since its last request
     /// ended, if later): [`Quiet::Idle`]; or, whatever is in flight, once
-    /// its writes have been blocked for `timeout`, or its answers have
-    /// waited that long with none of them asked for its next piece:
-    /// [`Quiet::Stalled`], the client has stopped reading (HTTP/2: or
-    /// stopped granting window).
+    /// its writes have been blocked for `timeout`, or one of its HTTP/2
+    /// answers has waited that long to be asked for its next piece:
+    /// [`Quiet::Stalled`], the client has stopped reading (or stopped
+    /// granting that stream window).
     ///
     /// # Cancel safety
     /// Cancel safe: it only waits.
@@ -135,9 +142,8 @@ impl Activity {
                 deadline = since + timeout;
                 continue;
             }
-            // Read after the count: an answer's progress is recorded before it waits.
-            if self.waiting.load(Ordering::SeqCst) > 0 {
-                let since = self.opened + Duration::from_nanos(self.handed.load(Ordering::SeqCst));
+            // Each answer on its own: others going on do not take it out.
+            if let Some(since) = self.longest_waiting() {
                 if since + timeout <= now {
                     return Quiet::Stalled;
                 }
@@ -238,11 +244,14 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let in_flight = self.activity.start();
+        let number = (request.version() == axum::http::Version::HTTP_2)
+            .then(|| self.activity.answers.fetch_add(1, Ordering::Relaxed));
         let mut request = request;
         if let Some(close) = &self.reserved {
             request.extensions_mut().insert(ReservedSlot(close.clone()));
         }
-        CountedAnswer { answer: tower_service::Service::call(&mut self.app, request), in_flight: Some(in_flight) }
+        let answer = tower_service::Service::call(&mut self.app, request);
+        CountedAnswer { answer, in_flight: Some(in_flight), number }
     }
 }
 
@@ -251,6 +260,8 @@ pub(super) struct CountedAnswer<F> {
     answer: F,
     /// Until the answer is ready; then its body's.
     in_flight: Option<InFlight>,
+    /// Over HTTP/2, its number among the connection's answers.
+    number: Option<u64>,
 }
 
 impl<F: Future<Output = Result<Response<Body>, Infallible>> + Unpin> Future for CountedAnswer<F> {
@@ -260,7 +271,8 @@ impl<F: Future<Output = Result<Response<Body>, Infallible>> + Unpin> Future for 
         let answer = std::task::ready!(Pin::new(&mut self.answer).poll(cx))?;
         match self.in_flight.take() {
             Some(in_flight) => {
-                Poll::Ready(Ok(answer.map(|body| CountedBody { body, rest: Bytes::new(), waiting: false, in_flight })))
+                let number = self.number;
+                Poll::Ready(Ok(answer.map(|body| CountedBody::new(body, in_flight, number))))
             }
             None => unreachable!("polled after its answer"),
         }
@@ -281,12 +293,19 @@ pub(super) struct CountedBody {
     body: Body,
     /// What is left of a data frame larger than [`ANSWER_PIECE`].
     rest: Bytes,
+    /// Over HTTP/2, its number among the connection's answers: it notes
+    /// while it waits to be asked for its next piece.
+    number: Option<u64>,
     /// Has handed over a piece and is not yet asked for the next (nor dropped).
     waiting: bool,
     in_flight: InFlight,
 }
 
 impl CountedBody {
+    fn new(body: Body, in_flight: InFlight, number: Option<u64>) -> Self {
+        Self { body, rest: Bytes::new(), number, waiting: false, in_flight }
+    }
+
     fn piece(&mut self) -> Frame<Bytes> {
         let n = self.rest.len().min(ANSWER_PIECE);
         Frame::data(self.rest.split_to(n))
@@ -313,8 +332,8 @@ impl CountedBody {
 
 impl Drop for CountedBody {
     fn drop(&mut self) {
-        if self.waiting {
-            self.in_flight.0.answer_resumes(false);
+        if let (true, Some(number)) = (self.waiting, self.number) {
+            self.in_flight.0.answer_resumes(number);
         }
     }
 }
@@ -325,15 +344,18 @@ impl http_body::Body for CountedBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
+        let Some(number) = this.number else {
+            return this.next_frame(cx);
+        };
         if std::mem::take(&mut this.waiting) {
-            this.in_flight.0.answer_resumes(true);
+            this.in_flight.0.answer_resumes(number);
         }
         let next = this.next_frame(cx);
-        // The last piece too, until the body is dropped: over HTTP/2 hyper
-        // holds it until the client's window lets it out.
+        // The last piece too, until the body is dropped: hyper holds it
+        // until the client's window lets it out.
         if matches!(next, Poll::Ready(Some(Ok(_)))) {
             this.waiting = true;
-            this.in_flight.0.answer_waits();
+            this.in_flight.0.answer_waits(number);
         }
         next
     }
@@ -414,29 +436,43 @@ mod tests {
         drop(tail);
     }
 
+    fn waiting(activity: &Activity) -> Vec<u64> {
+        let mut numbers: Vec<u64> = activity.waiting.lock().unwrap().iter().map(|(n, _)| *n).collect();
+        numbers.sort_unstable();
+        numbers
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn an_answer_never_asked_for_its_next_piece_is_a_stall() {
+    async fn an_http2_answer_never_asked_for_its_next_piece_is_a_stall_whatever_else_goes_on() {
         use http_body_util::BodyExt;
         let activity = Arc::new(Activity::new());
         let timeout = Duration::from_secs(10);
-        let data = Bytes::from(vec![7u8; ANSWER_PIECE * 4]);
-        let mut body =
-            CountedBody { body: Body::from(data), rest: Bytes::new(), waiting: false, in_flight: activity.start() };
+        let large = || Body::from(vec![7u8; ANSWER_PIECE * 8]);
+        let mut stuck = CountedBody::new(large(), activity.start(), Some(0));
+        let mut streaming = CountedBody::new(large(), activity.start(), Some(1));
         let watched = quiet(&activity, timeout);
         // Taken a piece at a time, each within the timeout: a slow client, not a stalled one.
         for _ in 0..3 {
-            assert!(body.frame().await.is_some());
-            assert_eq!(activity.waiting.load(Ordering::SeqCst), 1, "waits for hyper to ask again");
+            assert!(stuck.frame().await.is_some());
+            assert!(streaming.frame().await.is_some());
+            assert_eq!(waiting(&activity), [0, 1], "each waits for hyper to ask again");
             tokio::time::sleep(timeout * 3 / 4).await;
         }
         assert!(!watched.is_finished());
-        // Then never asked again (no window granted): a stall, though nothing was written.
-        tokio::time::sleep(timeout * 2).await;
+        // Then the first is never asked again (no window granted), while the
+        // second and small answers go on: a stall all the same.
+        for number in 2..6 {
+            assert!(streaming.frame().await.is_some());
+            let mut small = CountedBody::new(Body::from("ok"), activity.start(), Some(number));
+            assert!(small.frame().await.is_some());
+            drop(small);
+            tokio::time::sleep(timeout / 2).await;
+        }
+        assert!(watched.is_finished(), "stalled within twice the timeout");
         assert_eq!(watched.await.unwrap(), Quiet::Stalled);
-        assert!(body.frame().await.is_some(), "the last piece");
-        assert_eq!(activity.waiting.load(Ordering::SeqCst), 1, "held by hyper until it is sent");
-        drop(body);
-        assert_eq!(activity.waiting.load(Ordering::SeqCst), 0);
+        assert_eq!(waiting(&activity), [0, 1]);
+        drop((stuck, streaming));
+        assert_eq!(waiting(&activity), Vec::<u64>::new(), "dropped answers wait no more");
     }
 
     #[tokio::test]
@@ -444,28 +480,27 @@ mod tests {
         use http_body_util::BodyExt;
         let activity = Arc::new(Activity::new());
         let data: Vec<u8> = (0..ANSWER_PIECE * 3 + 100).map(|i| i as u8).collect();
-        let mut body = CountedBody {
-            body: Body::from(data.clone()),
-            rest: Bytes::new(),
-            waiting: false,
-            in_flight: activity.start(),
-        };
-        assert_eq!(http_body::Body::size_hint(&body).exact(), Some(data.len() as u64));
-        let mut got = Vec::new();
-        let mut pieces = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let piece = frame.unwrap().into_data().unwrap();
-            pieces.push(piece.len());
-            got.extend_from_slice(&piece);
-            let left = (data.len() - got.len()) as u64;
-            assert_eq!(http_body::Body::size_hint(&body).exact(), Some(left), "the hint counts what is left");
-            assert_eq!(http_body::Body::is_end_stream(&body), left == 0);
-            assert_eq!(activity.waiting.load(Ordering::SeqCst), 1, "waits until asked again, or dropped");
-            assert_eq!(activity.in_flight.load(Ordering::SeqCst), 1, "in flight until the body is dropped");
+        for number in [None, Some(7)] {
+            let mut body = CountedBody::new(Body::from(data.clone()), activity.start(), number);
+            assert_eq!(http_body::Body::size_hint(&body).exact(), Some(data.len() as u64));
+            let mut got = Vec::new();
+            let mut pieces = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let piece = frame.unwrap().into_data().unwrap();
+                pieces.push(piece.len());
+                got.extend_from_slice(&piece);
+                let left = (data.len() - got.len()) as u64;
+                assert_eq!(http_body::Body::size_hint(&body).exact(), Some(left), "the hint counts what is left");
+                assert_eq!(http_body::Body::is_end_stream(&body), left == 0);
+                assert_eq!(activity.in_flight.load(Ordering::SeqCst), 1, "in flight until the body is dropped");
+                // HTTP/2's wait until asked again, or dropped; HTTP/1's are not noted.
+                assert_eq!(waiting(&activity), Vec::from_iter(number));
+            }
+            assert_eq!(pieces, [ANSWER_PIECE, ANSWER_PIECE, ANSWER_PIECE, 100]);
+            assert_eq!(got, data);
+            drop(body);
+            assert_eq!(activity.in_flight.load(Ordering::SeqCst), 0);
+            assert_eq!(waiting(&activity), Vec::<u64>::new());
         }
-        assert_eq!(pieces, [ANSWER_PIECE, ANSWER_PIECE, ANSWER_PIECE, 100]);
-        assert_eq!(got, data);
-        drop(body);
-        assert_eq!(activity.in_flight.load(Ordering::SeqCst), 0);
     }
 }

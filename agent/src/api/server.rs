@@ -46,6 +46,12 @@ const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
 #[cfg(target_os = "linux")]
 const NOTSENT_LOWAT: u32 = 256 << 10;
 
+/// Bytes hyper buffers for each HTTP/2 stream before it asks the answer for
+/// more (hyper's default is about 400 KiB): a client taking an answer over a
+/// slow socket then lets it ask for a piece each time it has taken about
+/// this much, well within the header timeout.
+const H2_STREAM_SEND_BUFFER: usize = 128 << 10;
+
 /// Connections the kernel completes and queues while the agent is not
 /// accepting (all connection slots taken, or a burst of connects): beyond
 /// the queue, clients' connects stall in SYN retries of 1, 2, 4, 8 s.
@@ -83,6 +89,7 @@ pub async fn run(
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    builder.http2().max_send_buf_size(H2_STREAM_SEND_BUFFER);
     let stopping = CancellationToken::new();
     let tasks = TaskTracker::new();
     let mut stop = std::pin::pin!(stop);
