@@ -45,6 +45,12 @@ async fn a_scrape_shows_the_traffic() {
     let after = scrape(&c).await;
     assert_eq!(sample(&after, "floe_produced_records_total"), 20.0);
     assert!(compression(&after).is_none_or(|s| s > 0.0), "compressing counted");
+    // The process's CPU time: more after the produces, and more than compressing took.
+    if cfg!(any(target_os = "linux", target_os = "macos")) {
+        let cpu = |text: &str| sample(text, "floe_process_cpu_seconds_total");
+        assert!(cpu(&after) > cpu(&before), "{} then {}", cpu(&before), cpu(&after));
+        assert!(compression(&after).is_none_or(|s| s < cpu(&after)), "a part of the process's CPU time");
+    }
     assert_eq!(sample(&after, "floe_produce_requests_total{outcome=\"acknowledged\"}"), 10.0);
     assert_eq!(sample(&after, "floe_produce_requests_total{outcome=\"refused\"}"), 1.0);
     assert_eq!(sample(&after, "floe_produce_ack_seconds_count"), 10.0);

@@ -14,3 +14,16 @@ pub fn thread_ns() -> Option<u64> {
 pub fn thread_ns() -> Option<u64> {
     None
 }
+
+/// This process's CPU time so far (all its threads, user and system), in
+/// nanoseconds (`CLOCK_PROCESS_CPUTIME_ID`); `None` off Linux and macOS.
+#[cfg(any(target_os = "linux", target_vendor = "apple"))]
+pub fn process_ns() -> Option<u64> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID).ok()?;
+    Some(u64::try_from(t.tv_sec()).ok()? * 1_000_000_000 + u64::try_from(t.tv_nsec()).ok()?)
+}
+
+#[cfg(not(any(target_os = "linux", target_vendor = "apple")))]
+pub fn process_ns() -> Option<u64> {
+    None
+}

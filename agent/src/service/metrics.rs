@@ -292,13 +292,23 @@ impl Agent {
         if let Some(rss) = memory.rss_bytes {
             r.register("resident_memory_bytes", "The agent process's resident set size", gauge(rss as i64));
         }
-        if let Some(us) = stats.compression_cpu_us {
+        let seconds = |us: u64| {
             let seconds = Counter::<f64, AtomicU64>::default();
             seconds.inc_by(us as f64 / 1e6);
+            seconds
+        };
+        if let Some(us) = stats.compression_cpu_us {
             r.register(
                 "compression_cpu_seconds",
                 "CPU time spent compressing records, estimated from one compression in eight per thread (Linux)",
-                seconds,
+                seconds(us),
+            );
+        }
+        if let Some(us) = stats.process_cpu_us {
+            r.register(
+                "process_cpu_seconds",
+                "The agent process's CPU time, user and system, all threads (Linux, macOS)",
+                seconds(us),
             );
         }
         let (held, budgets) = (Family::<BudgetLabels, Gauge>::default(), Family::<BudgetLabels, Gauge>::default());

@@ -32,6 +32,9 @@ pub struct Stats {
     /// compressions (Linux; none elsewhere). With the process's CPU time,
     /// the share compression takes.
     pub compression_cpu_us: Option<u64>,
+    /// The process's CPU time since start (all threads, user and system),
+    /// in microseconds (Linux and macOS; none elsewhere).
+    pub process_cpu_us: Option<u64>,
     pub connections: ConnectionStats,
 }
 
@@ -198,6 +201,7 @@ impl Agent {
             },
             memory,
             compression_cpu_us: floe_broker::segment::compression_cpu_micros(),
+            process_cpu_us: floe_broker::cpu_time::process_ns().map(|ns| ns / 1000),
             connections: ConnectionStats {
                 open: self.connections.open() as u64,
                 limit: self.connections.limit() as u64,
