@@ -122,7 +122,9 @@ pub struct AgentArgs {
 
     /// A connection that has not sent a whole request head (request line and
     /// headers) this long after it opened, or after its previous request, is
-    /// closed; so is an HTTP/2 connection with no request in flight this long.
+    /// closed; so is an HTTP/2 connection with no request in flight and no
+    /// answer going out this long. One whose client has taken nothing of its
+    /// answers this long is dropped.
     #[arg(long, env = "FLOE_REQUEST_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_header_timeout_ms: u64,
 
