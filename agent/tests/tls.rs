@@ -75,3 +75,34 @@ async fn agents_forward_group_requests_over_tls() {
     assert_eq!(s, 200, "{second}");
     assert_eq!(second["assignments"].as_array().unwrap().len(), 1, "one coordinator saw both members: {second}");
 }
+
+/// Over TLS (whose records the agent writes through a buffer of rustls's),
+/// a client reading a large answer slowly, for longer than twice the
+/// header timeout, still gets all of it (decision 0031).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reading_a_large_answer_slowly_over_tls_gets_all_of_it() {
+    let (store, env, _dir) = fresh_store(Backend::Dir).unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let mut flags = tls_flags(certs.path());
+    flags.extend(["--compactor", "off", "--request-header-timeout-ms", "2000"].map(str::to_owned));
+    let agent = AgentProc::start(&store, &env, &flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let c = https_client(&agent, certs.path());
+    c.create_topic("t", 1).await;
+    let value = "x".repeat(512 << 10);
+    for _ in 0..4 {
+        let records: Vec<_> = (0..4).map(|_| json!({"value": value, "partition": 0})).collect();
+        assert_eq!(c.produce("t", json!(records)).await.len(), 4);
+    }
+    let url = format!("{}/v1/topics/t/partitions/0/records?offset=0&max_records=100&max_bytes=67108864", c.base);
+    let mut answer = c.http.get(url).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let length = answer.content_length().unwrap();
+    let mut got = 0;
+    // At most about 16 KiB (a TLS record) a read, 16 ms apart: eight seconds at least.
+    while let Ok(Some(chunk)) = answer.chunk().await {
+        got += chunk.len() as u64;
+        tokio::time::sleep(std::time::Duration::from_millis(16)).await;
+    }
+    assert_eq!(got, length, "the whole answer, not cut short");
+}
