@@ -59,7 +59,8 @@ pub(super) struct Activity {
 pub(super) enum Quiet {
     /// No request in flight, and every answer written.
     Idle,
-    /// Its writes have made no progress: the client does not read what it asked for.
+    /// Its writes, or one of its HTTP/2 answers, have made no progress: the
+    /// client does not take what it asked for.
     Stalled,
 }
 
