@@ -236,8 +236,6 @@ struct Waiter {
     /// When the request was taken.
     queued: Instant,
     acks: Acks,
-    /// Handed to the flusher: from then on its records may be written.
-    buffered: bool,
 }
 
 impl Waiter {
@@ -259,18 +257,10 @@ impl Waiter {
 }
 
 impl Drop for Waiter {
-    /// A waiter dropped unanswered still releases its retries: with `Closed`
-    /// once buffered (the writer stopped); before that (its request was
-    /// dropped, nothing of it written) with no answer, so that one of them
-    /// writes the batch.
+    /// A waiter dropped unanswered (its task ended) still releases its retries.
     fn drop(&mut self) {
-        if self.reply.is_none() {
-            return;
-        }
-        if self.buffered {
+        if self.reply.is_some() {
             self.finish(Err(WriteError::Closed));
-        } else if let Some((key, inflight)) = self.stamp.take() {
-            inflight.lock().remove(&key);
         }
     }
 }
@@ -449,19 +439,17 @@ impl Writer {
             (records().map(Record::held_bytes).sum(), records().map(Record::buffered_bytes).sum());
         let permits = u32::try_from(charge).ok().filter(|_| charge <= self.budget_bytes);
         let permits = permits.ok_or(WriteError::TooLarge { bytes: charge, budget: self.budget_bytes })?;
-        let stamp = loop {
-            let Some(key) = stamp_key(&topic, &parts) else { break None };
-            match self.claim_stamp(key) {
+        let stamp = match stamp_key(&topic, &parts) {
+            Some(key) => match self.claim_stamp(key) {
                 Claim::Answered(reply) => return reply,
-                // Its records are the ones in flight: only the answer is awaited.
-                Claim::Wait(answer) => match answer.await {
-                    Ok(reply) => return reply,
-                    // The request waited for was dropped before any of it
-                    // was buffered (its client gone): this one writes.
-                    Err(_) => continue,
-                },
-                Claim::Write(key) => break Some((key, self.inflight.clone())),
-            }
+                Claim::Wait(answer) => {
+                    // Its records are the ones in flight: only the answer is awaited.
+                    drop(parts);
+                    return answer.await.unwrap_or(Err(WriteError::Closed));
+                }
+                Claim::Write(key) => Some((key, self.inflight.clone())),
+            },
+            None => None,
         };
         let (reply, answer) = oneshot::channel();
         let mut waiter = Waiter {
@@ -473,7 +461,6 @@ impl Writer {
             partitions: parts.iter().map(|p| p.partition).collect(),
             queued: Instant::now(),
             acks,
-            buffered: false,
         };
         // Dropping the waiter on an early return answers the retries waiting for it.
         let Ok(permit) = self.budget.clone().try_acquire_many_owned(permits) else {
@@ -488,7 +475,6 @@ impl Writer {
                 return Err(e);
             }
         };
-        waiter.buffered = true;
         self.tx.send(Pending { topic, parts, bytes, waiter }).map_err(|_| WriteError::Closed)?;
         answer.await.unwrap_or(Err(WriteError::Closed))
     }
@@ -1703,34 +1689,6 @@ mod tests {
     }
 
     /// Without a spool, `acks=local` is refused before anything is buffered.
-    /// An idempotent retry that waits for its original, whose request is
-    /// then dropped (its client gone) before any of it was buffered, writes
-    /// the batch itself, once: nothing of the original was written, and the
-    /// agent is not stopping, so a 503 `shutting_down` would be wrong.
-    #[tokio::test]
-    async fn a_retry_whose_original_was_dropped_before_buffering_writes_the_batch() {
-        let store = Arc::new(MeteredStore::new(Arc::new(object_store::memory::InMemory::new())));
-        let (writer, topic_id, log) = writer_on(store, 1, None, SOON).await;
-        let init = log.commit(vec![Op::InitProducer { producer_id: None }]).await.unwrap();
-        let Some(floe_broker::state::OpOutcome::ProducerReady { id, epoch }) = init.outcomes.first().cloned() else {
-            panic!("no producer: {:?}", init.outcomes);
-        };
-        let stamp = ProducerStamp { id, epoch, sequence: 0 };
-        // Large enough to be compressed on a blocking thread: the original waits there.
-        let batch = || {
-            let record = Record { key: None, value: Bytes::from(vec![b'x'; 1024]), timestamp: 1, headers: vec![] };
-            vec![PartitionRecords { partition: 0, topic_id, producer: Some(stamp), records: vec![record; 300] }]
-        };
-        let mut original = Box::pin(writer.append("t".into(), batch(), Acks::Committed));
-        assert!(futures::poll!(original.as_mut()).is_pending(), "compressing");
-        let mut retry = Box::pin(writer.append("t".into(), batch(), Acks::Committed));
-        assert!(futures::poll!(retry.as_mut()).is_pending(), "waiting for the original");
-        drop(original);
-        let written = retry.await.expect("the retry writes the batch");
-        assert_eq!(written.bases, [0]);
-        assert_eq!(log.state().partition("t", 0).unwrap().high_watermark, 300, "written once");
-    }
-
     #[tokio::test]
     async fn acks_local_needs_a_spool() {
         let store = Arc::new(object_store::memory::InMemory::new());
