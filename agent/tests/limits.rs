@@ -128,13 +128,18 @@ async fn connections_stalled_mid_headers_are_closed() {
 /// An HTTP/2 connection to `addr` (prior knowledge, no TLS), and a task
 /// that ends when the agent closes it: with `true` for a clean close.
 async fn http2(addr: &str) -> (hyper::client::conn::http2::SendRequest<String>, tokio::task::JoinHandle<bool>) {
+    http2_by(addr, &Http2Builder::new(hyper_util::rt::TokioExecutor::new())).await
+}
+
+type Http2Builder = hyper::client::conn::http2::Builder<hyper_util::rt::TokioExecutor>;
+
+/// The same, with the client's settings in `builder`.
+async fn http2_by(
+    addr: &str,
+    builder: &Http2Builder,
+) -> (hyper::client::conn::http2::SendRequest<String>, tokio::task::JoinHandle<bool>) {
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
+    let (sender, connection) = builder.handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
     (sender, tokio::spawn(async move { connection.await.is_ok() }))
 }
 
@@ -704,10 +709,7 @@ async fn a_client_that_stops_reading_its_answer_is_disconnected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_client_taking_a_large_answer_slowly_gets_all_of_it() {
     use http_body_util::BodyExt;
-    let (_dir, a) = holding_large_records(6).await;
-    let (mut sender, _closed) = http2_with_window(a.client().base.trim_start_matches("http://"), 16 << 10).await;
-    let answer = send(&mut sender, FETCH_ALL, "application/json").await;
-    assert_eq!(answer.status(), 200);
+    let (_dir, _a, _sender, _closed, answer) = asked_over_http2(6, 16 << 10).await;
     let length: usize = answer.headers()["content-length"].to_str().unwrap().parse().unwrap();
     let mut body = answer.into_body();
     let mut got = 0;
@@ -722,21 +724,27 @@ async fn an_http2_client_taking_a_large_answer_slowly_gets_all_of_it() {
     assert_eq!(got, length, "the whole answer, not cut short");
 }
 
-/// An HTTP/2 connection to `addr` whose client grants each stream, and the
-/// connection, `window` bytes at a time, as it takes their data; and a
-/// task that ends when the agent closes it (`true`: cleanly).
-async fn http2_with_window(
-    addr: &str,
+/// [`holding_large_records`] (`mib` of them), an HTTP/2 connection whose
+/// client grants each stream, and the connection, `window` bytes at a time
+/// as it takes their data (with [`http2`]'s task), and the head of its
+/// answer (200) to a request for all of them.
+async fn asked_over_http2(
+    mib: usize,
     window: u32,
-) -> (hyper::client::conn::http2::SendRequest<String>, tokio::task::JoinHandle<bool>) {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (sender, connection) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-        .initial_stream_window_size(window)
-        .initial_connection_window_size(window)
-        .handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .unwrap();
-    (sender, tokio::spawn(async move { connection.await.is_ok() }))
+) -> (
+    tempfile::TempDir,
+    AgentProc,
+    hyper::client::conn::http2::SendRequest<String>,
+    tokio::task::JoinHandle<bool>,
+    hyper::Response<hyper::body::Incoming>,
+) {
+    let (dir, a) = holding_large_records(mib).await;
+    let mut builder = Http2Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder.initial_stream_window_size(window).initial_connection_window_size(window);
+    let (mut sender, closed) = http2_by(a.client().base.trim_start_matches("http://"), &builder).await;
+    let answer = send(&mut sender, FETCH_ALL, "application/json").await;
+    assert_eq!(answer.status(), 200);
+    (dir, a, sender, closed, answer)
 }
 
 /// Over HTTP/2, a client that takes an answer's head and never its body
@@ -746,10 +754,7 @@ async fn http2_with_window(
 /// connection is dropped (not closed gracefully, as when idle).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_client_that_never_takes_its_answer_is_disconnected() {
-    let (_dir, a) = holding_large_records(2).await;
-    let (mut sender, closed) = http2_with_window(a.client().base.trim_start_matches("http://"), 64 << 10).await;
-    let answer = send(&mut sender, FETCH_ALL, "application/json").await;
-    assert_eq!(answer.status(), 200);
+    let (_dir, _a, mut sender, closed, answer) = asked_over_http2(2, 64 << 10).await;
     // Meanwhile small requests go on, each within the timeout.
     let mut answered = 0;
     while !closed.is_finished() && answered < 60 {

@@ -6,8 +6,7 @@
 /// a system call); `None` off Linux.
 #[cfg(target_os = "linux")]
 pub fn thread_ns() -> Option<u64> {
-    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
-    Some(u64::try_from(t.tv_sec()).ok()? * 1_000_000_000 + u64::try_from(t.tv_nsec()).ok()?)
+    clock_ns(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -19,7 +18,12 @@ pub fn thread_ns() -> Option<u64> {
 /// nanoseconds (`CLOCK_PROCESS_CPUTIME_ID`); `None` off Linux and macOS.
 #[cfg(any(target_os = "linux", target_vendor = "apple"))]
 pub fn process_ns() -> Option<u64> {
-    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID).ok()?;
+    clock_ns(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+#[cfg(any(target_os = "linux", target_vendor = "apple"))]
+fn clock_ns(clock: nix::time::ClockId) -> Option<u64> {
+    let t = nix::time::clock_gettime(clock).ok()?;
     Some(u64::try_from(t.tv_sec()).ok()? * 1_000_000_000 + u64::try_from(t.tv_nsec()).ok()?)
 }
 

@@ -102,9 +102,19 @@ impl Activity {
         }
     }
 
-    /// Since when the answer waiting longest has waited, if any does.
-    fn longest_waiting(&self) -> Option<Instant> {
-        self.waiting.lock().ok()?.iter().map(|(_, since)| *since).min()
+    /// Since when the client has taken nothing it was sent, if it has not:
+    /// since its writes blocked, or since the HTTP/2 answer waiting longest
+    /// began to wait (each answer on its own: others going on do not take
+    /// it out).
+    fn stuck_since(&self) -> Option<Instant> {
+        let blocked = self.blocked_since.load(Ordering::SeqCst).checked_sub(1).map(|nanos| self.at(nanos));
+        let waiting = self.waiting.lock().ok().and_then(|w| w.iter().map(|(_, since)| *since).min());
+        blocked.into_iter().chain(waiting).min()
+    }
+
+    /// The instant `nanos` after the connection opened.
+    fn at(&self, nanos: u64) -> Instant {
+        self.opened + Duration::from_nanos(nanos)
     }
 
     /// Writes go through again: the client read what was blocked. Idleness
@@ -134,17 +144,7 @@ impl Activity {
         loop {
             tokio::time::sleep_until(deadline).await;
             let now = Instant::now();
-            let blocked = self.blocked_since.load(Ordering::SeqCst);
-            if blocked > 0 {
-                let since = self.opened + Duration::from_nanos(blocked - 1);
-                if since + timeout <= now {
-                    return Quiet::Stalled;
-                }
-                deadline = since + timeout;
-                continue;
-            }
-            // Each answer on its own: others going on do not take it out.
-            if let Some(since) = self.longest_waiting() {
+            if let Some(since) = self.stuck_since() {
                 if since + timeout <= now {
                     return Quiet::Stalled;
                 }
@@ -156,7 +156,7 @@ impl Activity {
                 continue;
             }
             // Read after the count: an end is recorded before its request leaves it.
-            let last_end = self.opened + Duration::from_nanos(self.last_end.load(Ordering::SeqCst));
+            let last_end = self.at(self.last_end.load(Ordering::SeqCst));
             let idle_since = last_end.max(from);
             if idle_since + timeout <= now {
                 return Quiet::Idle;
