@@ -425,6 +425,12 @@ impl Writer {
     /// that retries a batch the log already holds is answered from the state.
     /// Neither writes anything. (The log dedups on apply as well, which covers
     /// retries through other agents.)
+    ///
+    /// # Cancel safety
+    /// Once polled, the records are taken: dropping the future loses only
+    /// the answer. A request compressed on a blocking thread is buffered
+    /// from there whether or not its caller still waits, so the retries
+    /// waiting for it get its offsets, as they would once it was buffered.
     pub async fn append(&self, topic: String, parts: Vec<PartitionRecords>, acks: Acks) -> Reply {
         if acks == Acks::Local && self.spool.is_none() {
             return Err(WriteError::NoSpool);
@@ -468,14 +474,12 @@ impl Writer {
             return Err(WriteError::Overloaded);
         };
         waiter._permit = Some(permit);
-        let parts = match compress_large_parts(parts, &self.compressing).await {
-            Ok(compressed) => compressed,
-            Err(e) => {
-                waiter.answer(Err(e.clone()));
-                return Err(e);
-            }
-        };
-        self.tx.send(Pending { topic, parts, bytes, waiter }).map_err(|_| WriteError::Closed)?;
+        let tx = self.tx.clone();
+        compress_large_parts(parts, &self.compressing, move |parts| match parts {
+            // A writer that has stopped drops the request, and its waiter answers `Closed`.
+            Ok(parts) => drop(tx.send(Pending { topic, parts, bytes, waiter })),
+            Err(e) => waiter.answer(Err(e)),
+        });
         answer.await.unwrap_or(Err(WriteError::Closed))
     }
 
@@ -525,22 +529,27 @@ const FRAME_MIN_BYTES: usize = 64 * 1024;
 /// runtime thread for long (256 KiB takes about half a millisecond).
 const INLINE_MAX_BYTES: usize = 256 * 1024;
 
-/// Compresses each part of at least `FRAME_MIN_BYTES` into a frame, and
-/// lets go of its records. Beyond `INLINE_MAX_BYTES`, only with one of the
-/// `slots` (about one per core): when none is free the parts are left for
-/// the flush, so blocking threads, and the buffers and contexts they hold,
-/// stay few.
+/// Compresses each part of at least `FRAME_MIN_BYTES` into a frame, lets
+/// go of its records, and hands the parts to `deliver`. Beyond
+/// `INLINE_MAX_BYTES`, only with one of the `slots` (about one per core),
+/// on a blocking thread that calls `deliver` itself; when none is free the
+/// parts are left for the flush, so blocking threads, and the buffers and
+/// contexts they hold, stay few. Otherwise `deliver` is called before this
+/// returns.
 ///
 /// The records left for the flush may be slices of one buffer with other
 /// partitions' records (the native API hands a request over so): that
 /// buffer is counted, as their request, until the request is answered,
 /// and they are let go when their segment is built, before that.
 ///
-/// # Cancel safety
-/// Dropping the future drops the parts; nothing has been buffered yet. A
-/// compression already on a blocking thread runs to its end holding its
-/// slot, so abandoned ones cannot pile up either.
-async fn compress_large_parts(parts: Vec<PartitionRecords>, slots: &Arc<Semaphore>) -> Result<Vec<Part>, WriteError> {
+/// The blocking thread does not depend on the caller: a request whose
+/// client has gone is still delivered (and its retries answered), holding
+/// its slot and its budget until then, so abandoned ones cannot pile up.
+fn compress_large_parts(
+    parts: Vec<PartitionRecords>,
+    slots: &Arc<Semaphore>,
+    deliver: impl FnOnce(Result<Vec<Part>, WriteError>) + Send + 'static,
+) {
     let sizes: Vec<usize> = parts.iter().map(|p| segment::encoded_records_len(&p.records)).collect();
     let total: usize = sizes.iter().filter(|n| **n >= FRAME_MIN_BYTES).sum();
     let take = move |parts: Vec<PartitionRecords>, compress: bool| {
@@ -558,17 +567,18 @@ async fn compress_large_parts(parts: Vec<PartitionRecords>, slots: &Arc<Semaphor
             .map_err(|e| WriteError::Upload(Arc::new(e)))
     };
     if total <= INLINE_MAX_BYTES {
-        return take(parts, true);
+        return deliver(take(parts, true));
     }
     let Ok(slot) = slots.clone().try_acquire_owned() else {
-        return take(parts, false);
+        return deliver(take(parts, false));
     };
-    tokio::task::spawn_blocking(move || {
-        let _slot = slot;
-        take(parts, true)
-    })
-    .await
-    .unwrap_or_else(|e| Err(WriteError::UnexpectedOutcome(format!("record compression stopped: {e}"))))
+    // Not awaited: the thread delivers. (A panic there drops `deliver`,
+    // and with it the request's waiter, which answers `Closed`.)
+    drop(tokio::task::spawn_blocking(move || {
+        let taken = take(parts, true);
+        drop(slot);
+        deliver(taken);
+    }));
 }
 
 enum Claim {
@@ -1339,6 +1349,13 @@ mod tests {
         assert_eq!(values, expected);
     }
 
+    /// What `compress_large_parts` delivers, wherever it does.
+    async fn compressed(parts: Vec<PartitionRecords>, slots: &Arc<Semaphore>) -> Result<Vec<Part>, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        compress_large_parts(parts, slots, move |taken| drop(tx.send(taken)));
+        rx.await.expect("delivered")
+    }
+
     /// A large request finds no free compression slot: its records are left
     /// for the flush instead of waiting or starting another blocking thread.
     #[tokio::test]
@@ -1352,10 +1369,10 @@ mod tests {
                 records: vec![record.clone(); INLINE_MAX_BYTES / 100 + 1],
             }]
         };
-        let taken = compress_large_parts(parts(), &Arc::new(Semaphore::new(0))).await.unwrap();
+        let taken = compressed(parts(), &Arc::new(Semaphore::new(0))).await.unwrap();
         assert!(matches!(taken[0].held, Held::Records(_)));
         let slots = Arc::new(Semaphore::new(1));
-        let taken = compress_large_parts(parts(), &slots).await.unwrap();
+        let taken = compressed(parts(), &slots).await.unwrap();
         assert!(matches!(taken[0].held, Held::Frame(_)));
         assert_eq!(slots.available_permits(), 1, "the slot is given back");
     }
@@ -1429,7 +1446,7 @@ mod tests {
         // ones left for the flush for want of a slot.
         for (size, slots, let_go) in [(1024, 1, true), (512, 1, true), (100, 1, false), (1024, 0, false)] {
             let (shared, parts) = parts_sharing_a_buffer(2, 150, size);
-            let taken = compress_large_parts(parts, &Arc::new(Semaphore::new(slots))).await.unwrap();
+            let taken = compressed(parts, &Arc::new(Semaphore::new(slots))).await.unwrap();
             assert_eq!(taken.iter().map(Part::records).collect::<Vec<_>>(), [150, 150]);
             assert_eq!(shared.is_unique(), let_go, "{size} B records, {slots} slots");
             drop(taken);
@@ -1686,6 +1703,37 @@ mod tests {
         let part = PartitionRecords { partition: 0, topic_id, producer: Some(stamp), records: vec![record] };
         let refused = writer.append("t".into(), vec![part], Acks::Local).await;
         assert!(matches!(refused, Err(WriteError::LocalIdempotent)), "{refused:?}");
+    }
+
+    /// An idempotent retry waits for its original, whose request is then
+    /// dropped (its client gone) while its records are compressed on a
+    /// blocking thread: the original is still written, once, and the retry
+    /// gets its offsets. (It used to get `Closed`, a 503 `shutting_down`
+    /// from an agent that was not stopping.)
+    #[tokio::test]
+    async fn a_retry_whose_original_was_dropped_while_compressing_gets_its_offsets() {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let (writer, topic_id, log) = writer_on(store, 1, None, SOON).await;
+        let init = log.commit(vec![Op::InitProducer { producer_id: None }]).await.unwrap();
+        let Some(floe_broker::state::OpOutcome::ProducerReady { id, epoch }) = init.outcomes.first().cloned() else {
+            panic!("no producer: {:?}", init.outcomes);
+        };
+        let stamp = ProducerStamp { id, epoch, sequence: 0 };
+        // Beyond `INLINE_MAX_BYTES`: compressed on a blocking thread.
+        let batch = || {
+            let record = Record { key: None, value: Bytes::from(vec![b'x'; 1024]), timestamp: 1, headers: vec![] };
+            let records = vec![record; INLINE_MAX_BYTES / 1024 + 1];
+            vec![PartitionRecords { partition: 0, topic_id, producer: Some(stamp), records }]
+        };
+        let mut original = Box::pin(writer.append("t".into(), batch(), Acks::Committed));
+        assert!(futures::poll!(original.as_mut()).is_pending());
+        let mut retry = Box::pin(writer.append("t".into(), batch(), Acks::Committed));
+        assert!(futures::poll!(retry.as_mut()).is_pending(), "waiting for the original");
+        drop(original);
+        let written = retry.await.expect("the original's offsets");
+        assert_eq!(written.bases, [0]);
+        let high_watermark = log.state().partition("t", 0).unwrap().high_watermark;
+        assert_eq!(high_watermark, INLINE_MAX_BYTES as u64 / 1024 + 1, "written once");
     }
 
     /// Without a spool, `acks=local` is refused before anything is buffered.
