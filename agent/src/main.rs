@@ -174,6 +174,7 @@ async fn run(
     profile_seed: Option<u64>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut store = floe_broker::store::open(&args.store)?;
+    floe_broker::store::sweep_leftovers(&args.store, floe_broker::clock::now_ms());
     if profile != floe_broker::latency::Profile::None {
         tracing::warn!(%profile, "delaying object-store requests (benchmarking only)");
         store = floe_broker::latency::LatencyStore::wrap(store, profile, profile_seed.unwrap_or_else(rand::random));

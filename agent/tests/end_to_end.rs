@@ -98,3 +98,33 @@ async fn s3_protocol_survives_kill_9() {
     let (store, env) = s3.agent_store(&s3.fresh_prefix());
     survives_kill_9(&store, &env).await;
 }
+
+/// A writer killed between writing an object's staging file and publishing
+/// it leaves `<key>#<n>` behind, which no listing shows and so no
+/// compaction removes. An agent starting on the directory removes those
+/// older than an hour, and not younger ones (perhaps a PUT in progress).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_starting_removes_the_staging_files_a_crash_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = dir.path().join("segments");
+    std::fs::create_dir_all(&segments).unwrap();
+    let (left, young) = (segments.join("01JCRASHED0000000000000000#1"), segments.join("01JWRITING0000000000000000#1"));
+    for path in [&left, &young] {
+        std::fs::write(path, vec![0u8; 4096]).unwrap();
+    }
+    let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+    std::fs::File::options().write(true).open(&left).unwrap().set_modified(hours_ago).unwrap();
+
+    let a = AgentProc::start(&format!("file://{}", dir.path().display()), &[], &["--compactor", "off"]);
+    let mut gone = false;
+    for _ in 0..200 {
+        if !left.exists() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the crash's staging file is removed");
+    assert!(young.exists(), "a young one is left alone");
+    a.client().create_topic("t", 1).await;
+}

@@ -20,6 +20,7 @@ pub mod record;
 pub mod segment;
 pub mod shutdown;
 pub mod snapshot;
+pub mod staging;
 pub mod state;
 pub mod store;
 /// Fixtures for tests (an S3 server from the environment); not part of the production API.

@@ -42,14 +42,7 @@ pub fn open(url: &str) -> Result<Arc<dyn ObjectStore>> {
         let prefix = prefix.trim_matches('/');
         return Ok(if prefix.is_empty() { Arc::new(s3) } else { Arc::new(PrefixStore::new(s3, prefix)) });
     }
-    let dir = match url.strip_prefix("file://") {
-        Some(dir) => dir,
-        None if url.contains("://") => return Err(invalid("supported schemes are file://, memory:// and s3://")),
-        None => url,
-    };
-    if dir.is_empty() {
-        return Err(invalid("no directory"));
-    }
+    let dir = local_dir(url).map_err(invalid)?;
     std::fs::create_dir_all(dir).map_err(|e| invalid(&format!("cannot create directory: {e}")))?;
     // Synced before a PUT returns (data, then the directory entry): an
     // acknowledged record must survive a power loss, as it would on S3.
@@ -59,6 +52,33 @@ pub fn open(url: &str) -> Result<Arc<dyn ObjectStore>> {
     return Ok(Arc::new(crate::direct::DirectLocal::new(local)));
     #[cfg(not(target_os = "linux"))]
     Ok(Arc::new(local))
+}
+
+/// The directory of a local store's URL (`file://DIR` or a bare path), or
+/// why the URL names none (other schemes are handled before).
+fn local_dir(url: &str) -> std::result::Result<&str, &'static str> {
+    let dir = match url.strip_prefix("file://") {
+        Some(dir) => dir,
+        None if url.contains("://") => return Err("supported schemes are file://, memory:// and s3://"),
+        None => url,
+    };
+    if dir.is_empty() { Err("no directory") } else { Ok(dir) }
+}
+
+/// For a local directory store: removes, on a blocking thread, the staging
+/// files that crashed writers left in it ([`crate::staging`]), as of `now_ms`
+/// (milliseconds since the epoch), and logs what it removed. Other stores
+/// have none (an unfinished S3 upload is not an object).
+pub fn sweep_leftovers(url: &str, now_ms: u64) {
+    let Ok(dir) = local_dir(url).map(std::path::PathBuf::from) else { return };
+    let now = std::time::UNIX_EPOCH + Duration::from_millis(now_ms);
+    drop(tokio::task::spawn_blocking(move || match crate::staging::sweep(&dir, now, crate::staging::MIN_AGE) {
+        Ok(swept) if swept.files > 0 => {
+            tracing::info!(files = swept.files, bytes = swept.bytes, "removed staging files left by a crashed writer")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot sweep leftover staging files"),
+    }));
 }
 
 /// An S3 client configured by the `AWS_*` variables among `vars`, over

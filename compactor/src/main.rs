@@ -50,6 +50,7 @@ const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn run(cli: Cli) -> Result<(), floe_broker::Error> {
     let store = floe_broker::store::open(&cli.store)?;
+    floe_broker::store::sweep_leftovers(&cli.store, floe_broker::clock::now_ms());
     let settings = LogSettings { new_cluster_commit_window_ms: cli.commit_window_ms, ..LogSettings::default() };
     let (cluster, log) = floe_broker::open(store, settings).await?;
     tracing::info!(cluster_id = %cluster.cluster_id, store = %cli.store, "compactor started");
