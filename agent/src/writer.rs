@@ -429,8 +429,10 @@ impl Writer {
     /// # Cancel safety
     /// Once polled, the records are taken: dropping the future loses only
     /// the answer. A request compressed on a blocking thread is buffered
-    /// from there whether or not its caller still waits, so the retries
-    /// waiting for it get its offsets, as they would once it was buffered.
+    /// from there whether or not its caller still waits (unless the writer
+    /// has stopped meanwhile: then nothing of it is written), so the
+    /// retries waiting for it get its offsets, as they would once it was
+    /// buffered.
     pub async fn append(&self, topic: String, parts: Vec<PartitionRecords>, acks: Acks) -> Reply {
         if acks == Acks::Local && self.spool.is_none() {
             return Err(WriteError::NoSpool);
@@ -572,10 +574,10 @@ fn compress_large_parts(
     let Ok(slot) = slots.clone().try_acquire_owned() else {
         return deliver(take(parts, false));
     };
-    // Not awaited: the thread delivers. (A panic there drops `deliver`,
-    // and with it the request's waiter, which answers `Closed`.)
+    // Not awaited: the thread delivers, a panic included.
     drop(tokio::task::spawn_blocking(move || {
-        let taken = take(parts, true);
+        let taken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| take(parts, true)))
+            .unwrap_or_else(|_| Err(WriteError::UnexpectedOutcome("record compression panicked".into())));
         drop(slot);
         deliver(taken);
     }));

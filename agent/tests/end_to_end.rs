@@ -108,7 +108,8 @@ async fn an_agent_starting_removes_the_staging_files_a_crash_left() {
     let dir = tempfile::tempdir().unwrap();
     let segments = dir.path().join("segments");
     std::fs::create_dir_all(&segments).unwrap();
-    let (left, young) = (segments.join("01JCRASHED0000000000000000#1"), segments.join("01JWRITING0000000000000000#1"));
+    let (left, young) =
+        (segments.join("01JCRASHED0000000000000000.seg#1"), segments.join("01JWRITING0000000000000000.seg#1"));
     for path in [&left, &young] {
         std::fs::write(path, vec![0u8; 4096]).unwrap();
     }

@@ -65,20 +65,25 @@ fn local_dir(url: &str) -> std::result::Result<&str, &'static str> {
     if dir.is_empty() { Err("no directory") } else { Ok(dir) }
 }
 
-/// For a local directory store: removes, on a blocking thread, the staging
-/// files that crashed writers left in it ([`crate::staging`]), as of `now_ms`
-/// (milliseconds since the epoch), and logs what it removed. Other stores
-/// have none (an unfinished S3 upload is not an object).
+/// For a local directory store: removes, on a thread of its own, the
+/// segment staging files that crashed writers left in it
+/// ([`crate::staging`]), as of `now_ms` (milliseconds since the epoch), and
+/// logs what it removed. Other stores have none (an unfinished S3 upload is
+/// not an object). The thread is not waited for: a process that exits
+/// before it is done leaves the rest to the next start.
 pub fn sweep_leftovers(url: &str, now_ms: u64) {
     let Ok(dir) = local_dir(url).map(std::path::PathBuf::from) else { return };
     let now = std::time::UNIX_EPOCH + Duration::from_millis(now_ms);
-    drop(tokio::task::spawn_blocking(move || match crate::staging::sweep(&dir, now, crate::staging::MIN_AGE) {
+    let sweep = move || match crate::staging::sweep(&dir, now, crate::staging::MIN_AGE) {
         Ok(swept) if swept.files > 0 => {
             tracing::info!(files = swept.files, bytes = swept.bytes, "removed staging files left by a crashed writer")
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot sweep leftover staging files"),
-    }));
+    };
+    if let Err(e) = std::thread::Builder::new().name("floe-sweep".into()).spawn(sweep) {
+        tracing::warn!(error = %e, "cannot start the sweep of leftover staging files");
+    }
 }
 
 /// An S3 client configured by the `AWS_*` variables among `vars`, over
