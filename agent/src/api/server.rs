@@ -375,3 +375,29 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         self.inner.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// While the agent is not accepting (its connection slots all taken),
+    /// the kernel completes and queues connects up to the listen backlog;
+    /// beyond std's 128, the rest would stall in SYN retries (1 s, then
+    /// 2 s more) instead.
+    #[tokio::test]
+    async fn connects_beyond_std_s_backlog_are_queued_while_none_is_accepted() {
+        // The kernel caps every backlog at `somaxconn`.
+        let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").ok();
+        let limit = somaxconn.and_then(|s| s.trim().parse::<usize>().ok()).unwrap_or(usize::MAX);
+        let wanted = 300.min(limit);
+        assert!(wanted > 129, "the system's somaxconn ({limit}) hides the difference");
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connects =
+            (0..wanted).map(|_| tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)));
+        let done = futures::future::join_all(connects).await;
+        let connected = done.into_iter().filter(|c| matches!(c, Ok(Ok(_)))).count();
+        assert_eq!(connected, wanted, "connects completed without an accept");
+        drop(listener);
+    }
+}
