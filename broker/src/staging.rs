@@ -12,7 +12,8 @@
 //! writer that was only paused, its publish fails and the PUT is an error.
 //! Other keys are contended (log entries, snapshots): another writer could
 //! take a removed staging name, and the paused one would then publish the
-//! other's bytes as its own. Those are a few KiB each; they stay.
+//! other's bytes as its own. Those stay (a log entry's are a few KiB, a
+//! snapshot's can be larger).
 
 use std::fs;
 use std::io;

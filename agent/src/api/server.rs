@@ -384,13 +384,17 @@ mod tests {
     /// the kernel completes and queues connects up to the listen backlog;
     /// beyond std's 128, the rest would stall in SYN retries (1 s, then
     /// 2 s more) instead.
+    #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn connects_beyond_std_s_backlog_are_queued_while_none_is_accepted() {
         // The kernel caps every backlog at `somaxconn`.
         let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").ok();
         let limit = somaxconn.and_then(|s| s.trim().parse::<usize>().ok()).unwrap_or(usize::MAX);
         let wanted = 300.min(limit);
-        assert!(wanted > 129, "the system's somaxconn ({limit}) hides the difference");
+        if wanted <= 129 {
+            eprintln!("skipped: the system's somaxconn ({limit}) caps every backlog at std's or below");
+            return;
+        }
         let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let connects =
