@@ -253,7 +253,7 @@ impl From<crate::writer::WriteError> for Error {
             W::TooLarge { bytes, budget } => Self::TooLarge { bytes, budget },
             W::Upload(e) | W::Commit(e) => Self::from(e),
             W::OutcomeUnknown => Self::CommitOutcomeUnknown { source: Some(Arc::new(e)) },
-            W::UnexpectedOutcome(_) => Self::internal(e.to_string()),
+            W::UnexpectedOutcome(_) | W::Internal(_) => Self::internal(e.to_string()),
             W::PartitionGone { topic, partition } => Self::PartitionNotFound { topic, partition },
             W::Closed => Self::ShuttingDown,
             W::Producer(floe_broker::state::Placement::OutOfOrder { expected }) => {

@@ -88,6 +88,10 @@ pub enum WriteError {
     OutcomeUnknown,
     #[error("the log answered the commit with {0}")]
     UnexpectedOutcome(String),
+    /// A bug stopped the write (a panic): nothing says whether it will
+    /// happen again, so it is not called retriable.
+    #[error("an internal error stopped the write: {0}")]
+    Internal(String),
     #[error("topic {topic} partition {partition} did not exist when the records were committed")]
     PartitionGone { topic: String, partition: u32 },
     /// The log refused an idempotent producer's batch (fenced, out of order, unknown).
@@ -257,10 +261,17 @@ impl Waiter {
 }
 
 impl Drop for Waiter {
-    /// A waiter dropped unanswered (its task ended) still releases its retries.
+    /// A waiter dropped unanswered still releases its retries: with `Closed`
+    /// when the writer let it go (it stopped), and with an internal error
+    /// when a panic unwound the task that held it, which says nothing of
+    /// the agent stopping.
     fn drop(&mut self) {
         if self.reply.is_some() {
-            self.finish(Err(WriteError::Closed));
+            let e = match std::thread::panicking() {
+                true => WriteError::Internal("a panic while the request was being written".into()),
+                false => WriteError::Closed,
+            };
+            self.finish(Err(e));
         }
     }
 }
@@ -577,7 +588,7 @@ fn compress_large_parts(
     // Not awaited: the thread delivers, a panic included.
     drop(tokio::task::spawn_blocking(move || {
         let taken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| take(parts, true)))
-            .unwrap_or_else(|_| Err(WriteError::UnexpectedOutcome("record compression panicked".into())));
+            .unwrap_or_else(|_| Err(WriteError::Internal("record compression panicked".into())));
         drop(slot);
         deliver(taken);
     }));
@@ -873,7 +884,7 @@ async fn upload(
             built
         }
         Ok(Err(e)) => return Err((WriteError::Upload(Arc::new(e)), waiters)),
-        Err(e) => return Err((WriteError::UnexpectedOutcome(format!("segment encoder stopped: {e}")), waiters)),
+        Err(e) => return Err((WriteError::Internal(format!("segment encoder stopped: {e}")), waiters)),
     };
     let segment = ctx.log.node().ulid();
     let body = Body::Ram(payload);
@@ -1736,6 +1747,45 @@ mod tests {
         assert_eq!(written.bases, [0]);
         let high_watermark = log.state().partition("t", 0).unwrap().high_watermark;
         assert_eq!(high_watermark, INLINE_MAX_BYTES as u64 / 1024 + 1, "written once");
+    }
+
+    /// A request's waiter dropped by a panic (compressing inline, in the
+    /// request's own task, or in the flusher) answers the retries waiting
+    /// for it with an internal error; dropped by a writer that stopped, with
+    /// `Closed`. (A panic used to answer `Closed` too: a 503
+    /// `shutting_down` from an agent that was not stopping.)
+    #[test]
+    fn a_waiter_unwound_by_a_panic_answers_its_retries_with_an_internal_error() {
+        let waiting = |sequence| {
+            let inflight = Arc::new(InFlight::default());
+            let key: StampKey = ("t".into(), 1, 0, ProducerStamp { id: 1, epoch: 0, sequence }, 1);
+            let (retry, answered) = oneshot::channel();
+            inflight.lock().insert(key.clone(), vec![retry]);
+            let (reply, _) = oneshot::channel();
+            let waiter = Waiter {
+                reply: Some(reply),
+                stamp: Some((key, inflight)),
+                _permit: None,
+                slots: Vec::new(),
+                topic: "t".into(),
+                partitions: vec![0],
+                queued: Instant::now(),
+                acks: Acks::Committed,
+            };
+            (waiter, answered)
+        };
+        let (waiter, mut answered) = waiting(0);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _held = waiter;
+            panic!("a bug while writing");
+        }));
+        assert!(unwound.is_err());
+        let reply = answered.try_recv().expect("the retry answered");
+        assert!(matches!(reply, Err(WriteError::Internal(_))), "{reply:?}");
+        let (waiter, mut answered) = waiting(1);
+        drop(waiter);
+        let reply = answered.try_recv().expect("the retry answered");
+        assert!(matches!(reply, Err(WriteError::Closed)), "{reply:?}");
     }
 
     /// Without a spool, `acks=local` is refused before anything is buffered.
