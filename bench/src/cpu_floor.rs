@@ -251,13 +251,18 @@ pub fn bodies(load: &Load, seed: u64) -> Vec<Bytes> {
 /// one batch of `segment`: the payload bytes it held, and the batch's.
 fn encode(body: &[u8], segment: &mut SegmentBuilder) -> Result<(u64, u64), Err> {
     let parsed: Body<'_> = serde_json::from_slice(body)?;
+    // Stamped as the agent stamps a record sent without a timestamp: with
+    // the time it arrived, once per request. zstd is measurably slower on
+    // records whose timestamps are not all zero bytes (docs/benchmarks.md,
+    // "2026-12-07 (fourth)").
+    let now = i64::try_from(crate::clock::now_micros() / 1000).unwrap_or(i64::MAX);
     let records: Vec<Record> = parsed
         .records
         .iter()
         .map(|r| Record {
             key: r.key.as_ref().map(|k| Bytes::copy_from_slice(k.as_bytes())),
             value: Bytes::copy_from_slice(r.value.as_bytes()),
-            timestamp: 0,
+            timestamp: now,
             headers: Vec::new(),
         })
         .collect();
@@ -282,6 +287,22 @@ mod tests {
             rate: None,
             duration: Duration::from_secs(1),
         }
+    }
+
+    /// The floor's records carry the time they were encoded, as the
+    /// agent's carry the time they arrived: zstd's speed depends on it.
+    #[test]
+    fn the_floor_stamps_records_with_the_time_as_the_agent_does() {
+        let body = crate::load::Bodies::new(&load(), 1).next(false);
+        let before = i64::try_from(crate::clock::now_micros() / 1000).unwrap();
+        let mut segment = SegmentBuilder::new();
+        encode(&body, &mut segment).unwrap();
+        let after = i64::try_from(crate::clock::now_micros() / 1000).unwrap();
+        let (chunks, index) = segment.finish_chunks().unwrap();
+        let batch = &chunks.concat()[index[0].pos as usize..][..index[0].len as usize];
+        let records = floe_broker::segment::decode_batch(batch).unwrap();
+        assert_eq!(records.len(), 100);
+        assert!(records.iter().all(|r| (before..=after).contains(&r.timestamp)), "{}", records[0].timestamp);
     }
 
     #[test]
