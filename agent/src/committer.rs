@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use ulid::Ulid;
 
+use crate::essential::essential;
 use crate::peers::PeerAuth;
 
 /// Entries at most in one group commit.
@@ -96,7 +97,7 @@ impl Committer {
         let http = auth.client(Some(timeout));
         let id = log.node().ulid();
         let committer = Arc::new(Self { id, log, auth, lease, group, http, queue, stopping: stopping.clone() });
-        tasks.spawn(group_commits(Arc::downgrade(&committer), rx, stop));
+        tasks.spawn(essential("the committer", group_commits(Arc::downgrade(&committer), rx, stop)));
         if committer.lease.is_some() {
             tasks.spawn(keep_lease(Arc::downgrade(&committer), stopping));
         }

@@ -8,6 +8,7 @@ pub mod committer;
 pub mod config;
 pub mod config_file;
 pub mod error;
+mod essential;
 pub mod groups;
 mod one_buffer;
 pub mod partitioner;

@@ -27,6 +27,7 @@ use ulid::Ulid;
 
 use crate::cache::BatchCache;
 use crate::committer::{CommitError, Committer};
+use crate::essential::essential;
 use crate::spool::{Recovered, Spool, SpoolError, SpoolSpace};
 
 /// Sealed flushes queued between the flusher and the commit when a spool
@@ -89,7 +90,8 @@ pub enum WriteError {
     #[error("the log answered the commit with {0}")]
     UnexpectedOutcome(String),
     /// A bug stopped the write (a panic): nothing says whether it will
-    /// happen again, so it is not called retriable.
+    /// happen again, so it is not called retriable (as Kafka's producers
+    /// do not retry an unknown server error).
     #[error("an internal error stopped the write: {0}")]
     Internal(String),
     #[error("topic {topic} partition {partition} did not exist when the records were committed")]
@@ -268,7 +270,9 @@ impl Drop for Waiter {
     fn drop(&mut self) {
         if self.reply.is_some() {
             let e = match std::thread::panicking() {
-                true => WriteError::Internal("a panic while the request was being written".into()),
+                true => WriteError::Internal(
+                    "a panic while the request was being written: its records may or may not be in the log".into(),
+                ),
                 false => WriteError::Closed,
             };
             self.finish(Err(e));
@@ -391,8 +395,9 @@ impl Writer {
             cache,
             stop: stop.clone(),
         });
-        tasks.spawn(flusher(rx, uploads_tx, uploader.clone(), settings, recovered, tasks.clone()));
-        tasks.spawn(commit_uploads(uploads_rx, uploader, committer, queue));
+        let flushing = flusher(rx, uploads_tx, uploader.clone(), settings, recovered, tasks.clone());
+        tasks.spawn(essential("the writer's flusher", flushing));
+        tasks.spawn(essential("the writer's commits", commit_uploads(uploads_rx, uploader, committer, queue)));
         let budget = Arc::new(Semaphore::new(budget_bytes));
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         let compressing = Arc::new(Semaphore::new(cores));
@@ -884,6 +889,8 @@ async fn upload(
             built
         }
         Ok(Err(e)) => return Err((WriteError::Upload(Arc::new(e)), waiters)),
+        // Cancelled only as the runtime shuts down.
+        Err(e) if e.is_cancelled() => return Err((WriteError::Closed, waiters)),
         Err(e) => return Err((WriteError::Internal(format!("segment encoder stopped: {e}")), waiters)),
     };
     let segment = ctx.log.node().ulid();
@@ -1083,7 +1090,8 @@ async fn commit_uploads(uploads: mpsc::Receiver<Sealed>, ctx: Arc<Uploader>, com
                 fail_all(waiters, &e);
                 continue;
             }
-            // The waiters were dropped with the task; their callers see `Closed`.
+            // The waiters were dropped with the task: their callers see
+            // `Internal` if it panicked, `Closed` if the runtime dropped it.
             Err(_) => {
                 left |= ctx.spool.is_some();
                 continue;
@@ -1749,13 +1757,13 @@ mod tests {
         assert_eq!(high_watermark, INLINE_MAX_BYTES as u64 / 1024 + 1, "written once");
     }
 
-    /// A request's waiter dropped by a panic (compressing inline, in the
-    /// request's own task, or in the flusher) answers the retries waiting
-    /// for it with an internal error; dropped by a writer that stopped, with
-    /// `Closed`. (A panic used to answer `Closed` too: a 503
-    /// `shutting_down` from an agent that was not stopping.)
-    #[test]
-    fn a_waiter_unwound_by_a_panic_answers_its_retries_with_an_internal_error() {
+    /// A request's waiter dropped by a panic in the task that holds it (the
+    /// request's own, compressing inline, or an upload's) answers the
+    /// retries waiting for it with an internal error; dropped by a writer
+    /// that stopped, with `Closed`. (A panic used to answer `Closed` too: a
+    /// 503 `shutting_down` from an agent that was not stopping.)
+    #[tokio::test]
+    async fn a_waiter_unwound_by_a_panic_answers_its_retries_with_an_internal_error() {
         let waiting = |sequence| {
             let inflight = Arc::new(InFlight::default());
             let key: StampKey = ("t".into(), 1, 0, ProducerStamp { id: 1, epoch: 0, sequence }, 1);
@@ -1775,11 +1783,11 @@ mod tests {
             (waiter, answered)
         };
         let (waiter, mut answered) = waiting(0);
-        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let unwound = tokio::spawn(async move {
             let _held = waiter;
             panic!("a bug while writing");
-        }));
-        assert!(unwound.is_err());
+        });
+        assert!(unwound.await.is_err_and(|e| e.is_panic()));
         let reply = answered.try_recv().expect("the retry answered");
         assert!(matches!(reply, Err(WriteError::Internal(_))), "{reply:?}");
         let (waiter, mut answered) = waiting(1);
