@@ -252,9 +252,8 @@ pub fn bodies(load: &Load, seed: u64) -> Vec<Bytes> {
 fn encode(body: &[u8], segment: &mut SegmentBuilder) -> Result<(u64, u64), Err> {
     let parsed: Body<'_> = serde_json::from_slice(body)?;
     // Stamped as the agent stamps a record sent without a timestamp: with
-    // the time it arrived, once per request. zstd is measurably slower on
-    // records whose timestamps are not all zero bytes (docs/benchmarks.md,
-    // "2026-12-07 (fourth)").
+    // the time it arrived, once per request. zstd's speed depends on the
+    // fixed fields between values (docs/benchmarks.md, "2026-12-07 (fourth)").
     let now = i64::try_from(crate::clock::now_micros() / 1000).unwrap_or(i64::MAX);
     let records: Vec<Record> = parsed
         .records
@@ -303,6 +302,7 @@ mod tests {
         let records = floe_broker::segment::decode_batch(batch).unwrap();
         assert_eq!(records.len(), 100);
         assert!(records.iter().all(|r| (before..=after).contains(&r.timestamp)), "{}", records[0].timestamp);
+        assert!(records.iter().all(|r| r.timestamp == records[0].timestamp), "one time per request");
     }
 
     #[test]
