@@ -9,6 +9,8 @@
 //! Background work the agent serves without (the embedded compactor, group
 //! expiry, following the log) is not wrapped: a panic that would recur on
 //! the same data would make an agent that could serve crash again and again.
+//! Applying a log entry aborts on a panic wherever it runs, as a state half
+//! applied must not be served (`floe_broker::log`).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -17,24 +19,24 @@ use futures::FutureExt;
 
 /// Runs `task`; if it panics, logs `name` and aborts the process.
 pub async fn essential(name: &'static str, task: impl Future<Output = ()>) {
-    on_panic(name, task, abort).await;
+    on_panic(name, task, |name| floe_broker::abort::abort(&format!("{name} panicked"))).await;
 }
 
-/// Runs `task`, and `then` with `name` if it panicked.
+/// Runs `task`, and `then` with `name` if it panicked. What the task held
+/// across its awaits is dropped as the panic unwinds (before `then`), so
+/// the requests it held are answered as a panic's (500 `internal`), not as
+/// the agent stopping.
 async fn on_panic(name: &'static str, task: impl Future<Output = ()>, then: impl FnOnce(&'static str)) {
     if AssertUnwindSafe(task).catch_unwind().await.is_err() {
         then(name);
     }
 }
 
-fn abort(name: &'static str) {
-    tracing::error!(task = name, "a task the agent cannot write without panicked (a bug): aborting, as a crash");
-    std::process::abort();
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
+
+    use floe_broker::testing::{in_child, rerun_in_child};
 
     use super::*;
 
@@ -46,25 +48,39 @@ mod tests {
         assert_eq!(*seen.lock().unwrap(), ["panics"]);
     }
 
-    /// The real thing, in a child process (this test binary, running only
-    /// this test): it dies of `SIGABRT`.
-    #[cfg(unix)]
+    /// What the task held across an await is dropped while the panic
+    /// unwinds, before the abort: the writer's waiters rely on it to answer
+    /// as a panic's, not as the agent stopping.
+    #[tokio::test]
+    async fn what_the_task_holds_is_dropped_as_the_panic_unwinds() {
+        struct Held<'a>(&'a Mutex<Vec<(&'static str, bool)>>);
+        impl Drop for Held<'_> {
+            fn drop(&mut self) {
+                self.0.lock().unwrap().push(("dropped", std::thread::panicking()));
+            }
+        }
+        let seen = Mutex::new(Vec::new());
+        let task = async {
+            let _held = Held(&seen);
+            tokio::task::yield_now().await;
+            panic!("a bug");
+        };
+        on_panic("panics", task, |_| seen.lock().unwrap().push(("told", std::thread::panicking()))).await;
+        assert_eq!(*seen.lock().unwrap(), [("dropped", true), ("told", false)]);
+    }
+
+    /// The real thing, in a child process: it dies of `SIGABRT`, saying why.
     #[test]
     fn a_panic_in_an_essential_task_aborts_the_process() {
-        use std::os::unix::process::ExitStatusExt;
-        const CHILD: &str = "FLOE_TEST_ESSENTIAL_CHILD";
-        if std::env::var_os(CHILD).is_some() {
+        if in_child() {
             let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
             runtime.block_on(essential("the test's task", async { panic!("a bug") }));
             return;
         }
-        let this = "essential::tests::a_panic_in_an_essential_task_aborts_the_process";
-        let child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", this, "--nocapture", "--test-threads=1"])
-            .env(CHILD, "1")
-            .output()
-            .unwrap();
-        // SIGABRT is 6 on Linux and macOS.
-        assert_eq!(child.status.signal(), Some(6), "{child:?}");
+        let child = rerun_in_child("essential::tests::a_panic_in_an_essential_task_aborts_the_process");
+        if cfg!(unix) {
+            assert_eq!(child.signal, Some(6), "SIGABRT: {child:?}");
+        }
+        assert!(child.stderr.contains("floe: the test's task panicked: aborting"), "{child:?}");
     }
 }

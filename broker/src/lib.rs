@@ -1,6 +1,7 @@
 //! Floe's core: the segment format, the metadata log, the state folded from it,
 //! and object-store access. No HTTP here.
 
+pub mod abort;
 pub mod clock;
 pub mod cluster;
 pub mod components;

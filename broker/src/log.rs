@@ -288,6 +288,12 @@ impl MetadataLog {
     }
 
     fn apply(&self, seq: u64, entry: &LogEntry) -> Result<Vec<OpOutcome>> {
+        // A panic part way through (a bug) would leave the entry's commit id
+        // recorded and only some of its ops applied, and the next catch-up
+        // would take it for applied: this node would then serve offsets no
+        // other node agrees with. The process stops instead, and its next
+        // start folds the log again.
+        let _whole = crate::abort::AbortIfUnwinding("a panic while applying a log entry");
         let outcomes = self.state_mut().apply(seq, entry)?;
         self.applied.send_replace(seq);
         Ok(outcomes)

@@ -70,3 +70,44 @@ impl S3Target {
         (format!("s3://{}/{prefix}", self.bucket), env)
     }
 }
+
+/// Set in the child process that [`rerun_in_child`] starts.
+const CHILD: &str = "FLOE_TEST_CHILD";
+
+/// Whether this process is the child [`rerun_in_child`] started, for a test
+/// to do there what should end its process. A child leaves no core file.
+pub fn in_child() -> bool {
+    let child = std::env::var_os(CHILD).is_some();
+    #[cfg(unix)]
+    if child {
+        let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+    }
+    child
+}
+
+/// How a child process ended.
+#[derive(Debug)]
+pub struct ChildEnd {
+    /// The signal that ended it, if one did (Unix).
+    pub signal: Option<i32>,
+    pub stderr: String,
+}
+
+/// Runs the test at `path` (within its crate, e.g. `module::tests::name`)
+/// alone in a child process of this test binary, with [`in_child`] true
+/// there, and says how that ended. A test renamed without its `path`
+/// runs nothing in the child, which then ends normally.
+#[allow(clippy::expect_used)] // only tests call it: a test that cannot start its child fails
+pub fn rerun_in_child(path: &str) -> ChildEnd {
+    let this = std::env::current_exe().expect("the test binary's path");
+    let output = std::process::Command::new(this)
+        .args(["--exact", path, "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .expect("the child test process");
+    #[cfg(unix)]
+    let signal = std::os::unix::process::ExitStatusExt::signal(&output.status);
+    #[cfg(not(unix))]
+    let signal = None;
+    ChildEnd { signal, stderr: String::from_utf8_lossy(&output.stderr).into_owned() }
+}
