@@ -79,6 +79,7 @@ mod tests {
         }
         let child = rerun_in_child("essential::tests::a_panic_in_an_essential_task_aborts_the_process");
         if cfg!(unix) {
+            // SIGABRT is 6 on Linux and macOS.
             assert_eq!(child.signal, Some(6), "SIGABRT: {child:?}");
         }
         assert!(child.stderr.contains("floe: the test's task panicked: aborting"), "{child:?}");

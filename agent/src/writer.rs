@@ -1047,6 +1047,17 @@ async fn refresh_if_stale(ctx: &Uploader, up: &mut Uploaded) -> Result<(), Write
     Ok(())
 }
 
+/// An upload task that ended without an answer. With a spool its flush
+/// stays in the spool, and every later flush would wait for it until a
+/// restart commits them in order: a panic there goes on up, to abort the
+/// agent (this loop is `essential`), rather than leave an agent that takes
+/// `acks=local` writes and never commits them.
+fn spooled_upload_ended(ctx: &Uploader, e: tokio::task::JoinError) {
+    if ctx.spool.is_some() && e.is_panic() {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
 /// Commits uploads in the order they were sealed, so one producer's
 /// requests keep their order within a partition, a round at a time: the
 /// buffers sealed early by size since the clock's last tick, and the one
@@ -1063,17 +1074,6 @@ async fn refresh_if_stale(ctx: &Uploader, up: &mut Uploaded) -> Result<(), Write
 /// Not cancel safe: dropped mid-commit, its requests get `Closed` although
 /// their entry may land (an unknown outcome, as a crash would leave). It is
 /// never cancelled: the writer's drain waits for it to end.
-/// An upload task that ended without an answer. With a spool its flush
-/// stays in the spool, and every later flush would wait for it until a
-/// restart commits them in order: a panic there goes on up, to abort the
-/// agent (this loop is `essential`), rather than leave an agent that takes
-/// `acks=local` writes and never commits them.
-fn spooled_upload_ended(ctx: &Uploader, e: tokio::task::JoinError) {
-    if ctx.spool.is_some() && e.is_panic() {
-        std::panic::resume_unwind(e.into_panic());
-    }
-}
-
 async fn commit_uploads(uploads: mpsc::Receiver<Sealed>, ctx: Arc<Uploader>, committer: Arc<Committer>, max: usize) {
     let stop = ctx.stop.clone();
     let mut intake = Intake { uploads, queue: VecDeque::new(), open: true, max };

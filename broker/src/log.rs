@@ -291,8 +291,9 @@ impl MetadataLog {
         // A panic part way through (a bug) would leave the entry's commit id
         // recorded and only some of its ops applied, and the next catch-up
         // would take it for applied: this node would then serve offsets no
-        // other node agrees with. The process stops instead, and its next
-        // start folds the log again.
+        // other node agrees with. The process stops instead; its next start
+        // folds the log again (and stops again here if the bug recurs on this
+        // entry: docs/architecture.md).
         let _whole = crate::abort::AbortIfUnwinding("a panic while applying a log entry");
         let outcomes = self.state_mut().apply(seq, entry)?;
         self.applied.send_replace(seq);

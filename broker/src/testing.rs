@@ -75,10 +75,12 @@ impl S3Target {
 const CHILD: &str = "FLOE_TEST_CHILD";
 
 /// Whether this process is the child [`rerun_in_child`] started, for a test
-/// to do there what should end its process. A child leaves no core file.
+/// to do there what should end its process. A child leaves no core file
+/// (Linux); one that aborts leaves whatever it made (temporary directories
+/// included), as no destructor runs.
 pub fn in_child() -> bool {
     let child = std::env::var_os(CHILD).is_some();
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     if child {
         let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
     }

@@ -2,6 +2,7 @@
 //! first that breaks an invariant, printing the command that replays it.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use clap::Parser;
@@ -38,9 +39,21 @@ fn main() -> ExitCode {
         Some(s) => s..s + 1,
         None => cli.first..cli.first + cli.seeds,
     };
+    // A panic where the agent would abort (applying a log entry) ends the
+    // process before a failure is reported: name the seed to replay first.
+    static SEED: AtomicU64 = AtomicU64::new(0);
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!(
+            "floe-sim: a panic in seed {0}; replay it with --seed {0} and the same options",
+            SEED.load(Ordering::Relaxed)
+        );
+    }));
     let started = Instant::now();
     let (mut runs, mut acked, mut entries) = (0u64, 0usize, 0u64);
     for seed in seeds {
+        SEED.store(seed, Ordering::Relaxed);
         match floe_sim::run(seed, &settings) {
             Ok(o) => {
                 runs += 1;
