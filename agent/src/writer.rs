@@ -422,7 +422,10 @@ impl Writer {
     }
 
     /// Stops taking requests (they get `Closed`), and returns once every
-    /// request taken before is uploaded, committed and answered (or failed).
+    /// request the flusher took before is uploaded, committed and answered
+    /// (or failed). A large request still being compressed on a blocking
+    /// thread when the flusher stops is not taken: it gets `Closed`, and
+    /// nothing of it is written.
     ///
     /// # Cancel safety
     /// Cancel safe: the drain goes on in the writer's own tasks; dropping
