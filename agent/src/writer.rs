@@ -1050,15 +1050,16 @@ async fn refresh_if_stale(ctx: &Uploader, up: &mut Uploaded) -> Result<(), Write
     Ok(())
 }
 
-/// An upload task that ended without an answer. With a spool its flush
-/// stays in the spool, and every later flush would wait for it until a
-/// restart commits them in order: a panic there goes on up, to abort the
-/// agent (this loop is `essential`), rather than leave an agent that takes
-/// `acks=local` writes and never commits them.
-fn spooled_upload_ended(ctx: &Uploader, e: tokio::task::JoinError) {
+/// An upload task that ended without an answer: whether its flush is left
+/// in the spool, for a restart to commit in order before the later ones. A
+/// panic there goes on up, to abort the agent (this loop is `essential`),
+/// rather than leave an agent that takes `acks=local` writes and never
+/// commits them.
+fn upload_task_ended(ctx: &Uploader, e: tokio::task::JoinError) -> bool {
     if ctx.spool.is_some() && e.is_panic() {
         std::panic::resume_unwind(e.into_panic());
     }
+    ctx.spool.is_some()
 }
 
 /// Commits uploads in the order they were sealed, so one producer's
@@ -1107,8 +1108,7 @@ async fn commit_uploads(uploads: mpsc::Receiver<Sealed>, ctx: Arc<Uploader>, com
             // The waiters were dropped with the task: their callers see
             // `Internal` if it panicked, `Closed` if the runtime dropped it.
             Err(e) => {
-                spooled_upload_ended(&ctx, e);
-                left |= ctx.spool.is_some();
+                left |= upload_task_ended(&ctx, e);
                 continue;
             }
         };
@@ -1150,10 +1150,7 @@ async fn commit_uploads(uploads: mpsc::Receiver<Sealed>, ctx: Arc<Uploader>, com
                     left |= ctx.spool.is_some() && matches!(e, WriteError::OutcomeUnknown);
                     fail_all(waiters, &e);
                 }
-                Err(e) => {
-                    spooled_upload_ended(&ctx, e);
-                    left |= ctx.spool.is_some();
-                }
+                Err(e) => left |= upload_task_ended(&ctx, e),
             }
         }
         if !group.is_empty() {

@@ -13,7 +13,10 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use floe_broker::Record;
 use floe_broker::cpu_time::thread_ns;
+use floe_broker::segment::SegmentBuilder;
 
 /// Requests of 100 records, 64 MiB of them in all: more than the CPU caches
 /// hold, as in `floe-bench floor --cpu`.
@@ -40,6 +43,7 @@ fn main() -> Result<(), Error> {
             total += values.iter().map(Vec::len).sum::<usize>();
             requests.push(values);
         }
+        same_as_the_segment_encoder(&requests[0])?;
         let layouts: [(&str, Layout); 3] = [
             ("values alone", |v| v.concat()),
             ("format v1 (interleaved)", interleaved),
@@ -88,6 +92,25 @@ fn main() -> Result<(), Error> {
                 m / alone
             );
         }
+    }
+    Ok(())
+}
+
+/// Checks that [`interleaved`] lays `values` out as the segment encoder
+/// does, so the figures stay those of the format.
+fn same_as_the_segment_encoder(values: &[Vec<u8>]) -> Result<(), Error> {
+    let records: Vec<Record> = values
+        .iter()
+        .map(|v| Record { key: None, value: Bytes::copy_from_slice(v), timestamp: TIMESTAMP, headers: Vec::new() })
+        .collect();
+    let mut segment = SegmentBuilder::new();
+    let meta = segment.add_batch("t", 0, &records)?.clone();
+    let (chunks, _) = segment.finish_chunks()?;
+    let batch = &chunks.concat()[meta.pos as usize..][..meta.len as usize];
+    // The payload follows the batch's 28-byte header (docs/segment-format.md).
+    let raw = zstd::stream::decode_all(&batch[28..])?;
+    if raw != interleaved(values) {
+        return Err("the example's v1 layout is not the segment encoder's".into());
     }
     Ok(())
 }

@@ -45,10 +45,7 @@ fn main() -> ExitCode {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         report(info);
-        eprintln!(
-            "floe-sim: a panic in seed {0}; replay it with --seed {0} and the same options",
-            SEED.load(Ordering::Relaxed)
-        );
+        eprintln!("floe-sim: {}", floe_sim::Violation::new(SEED.load(Ordering::Relaxed), "panicked"));
     }));
     let started = Instant::now();
     let (mut runs, mut acked, mut entries) = (0u64, 0usize, 0u64);
