@@ -7,8 +7,9 @@
 //! `acks=local`), and a restarted or fresh agent takes over.
 //!
 //! Background work the agent serves without (the embedded compactor, group
-//! expiry, following the log) is not wrapped: a panic that would recur on
-//! the same data would make an agent that could serve crash again and again.
+//! upkeep, following the log) does not abort: a panic that would recur on
+//! the same data would make an agent that could serve crash again and
+//! again. It is started again instead (`restarting`).
 //! Applying a log entry aborts on a panic wherever it runs, as a state half
 //! applied must not be served (`floe_broker::log`).
 

@@ -14,6 +14,7 @@ mod one_buffer;
 pub mod partitioner;
 pub mod peers;
 pub mod reader;
+mod restarting;
 pub mod service;
 pub mod spool;
 #[cfg(test)]

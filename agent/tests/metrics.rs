@@ -58,6 +58,11 @@ async fn a_scrape_shows_the_traffic() {
         assert_eq!(sample(&after, &format!("floe_write_stage_seconds_count{{stage=\"{stage}\"}}")), 10.0, "{stage}");
     }
     assert_eq!(sample(&after, "floe_fetched_records_total"), 20.0);
+    // The background tasks started again after a panic, each listed (the compactor is off here).
+    for task in ["log_follower", "group_upkeep"] {
+        assert_eq!(sample(&after, &format!("floe_background_task_panics_total{{task=\"{task}\"}}")), 0.0);
+    }
+    assert!(!after.contains("task=\"compactor\""));
     let puts = sample(&after, "floe_store_requests_total{kind=\"segments\",op=\"put\"}");
     assert!(puts >= 1.0, "segment PUTs counted: {puts}");
     assert!(sample(&after, "floe_log_applied") > sample(&before, "floe_log_applied"));

@@ -1,5 +1,6 @@
 //! A fault-injecting `ObjectStore` wrapper for tests: errors, latency, a PUT
-//! that lands but reports a failure, and a store that ignores create-only.
+//! that lands but reports a failure, a store that ignores create-only, and
+//! a panic in the caller.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,9 @@ pub enum Fault {
     /// Report a failure at once, and perform the PUT this much later (a
     /// request that lands after its writer gave up or retried).
     LandLate(Duration),
+    /// Panic in the caller's task, as a bug there would: for tests of what
+    /// a panic does.
+    Panic,
 }
 
 /// What random faults look like.
@@ -127,7 +131,11 @@ impl FaultyStore {
         if self.in_outage() {
             return Some(Fault::Fail);
         }
-        self.take_rule(op, key).or_else(|| self.take_random(op, key))
+        let fault = self.take_rule(op, key).or_else(|| self.take_random(op, key));
+        if fault == Some(Fault::Panic) {
+            panic!("injected fault: a panic in a {op:?} of {key:?}");
+        }
+        fault
     }
 
     fn take_random(&self, op: OpKind, key: &str) -> Option<Fault> {
@@ -171,7 +179,9 @@ impl FaultyStore {
                 tokio::time::sleep(d).await;
                 self.inner.get_opts(location, options).await
             }
-            None | Some(Fault::IgnoreCreateMode | Fault::LandLate(_)) => self.inner.get_opts(location, options).await,
+            None | Some(Fault::IgnoreCreateMode | Fault::LandLate(_) | Fault::Panic) => {
+                self.inner.get_opts(location, options).await
+            }
         }
     }
 }
@@ -196,7 +206,7 @@ impl fmt::Debug for FaultyStore {
 impl ObjectStore for FaultyStore {
     async fn put_opts(&self, location: &Path, payload: PutPayload, mut opts: PutOptions) -> Result<PutResult> {
         match self.take(OpKind::Put, location.as_ref()) {
-            None => self.inner.put_opts(location, payload, opts).await,
+            None | Some(Fault::Panic) => self.inner.put_opts(location, payload, opts).await,
             Some(Fault::Fail) => Err(injected("put failed")),
             Some(Fault::LandThenFail) => {
                 self.inner.put_opts(location, payload, opts).await?;

@@ -60,6 +60,13 @@ impl Compactor {
         self.stats.clone()
     }
 
+    /// Counts into `stats`: one compactor started in place of another goes
+    /// on with its counters.
+    pub fn with_stats(mut self, stats: Arc<CompactorStats>) -> Self {
+        self.stats = stats;
+        self
+    }
+
     /// Runs cycles every `compaction_interval_ms` until `stop` resolves.
     ///
     /// # Cancel safety

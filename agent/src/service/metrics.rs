@@ -43,6 +43,11 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    task: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StageLabels {
     stage: &'static str,
 }
@@ -342,6 +347,15 @@ impl Agent {
             r.register("compactor_cycles", "Compaction cycles run", counter(n(&c.cycles)));
             r.register("compactor_failed_cycles", "Compaction cycles that failed", counter(n(&c.failed_cycles)));
         }
+        let panics = Family::<TaskLabels, Counter>::default();
+        for (task, n) in &stats.background_panics {
+            panics.get_or_create(&TaskLabels { task }).inc_by(*n);
+        }
+        r.register(
+            "background_task_panics",
+            "Panics of background tasks the agent serves without, each started again after a pause",
+            panics,
+        );
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &r) {
             tracing::error!(error = %e, "cannot encode metrics");

@@ -50,6 +50,7 @@ use crate::groups::Groups;
 use crate::partitioner::Sticky;
 use crate::peers::PeerAuth;
 use crate::reader::Reader;
+use crate::restarting::{Panics, restarting};
 use crate::spool::Spool;
 use crate::writer::{Writer, WriterSettings};
 use floe_compactor::Compactor;
@@ -70,6 +71,8 @@ pub struct Agent {
     tasks: TaskTracker,
     /// The embedded compactor's counters (none when compaction runs elsewhere).
     compactor_stats: Option<Arc<floe_compactor::CompactorStats>>,
+    /// Panics of the background tasks, each started again after it.
+    panics: Arc<Panics>,
     peers: Arc<PeerAuth>,
     store_stats: Arc<MeteredStore>,
     cache: BatchCache,
@@ -165,16 +168,26 @@ impl Agent {
             spool,
         );
         let (fatal, _) = tokio::sync::watch::channel(None);
-        tasks.spawn(follow::follow(
-            Arc::downgrade(&log),
-            settings.log_poll_interval(),
-            fatal.clone(),
-            background.clone(),
-        ));
+        let panics = Arc::new(Panics::default());
+        tasks.spawn({
+            let (log, every, fatal, stop, panics) =
+                (Arc::downgrade(&log), settings.log_poll_interval(), fatal.clone(), background.clone(), panics.clone());
+            async move {
+                let follow = || follow::follow(log.clone(), every, fatal.clone(), stop.clone());
+                restarting("log_follower", &panics, stop.clone(), follow).await;
+            }
+        });
         let compactor_stats = (settings.compactor == CompactorMode::Embedded).then(|| {
-            let compactor = Compactor::new(log.clone(), settings.compaction.clone());
-            let stats = compactor.stats();
-            tasks.spawn(compactor.run(stopping.clone().cancelled_owned()));
+            let stats = Arc::new(floe_compactor::CompactorStats::default());
+            let (log, compaction, stop, panics, counted) =
+                (log.clone(), settings.compaction.clone(), stopping.clone(), panics.clone(), stats.clone());
+            tasks.spawn(async move {
+                let compact = || {
+                    let compactor = Compactor::new(log.clone(), compaction.clone()).with_stats(counted.clone());
+                    compactor.run(stop.clone().cancelled_owned())
+                };
+                restarting("compactor", &panics, stop.clone(), compact).await;
+            });
             stats
         });
         let reader = Reader::new(log.clone(), cache.clone(), chunks.clone(), tasks.clone());
@@ -204,6 +217,7 @@ impl Agent {
             background,
             tasks,
             compactor_stats,
+            panics,
             peers: auth,
             store_stats: metered,
             cache,
@@ -221,7 +235,12 @@ impl Agent {
             auth: client_auth,
             url: advertised,
         });
-        agent.tasks.spawn(maintain_groups(Arc::downgrade(&agent), agent.stopping.clone()));
+        agent.tasks.spawn({
+            let (weak, stop, panics) = (Arc::downgrade(&agent), agent.stopping.clone(), agent.panics.clone());
+            async move {
+                restarting("group_upkeep", &panics, stop.clone(), || maintain_groups(weak.clone(), stop.clone())).await;
+            }
+        });
         Ok(agent)
     }
 

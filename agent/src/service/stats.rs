@@ -36,6 +36,10 @@ pub struct Stats {
     /// in microseconds (Linux and macOS; none elsewhere).
     pub process_cpu_us: Option<u64>,
     pub connections: ConnectionStats,
+    /// Panics of the background tasks the agent serves without (each
+    /// started again after it), by task: `compactor` (when embedded),
+    /// `log_follower`, `group_upkeep`. Anything above 0 is a bug to report.
+    pub background_panics: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// HTTP connections open, reserved slots included, and `--max-connections`.
@@ -206,6 +210,7 @@ impl Agent {
                 open: self.connections.open() as u64,
                 limit: self.connections.limit() as u64,
             },
+            background_panics: self.panics.by_task(),
         }
     }
 
