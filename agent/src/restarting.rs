@@ -2,25 +2,30 @@
 //! log follower and group upkeep. A panic in one (a bug) used to end that
 //! task alone, with a line on stderr and nothing else to show: an embedded
 //! compactor that panicked once stopped retention and garbage collection
-//! for good while the agent looked healthy. Now the panic is logged and
-//! counted (`/v1/stats` `background_panics`, metric
-//! `floe_background_task_panics`), and the task is started afresh after a
-//! pause, as a restarted process would start it: none of these tasks keeps
-//! anything the log does not hold. The pause doubles while the task keeps
-//! panicking soon after its start, so a panic that recurs on the same data
+//! for good while the agent looked healthy. Now the panic is logged with
+//! the task's name and its message, and counted (`/v1/stats`
+//! `background_panics`, metric `floe_background_task_panics_total`), and a
+//! new task is started after a pause. The task's own state starts afresh,
+//! as in a restarted process: the compactor's (it catches up with the log
+//! it shares with the agent, and its garbage collector starts its grace
+//! periods again), the follower's pace. What it shares with the rest of
+//! the agent stays as the panic left it: the applied log state (a panic
+//! while applying an entry aborts, `floe_broker::abort`) and the groups'
+//! membership, which request handlers change too. The pause doubles while
+//! the task keeps panicking soon after its start, so a panic that recurs
 //! costs a log line a minute, not a crash loop.
 //!
 //! The tasks the agent cannot write without abort instead (`essential`).
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::FutureExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::essential::panic_of;
 
 /// The pause after a first panic.
 pub const FIRST_PAUSE: Duration = Duration::from_secs(1);
@@ -28,7 +33,8 @@ pub const FIRST_PAUSE: Duration = Duration::from_secs(1);
 /// again after [`FIRST_PAUSE`].
 pub const LONGEST_PAUSE: Duration = Duration::from_secs(60);
 
-/// Panics so far, by task (every task run by [`restarting`] is listed, from 0).
+/// Panics so far, by task (every task given to [`restarting`] is listed,
+/// from 0).
 #[derive(Debug, Default)]
 pub struct Panics(Mutex<BTreeMap<&'static str, u64>>);
 
@@ -48,34 +54,45 @@ impl Panics {
 }
 
 /// Runs the task `start` makes until it returns or `stop` is cancelled;
-/// after a panic, counts it in `panics` and, after a pause, runs a fresh
-/// one.
+/// after a panic (in `start` or in the task), counts it in `panics` and,
+/// after a pause, runs a new one. The task is listed in `panics` at once,
+/// before the future is first polled.
 ///
 /// # Cancel safety
 /// As cancel safe as the tasks `start` makes: dropping this drops the one
 /// running (or the pause).
-pub async fn restarting<F, T>(task: &'static str, panics: &Panics, stop: CancellationToken, mut start: F)
+pub fn restarting<F, T>(
+    task: &'static str,
+    panics: Arc<Panics>,
+    stop: CancellationToken,
+    mut start: F,
+) -> impl Future<Output = ()>
 where
     F: FnMut() -> T,
     T: Future<Output = ()>,
 {
     panics.add(task, 0);
-    let mut pause = FIRST_PAUSE;
-    loop {
-        let started = Instant::now();
-        if AssertUnwindSafe(start()).catch_unwind().await.is_ok() {
-            return;
+    async move {
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let started = Instant::now();
+            let Some(panic) = panic_of(async { start().await }).await else { return };
+            panics.add(task, 1);
+            if started.elapsed() >= LONGEST_PAUSE {
+                pause = FIRST_PAUSE;
+            }
+            tracing::error!(
+                task,
+                panic,
+                pause_s = pause.as_secs(),
+                "a background task panicked; a new one starts after a pause"
+            );
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(LONGEST_PAUSE);
         }
-        panics.add(task, 1);
-        if started.elapsed() >= LONGEST_PAUSE {
-            pause = FIRST_PAUSE;
-        }
-        tracing::error!(task, pause_s = pause.as_secs(), "a background task panicked; it starts again after a pause");
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(pause) => {}
-        }
-        pause = (pause * 2).min(LONGEST_PAUSE);
     }
 }
 
@@ -83,6 +100,8 @@ where
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
+
+    use futures::FutureExt;
 
     use super::*;
 
@@ -115,27 +134,29 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_task_that_panics_is_counted_and_started_again_after_a_doubling_pause() {
-        let panics = Panics::default();
+        let panics = Arc::new(Panics::default());
         let (starts, start) = flaky(8, Duration::ZERO);
-        restarting("flaky", &panics, CancellationToken::new(), start).await;
+        restarting("flaky", panics.clone(), CancellationToken::new(), start).await;
         assert_eq!(gaps(&starts.lock().unwrap(), Duration::ZERO), [1, 2, 4, 8, 16, 32, 60, 60]);
         assert_eq!(panics.by_task(), BTreeMap::from([("flaky", 8)]));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_task_that_ran_a_long_while_before_it_panicked_starts_again_soon() {
-        let panics = Panics::default();
+        let panics = Arc::new(Panics::default());
         let (starts, start) = flaky(3, LONGEST_PAUSE);
-        restarting("slow", &panics, CancellationToken::new(), start).await;
+        restarting("slow", panics.clone(), CancellationToken::new(), start).await;
         assert_eq!(gaps(&starts.lock().unwrap(), LONGEST_PAUSE), [1, 1, 1]);
         assert_eq!(panics.by_task(), BTreeMap::from([("slow", 3)]));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_task_that_returns_is_not_started_again_and_is_listed_at_zero() {
-        let panics = Panics::default();
+        let panics = Arc::new(Panics::default());
         let (starts, start) = flaky(0, Duration::ZERO);
-        restarting("fine", &panics, CancellationToken::new(), start).await;
+        let run = restarting("fine", panics.clone(), CancellationToken::new(), start);
+        assert_eq!(panics.by_task(), BTreeMap::from([("fine", 0)]), "listed before it runs");
+        run.await;
         assert_eq!(starts.lock().unwrap().len(), 1);
         assert_eq!(panics.by_task(), BTreeMap::from([("fine", 0)]));
     }
@@ -163,7 +184,7 @@ mod tests {
             // Two more cycles: the compactor started again runs.
             if cycles_at_panic.is_some_and(|at| compactor.cycles >= at + 2) {
                 assert_eq!(stats.background_panics.get("compactor"), Some(&1));
-                assert_eq!(compactor.failed_cycles, 0, "the cycles after the panic ran whole");
+                assert_eq!(compactor.failed_cycles, 0, "no cycle failed, before the panic or after it");
                 let tasks: Vec<_> = stats.background_panics.keys().copied().collect();
                 assert_eq!(tasks, ["compactor", "group_upkeep", "log_follower"]);
                 break;
@@ -179,17 +200,33 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn stopping_ends_the_pause() {
-        let panics = Panics::default();
+        let panics = Arc::new(Panics::default());
         let stop = CancellationToken::new();
         let (starts, start) = flaky(u32::MAX, Duration::ZERO);
-        let run = restarting("always", &panics, stop.clone(), start);
+        let run = restarting("always", panics.clone(), stop.clone(), start);
         let stopped = async {
             tokio::time::sleep(Duration::from_millis(3_500)).await;
             stop.cancel();
         };
-        tokio::join!(run, stopped);
+        // Bounded on the paused clock: without the stop it would run on for good.
+        let ended = tokio::time::timeout(Duration::from_secs(600), async { tokio::join!(run, stopped) }).await;
+        assert!(ended.is_ok(), "the stop ended the pause");
         // Started at 0, 1 and 3 s; the pause of 4 s from 3 s was cut short.
         assert_eq!(starts.lock().unwrap().len(), 3);
         assert_eq!(panics.by_task(), BTreeMap::from([("always", 3)]));
+    }
+
+    /// A panic in making the task is caught as one in running it.
+    #[tokio::test(start_paused = true)]
+    async fn a_panic_in_starting_the_task_is_caught_too() {
+        let panics = Arc::new(Panics::default());
+        let mut calls = 0;
+        let start = || {
+            calls += 1;
+            assert!(calls > 1, "a bug in making the task");
+            async {}
+        };
+        restarting("made", panics.clone(), CancellationToken::new(), start).await;
+        assert_eq!(panics.by_task(), BTreeMap::from([("made", 1)]));
     }
 }

@@ -74,6 +74,9 @@ pub struct Outcome {
     pub given_up_requests: usize,
     /// Changes of committed group offsets the watchers saw (`--groups`).
     pub group_offsets_seen: usize,
+    /// Panics of background tasks (each started again) in the agents alive
+    /// at the end: a bug, which the restarts must not hide from a run.
+    pub background_panics: u64,
 }
 
 const TOPIC: &str = "chaos";
@@ -196,9 +199,12 @@ pub async fn run(opts: ChaosOptions) -> Result<Outcome, Err> {
 
     // Drain through every agent; they must all return the same log.
     let urls: Vec<String> = cluster.nodes.read().await.iter().flatten().map(|n| n.url.clone()).collect();
-    let mut logs = Vec::new();
+    let (mut logs, mut background_panics) = (Vec::new(), 0);
     for url in &urls {
         logs.push(read_log(&http, url, opts.partitions).await?);
+        let stats = read_page(&http, &format!("{url}/v1/stats")).await?;
+        background_panics +=
+            stats["background_panics"].as_object().map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
     }
     let final_log = logs.first().cloned().unwrap_or_default();
     let idempotent: HashSet<usize> = (0..opts.producers).filter(|i| i.is_multiple_of(2)).collect();
@@ -222,6 +228,7 @@ pub async fn run(opts: ChaosOptions) -> Result<Outcome, Err> {
         failed_requests: *shared.failed.lock().map_err(|_| "poisoned")?,
         given_up_requests: *shared.given_up.lock().map_err(|_| "poisoned")?,
         group_offsets_seen,
+        background_panics,
     })
 }
 

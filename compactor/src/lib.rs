@@ -11,8 +11,11 @@ pub mod retention;
 pub mod settings;
 pub mod snapshots;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::FutureExt;
 
 use floe_broker::state::OpOutcome;
 use floe_broker::{MetadataLog, Result};
@@ -152,7 +155,16 @@ impl Compactor {
         let mut batches = Vec::new();
         let mut failed = 0;
         for run in &runs {
-            match merge::execute(&store, self.log.node(), run, self.settings.merge_batch_bytes).await {
+            // A run that panics (a bug, maybe on these batches) is skipped as
+            // one that fails: otherwise the same panic would end every cycle
+            // here, before garbage collection, and the runs merged before it
+            // would be uploaded again each time and never committed.
+            let merged =
+                AssertUnwindSafe(merge::execute(&store, self.log.node(), run, self.settings.merge_batch_bytes))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| Err(floe_broker::Error::encode("merged segment", "merging the run panicked")));
+            match merged {
                 Ok(op) => {
                     ops.push(op);
                     batches.push(run.batches.len());

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use floe_broker::entry::{LogObject, Op, TopicConfig};
+use floe_broker::fault::{Fault, FaultyStore, OpKind};
 use floe_broker::segment::{SegmentBuilder, decode_batch};
 use floe_broker::state::OpOutcome;
 use floe_broker::{LogSettings, MetadataLog, Record, keys};
@@ -254,6 +255,25 @@ async fn two_compactors_at_once_keep_every_record() {
     assert_eq!(objects, writer.state().segments.len(), "losers' merged segments were collected too");
 }
 
+/// Topics `bad` and `good`, ten one-batch segments each, every one small
+/// enough to merge; returns the segment of `bad`'s fourth batch.
+async fn two_topics_to_merge(log: &MetadataLog) -> Ulid {
+    let unlimited = TopicConfig { retention_ms: -1, retention_bytes: -1 };
+    create_topic(log, "bad", 1, unlimited).await;
+    create_topic(log, "good", 1, unlimited).await;
+    let mut fourth = None;
+    for f in 0..10u64 {
+        for topic in ["bad", "good"] {
+            let (segment, op) = upload(log, topic, &[(0, vec![record(f, now_ms())])]).await;
+            log.commit(vec![op]).await.unwrap();
+            if topic == "bad" && f == 3 {
+                fourth = Some(segment);
+            }
+        }
+    }
+    fourth.unwrap()
+}
+
 /// Hole 7: one unreadable batch used to abort the whole cycle, so GC,
 /// snapshots and tombstones never ran again. Its run is skipped and reported;
 /// everything else goes on.
@@ -261,20 +281,7 @@ async fn two_compactors_at_once_keep_every_record() {
 async fn hole7_an_unreadable_batch_skips_its_run_and_the_cycle_goes_on() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let log = open(&store).await;
-    let unlimited = TopicConfig { retention_ms: -1, retention_bytes: -1 };
-    create_topic(&log, "bad", 1, unlimited).await;
-    create_topic(&log, "good", 1, unlimited).await;
-    let mut corrupt = None;
-    for f in 0..10u64 {
-        for topic in ["bad", "good"] {
-            let (segment, op) = upload(&log, topic, &[(0, vec![record(f, now_ms())])]).await;
-            log.commit(vec![op]).await.unwrap();
-            if topic == "bad" && f == 3 {
-                corrupt = Some(segment);
-            }
-        }
-    }
-    let corrupt = corrupt.unwrap();
+    let corrupt = two_topics_to_merge(&log).await;
     log.store().put(&keys::segment(corrupt), Bytes::from_static(b"not a segment at all").into()).await.unwrap();
     let settings = CompactorSettings { snapshot_every_entries: 5, ..fast_settings() };
     let mut compactor = Compactor::new(log.clone(), settings);
@@ -283,4 +290,27 @@ async fn hole7_an_unreadable_batch_skips_its_run_and_the_cycle_goes_on() {
     assert!(report.snapshot.is_some(), "the rest of the cycle ran: {report:?}");
     assert_eq!(compactor.stats().failed_merge_runs.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(read_partition(&log, "good", 0).await.len(), 10);
+}
+
+/// A run whose merge panics (a bug, here injected by the store as the run's
+/// batches are read) is skipped as one that fails, and the cycle goes on.
+/// Before, the panic ended the cycle before garbage collection every time
+/// it recurred, and the runs merged before it were uploaded again each
+/// cycle, never committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_run_that_panics_is_skipped_and_the_cycle_goes_on() {
+    let faulty = Arc::new(FaultyStore::new(Arc::new(InMemory::new())));
+    let store: Arc<dyn ObjectStore> = faulty.clone();
+    let log = open(&store).await;
+    let panicking = two_topics_to_merge(&log).await;
+    faulty.inject(OpKind::Get, keys::segment(panicking).as_ref(), Fault::Panic, Some(1));
+    let settings = CompactorSettings { snapshot_every_entries: 5, ..fast_settings() };
+    let mut compactor = Compactor::new(log.clone(), settings);
+    let report = compactor.run_once().await.expect("the cycle survives a run that panics");
+    assert_eq!((report.merged_runs, report.failed_runs), (1, 1), "{report:?}");
+    assert!(report.snapshot.is_some(), "the rest of the cycle ran: {report:?}");
+    assert_eq!(compactor.stats().failed_merge_runs.load(std::sync::atomic::Ordering::Relaxed), 1);
+    for topic in ["bad", "good"] {
+        assert_eq!(read_partition(&log, topic, 0).await.len(), 10, "{topic}");
+    }
 }

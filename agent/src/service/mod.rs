@@ -169,25 +169,21 @@ impl Agent {
         );
         let (fatal, _) = tokio::sync::watch::channel(None);
         let panics = Arc::new(Panics::default());
-        tasks.spawn({
-            let (log, every, fatal, stop, panics) =
-                (Arc::downgrade(&log), settings.log_poll_interval(), fatal.clone(), background.clone(), panics.clone());
-            async move {
-                let follow = || follow::follow(log.clone(), every, fatal.clone(), stop.clone());
-                restarting("log_follower", &panics, stop.clone(), follow).await;
-            }
-        });
+        let (weak, every, stop) = (Arc::downgrade(&log), settings.log_poll_interval(), background.clone());
+        let follower = {
+            let fatal = fatal.clone();
+            move || follow::follow(weak.clone(), every, fatal.clone(), stop.clone())
+        };
+        tasks.spawn(restarting("log_follower", panics.clone(), background.clone(), follower));
         let compactor_stats = (settings.compactor == CompactorMode::Embedded).then(|| {
             let stats = Arc::new(floe_compactor::CompactorStats::default());
-            let (log, compaction, stop, panics, counted) =
-                (log.clone(), settings.compaction.clone(), stopping.clone(), panics.clone(), stats.clone());
-            tasks.spawn(async move {
-                let compact = || {
-                    let compactor = Compactor::new(log.clone(), compaction.clone()).with_stats(counted.clone());
-                    compactor.run(stop.clone().cancelled_owned())
-                };
-                restarting("compactor", &panics, stop.clone(), compact).await;
-            });
+            let (log, compaction, stop, counted) =
+                (log.clone(), settings.compaction.clone(), stopping.clone(), stats.clone());
+            let compactor = move || {
+                let compactor = Compactor::new(log.clone(), compaction.clone()).with_stats(counted.clone());
+                compactor.run(stop.clone().cancelled_owned())
+            };
+            tasks.spawn(restarting("compactor", panics.clone(), stopping.clone(), compactor));
             stats
         });
         let reader = Reader::new(log.clone(), cache.clone(), chunks.clone(), tasks.clone());
@@ -235,12 +231,9 @@ impl Agent {
             auth: client_auth,
             url: advertised,
         });
-        agent.tasks.spawn({
-            let (weak, stop, panics) = (Arc::downgrade(&agent), agent.stopping.clone(), agent.panics.clone());
-            async move {
-                restarting("group_upkeep", &panics, stop.clone(), || maintain_groups(weak.clone(), stop.clone())).await;
-            }
-        });
+        let (weak, stop) = (Arc::downgrade(&agent), agent.stopping.clone());
+        let upkeep = move || maintain_groups(weak.clone(), stop.clone());
+        agent.tasks.spawn(restarting("group_upkeep", agent.panics.clone(), agent.stopping.clone(), upkeep));
         Ok(agent)
     }
 

@@ -172,7 +172,8 @@ async fn main() -> ExitCode {
         "committed group offsets moving backwards: {} (of {} changes watched)",
         r.group_offset_rewinds, outcome.group_offsets_seen
     );
-    if r.ok() && r.acked > 0 {
+    println!("background task panics (agents alive at the end): {}", outcome.background_panics);
+    if r.ok() && r.acked > 0 && outcome.background_panics == 0 {
         println!("floe-chaos: PASS (seed {seed})");
         ExitCode::SUCCESS
     } else {
