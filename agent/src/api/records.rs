@@ -431,12 +431,6 @@ mod tests {
         let settings = || crate::config::try_args(&["--log-poll-ms", "3600000", "--compactor", "off"]).unwrap();
         let shared: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
         let slow = Arc::new(FaultyStore::new(shared.clone()));
-        let serve = |agent: Arc<Agent>| async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!("http://{}", listener.local_addr().unwrap());
-            tokio::spawn(crate::api::serve(agent, listener, None, std::future::pending()));
-            url
-        };
         let waiting = Agent::start(settings(), slow.clone(), "http://127.0.0.1:1").await.unwrap();
         let other = Agent::start(settings(), shared, "http://127.0.0.1:2").await.unwrap();
         let (waiting_url, other_url) = (serve(waiting.clone()).await, serve(other).await);
@@ -457,6 +451,39 @@ mod tests {
         assert_eq!(answered.status(), 200);
         assert!(held > 0, "the parsed records were counted while the produce waited for the log");
         assert_eq!(waiting.bodies_held(), 0, "and given back once buffered");
+    }
+
+    /// Serves `agent` on a loopback port; its URL.
+    async fn serve(agent: Arc<Agent>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(crate::api::serve(agent, listener, None, std::future::pending()));
+        url
+    }
+
+    /// A panic in a flush's upload (a bug, here injected by the store as
+    /// the segment is written) answers the produce 500 `internal`, an
+    /// outcome unknown to the client, and the agent goes on serving.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_in_an_upload_answers_500_internal_and_the_agent_goes_on() {
+        use floe_broker::fault::{Fault, FaultyStore, OpKind};
+
+        let store = Arc::new(FaultyStore::new(Arc::new(object_store::memory::InMemory::new())));
+        let settings = crate::config::try_args(&["--compactor", "off"]).unwrap();
+        let url = serve(Agent::start(settings, store.clone(), "http://127.0.0.1:1").await.unwrap()).await;
+        let http = reqwest::Client::new();
+        let created = http.post(format!("{url}/v1/topics")).json(&serde_json::json!({"name": "t"})).send().await;
+        assert_eq!(created.unwrap().status(), 201);
+        store.inject(OpKind::Put, "segments/", Fault::Panic, Some(1));
+        let produce = || {
+            let body = serde_json::json!({"records": [{"value": "x"}]});
+            http.post(format!("{url}/v1/topics/t/records")).json(&body).send()
+        };
+        let answered = produce().await.unwrap();
+        assert_eq!(answered.status(), 500);
+        let error: serde_json::Value = answered.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "internal", "{error}");
+        assert_eq!(produce().await.unwrap().status(), 200, "the next produce is written");
     }
 
     fn parse(body: &str) -> Vec<NewRecord> {
