@@ -14,9 +14,8 @@
 //! applied must not be served (`floe_broker::log`).
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 
-use futures::FutureExt;
+use floe_broker::panics::caught;
 
 /// Runs `task`; if it panics, logs `name` and aborts the process.
 pub async fn essential(name: &'static str, task: impl Future<Output = ()>) {
@@ -28,18 +27,9 @@ pub async fn essential(name: &'static str, task: impl Future<Output = ()>) {
 /// the requests it held are answered as a panic's (500 `internal`), not as
 /// the agent stopping.
 async fn on_panic(name: &'static str, task: impl Future<Output = ()>, then: impl FnOnce(&'static str)) {
-    if panic_of(task).await.is_some() {
+    if caught(task).await.is_err() {
         then(name);
     }
-}
-
-/// Runs `task`; its panic's message if it panicked (`"?"` for a payload
-/// that is not text).
-pub(crate) async fn panic_of(task: impl Future<Output = ()>) -> Option<String> {
-    let payload = AssertUnwindSafe(task).catch_unwind().await.err()?;
-    let text =
-        payload.downcast_ref::<&str>().map(|s| (*s).to_owned()).or_else(|| payload.downcast_ref::<String>().cloned());
-    Some(text.unwrap_or_else(|| "?".to_owned()))
 }
 
 #[cfg(test)]

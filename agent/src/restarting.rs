@@ -22,10 +22,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use floe_broker::panics::caught;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-use crate::essential::panic_of;
 
 /// The pause after a first panic.
 pub const FIRST_PAUSE: Duration = Duration::from_secs(1);
@@ -76,7 +75,7 @@ where
         let mut pause = FIRST_PAUSE;
         loop {
             let started = Instant::now();
-            let Some(panic) = panic_of(async { start().await }).await else { return };
+            let Err(panic) = caught(async { start().await }).await else { return };
             panics.add(task, 1);
             if started.elapsed() >= LONGEST_PAUSE {
                 pause = FIRST_PAUSE;

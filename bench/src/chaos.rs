@@ -74,9 +74,13 @@ pub struct Outcome {
     pub given_up_requests: usize,
     /// Changes of committed group offsets the watchers saw (`--groups`).
     pub group_offsets_seen: usize,
-    /// Panics of background tasks (each started again) in the agents alive
-    /// at the end: a bug, which the restarts must not hide from a run.
-    pub background_panics: u64,
+    /// Panics of background tasks (each started again) and of merge runs
+    /// (each skipped) in the agents alive at the end: bugs, which the
+    /// agents survive, and which a run must not hide.
+    pub panics: u64,
+    /// Standalone compactors that ended before the run stopped them: they
+    /// run until killed, so each is a crash.
+    pub compactors_ended: usize,
 }
 
 const TOPIC: &str = "chaos";
@@ -193,18 +197,24 @@ pub async fn run(opts: ChaosOptions) -> Result<Outcome, Err> {
     for t in tasks {
         t.await?;
     }
+    let mut compactors_ended = 0;
     for c in &mut compactors {
+        if matches!(c.try_wait(), Ok(Some(_))) {
+            compactors_ended += 1;
+        }
         let _ = c.kill().await;
     }
 
     // Drain through every agent; they must all return the same log.
     let urls: Vec<String> = cluster.nodes.read().await.iter().flatten().map(|n| n.url.clone()).collect();
-    let (mut logs, mut background_panics) = (Vec::new(), 0);
+    let (mut logs, mut panics) = (Vec::new(), 0);
     for url in &urls {
         logs.push(read_log(&http, url, opts.partitions).await?);
         let stats = read_page(&http, &format!("{url}/v1/stats")).await?;
-        background_panics +=
-            stats["background_panics"].as_object().map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+        let tasks = stats["background_panics"].as_object().ok_or("an agent's stats have no background_panics")?;
+        panics += tasks.values().filter_map(Value::as_u64).sum::<u64>();
+        // Null when the agent's compactor is off.
+        panics += stats["compactor"]["merge_panics"].as_u64().unwrap_or(0);
     }
     let final_log = logs.first().cloned().unwrap_or_default();
     let idempotent: HashSet<usize> = (0..opts.producers).filter(|i| i.is_multiple_of(2)).collect();
@@ -228,7 +238,8 @@ pub async fn run(opts: ChaosOptions) -> Result<Outcome, Err> {
         failed_requests: *shared.failed.lock().map_err(|_| "poisoned")?,
         given_up_requests: *shared.given_up.lock().map_err(|_| "poisoned")?,
         group_offsets_seen,
-        background_panics,
+        panics,
+        compactors_ended,
     })
 }
 

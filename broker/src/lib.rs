@@ -17,6 +17,7 @@ pub mod keys;
 pub mod latency;
 pub mod log;
 pub mod metered;
+pub mod panics;
 pub mod record;
 pub mod segment;
 pub mod shutdown;

@@ -98,18 +98,44 @@ pub struct ChildEnd {
 /// Runs the test at `path` (within its crate, e.g. `module::tests::name`)
 /// alone in a child process of this test binary, with [`in_child`] true
 /// there, and says how that ended. A test renamed without its `path`
-/// runs nothing in the child, which then ends normally.
+/// runs nothing in the child, which then ends normally. A child still
+/// running after [`CHILD_DEADLINE`] is killed (`SIGKILL`), so a test
+/// whose child hangs fails instead of hanging too.
 #[allow(clippy::expect_used)] // only tests call it: a test that cannot start its child fails
 pub fn rerun_in_child(path: &str) -> ChildEnd {
     let this = std::env::current_exe().expect("the test binary's path");
-    let output = std::process::Command::new(this)
+    let mut child = std::process::Command::new(this)
         .args(["--exact", path, "--nocapture", "--test-threads=1"])
         .env(CHILD, "1")
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("the child test process");
+    // Read as it comes: a child that fills the pipe would otherwise block.
+    let mut pipe = child.stderr.take().expect("the child's stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut pipe, &mut text);
+        text
+    });
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the child's status") {
+            break status;
+        }
+        if started.elapsed() > CHILD_DEADLINE {
+            let _ = child.kill();
+            break child.wait().expect("the killed child's status");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let stderr = reader.join().unwrap_or_default();
     #[cfg(unix)]
-    let signal = std::os::unix::process::ExitStatusExt::signal(&output.status);
+    let signal = std::os::unix::process::ExitStatusExt::signal(&status);
     #[cfg(not(unix))]
     let signal = None;
-    ChildEnd { signal, stderr: String::from_utf8_lossy(&output.stderr).into_owned() }
+    ChildEnd { signal, stderr: String::from_utf8_lossy(&stderr).into_owned() }
 }
+
+/// How long [`rerun_in_child`] lets a child run.
+pub const CHILD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);

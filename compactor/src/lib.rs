@@ -11,12 +11,10 @@ pub mod retention;
 pub mod settings;
 pub mod snapshots;
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures::FutureExt;
-
+use floe_broker::panics::caught;
 use floe_broker::state::OpOutcome;
 use floe_broker::{MetadataLog, Result};
 
@@ -43,6 +41,8 @@ pub struct CompactorStats {
     pub cycles: AtomicU64,
     pub failed_cycles: AtomicU64,
     pub failed_merge_runs: AtomicU64,
+    /// Of those, runs whose merge panicked (a bug to report).
+    pub merge_panics: AtomicU64,
 }
 
 pub struct Compactor {
@@ -156,23 +156,28 @@ impl Compactor {
         let mut failed = 0;
         for run in &runs {
             // A run that panics (a bug, maybe on these batches) is skipped as
-            // one that fails: otherwise the same panic would end every cycle
-            // here, before garbage collection, and the runs merged before it
-            // would be uploaded again each time and never committed.
+            // one that fails, and counted apart: otherwise the same panic
+            // would end every cycle here, before garbage collection, and the
+            // runs merged before it would be uploaded again each time and
+            // never committed. A run changes nothing of the compactor's
+            // until its op is committed below, so going on is safe.
             let merged =
-                AssertUnwindSafe(merge::execute(&store, self.log.node(), run, self.settings.merge_batch_bytes))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|_| Err(floe_broker::Error::encode("merged segment", "merging the run panicked")));
+                match caught(merge::execute(&store, self.log.node(), run, self.settings.merge_batch_bytes)).await {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(panic) => {
+                        self.stats.merge_panics.fetch_add(1, Ordering::Relaxed);
+                        Err(format!("merging it panicked (a bug): {panic}"))
+                    }
+                };
             match merged {
                 Ok(op) => {
                     ops.push(op);
                     batches.push(run.batches.len());
                 }
-                Err(e) => {
+                Err(error) => {
                     failed += 1;
                     self.stats.failed_merge_runs.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(topic = %run.topic, partition = run.partition, error = %e, "skipping a merge run");
+                    tracing::error!(topic = %run.topic, partition = run.partition, error, "skipping a merge run");
                 }
             }
         }

@@ -289,6 +289,7 @@ async fn hole7_an_unreadable_batch_skips_its_run_and_the_cycle_goes_on() {
     assert_eq!((report.merged_runs, report.failed_runs), (1, 1), "{report:?}");
     assert!(report.snapshot.is_some(), "the rest of the cycle ran: {report:?}");
     assert_eq!(compactor.stats().failed_merge_runs.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(compactor.stats().merge_panics.load(std::sync::atomic::Ordering::Relaxed), 0, "no panic");
     assert_eq!(read_partition(&log, "good", 0).await.len(), 10);
 }
 
@@ -309,7 +310,9 @@ async fn a_merge_run_that_panics_is_skipped_and_the_cycle_goes_on() {
     let report = compactor.run_once().await.expect("the cycle survives a run that panics");
     assert_eq!((report.merged_runs, report.failed_runs), (1, 1), "{report:?}");
     assert!(report.snapshot.is_some(), "the rest of the cycle ran: {report:?}");
-    assert_eq!(compactor.stats().failed_merge_runs.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let stats = compactor.stats();
+    assert_eq!(stats.failed_merge_runs.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(stats.merge_panics.load(std::sync::atomic::Ordering::Relaxed), 1, "counted apart");
     for topic in ["bad", "good"] {
         assert_eq!(read_partition(&log, topic, 0).await.len(), 10, "{topic}");
     }

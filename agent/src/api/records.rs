@@ -471,7 +471,7 @@ mod tests {
         let store = Arc::new(FaultyStore::new(Arc::new(object_store::memory::InMemory::new())));
         let settings = crate::config::try_args(&["--compactor", "off"]).unwrap();
         let url = serve(Agent::start(settings, store.clone(), "http://127.0.0.1:1").await.unwrap()).await;
-        let http = reqwest::Client::new();
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
         let created = http.post(format!("{url}/v1/topics")).json(&serde_json::json!({"name": "t"})).send().await;
         assert_eq!(created.unwrap().status(), 201);
         store.inject(OpKind::Put, "segments/", Fault::Panic, Some(1));

@@ -346,6 +346,11 @@ impl Agent {
             let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
             r.register("compactor_cycles", "Compaction cycles run", counter(n(&c.cycles)));
             r.register("compactor_failed_cycles", "Compaction cycles that failed", counter(n(&c.failed_cycles)));
+            r.register(
+                "compactor_merge_panics",
+                "Merge runs skipped because merging them panicked (a bug to report)",
+                counter(n(&c.merge_panics)),
+            );
         }
         let panics = Family::<TaskLabels, Counter>::default();
         for (task, n) in &stats.background_panics {

@@ -147,6 +147,8 @@ pub struct CompactorStats {
     pub cycles: u64,
     pub failed_cycles: u64,
     pub failed_merge_runs: u64,
+    /// Of those, runs whose merge panicked: a bug to report.
+    pub merge_panics: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -197,6 +199,7 @@ impl Agent {
                     cycles: n(&s.cycles),
                     failed_cycles: n(&s.failed_cycles),
                     failed_merge_runs: n(&s.failed_merge_runs),
+                    merge_panics: n(&s.merge_panics),
                 }
             }),
             lease: LeaseStats {

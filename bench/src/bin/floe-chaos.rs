@@ -172,8 +172,9 @@ async fn main() -> ExitCode {
         "committed group offsets moving backwards: {} (of {} changes watched)",
         r.group_offset_rewinds, outcome.group_offsets_seen
     );
-    println!("background task panics (agents alive at the end): {}", outcome.background_panics);
-    if r.ok() && r.acked > 0 && outcome.background_panics == 0 {
+    println!("panics of background tasks and merge runs (agents alive at the end): {}", outcome.panics);
+    println!("standalone compactors that ended (crashed) during the run: {}", outcome.compactors_ended);
+    if r.ok() && r.acked > 0 && outcome.panics == 0 && outcome.compactors_ended == 0 {
         println!("floe-chaos: PASS (seed {seed})");
         ExitCode::SUCCESS
     } else {
