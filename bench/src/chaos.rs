@@ -74,13 +74,13 @@ pub struct Outcome {
     pub given_up_requests: usize,
     /// Changes of committed group offsets the watchers saw (`--groups`).
     pub group_offsets_seen: usize,
-    /// Panics of background tasks (each started again) and of merge runs
-    /// (each skipped) in the agents alive at the end: bugs, which the
-    /// agents survive, and which a run must not hide.
-    pub panics: u64,
-    /// Standalone compactors that ended before the run stopped them: they
-    /// run until killed, so each is a crash.
-    pub compactors_ended: usize,
+    /// Panics in the agents' and compactors' logs, by log file: bugs, even
+    /// those a process survives (a background task started again, a merge
+    /// run skipped), which a run must not hide.
+    pub panics: Vec<(String, usize)>,
+    /// Standalone compactors that ended before the run stopped them (they
+    /// run until killed), with how they ended.
+    pub compactors_ended: Vec<String>,
 }
 
 const TOPIC: &str = "chaos";
@@ -197,25 +197,21 @@ pub async fn run(opts: ChaosOptions) -> Result<Outcome, Err> {
     for t in tasks {
         t.await?;
     }
-    let mut compactors_ended = 0;
-    for c in &mut compactors {
-        if matches!(c.try_wait(), Ok(Some(_))) {
-            compactors_ended += 1;
+    let mut compactors_ended = Vec::new();
+    for (i, c) in compactors.iter_mut().enumerate() {
+        if let Ok(Some(status)) = c.try_wait() {
+            compactors_ended.push(format!("compactor {i}: {status} (compactor-{i}.log)"));
         }
         let _ = c.kill().await;
     }
 
     // Drain through every agent; they must all return the same log.
     let urls: Vec<String> = cluster.nodes.read().await.iter().flatten().map(|n| n.url.clone()).collect();
-    let (mut logs, mut panics) = (Vec::new(), 0);
+    let mut logs = Vec::new();
     for url in &urls {
         logs.push(read_log(&http, url, opts.partitions).await?);
-        let stats = read_page(&http, &format!("{url}/v1/stats")).await?;
-        let tasks = stats["background_panics"].as_object().ok_or("an agent's stats have no background_panics")?;
-        panics += tasks.values().filter_map(Value::as_u64).sum::<u64>();
-        // Null when the agent's compactor is off.
-        panics += stats["compactor"]["merge_panics"].as_u64().unwrap_or(0);
     }
+    let panics = cluster.procs.panics_logged()?;
     let final_log = logs.first().cloned().unwrap_or_default();
     let idempotent: HashSet<usize> = (0..opts.producers).filter(|i| i.is_multiple_of(2)).collect();
     let acks = take(&shared.acks);

@@ -113,6 +113,29 @@ impl Procs {
         Ok(AgentProcess { child, url })
     }
 
+    /// Panics every agent and compactor started so far wrote to its log
+    /// (Rust's panic hook writes `panicked at` to stderr), by log file: a
+    /// panic is a bug even where the process survives it (a background task
+    /// started again, a merge run skipped) or was killed after it.
+    pub fn panics_logged(&self) -> Result<Vec<(String, usize)>, Err> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let ours = (name.starts_with("agent-") || name.starts_with("compactor-")) && name.ends_with(".log");
+            if !ours {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&std::fs::read(&path)?).into_owned();
+            let panics = text.matches(" panicked at ").count();
+            if panics > 0 {
+                found.push((name, panics));
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
     /// A standalone compactor with `env` on top of the defaults.
     pub fn spawn_compactor(&self, i: usize, env: &[(&str, &str)]) -> Result<Child, Err> {
         let log = std::fs::File::create(self.dir.join(format!("compactor-{i}.log")))?;
@@ -140,5 +163,19 @@ mod tests {
         assert_eq!(pinned.as_std().get_program(), "taskset");
         let args: Vec<_> = pinned.as_std().get_args().collect();
         assert_eq!(args, ["--cpu-list", "0-1", "/bin/floe/floe-agent"]);
+    }
+
+    /// Panics are found in the agents' and compactors' logs, and only there.
+    #[test]
+    fn panics_are_counted_in_the_processes_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let panic = "\nthread 'tokio-rt-worker' (7) panicked at compactor/src/merge.rs:1:1:\na bug\n";
+        std::fs::write(dir.path().join("agent-1.log"), "a warning\n").unwrap();
+        std::fs::write(dir.path().join("agent-2.log"), format!("{panic}{panic}")).unwrap();
+        std::fs::write(dir.path().join("compactor-0.log"), panic).unwrap();
+        std::fs::write(dir.path().join("bench.txt"), panic).unwrap();
+        let procs = Procs::new(dir.path().to_owned(), "/bin/floe".into(), None, Vec::new());
+        let found = procs.panics_logged().unwrap();
+        assert_eq!(found, [("agent-2.log".to_owned(), 2), ("compactor-0.log".to_owned(), 1)]);
     }
 }

@@ -85,24 +85,29 @@ pub async fn execute(
         .await?;
     let (topic, partition) = (run.topic.clone(), run.partition);
     let first = run.batches.first().map_or(0, |(base, _)| *base);
-    // Compression is CPU work: off the async threads, except on a
-    // current-thread runtime (the simulation), which has none to keep free
-    // and must not let a thread pool decide the order of events.
-    let current_thread =
-        tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
-    let (bytes, placed) = if current_thread {
-        encode(&topic, partition, first, fetched, batch_bytes)?
-    } else {
-        tokio::task::spawn_blocking(move || encode(&topic, partition, first, fetched, batch_bytes))
-            .await
-            .map_err(|e| floe_broker::Error::encode("merged segment", e))??
-    };
+    let (bytes, placed) = cpu_work(move || encode(&topic, partition, first, fetched, batch_bytes)).await??;
     let segment = node.ulid();
     store.put(&keys::segment(segment), bytes).await?;
     let replaced =
         run.batches.iter().map(|(base, b)| BatchId { base_offset: *base, segment: b.segment, pos: b.pos }).collect();
     let op = Op::Replace { topic: run.topic.clone(), partition: run.partition, replaced, segment, batches: placed };
     Ok(op)
+}
+
+/// Runs `work` (CPU work: compression) off the async threads, except on a
+/// current-thread runtime (the simulation), which has none to keep free and
+/// must not let a thread pool decide the order of events. A panic in it is
+/// raised again in the caller, as inline, so that the caller's count of a
+/// run's panics sees it.
+async fn cpu_work<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, floe_broker::Error> {
+    if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+        return Ok(work());
+    }
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => Ok(done),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(floe_broker::Error::encode("merged segment", e)),
+    }
 }
 
 fn encode(
@@ -131,4 +136,26 @@ fn encode(
     }
     let (chunks, _) = builder.finish_chunks()?;
     Ok((PutPayload::from_iter(chunks), placed))
+}
+
+#[cfg(test)]
+mod tests {
+    use floe_broker::panics::caught;
+
+    use super::*;
+
+    /// A panic in the CPU work reaches the caller as its own, on either
+    /// kind of runtime, so a merge run's panic in compressing is counted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_in_cpu_work_is_raised_in_the_caller_on_a_thread_pool() {
+        assert_eq!(caught(cpu_work(|| 7)).await.map(Result::ok), Ok(Some(7)));
+        let panicked = caught(cpu_work(|| -> u8 { panic!("a bug in encoding") })).await;
+        assert_eq!(panicked.err().as_deref(), Some("a bug in encoding"));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_panic_in_cpu_work_is_raised_in_the_caller_inline() {
+        let panicked = caught(cpu_work(|| -> u8 { panic!("a bug in encoding") })).await;
+        assert_eq!(panicked.err().as_deref(), Some("a bug in encoding"));
+    }
 }
