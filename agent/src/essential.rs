@@ -78,29 +78,22 @@ mod tests {
             return;
         }
         let child = rerun_in_child("essential::tests::a_panic_in_an_essential_task_aborts_the_process");
-        if cfg!(unix) {
-            // SIGABRT is 6 on Linux and macOS.
-            assert_eq!(child.signal, Some(6), "SIGABRT: {child:?}");
-        }
-        assert!(child.stderr.contains("floe: the test's task panicked: aborting"), "{child:?}");
+        child.assert_aborted("the test's task panicked");
     }
 
     /// In a child process: an agent with `args` on a store that panics at
     /// the first PUT under `prefix` once a topic exists, and one produce.
     /// Returns only if nothing aborted.
     fn produce_through_a_panic(args: &[&str], prefix: &str) {
-        use floe_broker::fault::{Fault, FaultyStore, OpKind};
+        use floe_broker::fault::{Fault, OpKind};
 
         use crate::auth::Caller;
         use crate::service::{Acks, NewRecord, NewTopic};
 
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         runtime.block_on(async {
-            let store =
-                std::sync::Arc::new(FaultyStore::new(std::sync::Arc::new(object_store::memory::InMemory::new())));
-            let settings = crate::config::try_args(args).unwrap();
-            let acks = if settings.spool_dir.is_some() { Acks::Local } else { Acks::Committed };
-            let agent = crate::Agent::start(settings, store.clone(), "http://127.0.0.1:1").await.unwrap();
+            let acks = if args.contains(&"--spool-dir") { Acks::Local } else { Acks::Committed };
+            let (agent, store) = crate::testing::agent_on_a_faulty_store(args).await;
             let topic = NewTopic { name: "t".into(), partitions: 1, retention_ms: None, retention_bytes: None };
             agent.create_topic(&Caller::Unrestricted, topic).await.unwrap();
             store.inject(OpKind::Put, prefix, Fault::Panic, None);
@@ -112,13 +105,6 @@ mod tests {
         });
     }
 
-    fn assert_aborted(child: &floe_broker::testing::ChildEnd, task: &str) {
-        if cfg!(unix) {
-            assert_eq!(child.signal, Some(6), "SIGABRT: {child:?}");
-        }
-        assert!(child.stderr.contains(&format!("floe: {task} panicked: aborting")), "{child:?}");
-    }
-
     /// Wired in: a panic in committing a flush (a bug, here injected by the
     /// store as the log entry is written) aborts a real agent.
     #[test]
@@ -127,7 +113,7 @@ mod tests {
             return produce_through_a_panic(&["--compactor", "off"], "log/");
         }
         let child = rerun_in_child("essential::tests::a_panic_in_the_committer_aborts_the_agent");
-        assert_aborted(&child, "the committer");
+        child.assert_aborted("the committer panicked");
     }
 
     /// Wired in: with a spool, a panic in a flush's upload aborts a real
@@ -142,6 +128,6 @@ mod tests {
             return produce_through_a_panic(&["--compactor", "off", "--spool-dir", dir], "segments/");
         }
         let child = rerun_in_child("essential::tests::with_a_spool_a_panic_in_an_upload_aborts_the_agent");
-        assert_aborted(&child, "the writer's commits");
+        child.assert_aborted("the writer's commits panicked");
     }
 }

@@ -19,6 +19,8 @@ pub mod service;
 pub mod spool;
 #[cfg(test)]
 mod test_alloc;
+#[cfg(test)]
+mod testing;
 pub mod writer;
 
 pub use config::AgentArgs;

@@ -164,11 +164,9 @@ mod tests {
     /// injects it); it is counted and started again, and its next cycles run.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_agent_starts_its_compactor_again_after_a_panic() {
-        use floe_broker::fault::{Fault, FaultyStore, OpKind};
+        use floe_broker::fault::{Fault, OpKind};
 
-        let store = Arc::new(FaultyStore::new(Arc::new(object_store::memory::InMemory::new())));
-        let settings = crate::config::try_args(&["--compaction-interval-ms", "20"]).unwrap();
-        let agent = crate::Agent::start(settings, store.clone(), "http://127.0.0.1:1").await.unwrap();
+        let (agent, store) = crate::testing::agent_on_a_faulty_store(&["--compaction-interval-ms", "20"]).await;
         // Once open (which lists snapshots too): the next cycle's listing panics.
         store.inject(OpKind::List, "snapshots", Fault::Panic, Some(1));
         let caller = crate::auth::Caller::Unrestricted;

@@ -95,6 +95,18 @@ pub struct ChildEnd {
     pub stderr: String,
 }
 
+impl ChildEnd {
+    /// Asserts that the child aborted ([`crate::abort::abort`]) saying
+    /// `what`: it died of `SIGABRT` (on Unix), its last words on stderr.
+    pub fn assert_aborted(&self, what: &str) {
+        if cfg!(unix) {
+            // SIGABRT is 6 on Linux and macOS.
+            assert_eq!(self.signal, Some(6), "SIGABRT: {self:?}");
+        }
+        assert!(self.stderr.contains(&format!("floe: {what}: aborting")), "{self:?}");
+    }
+}
+
 /// Runs the test at `path` (within its crate, e.g. `module::tests::name`)
 /// alone in a child process of this test binary, with [`in_child`] true
 /// there, and says how that ended. A test renamed without its `path`

@@ -466,11 +466,10 @@ mod tests {
     /// outcome unknown to the client, and the agent goes on serving.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_panic_in_an_upload_answers_500_internal_and_the_agent_goes_on() {
-        use floe_broker::fault::{Fault, FaultyStore, OpKind};
+        use floe_broker::fault::{Fault, OpKind};
 
-        let store = Arc::new(FaultyStore::new(Arc::new(object_store::memory::InMemory::new())));
-        let settings = crate::config::try_args(&["--compactor", "off"]).unwrap();
-        let url = serve(Agent::start(settings, store.clone(), "http://127.0.0.1:1").await.unwrap()).await;
+        let (agent, store) = crate::testing::agent_on_a_faulty_store(&["--compactor", "off"]).await;
+        let url = serve(agent).await;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
         let created = http.post(format!("{url}/v1/topics")).json(&serde_json::json!({"name": "t"})).send().await;
         assert_eq!(created.unwrap().status(), 201);
