@@ -37,6 +37,16 @@ positive "$OUT/rate.json" produce_mib_s
 "$BENCH" consume "${SHORT[@]}" --json "$OUT/consume.json"
 positive "$OUT/consume.json" get_per_gib
 
+# The catch-up read of a compacted bucket: the compactor must have merged.
+"$BENCH" consume "${SHORT[@]}" --compact-first --json "$OUT/compacted.json"
+positive "$OUT/compacted.json" get_per_gib
+python3 - "$OUT/compacted.json" <<'PY'
+import json, sys
+c = (json.load(open(sys.argv[1])).get("consume") or {}).get("compaction") or {}
+if not c.get("merged_batches"):
+    sys.exit(f"smoke: --compact-first merged nothing: {c!r}")
+PY
+
 "$BENCH" e2e "${SHORT[@]}" --rate 20 --json "$OUT/e2e.json"
 positive "$OUT/e2e.json" e2e_p99_ms
 

@@ -9,7 +9,7 @@ use floe_broker::latency::Profile;
 use serde_json::Value;
 
 use crate::clock::now_micros;
-use crate::procs::{AgentProcess, Err, Procs};
+use crate::procs::{AgentProcess, Compaction, Err, Procs};
 use crate::report::{Stats, cpu_seconds};
 
 /// Where and how the agent runs.
@@ -82,6 +82,16 @@ impl Cluster {
     /// The store the agent uses, when we started it.
     pub fn store_url(&self) -> Option<String> {
         self.procs.as_ref().map(Procs::store_url)
+    }
+
+    /// Compacts the store until its compactor has nothing left to merge
+    /// (`floe-compactor --once`, repeated). Not with a target: the bench
+    /// does not know its store.
+    pub async fn compact_until_idle(&self) -> Result<Compaction, Err> {
+        match &self.procs {
+            Some(procs) => procs.compact_until_idle().await,
+            None => Err("compacting needs an agent the bench started, not --target".into()),
+        }
     }
 
     /// CPU seconds used so far by the agent we started.

@@ -11,6 +11,35 @@ use tokio::process::{Child, Command};
 
 pub type Err = Box<dyn std::error::Error + Send + Sync>;
 
+/// Compactor cycles `compact_until_idle` runs at most (each merges up to
+/// `--merge-max-bytes-per-cycle`, 256 MiB by default).
+pub const MAX_COMPACTION_CYCLES: usize = 64;
+
+/// What `compact_until_idle` did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Compaction {
+    /// Cycles run, the last of which merged nothing.
+    pub cycles: usize,
+    pub merged_runs: usize,
+    pub merged_batches: usize,
+}
+
+/// The counts of `floe-compactor --once`'s report that the bench reads.
+#[derive(Debug, serde::Deserialize)]
+struct CycleCounts {
+    merged_runs: usize,
+    merged_batches: usize,
+    failed_runs: usize,
+}
+
+impl CycleCounts {
+    /// The report is the last line of the compactor's output.
+    fn parse(stdout: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(stdout).ok()?;
+        serde_json::from_str(text.lines().last()?).ok()
+    }
+}
+
 pub struct AgentProcess {
     pub child: Child,
     pub url: String,
@@ -136,6 +165,40 @@ impl Procs {
         Ok(found)
     }
 
+    /// Runs `floe-compactor --once` on the store until a cycle merges
+    /// nothing (at most [`MAX_COMPACTION_CYCLES`]): what a bucket looks like
+    /// once its compactor has caught up. A cycle with a failed merge run
+    /// fails the call: the figures after it would not be of a compacted
+    /// bucket.
+    pub async fn compact_until_idle(&self) -> Result<Compaction, Err> {
+        let mut done = Compaction::default();
+        while done.cycles < MAX_COMPACTION_CYCLES {
+            let log = std::fs::File::create(self.dir.join(format!("compactor-once-{}.log", done.cycles + 1)))?;
+            let out = Command::new(self.bin_dir.join("floe-compactor"))
+                .arg("--once")
+                .env("FLOE_STORE", self.store_url())
+                .env("FLOE_LOG", "warn")
+                .stderr(log)
+                .kill_on_drop(true)
+                .output()
+                .await
+                .map_err(|e| format!("cannot start floe-compactor: {e}"))?;
+            let cycle = CycleCounts::parse(&out.stdout)
+                .filter(|_| out.status.success())
+                .ok_or_else(|| format!("floe-compactor --once failed ({}); see {}", out.status, self.dir.display()))?;
+            if cycle.failed_runs > 0 {
+                return Err(format!("floe-compactor --once: {} merge runs failed", cycle.failed_runs).into());
+            }
+            done.cycles += 1;
+            done.merged_runs += cycle.merged_runs;
+            done.merged_batches += cycle.merged_batches;
+            if cycle.merged_runs == 0 {
+                return Ok(done);
+            }
+        }
+        Err(format!("the bucket was still being merged after {MAX_COMPACTION_CYCLES} compactor cycles").into())
+    }
+
     /// A standalone compactor with `env` on top of the defaults.
     pub fn spawn_compactor(&self, i: usize, env: &[(&str, &str)]) -> Result<Child, Err> {
         let log = std::fs::File::create(self.dir.join(format!("compactor-{i}.log")))?;
@@ -153,6 +216,18 @@ impl Procs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_compactor_cycle_is_read_from_the_last_line_it_prints() {
+        let line = br#"{"truncated":0,"merged_runs":3,"merged_batches":96,"failed_runs":0,"snapshot":null}"#;
+        let mut printed = b"something else first\n".to_vec();
+        printed.extend_from_slice(line);
+        printed.push(b'\n');
+        let c = CycleCounts::parse(&printed).unwrap();
+        assert_eq!((c.merged_runs, c.merged_batches, c.failed_runs), (3, 96, 0));
+        assert!(CycleCounts::parse(b"CycleReport { merged_runs: 3 }").is_none());
+        assert!(CycleCounts::parse(b"").is_none());
+    }
 
     #[test]
     fn a_pinned_agent_is_started_through_taskset_on_its_cpus() {

@@ -33,7 +33,7 @@ struct Waiting {
     seq: u64,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GcReport {
     pub deleted: usize,
     /// Deletable, waiting for the grace period or a newer snapshot.

@@ -20,8 +20,8 @@ use floe_broker::{MetadataLog, Result};
 
 pub use settings::CompactorSettings;
 
-/// What one cycle did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// What one cycle did (`floe-compactor --once` prints it as one JSON line).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CycleReport {
     pub truncated: usize,
     pub merged_runs: usize,

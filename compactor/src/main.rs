@@ -17,7 +17,8 @@ struct Cli {
     #[arg(long, env = "FLOE_STORE", default_value = "file://./floe-data")]
     store: String,
 
-    /// Run one cycle and exit (for scripts and tests).
+    /// Run one cycle, print what it did as one line of JSON, and exit (for
+    /// scripts and tests).
     #[arg(long)]
     once: bool,
 
@@ -57,7 +58,11 @@ async fn run(cli: Cli) -> Result<(), floe_broker::Error> {
     let mut compactor = Compactor::new(Arc::new(log), cli.settings);
     if cli.once {
         let report = compactor.run_once().await?;
-        println!("{report:?}");
+        // One line of JSON, for scripts (floe-bench's `--compact-first` reads it).
+        match serde_json::to_string(&report) {
+            Ok(line) => println!("{line}"),
+            Err(e) => return Err(floe_broker::Error::encode("cycle report", e)),
+        }
         return Ok(());
     }
     // On a signal the cycle in progress may finish, for a while: a cycle

@@ -119,6 +119,12 @@ struct Common {
     /// `consume`'s cold reader shares them with the writing agent.
     #[arg(long, conflicts_with = "target")]
     agent_cpus: Option<String>,
+    /// `consume` and `all`: before the catch-up read, run `floe-compactor
+    /// --once` on the store until a cycle merges nothing, so that the fresh
+    /// agent reads a compacted bucket (the bench's agents run without a
+    /// compactor).
+    #[arg(long, conflicts_with = "target")]
+    compact_first: bool,
 }
 
 #[derive(Subcommand)]
@@ -303,7 +309,7 @@ async fn run(which: Which, c: Common, bin_dir: &Path, json: Option<PathBuf>) -> 
         results.e2e = Some(r);
     }
     if let (Some(cluster), Which::Consume | Which::All) = (&cluster, which) {
-        results.consume = Some(run_consume(cluster, &load, c.seed.wrapping_add(2000)).await?);
+        results.consume = Some(run_consume(cluster, &load, c.seed.wrapping_add(2000), c.compact_first).await?);
     }
     if let Some(cluster) = cluster {
         cluster.stop().await;
@@ -414,8 +420,8 @@ async fn run_e2e(
     Ok((r, produce_hist, e2e_hist))
 }
 
-async fn run_consume(cluster: &Cluster, load: &Load, seed: u64) -> Result<ConsumeResult, Err> {
-    let r = scenarios::consume_scenario(cluster, load, seed).await?;
+async fn run_consume(cluster: &Cluster, load: &Load, seed: u64, compact_first: bool) -> Result<ConsumeResult, Err> {
+    let r = scenarios::consume_scenario(cluster, load, seed, compact_first).await?;
     print!("{}", text::consume(&r));
     if r.tail_records == 0 || r.catchup_bytes == 0 {
         return Err("consume: nothing consumed".into());

@@ -129,6 +129,15 @@ pub fn consume(r: &ConsumeResult) -> String {
         r.tail_segment_get_per_gib,
         r.tail_get_per_gib
     );
+    if let Some(c) = &r.compaction {
+        push_line!(
+            out,
+            "compacted before the catch-up: {} batches in {} merge runs, {} compactor cycles",
+            c.merged_batches,
+            c.merged_runs,
+            c.cycles
+        );
+    }
     push_line!(
         out,
         "consume (catch-up, fresh agent): {:.1} MiB/s over {:.1} MiB, {:.1} GETs per GiB, ${:.5} per GiB{}",

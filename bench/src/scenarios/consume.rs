@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::cluster::Cluster;
 use crate::load::{Load, Until, consume, produce_load};
-use crate::procs::Err;
+use crate::procs::{Compaction, Err};
 use crate::progress::{Progress, ProgressLine};
 use crate::report::{GIB, MIB, Stats, dollars};
 
@@ -31,9 +31,18 @@ pub struct ConsumeResult {
     pub catchup_dollars_per_gib: f64,
     pub catchup_store: Stats,
     pub catchup_agent_cpu_s_per_gib: Option<f64>,
+    /// What compacting the bucket before the catch-up did (`--compact-first`).
+    pub compaction: Option<Compaction>,
 }
 
-pub async fn consume_scenario(cluster: &Cluster, load: &Load, seed: u64) -> Result<ConsumeResult, Err> {
+/// With `compact_first`, the bucket is compacted until its compactor has
+/// nothing left to merge before the fresh agent starts.
+pub async fn consume_scenario(
+    cluster: &Cluster,
+    load: &Load,
+    seed: u64,
+    compact_first: bool,
+) -> Result<ConsumeResult, Err> {
     let topic = cluster.create_topic("consume", load.partitions).await?;
     let before = cluster.stats().await?;
     let progress = Arc::new(Progress::default());
@@ -59,6 +68,8 @@ pub async fn consume_scenario(cluster: &Cluster, load: &Load, seed: u64) -> Resu
         (p?, c?)
     };
     let tail_store = cluster.stats().await?.since(&before);
+
+    let compaction = if compact_first { Some(cluster.compact_until_idle().await?) } else { None };
 
     // Catch-up: a fresh agent reads the whole topic.
     let reader = cluster.fresh_reader().await?;
@@ -93,5 +104,6 @@ pub async fn consume_scenario(cluster: &Cluster, load: &Load, seed: u64) -> Resu
         catchup_dollars_per_gib: dollars(&catchup_store.total()) / read_gib,
         catchup_store,
         catchup_agent_cpu_s_per_gib: cpu.map(|c| c / read_gib),
+        compaction,
     })
 }
