@@ -41,6 +41,11 @@ impl Chunks {
         Self { store, ram, chunk: chunk.max(1), gets: Arc::default() }
     }
 
+    /// The index of the chunk that holds byte `pos` of a segment.
+    pub fn chunk_of(&self, pos: u64) -> u64 {
+        pos / self.chunk
+    }
+
     /// GETs made for chunks (and for batches larger than one).
     pub fn gets(&self) -> u64 {
         self.gets.load(Ordering::Relaxed)

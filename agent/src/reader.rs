@@ -2,13 +2,17 @@
 //! → the segment's chunk (`chunks.rs`: one ranged GET for neighbouring
 //! batches) on a miss. Fetches at the high watermark may long-poll.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use floe_broker::state::StoredBatch;
 use floe_broker::{MetadataLog, Record};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
+use ulid::Ulid;
 
 use crate::cache::{Batch, BatchCache};
 use crate::chunks::Chunks;
@@ -62,8 +66,11 @@ struct View {
     ahead: Vec<StoredBatch>,
 }
 
-/// Batches loaded ahead of a catch-up consumer.
+/// Batches loaded ahead of a catch-up consumer, wherever they are.
 const READ_AHEAD: usize = 2;
+
+/// Most batches loaded ahead of one fetch (see [`Reader::ahead`]).
+const READ_AHEAD_MAX: usize = 32;
 
 #[derive(Clone)]
 pub struct Reader {
@@ -145,19 +152,46 @@ impl Reader {
             wanted += (base + u64::from(b.records)).saturating_sub(req.offset.max(base));
             batches.push((base, b.clone()));
         }
-        let ahead = from.take(READ_AHEAD).map(|(_, b)| b.clone()).collect();
+        let ahead = self.ahead(from.map(|(_, b)| b), batches.last().map(|(_, b)| b));
         Ok(View { log_start_offset: p.log_start_offset, high_watermark: p.high_watermark, batches, ahead })
     }
 
+    /// The batches to load ahead of a consumer whose fetch ends with `last`:
+    /// the next [`READ_AHEAD`], and past them those of `last`'s segment that
+    /// end in the chunk `last` ends in (at most [`READ_AHEAD_MAX`] in all).
+    /// A merged segment holds one partition, so its consumer reads it a
+    /// chunk at a time: the whole chunk is decoded into the batch cache while
+    /// the chunk is fresh, and the chunk cache, which holds a few chunks,
+    /// need not keep it for the consumer's next fetches. Without this, more
+    /// partitions read at once than it holds chunks evicted each chunk before
+    /// its last batch was read, and each was fetched again
+    /// (docs/benchmarks.md, "Cold reads of a compacted bucket").
+    fn ahead<'a>(&self, next: impl Iterator<Item = &'a StoredBatch>, last: Option<&StoredBatch>) -> Vec<StoredBatch> {
+        let Some(last) = last else { return Vec::new() };
+        let chunk = self.chunks.chunk_of(last.pos + u64::from(last.len).max(1) - 1);
+        next.enumerate()
+            .take_while(|(i, b)| {
+                let in_chunk =
+                    b.segment == last.segment && self.chunks.chunk_of(b.pos + u64::from(b.len).max(1) - 1) == chunk;
+                *i < READ_AHEAD || in_chunk
+            })
+            .take(READ_AHEAD_MAX)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
     async fn read(&self, req: &FetchRequest, view: View) -> Result<Fetched, FetchError> {
+        let wanted = view.batches.iter().map(|(_, b)| b);
+        let mut spans = self.spans(wanted.chain(&view.ahead));
+        let ahead_spans = spans.split_off(view.batches.len());
         // A consumer that is behind will want the next batches; a tail
         // consumer has none ahead.
-        self.read_ahead(view.ahead);
+        self.read_ahead(view.ahead.into_iter().zip(ahead_spans));
         let mut records = Vec::new();
         let mut bytes = 0usize;
         let mut next = req.offset;
-        'batches: for (base, stored) in &view.batches {
-            let batch = self.batch(stored).await?;
+        'batches: for ((base, stored), span) in view.batches.iter().zip(&spans) {
+            let batch = self.batch(stored, span).await?;
             let skip = next.saturating_sub(*base) as usize;
             for record in batch.iter().skip(skip) {
                 let size = record.size();
@@ -178,19 +212,67 @@ impl Reader {
         })
     }
 
-    async fn batch(&self, stored: &StoredBatch) -> Result<Batch, FetchError> {
-        let (segment, range) = (stored.segment, stored.pos..stored.pos + u64::from(stored.len));
-        let fetch = self.chunks.read(segment, range);
-        Ok(self.cache.get_or_load((segment, stored.pos), fetch).await?)
+    /// Which [`Span`] each of `batches` is read from: consecutive batches of
+    /// one segment that lie within one chunk share one.
+    fn spans<'a>(&self, batches: impl IntoIterator<Item = &'a StoredBatch>) -> Vec<Arc<Span>> {
+        // (segment, bytes, whether later batches may join: a batch across
+        // chunks is read alone, `Chunks::read` joining its chunks).
+        let mut groups: Vec<(Ulid, Range<u64>, bool)> = Vec::new();
+        let mut of_batch = Vec::new();
+        for b in batches {
+            let range = b.pos..b.pos + u64::from(b.len);
+            let chunk = self.chunks.chunk_of(range.start);
+            let within = self.chunks.chunk_of(range.end.max(range.start + 1) - 1) == chunk;
+            match groups.last_mut() {
+                Some((segment, span, true))
+                    if within && *segment == b.segment && self.chunks.chunk_of(span.start) == chunk =>
+                {
+                    span.start = span.start.min(range.start);
+                    span.end = span.end.max(range.end);
+                }
+                _ => groups.push((b.segment, range, within)),
+            }
+            of_batch.push(groups.len() - 1);
+        }
+        let spans: Vec<Arc<Span>> = groups
+            .into_iter()
+            .map(|(segment, range, _)| Arc::new(Span { segment, range, bytes: tokio::sync::OnceCell::new() }))
+            .collect();
+        of_batch.into_iter().map(|g| spans[g].clone()).collect()
+    }
+
+    /// The batch, from the cache or else from its span's bytes.
+    async fn batch(&self, stored: &StoredBatch, span: &Span) -> Result<Batch, FetchError> {
+        let fetch = async {
+            let bytes = span.bytes.get_or_try_init(|| self.chunks.read(span.segment, span.range.clone())).await?;
+            let from = usize::try_from(stored.pos.saturating_sub(span.range.start)).unwrap_or(usize::MAX);
+            let to = from.saturating_add(stored.len as usize);
+            if stored.pos < span.range.start || to > bytes.len() {
+                return Err(Arc::new(floe_broker::Error::corrupt("read span", "a batch outside its span")));
+            }
+            Ok(bytes.slice(from..to))
+        };
+        Ok(self.cache.get_or_load((stored.segment, stored.pos), fetch).await?)
     }
 
     /// Loads batches a catch-up consumer will ask for next, in the background.
-    fn read_ahead(&self, batches: Vec<StoredBatch>) {
-        for stored in batches {
+    fn read_ahead(&self, batches: impl IntoIterator<Item = (StoredBatch, Arc<Span>)>) {
+        for (stored, span) in batches {
             let reader = self.clone();
             self.tasks.spawn(async move {
-                let _ = reader.batch(&stored).await;
+                let _ = reader.batch(&stored, &span).await;
             });
         }
     }
+}
+
+/// The bytes of a segment that several batches of one fetch lie in (within
+/// one chunk), read once, through the chunk cache, when the first of them
+/// is not in the batch cache, and held until the last of them is loaded:
+/// the chunk cache may evict the chunk meanwhile (more consumers than it
+/// holds chunks) without costing another GET.
+struct Span {
+    segment: Ulid,
+    range: Range<u64>,
+    bytes: tokio::sync::OnceCell<Bytes>,
 }

@@ -282,3 +282,63 @@ async fn a_catch_up_read_gets_each_segment_once_for_all_its_partitions() {
     let (_, stats) = r.get("/v1/stats").await;
     assert_eq!(stats["store"]["segments"]["get"], segments, "one GET per segment, not per batch: {stats}");
 }
+
+/// A merged segment holds one partition. A fresh agent reading more such
+/// partitions at once than its chunk cache holds chunks still gets each
+/// segment once: a fetch loads the rest of its chunk ahead into the batch
+/// cache while it holds the chunk's bytes. (Before, each partition's chunk
+/// was evicted by the others' before its later batches were read ahead, and
+/// fetched again.)
+#[tokio::test]
+async fn a_catch_up_of_more_merged_partitions_than_cached_chunks_gets_each_segment_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = AgentProc::start(&file_store(&dir), &[], &["--compactor", "off"]);
+    let c = writer.client();
+    let partitions = 4u32;
+    c.create_topic("t", partitions).await;
+    // Values zstd cannot shrink much, so a segment's bytes are about its records'.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut value = || {
+        let bytes: Vec<u8> = (0..384)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 24) as u8
+            })
+            .collect();
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
+    };
+    // Eight flushes of four records a partition: merged into one segment
+    // each, of about 16 KB, in batches of one record.
+    for _ in 0..8 {
+        for p in 0..partitions {
+            let records: Vec<Value> = (0..4).map(|_| json!({"value": value(), "partition": p})).collect();
+            c.produce("t", Value::Array(records)).await;
+        }
+    }
+    // Then an agent that compacts: its first cycle sees every batch.
+    let compact = ["--compaction-interval-ms", "100", "--merge-min-batches", "2", "--merge-batch-bytes", "600"];
+    let compactor = AgentProc::start(&file_store(&dir), &[], &compact);
+    let cycles = || async { compactor.client().get("/v1/stats").await.1["compactor"]["cycles"].as_u64().unwrap() };
+    let mut waited = 0;
+    while cycles().await < 2 {
+        assert!(waited < 400, "the compactor did not run two cycles");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    // The chunk cache (a quarter of 150 KB) holds two of the four merged
+    // segments; the batch cache holds all four decoded.
+    let reader = AgentProc::start(&file_store(&dir), &[], &["--compactor", "off", "--cache-bytes", "150000"]);
+    let r = reader.client();
+    let mut next = vec![0u64; partitions as usize];
+    while next.iter().any(|&n| n < 32) {
+        for (p, next) in next.iter_mut().enumerate().filter(|(_, n)| **n < 32) {
+            let (s, b) = r.get(&format!("/v1/topics/t/partitions/{p}/records?offset={next}&max_records=2")).await;
+            assert_eq!(s, 200, "{b}");
+            *next = b["next_offset"].as_u64().unwrap();
+        }
+    }
+    let (_, stats) = r.get("/v1/stats").await;
+    assert_eq!(stats["store"]["segments"]["get"], partitions, "one GET per merged segment: {stats}");
+}

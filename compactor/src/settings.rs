@@ -28,8 +28,11 @@ pub struct CompactorSettings {
     #[cfg_attr(feature = "cli", arg(long, env = "FLOE_SNAPSHOT_FORMAT", default_value_t = 4, value_parser = clap::value_parser!(u32).range(3..=4)))]
     pub snapshot_format: u32,
 
-    /// Batches smaller than this (compressed bytes) are merged.
-    #[cfg_attr(feature = "cli", arg(long, env = "FLOE_MERGE_SMALL_BATCH_BYTES", default_value_t = 1 << 20))]
+    /// Batches smaller than this (compressed bytes) that sit in flush
+    /// segments are merged. The default is an agent's read chunk (8 MiB):
+    /// a partition read alone gets about a chunk per GET from the merged
+    /// segments, and one batch per GET from flush segments.
+    #[cfg_attr(feature = "cli", arg(long, env = "FLOE_MERGE_SMALL_BATCH_BYTES", default_value_t = 8 << 20))]
     pub merge_small_batch_bytes: u64,
 
     /// A run of small batches is merged once it holds this many batches, even
@@ -62,7 +65,7 @@ impl Default for CompactorSettings {
             gc_grace_ms: 600_000,
             snapshot_every_entries: 1_000,
             snapshot_format: floe_broker::snapshot::INDEXED_SNAPSHOT_FORMAT,
-            merge_small_batch_bytes: 1 << 20,
+            merge_small_batch_bytes: 8 << 20,
             merge_min_batches: 32,
             merge_target_bytes: 16 << 20,
             merge_batch_bytes: 1 << 20,
