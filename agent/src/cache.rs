@@ -25,7 +25,8 @@ pub type Batch = Arc<[Record]>;
 enum Entry {
     Records(Batch),
     /// A batch this agent wrote, as the chunks of its segment that hold it
-    /// (compressed), until a read decodes it. The writer lets go of a
+    /// (compressed), until a read decodes it; or one read ahead (a copy of
+    /// its bytes, `insert_read_ahead`). The writer lets go of a
     /// request's records once they are compressed (decision 0026): keeping
     /// them decoded for tail readers would make every produce hold them.
     Written(Arc<[Bytes]>),
@@ -123,6 +124,21 @@ impl BatchCache {
     /// A batch as this agent wrote it: `chunks` hold exactly its bytes.
     pub async fn insert_written(&self, key: BatchKey, chunks: Arc<[Bytes]>) {
         self.put(key, Entry::Written(chunks)).await;
+    }
+
+    /// Whether RAM holds `key` (decoded or not).
+    pub fn contains(&self, key: &BatchKey) -> bool {
+        self.ram.contains_key(key)
+    }
+
+    /// A batch read ahead, as its compressed bytes, unless RAM holds it
+    /// already; the read that wants it decodes it in place, as a written
+    /// batch's.
+    pub async fn insert_read_ahead(&self, key: BatchKey, bytes: Bytes) {
+        let inserted = self.ram.entry(key).or_insert_with(async { Entry::Written(Arc::from([bytes])) }).await;
+        if inserted.is_fresh() {
+            self.settle(weight(inserted.value())).await;
+        }
     }
 
     async fn put(&self, key: BatchKey, entry: Entry) {

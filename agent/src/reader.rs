@@ -190,8 +190,11 @@ impl Reader {
         let mut records = Vec::new();
         let mut bytes = 0usize;
         let mut next = req.offset;
-        'batches: for ((base, stored), span) in view.batches.iter().zip(&spans) {
-            let batch = self.batch(stored, span).await?;
+        // By value: a span's bytes (a slice of a chunk, which keeps the
+        // whole chunk) are let go once its last batch is read, not held
+        // until the fetch ends.
+        'batches: for ((base, stored), span) in view.batches.iter().zip(spans) {
+            let batch = self.batch(stored, &span).await?;
             let skip = next.saturating_sub(*base) as usize;
             for record in batch.iter().skip(skip) {
                 let size = record.size();
@@ -236,43 +239,82 @@ impl Reader {
         }
         let spans: Vec<Arc<Span>> = groups
             .into_iter()
-            .map(|(segment, range, _)| Arc::new(Span { segment, range, bytes: tokio::sync::OnceCell::new() }))
+            .map(|(segment, range, _)| Arc::new(Span { segment, range, read: tokio::sync::OnceCell::new() }))
             .collect();
         of_batch.into_iter().map(|g| spans[g].clone()).collect()
     }
 
     /// The batch, from the cache or else from its span's bytes.
     async fn batch(&self, stored: &StoredBatch, span: &Span) -> Result<Batch, FetchError> {
-        let fetch = async {
-            let bytes = span.bytes.get_or_try_init(|| self.chunks.read(span.segment, span.range.clone())).await?;
-            let from = usize::try_from(stored.pos.saturating_sub(span.range.start)).unwrap_or(usize::MAX);
-            let to = from.saturating_add(stored.len as usize);
-            if stored.pos < span.range.start || to > bytes.len() {
-                return Err(Arc::new(floe_broker::Error::corrupt("read span", "a batch outside its span")));
-            }
-            Ok(bytes.slice(from..to))
-        };
+        let fetch = span.bytes_of(&self.chunks, stored);
         Ok(self.cache.get_or_load((stored.segment, stored.pos), fetch).await?)
     }
 
-    /// Loads batches a catch-up consumer will ask for next, in the background.
+    /// Loads batches a catch-up consumer will ask for next, in the
+    /// background: the first [`READ_AHEAD`] decoded, as its next fetch
+    /// wants them; the rest of the chunk (see [`Self::ahead`]) into the
+    /// batch cache as compressed bytes, decoded by the read that wants
+    /// them. A chunk's worth of compressible records would take several
+    /// times its size decoded, and the batch cache would then hold a few
+    /// consumers' read-ahead only.
     fn read_ahead(&self, batches: impl IntoIterator<Item = (StoredBatch, Arc<Span>)>) {
-        for (stored, span) in batches {
+        let mut rest = Vec::new();
+        for (i, (stored, span)) in batches.into_iter().enumerate() {
+            if i >= READ_AHEAD {
+                rest.push((stored, span));
+                continue;
+            }
             let reader = self.clone();
             self.tasks.spawn(async move {
                 let _ = reader.batch(&stored, &span).await;
             });
         }
+        if rest.is_empty() {
+            return;
+        }
+        let reader = self.clone();
+        self.tasks.spawn(async move {
+            for (stored, span) in rest {
+                let key = (stored.segment, stored.pos);
+                if reader.cache.contains(&key) {
+                    continue;
+                }
+                let Ok(bytes) = span.bytes_of(&reader.chunks, &stored).await else { return };
+                // Copied: a slice would keep the whole chunk while the
+                // cache counts only the batch.
+                reader.cache.insert_read_ahead(key, Bytes::copy_from_slice(&bytes)).await;
+            }
+        });
     }
 }
 
 /// The bytes of a segment that several batches of one fetch lie in (within
 /// one chunk), read once, through the chunk cache, when the first of them
-/// is not in the batch cache, and held until the last of them is loaded:
-/// the chunk cache may evict the chunk meanwhile (more consumers than it
-/// holds chunks) without costing another GET.
+/// is not in the batch cache, and held by the fetch and its read-ahead
+/// until each has its batch: the chunk cache may evict the chunk meanwhile
+/// (more consumers than it holds chunks) without costing another GET.
 struct Span {
     segment: Ulid,
     range: Range<u64>,
-    bytes: tokio::sync::OnceCell<Bytes>,
+    /// The read's outcome, kept for the span's other batches: a failed read
+    /// (a segment merged and collected meanwhile) is not made again by each
+    /// of them in turn; the fetch resolves its offset again instead.
+    read: tokio::sync::OnceCell<Result<Bytes, Arc<floe_broker::Error>>>,
+}
+
+impl Span {
+    /// `stored`'s bytes, reading the span's first if no batch of it has.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a read dropped by every caller is made again by the next.
+    async fn bytes_of(&self, chunks: &Chunks, stored: &StoredBatch) -> Result<Bytes, Arc<floe_broker::Error>> {
+        let read = self.read.get_or_init(|| chunks.read(self.segment, self.range.clone())).await;
+        let bytes = read.as_ref().map_err(Arc::clone)?;
+        let from = usize::try_from(stored.pos.saturating_sub(self.range.start)).unwrap_or(usize::MAX);
+        let to = from.saturating_add(stored.len as usize);
+        if stored.pos < self.range.start || to > bytes.len() {
+            return Err(Arc::new(floe_broker::Error::corrupt("read span", "a batch outside its span")));
+        }
+        Ok(bytes.slice(from..to))
+    }
 }

@@ -15,6 +15,9 @@ pub type Err = Box<dyn std::error::Error + Send + Sync>;
 /// `--merge-max-bytes-per-cycle`, 256 MiB by default).
 pub const MAX_COMPACTION_CYCLES: usize = 64;
 
+/// How long one `floe-compactor --once` may take (it merges at most 256 MiB).
+const COMPACTION_CYCLE_LIMIT: Duration = Duration::from_secs(300);
+
 /// What `compact_until_idle` did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Compaction {
@@ -173,19 +176,22 @@ impl Procs {
     pub async fn compact_until_idle(&self) -> Result<Compaction, Err> {
         let mut done = Compaction::default();
         while done.cycles < MAX_COMPACTION_CYCLES {
-            let log = std::fs::File::create(self.dir.join(format!("compactor-once-{}.log", done.cycles + 1)))?;
-            let out = Command::new(self.bin_dir.join("floe-compactor"))
+            let log_path = self.dir.join(format!("compactor-once-{}.log", done.cycles + 1));
+            let run = Command::new(self.bin_dir.join("floe-compactor"))
                 .arg("--once")
                 .env("FLOE_STORE", self.store_url())
                 .env("FLOE_LOG", "warn")
-                .stderr(log)
+                .stderr(std::fs::File::create(&log_path)?)
                 .kill_on_drop(true)
-                .output()
+                .output();
+            let log = log_path.display();
+            let out = tokio::time::timeout(COMPACTION_CYCLE_LIMIT, run)
                 .await
+                .map_err(|_| format!("floe-compactor --once ran over {COMPACTION_CYCLE_LIMIT:?}; see {log}"))?
                 .map_err(|e| format!("cannot start floe-compactor: {e}"))?;
             let cycle = CycleCounts::parse(&out.stdout)
                 .filter(|_| out.status.success())
-                .ok_or_else(|| format!("floe-compactor --once failed ({}); see {}", out.status, self.dir.display()))?;
+                .ok_or_else(|| format!("floe-compactor --once failed ({}); see {log}", out.status))?;
             if cycle.failed_runs > 0 {
                 return Err(format!("floe-compactor --once: {} merge runs failed", cycle.failed_runs).into());
             }
