@@ -126,18 +126,28 @@ impl BatchCache {
         self.put(key, Entry::Written(chunks)).await;
     }
 
-    /// Whether RAM holds `key` (decoded or not).
+    /// Whether either tier holds `key` (in RAM decoded or not).
     pub fn contains(&self, key: &BatchKey) -> bool {
-        self.ram.contains_key(key)
+        self.ram.contains_key(key) || self.disk.as_ref().is_some_and(|d| d.index.contains_key(key))
     }
 
-    /// A batch read ahead, as its compressed bytes, unless RAM holds it
-    /// already; the read that wants it decodes it in place, as a written
-    /// batch's.
+    /// A batch read ahead, from `bytes` (which hold exactly it), unless RAM
+    /// holds it already: a copy of its compressed bytes, which the read that
+    /// wants it decodes in place, as a written batch's. Counted as a load
+    /// from the store, and kept in the disk tier as a loaded batch is.
     pub async fn insert_read_ahead(&self, key: BatchKey, bytes: Bytes) {
-        let inserted = self.ram.entry(key).or_insert_with(async { Entry::Written(Arc::from([bytes])) }).await;
-        if inserted.is_fresh() {
-            self.settle(weight(inserted.value())).await;
+        let copy = async { Entry::Written(Arc::from([Bytes::copy_from_slice(&bytes)])) };
+        let inserted = self.ram.entry(key).or_insert_with(copy).await;
+        if !inserted.is_fresh() {
+            return;
+        }
+        self.counters.loads.fetch_add(1, Ordering::Relaxed);
+        self.counters.fetched_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.settle(weight(inserted.value())).await;
+        if let Some(d) = &self.disk
+            && tokio::fs::write(file_of(&d.dir, &key), &bytes).await.is_ok()
+        {
+            d.index.insert(key, u32::try_from(bytes.len()).unwrap_or(u32::MAX)).await;
         }
     }
 

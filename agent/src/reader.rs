@@ -160,9 +160,9 @@ impl Reader {
     /// the next [`READ_AHEAD`], and past them those of `last`'s segment that
     /// end in the chunk `last` ends in (at most [`READ_AHEAD_MAX`] in all).
     /// A merged segment holds one partition, so its consumer reads it a
-    /// chunk at a time: the whole chunk is decoded into the batch cache while
-    /// the chunk is fresh, and the chunk cache, which holds a few chunks,
-    /// need not keep it for the consumer's next fetches. Without this, more
+    /// chunk at a time: the rest of the chunk goes into the batch cache
+    /// while the fetch holds the chunk's bytes, and the chunk cache, which
+    /// holds a few chunks, need not keep it for the consumer's next fetches. Without this, more
     /// partitions read at once than it holds chunks evicted each chunk before
     /// its last batch was read, and each was fetched again
     /// (docs/benchmarks.md, "Cold reads of a compacted bucket").
@@ -280,9 +280,9 @@ impl Reader {
                     continue;
                 }
                 let Ok(bytes) = span.bytes_of(&reader.chunks, &stored).await else { return };
-                // Copied: a slice would keep the whole chunk while the
-                // cache counts only the batch.
-                reader.cache.insert_read_ahead(key, Bytes::copy_from_slice(&bytes)).await;
+                // Copied in there: a slice would keep the whole chunk while
+                // the cache counts only the batch.
+                reader.cache.insert_read_ahead(key, bytes).await;
             }
         });
     }

@@ -329,7 +329,12 @@ async fn a_catch_up_of_more_merged_partitions_than_cached_chunks_gets_each_segme
     }
     // The chunk cache (a quarter of 150 KB) holds two of the four merged
     // segments; the batch cache holds all four decoded.
-    let reader = AgentProc::start(&file_store(&dir), &[], &["--compactor", "off", "--cache-bytes", "150000"]);
+    let nvme = dir.path().join("nvme").display().to_string();
+    let reader = AgentProc::start(
+        &file_store(&dir),
+        &[],
+        &["--compactor", "off", "--cache-bytes", "150000", "--cache-dir", &nvme],
+    );
     let r = reader.client();
     let mut next = vec![0u64; partitions as usize];
     while next.iter().any(|&n| n < 32) {
@@ -341,4 +346,7 @@ async fn a_catch_up_of_more_merged_partitions_than_cached_chunks_gets_each_segme
     }
     let (_, stats) = r.get("/v1/stats").await;
     assert_eq!(stats["store"]["segments"]["get"], partitions, "one GET per merged segment: {stats}");
+    // Read ahead or not, every batch fetched is also kept on NVMe, and counted as loaded.
+    assert_eq!(stats["cache"]["disk_entries"], 4 * 32, "{stats}");
+    assert_eq!(stats["cache"]["loads"], 4 * 32, "{stats}");
 }
