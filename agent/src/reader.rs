@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-
 use floe_broker::state::StoredBatch;
 use floe_broker::{MetadataLog, Record};
 use tokio::time::Instant;
@@ -162,10 +161,11 @@ impl Reader {
     /// A merged segment holds one partition, so its consumer reads it a
     /// chunk at a time: the rest of the chunk goes into the batch cache
     /// while the fetch holds the chunk's bytes, and the chunk cache, which
-    /// holds a few chunks, need not keep it for the consumer's next fetches. Without this, more
-    /// partitions read at once than it holds chunks evicted each chunk before
-    /// its last batch was read, and each was fetched again
-    /// (docs/benchmarks.md, "Cold reads of a compacted bucket").
+    /// holds a few chunks, need not keep it for the consumer's next
+    /// fetches. Without this, more partitions read at once than it holds
+    /// chunks evicted each chunk before its last batch was read, and each
+    /// was fetched again (docs/benchmarks.md, "Cold reads of a compacted
+    /// bucket").
     fn ahead<'a>(&self, next: impl Iterator<Item = &'a StoredBatch>, last: Option<&StoredBatch>) -> Vec<StoredBatch> {
         let Some(last) = last else { return Vec::new() };
         let chunk = self.chunks.chunk_of(last.pos + u64::from(last.len).max(1) - 1);
