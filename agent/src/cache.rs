@@ -59,6 +59,16 @@ struct DiskTier {
     index: Cache<BatchKey, u32>,
 }
 
+impl DiskTier {
+    /// Writes a batch's raw bytes to its file and indexes it; a failed
+    /// write leaves it out (the disk tier is a cache).
+    async fn keep(&self, key: BatchKey, raw: &[u8]) {
+        if tokio::fs::write(file_of(&self.dir, &key), raw).await.is_ok() {
+            self.index.insert(key, u32::try_from(raw.len()).unwrap_or(u32::MAX)).await;
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct CacheStats {
     /// Batches asked for.
@@ -144,10 +154,8 @@ impl BatchCache {
         self.counters.loads.fetch_add(1, Ordering::Relaxed);
         self.counters.fetched_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         self.settle(weight(inserted.value())).await;
-        if let Some(d) = &self.disk
-            && tokio::fs::write(file_of(&d.dir, &key), &bytes).await.is_ok()
-        {
-            d.index.insert(key, u32::try_from(bytes.len()).unwrap_or(u32::MAX)).await;
+        if let Some(d) = &self.disk {
+            d.keep(key, &bytes).await;
         }
     }
 
@@ -213,10 +221,8 @@ impl BatchCache {
                 None => {
                     let raw = fetch.await?;
                     counters.fetched_bytes.fetch_add(raw.len() as u64, Ordering::Relaxed);
-                    if let Some(d) = &disk
-                        && tokio::fs::write(file_of(&d.dir, &key), &raw).await.is_ok()
-                    {
-                        d.index.insert(key, u32::try_from(raw.len()).unwrap_or(u32::MAX)).await;
+                    if let Some(d) = &disk {
+                        d.keep(key, &raw).await;
                     }
                     raw
                 }

@@ -46,6 +46,12 @@ impl Chunks {
         pos / self.chunk
     }
 
+    /// The index of the chunk that holds the last byte of `range` (of its
+    /// first, if it is empty).
+    pub fn chunk_of_end(&self, range: &Range<u64>) -> u64 {
+        self.chunk_of(range.end.max(range.start + 1) - 1)
+    }
+
     /// GETs made for chunks (and for batches larger than one).
     pub fn gets(&self) -> u64 {
         self.gets.load(Ordering::Relaxed)

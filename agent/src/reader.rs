@@ -168,11 +168,10 @@ impl Reader {
     /// bucket").
     fn ahead<'a>(&self, next: impl Iterator<Item = &'a StoredBatch>, last: Option<&StoredBatch>) -> Vec<StoredBatch> {
         let Some(last) = last else { return Vec::new() };
-        let chunk = self.chunks.chunk_of(last.pos + u64::from(last.len).max(1) - 1);
+        let chunk = self.chunks.chunk_of_end(&extent(last));
         next.enumerate()
             .take_while(|(i, b)| {
-                let in_chunk =
-                    b.segment == last.segment && self.chunks.chunk_of(b.pos + u64::from(b.len).max(1) - 1) == chunk;
+                let in_chunk = b.segment == last.segment && self.chunks.chunk_of_end(&extent(b)) == chunk;
                 *i < READ_AHEAD || in_chunk
             })
             .take(READ_AHEAD_MAX)
@@ -223,9 +222,9 @@ impl Reader {
         let mut groups: Vec<(Ulid, Range<u64>, bool)> = Vec::new();
         let mut of_batch = Vec::new();
         for b in batches {
-            let range = b.pos..b.pos + u64::from(b.len);
+            let range = extent(b);
             let chunk = self.chunks.chunk_of(range.start);
-            let within = self.chunks.chunk_of(range.end.max(range.start + 1) - 1) == chunk;
+            let within = self.chunks.chunk_of_end(&range) == chunk;
             match groups.last_mut() {
                 Some((segment, span, true))
                     if within && *segment == b.segment && self.chunks.chunk_of(span.start) == chunk =>
@@ -286,6 +285,11 @@ impl Reader {
             }
         });
     }
+}
+
+/// Where a batch lies in its segment.
+fn extent(b: &StoredBatch) -> Range<u64> {
+    b.pos..b.pos + u64::from(b.len)
 }
 
 /// The bytes of a segment that several batches of one fetch lie in (within
