@@ -51,12 +51,15 @@ pub struct Compactor {
     stats: Arc<CompactorStats>,
     gc: gc::Gc,
     tombstoned_through: u64,
+    /// The partition the last cycle's merges ended with: the next cycle's
+    /// budget goes to the partitions after it first.
+    merged_last: Option<merge::PartitionId>,
 }
 
 impl Compactor {
     pub fn new(log: Arc<MetadataLog>, settings: CompactorSettings) -> Self {
         let gc = gc::Gc::new(settings.gc_grace());
-        Self { log, settings, stats: Arc::default(), gc, tombstoned_through: 0 }
+        Self { log, settings, stats: Arc::default(), gc, tombstoned_through: 0, merged_last: None }
     }
 
     pub fn stats(&self) -> Arc<CompactorStats> {
@@ -148,8 +151,11 @@ impl Compactor {
     /// missing or corrupt batch) is skipped and reported, so one bad batch
     /// never stops the merges, GC, snapshots and tombstones after it.
     /// Returns (runs merged, batches merged, runs skipped).
-    async fn merge(&self) -> Result<(usize, usize, usize)> {
-        let runs = merge::plan(&self.log.state(), &self.settings);
+    async fn merge(&mut self) -> Result<(usize, usize, usize)> {
+        let runs = merge::plan(&self.log.state(), &self.settings, self.merged_last.as_ref());
+        if let Some(last) = runs.last() {
+            self.merged_last = Some(last.partition_id());
+        }
         let store = self.log.store().clone();
         let mut ops = Vec::new();
         let mut batches = Vec::new();

@@ -28,7 +28,12 @@ pub struct MergeRun {
 /// still sits in a flush segment (merged segments are never merged again, so
 /// every byte is rewritten at most once). A run is merged when it adds up to
 /// a batch that is no longer small, or holds `merge_min_batches` batches.
-pub fn plan(state: &State, s: &CompactorSettings) -> Vec<MergeRun> {
+///
+/// The cycle's budget goes round the partitions in topic and partition
+/// order, starting after `after` (the last partition the previous cycle
+/// served), so that writes which keep the first partitions worth merging
+/// cannot starve the last ones.
+pub fn plan(state: &State, s: &CompactorSettings, after: Option<&PartitionId>) -> Vec<MergeRun> {
     let mut runs = Vec::new();
     let mut budget = s.merge_max_bytes_per_cycle;
     let mut close = |run: &mut Vec<(u64, StoredBatch)>, topic: &str, partition: u32| {
@@ -40,26 +45,41 @@ pub fn plan(state: &State, s: &CompactorSettings) -> Vec<MergeRun> {
         }
         run.clear();
     };
-    for (name, topic) in &state.topics {
-        for (i, p) in topic.partitions.iter().enumerate() {
-            let mut run: Vec<(u64, StoredBatch)> = Vec::new();
-            let mut run_bytes = 0u64;
-            for (base, b) in &p.batches {
-                let from_flush = state.segments.get(&b.segment).is_some_and(|r| !r.merged);
-                let candidate = from_flush && u64::from(b.len) < s.merge_small_batch_bytes;
-                if !candidate || run_bytes + u64::from(b.len) > s.merge_target_bytes {
-                    close(&mut run, name, i as u32);
-                    run_bytes = 0;
-                }
-                if candidate {
-                    run_bytes += u64::from(b.len);
-                    run.push((*base, b.clone()));
-                }
+    let partitions: Vec<_> = state
+        .topics
+        .iter()
+        .flat_map(|(name, topic)| topic.partitions.iter().enumerate().map(move |(i, p)| (name, i as u32, p)))
+        .collect();
+    let first = after.map_or(0, |(topic, partition)| {
+        partitions.partition_point(|(name, i, _)| (name.as_str(), *i) <= (topic.as_str(), *partition))
+    });
+    for (name, i, p) in partitions[first..].iter().chain(&partitions[..first]) {
+        let mut run: Vec<(u64, StoredBatch)> = Vec::new();
+        let mut run_bytes = 0u64;
+        for (base, b) in &p.batches {
+            let from_flush = state.segments.get(&b.segment).is_some_and(|r| !r.merged);
+            let candidate = from_flush && u64::from(b.len) < s.merge_small_batch_bytes;
+            if !candidate || run_bytes + u64::from(b.len) > s.merge_target_bytes {
+                close(&mut run, name, *i);
+                run_bytes = 0;
             }
-            close(&mut run, name, i as u32);
+            if candidate {
+                run_bytes += u64::from(b.len);
+                run.push((*base, b.clone()));
+            }
         }
+        close(&mut run, name, *i);
     }
     runs
+}
+
+/// A topic's name and a partition's index in it.
+pub type PartitionId = (String, u32);
+
+impl MergeRun {
+    pub fn partition_id(&self) -> PartitionId {
+        (self.topic.clone(), self.partition)
+    }
 }
 
 /// Reads the run's batches, writes them as one per-partition segment, and

@@ -317,3 +317,55 @@ async fn a_merge_run_that_panics_is_skipped_and_the_cycle_goes_on() {
         assert_eq!(read_partition(&log, topic, 0).await.len(), 10, "{topic}");
     }
 }
+
+/// Partitions of `topic` with at least one batch in a merged segment.
+fn merged_partitions(log: &MetadataLog, topic: &str, partitions: u32) -> Vec<u32> {
+    let state = log.state();
+    (0..partitions)
+        .filter(|p| {
+            state.partition(topic, *p).unwrap().batches.values().any(|b| state.segments.get(&b.segment).unwrap().merged)
+        })
+        .collect()
+}
+
+/// The per-cycle merge budget goes round the partitions, each cycle going
+/// on after the last partition the one before served. It went in topic and
+/// partition order from the start every cycle: under writes that keep the
+/// first partitions worth merging, the last ones were never merged, and
+/// their flush segments could never be collected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_budget_too_small_for_every_partition_goes_round_them() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let log = open(&store).await;
+    let unlimited = TopicConfig { retention_ms: -1, retention_bytes: -1 };
+    create_topic(&log, "t", 3, unlimited).await;
+    let mut settings = fast_settings();
+    // Eight flushes, each a small batch in every partition: a run worth merging in each.
+    let (mut n, flushes) = (0u64, settings.merge_min_batches);
+    let mut flush_a_round = async || {
+        for _ in 0..flushes {
+            let parts: Vec<_> = (0..3).map(|p| (p, vec![record(1_000 + n + u64::from(p), now_ms())])).collect();
+            n += 3;
+            let (_, op) = upload(&log, "t", &parts).await;
+            log.commit(vec![op]).await.unwrap();
+        }
+    };
+    flush_a_round().await;
+    // Room for one partition's run a cycle, and runs no longer than one round's batches.
+    let run: u64 = log.state().partition("t", 0).unwrap().batches.values().map(|b| u64::from(b.len)).sum();
+    settings.merge_max_bytes_per_cycle = run + run / 2;
+    settings.merge_target_bytes = run + run / 4;
+    let mut compactor = Compactor::new(log.clone(), settings);
+    for round in 0..3 {
+        if round > 0 {
+            // New writes keep the first partition worth merging.
+            flush_a_round().await;
+        }
+        let report = compactor.run_once().await.unwrap();
+        assert_eq!(report.merged_runs, 1, "round {round}: {report:?}");
+    }
+    assert_eq!(merged_partitions(&log, "t", 3), vec![0, 1, 2], "every partition had its turn");
+    for p in 0..3 {
+        assert_eq!(read_partition(&log, "t", p).await.len(), 24, "partition {p}");
+    }
+}
