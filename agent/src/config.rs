@@ -83,6 +83,12 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOE_REQUEST_MEMORY_BYTES", default_value_t = 32 << 20)]
     pub request_memory_bytes: usize,
 
+    /// Fetched records held until their answers are sent, in bytes; further
+    /// fetches wait before they read (a fetch waiting for records to arrive
+    /// holds none). One fetch larger than all of it takes all of it.
+    #[arg(long, env = "FLOE_FETCH_MEMORY_BYTES", default_value_t = 64 << 20)]
+    pub fetch_memory_bytes: usize,
+
     /// How often the agent looks for log entries committed by others while a
     /// reader waits for new records or entries keep arriving; an idle agent
     /// backs off to once a second (reads past what it knows catch up first).

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use ulid::Ulid;
 
+use crate::budget::{Held, MemoryBudget};
 use crate::cache::{Batch, BatchCache};
 use crate::chunks::Chunks;
 
@@ -32,6 +33,9 @@ pub struct Fetched {
     pub next_offset: u64,
     pub high_watermark: u64,
     pub log_start_offset: u64,
+    /// The records' bytes, taken from the fetch-memory budget: whoever
+    /// answers with them holds it until the answer is sent.
+    pub held: Held,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +48,11 @@ pub enum FetchError {
     OffsetOutOfRange { offset: u64, log_start_offset: u64, high_watermark: u64 },
     #[error(transparent)]
     Store(#[from] Arc<floe_broker::Error>),
+}
+
+/// What fetched records hold: their bytes, as `max_bytes` counts them.
+pub fn records_bytes<'a>(records: impl IntoIterator<Item = &'a (u64, Record)>) -> usize {
+    records.into_iter().map(|(_, r)| r.size()).sum()
 }
 
 fn is_not_found(e: &floe_broker::Error) -> bool {
@@ -78,18 +87,49 @@ pub struct Reader {
     chunks: Chunks,
     /// Owns read-ahead loads.
     tasks: TaskTracker,
+    /// Fetched records held until they are answered (`--fetch-memory-bytes`).
+    answers: MemoryBudget,
 }
 
 impl Reader {
-    pub fn new(log: Arc<MetadataLog>, cache: BatchCache, chunks: Chunks, tasks: TaskTracker) -> Self {
-        Self { log, cache, chunks, tasks }
+    pub fn new(
+        log: Arc<MetadataLog>,
+        cache: BatchCache,
+        chunks: Chunks,
+        tasks: TaskTracker,
+        answers: MemoryBudget,
+    ) -> Self {
+        Self { log, cache, chunks, tasks, answers }
     }
 
+    /// The budget fetched records are held in until they are answered.
+    pub fn answers(&self) -> &MemoryBudget {
+        &self.answers
+    }
+
+    ///
+    /// The records are held in the fetch-memory budget ([`Fetched::held`]):
+    /// `max_bytes` of it is taken before they are read, once there are
+    /// records to read (a fetch waiting for them holds none), and cut back
+    /// to their size after. A first record larger than that is read again
+    /// once its size is taken, holding nothing meanwhile.
     pub async fn fetch(&self, req: &FetchRequest) -> Result<Fetched, FetchError> {
+        self.fetch_holding(req, Some(&self.answers)).await
+    }
+
+    /// Like [`Self::fetch`], holding nothing: for a caller that took the
+    /// records' bytes already (a member's fetch over several partitions).
+    pub async fn fetch_unheld(&self, req: &FetchRequest) -> Result<Fetched, FetchError> {
+        self.fetch_holding(req, None).await
+    }
+
+    async fn fetch_holding(&self, req: &FetchRequest, budget: Option<&MemoryBudget>) -> Result<Fetched, FetchError> {
         let deadline = Instant::now() + req.timeout;
         let mut applied = self.log.subscribe();
         let mut caught_up = false;
         let mut refreshed_after_missing = false;
+        let mut to_hold = req.max_bytes;
+        let mut retaken = false;
         loop {
             let view = match self.view(req) {
                 Err(FetchError::TopicNotFound(_) | FetchError::PartitionNotFound { .. }) if !caught_up => None,
@@ -113,6 +153,10 @@ impl Reader {
                 });
             }
             if req.offset < view.high_watermark {
+                let held = match budget {
+                    Some(budget) => budget.take(to_hold).await,
+                    None => Held::default(),
+                };
                 match self.read(req, view).await {
                     // The batch was merged or truncated, and its old segment
                     // collected, by entries this agent has not applied yet.
@@ -121,7 +165,19 @@ impl Reader {
                         refreshed_after_missing = true;
                         continue;
                     }
-                    done => return done,
+                    Err(e) => return Err(e),
+                    Ok(mut fetched) => {
+                        let bytes = records_bytes(&fetched.records);
+                        let more = budget.is_some_and(|b| bytes > held.bytes() && held.bytes() < b.total());
+                        if more && !retaken {
+                            // Let go of all of it before taking more: no fetch waits holding any.
+                            (to_hold, retaken) = (bytes, true);
+                            continue;
+                        }
+                        fetched.held = held;
+                        fetched.held.shrink_to(bytes);
+                        return Ok(fetched);
+                    }
                 }
             }
             // At the high watermark: wait for the next applied entry, or time out empty.
@@ -132,6 +188,7 @@ impl Reader {
                     next_offset: req.offset,
                     high_watermark: view.high_watermark,
                     log_start_offset: view.log_start_offset,
+                    held: Held::default(),
                 });
             }
         }
@@ -211,6 +268,7 @@ impl Reader {
             next_offset: next,
             high_watermark: view.high_watermark,
             log_start_offset: view.log_start_offset,
+            held: Held::default(),
         })
     }
 

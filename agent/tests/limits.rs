@@ -240,13 +240,21 @@ async fn exchange(s: &mut TcpStream, method: &str, path: &str, body: &str) -> (u
         answer.extend_from_slice(&buf[..n]);
         let text = String::from_utf8_lossy(&answer);
         let Some(end) = text.find("\r\n\r\n") else { continue };
-        let length: usize = text[..end]
+        let status: u16 = text[9..12].parse().unwrap();
+        let length: Option<usize> = text[..end]
             .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
-            .expect("a Content-Length");
-        if answer.len() >= end + 4 + length {
-            let status = text[9..12].parse().unwrap();
-            return (status, serde_json::from_slice(&answer[end + 4..end + 4 + length]).unwrap());
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()));
+        match length {
+            Some(length) if answer.len() >= end + 4 + length => {
+                return (status, serde_json::from_slice(&answer[end + 4..end + 4 + length]).unwrap());
+            }
+            Some(_) => {}
+            // A fetch answer, written as it is read.
+            None => {
+                if let (_, Some(body)) = chunked_answer(&answer) {
+                    return (status, serde_json::from_slice(&body).unwrap());
+                }
+            }
         }
     }
 }
@@ -656,15 +664,32 @@ async fn read_until_closed(s: &mut TcpStream, pause: Duration) -> Vec<u8> {
     got
 }
 
-/// The head of an HTTP/1.1 answer, and the length of all of it.
-fn answer_length(got: &[u8]) -> (String, usize) {
-    let text = String::from_utf8_lossy(&got[..got.len().min(4096)]).into_owned();
-    let end = text.find("\r\n\r\n").expect("a whole head");
-    let length: usize = text[..end]
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
-        .expect("a Content-Length");
-    (text[..end].to_owned(), end + 4 + length)
+/// The head of an HTTP/1.1 answer, and its body if all of it arrived
+/// (fetch answers are written as they are read: chunked).
+fn chunked_answer(got: &[u8]) -> (String, Option<Vec<u8>>) {
+    let end = got.windows(4).position(|w| w == b"\r\n\r\n").expect("a whole head");
+    let head = String::from_utf8_lossy(&got[..end]).into_owned();
+    assert!(head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{head}");
+    let (mut rest, mut body) = (&got[end + 4..], Vec::new());
+    loop {
+        let Some(line) = rest.windows(2).position(|w| w == b"\r\n") else { return (head, None) };
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..line]).unwrap().trim(), 16).unwrap();
+        rest = &rest[line + 2..];
+        if rest.len() < size + 2 {
+            return (head, None);
+        }
+        if size == 0 {
+            return (head, Some(body));
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
+
+/// How many records a whole fetch answer holds.
+fn records_in(body: &[u8]) -> usize {
+    let answer: serde_json::Value = serde_json::from_slice(body).expect("a whole answer");
+    answer["records"].as_array().map_or(0, Vec::len)
 }
 
 /// A client that reads a large answer slowly, for longer than twice the
@@ -675,9 +700,9 @@ async fn a_client_reading_a_large_answer_slowly_gets_all_of_it() {
     let (_dir, _a, mut s) = asked_for_a_large_answer(6).await;
     // At most 8 KiB a read (its window), 8 ms apart: six seconds at least.
     let got = read_until_closed(&mut s, Duration::from_millis(8)).await;
-    let (head, length) = answer_length(&got);
+    let (head, body) = chunked_answer(&got);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert_eq!(got.len(), length, "the whole answer, not cut short");
+    assert_eq!(body.as_deref().map(records_in), Some(12), "the whole answer, not cut short");
 }
 
 /// A client that asks for a large answer and never reads it cannot hold its
@@ -703,9 +728,9 @@ async fn a_client_that_stops_reading_its_answer_is_disconnected() {
     assert_eq!(open.last(), Some(&Some(1)), "the unread answer's connection is closed: {open:?}");
     // What the agent had written before it gave up arrives, then the end.
     let got = read_until_closed(&mut stalled, Duration::ZERO).await;
-    let (head, length) = answer_length(&got);
+    let (head, body) = chunked_answer(&got);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(got.len() < length, "the answer was cut short: {} of {length} bytes", got.len());
+    assert!(body.is_none(), "the answer was cut short: {} bytes arrived", got.len());
 }
 
 /// Over HTTP/2, a client that takes a large answer slowly (its flow-control
@@ -714,18 +739,17 @@ async fn a_client_that_stops_reading_its_answer_is_disconnected() {
 async fn an_http2_client_taking_a_large_answer_slowly_gets_all_of_it() {
     use http_body_util::BodyExt;
     let (_dir, _a, _sender, _closed, answer) = asked_over_http2(6, 16 << 10).await;
-    let length: usize = answer.headers()["content-length"].to_str().unwrap().parse().unwrap();
     let mut body = answer.into_body();
-    let mut got = 0;
+    let mut got = Vec::new();
     let read = async {
         // Each frame taken gives the agent 16 KiB more of window: six seconds at least.
         while let Some(Ok(frame)) = body.frame().await {
-            got += frame.data_ref().map_or(0, |d| d.len());
+            got.extend_from_slice(frame.data_ref().map_or(&[][..], |d| &d[..]));
             tokio::time::sleep(Duration::from_millis(16)).await;
         }
     };
     tokio::time::timeout(Duration::from_secs(60), read).await.unwrap();
-    assert_eq!(got, length, "the whole answer, not cut short");
+    assert_eq!(records_in(&got), 12, "the whole answer, not cut short");
 }
 
 /// [`holding_large_records`] (`mib` of them), an HTTP/2 connection whose
@@ -777,4 +801,52 @@ async fn an_http2_client_that_never_takes_its_answer_is_disconnected() {
     assert!(matches!(ended, Ok(Ok(false))), "dropped though its client asks for more: {ended:?}");
     assert!(answered < 60, "not held while small requests go on");
     drop(answer);
+}
+
+/// A fetch answer's records are counted in the fetch-memory budget
+/// (`--fetch-memory-bytes`) until the answer is sent: an answer its client
+/// does not read holds them. They were counted nowhere, and sixteen
+/// fetches of 64 MiB took an agent to 1.3 GB (docs/memory.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unread_answer_holds_its_records_in_the_fetch_budget_until_sent() {
+    let (_dir, a, mut s) = asked_for_a_large_answer(12).await;
+    let c = a.client();
+    let records = 24 * ((512 << 10) + 16);
+    let held = |m: &serde_json::Value| m["fetch_answers"]["held_bytes"].as_u64();
+    let memory = memory_once(&c, |m| held(m) == Some(records)).await;
+    assert_eq!(held(&memory), Some(records), "its records' bytes, as max_bytes counts them: {memory}");
+    assert_eq!(memory["fetch_answers"]["budget_bytes"], 64 << 20);
+    let got = read_until_closed(&mut s, Duration::ZERO).await;
+    assert_eq!(chunked_answer(&got).1.as_deref().map(records_in), Some(24));
+    let memory = memory_once(&c, |m| held(m) == Some(0)).await;
+    assert_eq!(held(&memory), Some(0), "given back once sent: {memory}");
+}
+
+/// A fetch waiting at the end of its partition for records holds none of
+/// the fetch-memory budget: many long-polling consumers cannot starve the
+/// fetches that have records to read.
+#[tokio::test]
+async fn a_long_poll_waiting_for_records_holds_no_fetch_memory() {
+    let (_dir, a) = started(&["--compactor", "off", "--fetch-memory-bytes", "1000"]);
+    let c = a.client();
+    c.create_topic("t", 1).await;
+    let addr = c.base.trim_start_matches("http://").to_owned();
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        let head = "GET /v1/topics/t/partitions/0/records?offset=0&timeout_ms=60000&max_bytes=1000 HTTP/1.1\r\nHost: floe\r\n\r\n";
+        s.write_all(head.as_bytes()).await.unwrap();
+        waiting.push(s);
+    }
+    // Ordering only: the fetches are waiting before the stats are read.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, stats) = c.get("/v1/stats").await;
+    assert_eq!(stats["memory"]["fetch_answers"]["held_bytes"], 0, "{stats}");
+    assert_eq!(c.produce("t", json!([{"value": "v", "partition": 0}])).await, vec![(0, 0)]);
+    for mut s in waiting {
+        let mut answer = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut answer)).await.unwrap().unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
 }

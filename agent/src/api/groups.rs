@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::encoding::Encoding;
+use super::pieces::JsonPieces;
 use super::records::OutRecord;
 use super::{ApiError, body};
 use crate::auth::Caller;
-use crate::groups::{GroupReply, GroupRequest, OffsetReset};
+use crate::groups::{GroupRecord, GroupReply, GroupRequest, OffsetReset};
 use crate::service::{Agent, CommittedOffset, GroupDescription, GroupSummary};
 
 /// A fetched record as members see it: where it is from, then the record.
@@ -28,6 +29,8 @@ struct MemberRecord<'r> {
     record: OutRecord<'r>,
 }
 
+/// A member's fetch answer (written a piece at a time by `render`).
+#[cfg(test)]
 #[derive(Serialize)]
 struct MemberRecords<'r> {
     records: Vec<MemberRecord<'r>>,
@@ -42,17 +45,13 @@ fn render(reply: GroupReply, encoding: Encoding) -> Response {
         GroupReply::Heartbeat { generation, assignments, .. } => {
             json!({ "generation": generation, "assignments": assignments })
         }
-        GroupReply::Records { records } => {
-            // Straight to the answer's bytes: no tree of the records' JSON.
-            let records = records
-                .iter()
-                .map(|r| MemberRecord {
-                    topic: &r.topic,
-                    partition: r.partition,
-                    record: OutRecord::new(r.offset, &r.record, encoding),
-                })
-                .collect();
-            return Json(MemberRecords { records }).into_response();
+        GroupReply::Records { records, held } => {
+            // Straight to the answer's bytes, a piece at a time, as `MemberRecords`.
+            let write = move |r: &GroupRecord, out: &mut Vec<u8>| {
+                let record = OutRecord::new(r.offset, &r.record, encoding);
+                serde_json::to_writer(out, &MemberRecord { topic: &r.topic, partition: r.partition, record })
+            };
+            return JsonPieces::new(r#"{"records":["#, records, "]}", held, write).into_response("application/json");
         }
         GroupReply::Left | GroupReply::Committed => json!({}),
         GroupReply::Described { generation, members } => json!({ "generation": generation, "members": members }),
@@ -237,6 +236,30 @@ mod tests {
 
     /// Stored JSON goes into a member's answer as JSON, through the
     /// flattened record, and its headers beside it.
+    #[tokio::test]
+    async fn a_member_fetch_answer_in_pieces_is_what_serde_json_writes() {
+        use crate::api::records::tests::{answer_text, assorted_records};
+        for n in [0, 1, 300] {
+            let records: Vec<GroupRecord> = assorted_records(n)
+                .into_iter()
+                .map(|(offset, record)| GroupRecord { topic: format!("t{}", offset % 2), partition: 3, offset, record })
+                .collect();
+            let whole = MemberRecords {
+                records: records
+                    .iter()
+                    .map(|r| MemberRecord {
+                        topic: &r.topic,
+                        partition: r.partition,
+                        record: OutRecord::new(r.offset, &r.record, Encoding::String),
+                    })
+                    .collect(),
+            };
+            let want = serde_json::to_string(&whole).unwrap();
+            let answer = render(GroupReply::Records { records, held: Default::default() }, Encoding::String);
+            assert_eq!(answer_text(answer).await, want, "{n} records");
+        }
+    }
+
     #[test]
     fn a_member_record_holds_stored_json_as_json() {
         let record = Record {

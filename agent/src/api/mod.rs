@@ -9,6 +9,7 @@ mod health;
 mod idle;
 mod internal;
 mod layers;
+mod pieces;
 mod producers;
 mod records;
 mod rest_error;

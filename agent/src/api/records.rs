@@ -19,10 +19,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::encoding::{self, Encoded, Encoding, Raw};
+use super::pieces::JsonPieces;
 use super::texts::{Decoded, Piece, pack};
 use super::{ApiError, body, tail};
 use crate::auth::Caller;
-use crate::service::{Acks, Agent, FetchRequest, FlushId, NewRecord, Receipt, RecordOffset};
+use crate::service::{Acks, Agent, FetchRequest, Fetched, FlushId, NewRecord, Receipt, RecordOffset};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -307,6 +308,8 @@ pub struct OutRecord<'r> {
     headers_encoding: Option<&'static str>,
 }
 
+/// A fetch's answer (written by [`fetch_answer`]).
+#[cfg(test)]
 #[derive(Serialize)]
 pub struct FetchResponse<'r> {
     records: Vec<OutRecord<'r>>,
@@ -362,15 +365,20 @@ pub async fn fetch(
         }
         return Ok(tail::stream(agent.tail(&caller, req).await?, q.encoding));
     }
-    let fetched = agent.fetch(&caller, &req).await?;
-    let records = fetched.records.iter().map(|(offset, r)| OutRecord::new(*offset, r, q.encoding)).collect();
-    Ok(Json(FetchResponse {
-        records,
-        next_offset: fetched.next_offset,
-        high_watermark: fetched.high_watermark,
-        log_start_offset: fetched.log_start_offset,
-    })
-    .into_response())
+    Ok(fetch_answer(agent.fetch(&caller, &req).await?, q.encoding))
+}
+
+/// A fetch's answer, as [`FetchResponse`] would be serialized, written a
+/// piece at a time; it holds the records' memory until it is sent.
+fn fetch_answer(fetched: Fetched, encoding: Encoding) -> Response {
+    let Fetched { records, next_offset, high_watermark, log_start_offset, held } = fetched;
+    let rest = format!(
+        r#"],"next_offset":{next_offset},"high_watermark":{high_watermark},"log_start_offset":{log_start_offset}}}"#
+    );
+    let write = move |(offset, r): &(u64, Record), out: &mut Vec<u8>| {
+        serde_json::to_writer(out, &OutRecord::new(*offset, r, encoding))
+    };
+    JsonPieces::new(r#"{"records":["#, records, rest, held, write).into_response("application/json")
 }
 
 #[derive(Deserialize)]
@@ -394,8 +402,57 @@ pub async fn offset_for_time(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use http_body_util::BodyExt;
+
     use super::*;
+
+    /// What an answer's body says, read to its end.
+    pub(crate) async fn answer_text(answer: Response) -> String {
+        String::from_utf8(answer.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    }
+
+    /// Records of every shape an answer writes: text, binary, JSON, keys, headers.
+    pub(crate) fn assorted_records(n: usize) -> Vec<(u64, Record)> {
+        (0..n)
+            .map(|i| {
+                let value = match i % 3 {
+                    0 => Bytes::from(format!("text {i} \"quoted\" {}", "x".repeat(i * 700))),
+                    1 => Bytes::from(vec![0xff, 0, i as u8]),
+                    _ => Bytes::from(format!(r#"{{"n": {i}}}"#)),
+                };
+                let key = (i % 2 == 0).then(|| Bytes::from(format!("k{i}")));
+                let headers = [("h".to_owned(), Bytes::from_static(b"v")), ("b".to_owned(), Bytes::from(vec![0xfe]))];
+                (1_000 + i as u64, Record { key, value, timestamp: i as i64, headers: headers[..i % 3].to_vec() })
+            })
+            .collect()
+    }
+
+    /// A fetch answer written a piece at a time is what serde_json wrote of
+    /// the whole, byte for byte, in every encoding.
+    #[tokio::test]
+    async fn a_fetch_answer_in_pieces_is_what_serde_json_writes() {
+        for n in [0, 1, 7, 300] {
+            for encoding in [Encoding::String, Encoding::Base64, Encoding::Json] {
+                let records = assorted_records(n);
+                let whole = FetchResponse {
+                    records: records.iter().map(|(o, r)| OutRecord::new(*o, r, encoding)).collect(),
+                    next_offset: 1_000 + n as u64,
+                    high_watermark: 5_000,
+                    log_start_offset: 3,
+                };
+                let want = serde_json::to_string(&whole).unwrap();
+                let fetched = Fetched {
+                    records: records.clone(),
+                    next_offset: 1_000 + n as u64,
+                    high_watermark: 5_000,
+                    log_start_offset: 3,
+                    held: Default::default(),
+                };
+                assert_eq!(answer_text(fetch_answer(fetched, encoding)).await, want, "{n} records, {encoding:?}");
+            }
+        }
+    }
 
     /// The hand-written answer is serde_json's, byte for byte.
     #[test]

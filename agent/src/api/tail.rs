@@ -14,6 +14,7 @@ use futures::stream::{self, StreamExt};
 use super::ApiError;
 use super::encoding::Encoding;
 use super::records::OutRecord;
+use crate::budget::Held;
 use crate::service::Tail;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -36,16 +37,22 @@ pub fn stream(tail: Tail, encoding: Encoding) -> Response {
     let events = stream::unfold(Some(tail), move |tail| async move {
         let mut tail = tail?;
         match tail.next().await {
-            Ok(Some(records)) => Some((events(&records, encoding), Some(tail))),
+            Ok(Some((records, held))) => Some(((events(&records, encoding), held), Some(tail))),
             Ok(None) => None,
             Err(e) => {
                 let error = ApiError::from(e);
                 let body = serde_json::json!({ "code": error.code, "message": error.message });
-                Some((vec![Event::default().event("error").data(body.to_string())], None))
+                Some(((vec![Event::default().event("error").data(body.to_string())], Held::default()), None))
             }
         }
     })
-    .flat_map(|batch| stream::iter(batch.into_iter().map(Ok::<_, Infallible>)));
+    // The records' memory is held until their last event is taken.
+    .flat_map(|(batch, held): (Vec<Event>, Held)| {
+        stream::iter(batch.into_iter().map(move |e| {
+            let _kept = &held;
+            Ok::<_, Infallible>(e)
+        }))
+    });
     Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response()
 }
 

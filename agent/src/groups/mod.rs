@@ -20,6 +20,8 @@ use floe_broker::Record;
 use floe_broker::entry::GroupOffset;
 use serde::{Deserialize, Serialize};
 
+use crate::budget::Held;
+
 pub use crate::auth::ConsumeScope;
 pub use membership::OffsetReset;
 pub use routing::Groups;
@@ -145,6 +147,10 @@ pub enum GroupReply {
     Left,
     Records {
         records: Vec<GroupRecord>,
+        /// The records' bytes in the fetch-memory budget, on the agent
+        /// that read them, until the answer is sent.
+        #[serde(skip)]
+        held: Held,
     },
     Committed,
     Described {
@@ -224,9 +230,10 @@ mod tests {
         };
         let reply = GroupReply::Records {
             records: vec![GroupRecord { topic: "t".into(), partition: 1, offset: 9, record: record.clone() }],
+            held: Held::default(),
         };
         let json = serde_json::to_string(&reply).expect("serializes");
-        let GroupReply::Records { records } = serde_json::from_str(&json).expect("deserializes") else {
+        let GroupReply::Records { records, .. } = serde_json::from_str(&json).expect("deserializes") else {
             panic!("not records: {json}");
         };
         assert_eq!(records[0].record, record);

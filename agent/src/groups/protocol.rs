@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::membership::{GroupState, Member, OffsetReset, Position};
 use super::{ConsumeScope, GroupRecord, GroupReply, GroupRequest, MemberView, SeekTo, TopicPartition};
+use crate::budget::Held;
 use crate::error::{Error, Invalid, Result};
 use crate::reader::{FetchError, FetchRequest, Reader};
 
@@ -213,7 +214,12 @@ impl Coordinator<'_> {
     ) -> Result<GroupReply> {
         let deadline = Instant::now() + timeout;
         let mut applied = self.log.subscribe();
+        // The answer's records are held in the fetch-memory budget, taken
+        // for all partitions at once before any is read (as the reader does
+        // for one), so a member's fetch never waits holding some of it.
+        let (mut to_hold, mut retaken) = (max_bytes, false);
         loop {
+            let mut held = self.reader.answers().take(to_hold).await;
             // Copy what is needed and release the lock: heartbeats must not wait for reads.
             let (generation, order, reset) = {
                 let mut s = self.state.lock().await;
@@ -261,7 +267,7 @@ impl Coordinator<'_> {
                     max_bytes: max_bytes - bytes,
                     timeout: Duration::ZERO,
                 };
-                let fetched = match self.reader.fetch(&req).await {
+                let fetched = match self.reader.fetch_unheld(&req).await {
                     Ok(f) => f,
                     // As Kafka: with no reset policy, an out-of-range position is the consumer's to handle.
                     Err(e @ FetchError::OffsetOutOfRange { .. }) if reset == OffsetReset::None => {
@@ -289,6 +295,14 @@ impl Coordinator<'_> {
                 }
                 moved.push(((topic, partition), pos, at(next)));
             }
+            let answers = self.reader.answers();
+            if bytes > held.bytes() && held.bytes() < answers.total() && !retaken {
+                // A first record larger than `max_bytes`: read again once its
+                // size is taken, holding nothing meanwhile. No position moved.
+                (to_hold, retaken) = (bytes, true);
+                continue;
+            }
+            held.shrink_to(bytes);
             {
                 let mut s = self.state.lock().await;
                 // A rebalance while reading: the records stay valid, positions of the old plan do not.
@@ -305,16 +319,17 @@ impl Coordinator<'_> {
                 }
             }
             if !out.is_empty() || Instant::now() >= deadline || self.stopping.is_cancelled() {
-                return Ok(GroupReply::Records { records: out });
+                return Ok(GroupReply::Records { records: out, held });
             }
+            drop(held);
             tokio::select! {
                 changed = tokio::time::timeout_at(deadline, applied.changed()) => {
                     if changed.is_err() {
-                        return Ok(GroupReply::Records { records: Vec::new() });
+                        return Ok(GroupReply::Records { records: Vec::new(), held: Held::default() });
                     }
                 }
                 // Nothing was read in this round: no position moved.
-                () = self.stopping.cancelled() => return Ok(GroupReply::Records { records: Vec::new() }),
+                () = self.stopping.cancelled() => return Ok(GroupReply::Records { records: Vec::new(), held: Held::default() }),
             }
         }
     }

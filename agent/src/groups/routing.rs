@@ -114,6 +114,13 @@ impl Groups {
                         self.log.catch_up().await?;
                         self.claim(group).await?;
                     }
+                    Forwarded::Answer(Ok(GroupReply::Records { records, .. })) => {
+                        // Counted once received (its size is not known before),
+                        // until this agent's answer is sent.
+                        let bytes = records.iter().map(|r| r.record.size()).sum();
+                        let held = self.reader.answers().take(bytes).await;
+                        return Ok(GroupReply::Records { records, held });
+                    }
                     Forwarded::Answer(answer) => return answer,
                     Forwarded::Unintelligible => {
                         return Err(Error::CoordinatorUnavailable { group: group.to_owned() });
@@ -323,7 +330,9 @@ mod tests {
         let (cluster, log) = floe_broker::open_with(store, node, settings).await.unwrap();
         let log = Arc::new(log);
         let chunks = crate::chunks::Chunks::new(log.store().clone(), 1 << 20, 1 << 20);
-        let reader = Reader::new(log.clone(), BatchCache::new(1 << 20, None).unwrap(), chunks, TaskTracker::new());
+        let answers = crate::budget::MemoryBudget::new(1 << 20);
+        let reader =
+            Reader::new(log.clone(), BatchCache::new(1 << 20, None).unwrap(), chunks, TaskTracker::new(), answers);
         let auth = Arc::new(PeerAuth::new(cluster.cluster_id, "secret".into(), Vec::new()));
         let term = Duration::from_secs(10);
         let groups = Groups::new(log.clone(), reader, "http://unused".into(), term, auth, CancellationToken::new());

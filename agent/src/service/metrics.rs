@@ -322,6 +322,7 @@ impl Agent {
             ("batch_cache", &memory.batch_cache),
             ("chunk_cache", &memory.chunk_cache),
             ("request_bodies", &memory.request_bodies),
+            ("fetch_answers", &memory.fetch_answers),
         ] {
             held.get_or_create(&BudgetLabels { budget }).set(b.held_bytes as i64);
             budgets.get_or_create(&BudgetLabels { budget }).set(b.budget_bytes as i64);

@@ -186,7 +186,8 @@ impl Agent {
             tasks.spawn(restarting("compactor", panics.clone(), stopping.clone(), compactor));
             stats
         });
-        let reader = Reader::new(log.clone(), cache.clone(), chunks.clone(), tasks.clone());
+        let answers = crate::budget::MemoryBudget::new(settings.fetch_memory_bytes);
+        let reader = Reader::new(log.clone(), cache.clone(), chunks.clone(), tasks.clone(), answers);
         let groups = Groups::new(
             log.clone(),
             reader.clone(),

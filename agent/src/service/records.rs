@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::{Agent, validate};
 use crate::auth::{Action, Caller};
+use crate::budget::Held;
 use crate::error::{Error, Invalid, Result};
 use crate::partitioner;
 use crate::reader::{FetchRequest, Fetched};
@@ -230,7 +231,7 @@ impl Agent {
             agent: self.clone(),
             caller: caller.clone(),
             req: FetchRequest { offset: first.next_offset, timeout: TAIL_POLL, ..req },
-            first: Some(first.records),
+            first: Some((first.records, first.held)),
         })
     }
 }
@@ -242,16 +243,17 @@ pub struct Tail {
     /// narrowed by a reload ends the tail.
     caller: Caller,
     req: FetchRequest,
-    first: Option<Vec<(u64, Record)>>,
+    first: Option<(Vec<(u64, Record)>, Held)>,
 }
 
 impl Tail {
-    /// The next records (possibly none, after a quiet long-poll); `None`
+    /// The next records (possibly none, after a quiet long-poll), with
+    /// their bytes in the fetch-memory budget until they are sent; `None`
     /// once the agent is stopping, which ends the tail.
     ///
     /// # Cancel safety
     /// Cancel safe: the position moves only when records are returned.
-    pub async fn next(&mut self) -> Result<Option<Vec<(u64, Record)>>> {
+    pub async fn next(&mut self) -> Result<Option<(Vec<(u64, Record)>, Held)>> {
         if let Some(first) = self.first.take() {
             return Ok(Some(first));
         }
@@ -263,7 +265,7 @@ impl Tail {
         // Again after the long-poll: the token may have been removed while it waited.
         self.recheck()?;
         self.req.offset = fetched.next_offset;
-        Ok(Some(fetched.records))
+        Ok(Some((fetched.records, fetched.held)))
     }
 
     fn recheck(&mut self) -> Result<()> {

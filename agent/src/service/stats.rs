@@ -64,6 +64,8 @@ pub struct MemoryStats {
     pub chunk_cache: Budget,
     /// Request bodies of requests in flight (`--request-memory-bytes`).
     pub request_bodies: Budget,
+    /// Fetched records held until their answers are sent (`--fetch-memory-bytes`).
+    pub fetch_answers: Budget,
     /// What the allocator says, when the program told `report_allocator` how to ask it.
     pub allocator: Option<AllocatorStats>,
 }
@@ -228,6 +230,7 @@ impl Agent {
             batch_cache: budget(cache.bytes, self.settings.cache_bytes - chunk_budget),
             chunk_cache: budget(cache.chunk_bytes, chunk_budget),
             request_bodies: budget(self.bodies_held() as u64, self.body_budget() as u64),
+            fetch_answers: budget(self.reader.answers().held() as u64, self.reader.answers().total() as u64),
             allocator: ALLOCATOR_STATS.get().and_then(|read| read()),
         }
     }

@@ -13,12 +13,13 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{RestError, base_url, embedded, media, no_content, path, v2_json};
+use super::{RestError, V2_JSON, base_url, embedded, media, no_content, path, v2_json};
 use crate::api::body;
 use crate::api::encoding::{self, Encoded, Encoding};
+use crate::api::pieces::JsonPieces;
 use crate::auth::Caller;
 use crate::error::Error;
-use crate::groups::{GroupReply, GroupRequest, OffsetReset, Seek, SeekTo, TopicPartition};
+use crate::groups::{GroupRecord, GroupReply, GroupRequest, OffsetReset, Seek, SeekTo, TopicPartition};
 use crate::service::Agent;
 use floe_broker::entry::GroupOffset;
 
@@ -198,20 +199,21 @@ pub async fn records(
         timeout_ms: q.timeout.unwrap_or(1_000).min(crate::service::validate::MAX_FETCH_TIMEOUT_MS),
         scope: Default::default(),
     };
-    let GroupReply::Records { records } = run(&agent, &caller, &group, req).await? else {
+    let GroupReply::Records { records, held } = run(&agent, &caller, &group, req).await? else {
         return Err(RestError::new(500, 500, "unexpected group reply"));
     };
-    let out: Vec<ConsumerRecord> = records
-        .iter()
-        .map(|r| ConsumerRecord {
+    // A piece at a time, as a JSON array of `ConsumerRecord`s.
+    let write = move |r: &GroupRecord, out: &mut Vec<u8>| {
+        let record = ConsumerRecord {
             topic: &r.topic,
             partition: r.partition,
             offset: r.offset,
             key: r.record.key.as_ref().map(|k| encoding::encode(k, format).0),
             value: encoding::encode(&r.record.value, format).0,
-        })
-        .collect();
-    Ok(v2_json(200, &out))
+        };
+        serde_json::to_writer(out, &record)
+    };
+    Ok(JsonPieces::new("[", records, "]", held, write).into_response(V2_JSON))
 }
 
 /// A record as Kafka REST v2 gives it to a consumer, borrowing its bytes.

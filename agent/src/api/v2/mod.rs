@@ -18,7 +18,7 @@ use super::encoding::Encoding;
 use super::rest_error::RestError;
 use crate::service::Agent;
 
-const V2_JSON: &str = "application/vnd.kafka.v2+json";
+pub(super) const V2_JSON: &str = "application/vnd.kafka.v2+json";
 
 pub fn router() -> Router<Arc<Agent>> {
     Router::new()
