@@ -10,11 +10,11 @@ use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use floe_broker::Committed;
 
-use super::{ApiError, body};
+use super::{ApiError, body, pieces};
 use crate::committer::ForwardedOps;
-use crate::error::Error;
 use crate::groups::{GroupReply, GroupRequest};
 use crate::peers::{CLUSTER_HEADER, HOLDER_HEADER, PeerCall};
 use crate::service::{Agent, Peer};
@@ -47,9 +47,15 @@ pub async fn group(
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     raw: Body,
-) -> Result<Json<Result<GroupReply, Error>>, ApiError> {
+) -> Result<Response, ApiError> {
     let peer = verify(&agent, &headers)?;
     let Path(group) = path?;
     let req: GroupRequest = body::json(&body::read(raw, agent.max_request_bytes()).await?)?;
-    Ok(Json(agent.forwarded_group(peer, &group, req).await))
+    let mut reply = agent.forwarded_group(peer, &group, req).await;
+    // Fetched records stay counted while their JSON goes out.
+    let held = match &mut reply {
+        Ok(GroupReply::Records { held, .. }) => std::mem::take(held),
+        _ => Default::default(),
+    };
+    Ok(pieces::holding(Json(reply).into_response(), held))
 }
