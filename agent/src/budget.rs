@@ -37,6 +37,13 @@ impl MemoryBudget {
         Held(self.bytes.clone().acquire_many_owned(n).await.ok())
     }
 
+    /// Takes what it can of `bytes` now, without waiting: for memory
+    /// already allocated, which waiting would not free.
+    pub fn take_now(&self, bytes: usize) -> Held {
+        let n = bytes.min(self.bytes.available_permits()).min(self.total) as u32;
+        Held(self.bytes.clone().try_acquire_many_owned(n).ok().filter(|_| n > 0))
+    }
+
     /// Bytes held now.
     pub fn held(&self) -> usize {
         self.total - self.bytes.available_permits().min(self.total)
@@ -87,6 +94,17 @@ mod tests {
         drop((a, b));
         assert_eq!(waiting.await.unwrap(), 50);
         assert_eq!(budget.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn taking_now_takes_what_is_left_without_waiting() {
+        let budget = MemoryBudget::new(100);
+        let a = budget.take(70).await;
+        let b = budget.take_now(50);
+        assert_eq!((b.bytes(), budget.held()), (30, 100));
+        assert_eq!(budget.take_now(10).bytes(), 0, "nothing left");
+        drop((a, b));
+        assert_eq!(budget.take_now(10).bytes(), 10);
     }
 
     #[tokio::test]

@@ -50,9 +50,17 @@ pub enum FetchError {
     Store(#[from] Arc<floe_broker::Error>),
 }
 
-/// What fetched records hold: their bytes, as `max_bytes` counts them.
+/// What fetched records hold: their bytes (as `max_bytes` counts them)
+/// and each one's place in the answer's list.
 pub fn records_bytes<'a>(records: impl IntoIterator<Item = &'a (u64, Record)>) -> usize {
-    records.into_iter().map(|(_, r)| r.size()).sum()
+    records.into_iter().map(|(_, r)| r.size() + std::mem::size_of::<(u64, Record)>()).sum()
+}
+
+/// What a fetch of at most `max_bytes` and `max_records` takes before it
+/// reads: [`records_bytes`] of such an answer (one record past `max_bytes`
+/// aside, which is read again once its size is taken).
+pub fn hold_for(max_bytes: usize, max_records: usize) -> usize {
+    max_records.saturating_mul(std::mem::size_of::<(u64, Record)>()).saturating_add(max_bytes)
 }
 
 fn is_not_found(e: &floe_broker::Error) -> bool {
@@ -109,10 +117,10 @@ impl Reader {
 
     ///
     /// The records are held in the fetch-memory budget ([`Fetched::held`]):
-    /// `max_bytes` of it is taken before they are read, once there are
+    /// [`hold_for`] of it is taken before they are read, once there are
     /// records to read (a fetch waiting for them holds none), and cut back
-    /// to their size after. A first record larger than that is read again
-    /// once its size is taken, holding nothing meanwhile.
+    /// to [`records_bytes`] after. A first record larger than that is read
+    /// again once its size is taken, holding nothing meanwhile.
     pub async fn fetch(&self, req: &FetchRequest) -> Result<Fetched, FetchError> {
         self.fetch_holding(req, Some(&self.answers)).await
     }
@@ -128,8 +136,8 @@ impl Reader {
         let mut applied = self.log.subscribe();
         let mut caught_up = false;
         let mut refreshed_after_missing = false;
-        let mut to_hold = req.max_bytes;
-        let mut retaken = false;
+        let mut to_hold = hold_for(req.max_bytes, req.max_records);
+        let (mut held, mut retaken) = (None, false);
         loop {
             let view = match self.view(req) {
                 Err(FetchError::TopicNotFound(_) | FetchError::PartitionNotFound { .. }) if !caught_up => None,
@@ -153,14 +161,17 @@ impl Reader {
                 });
             }
             if req.offset < view.high_watermark {
-                let held = match budget {
-                    Some(budget) => budget.take(to_hold).await,
-                    None => Held::default(),
-                };
+                if let (Some(budget), None) = (budget, &held) {
+                    held = Some(budget.take(to_hold).await);
+                    // Looked at again: batches may have been merged or
+                    // collected while the fetch waited for its share.
+                    continue;
+                }
                 match self.read(req, view).await {
                     // The batch was merged or truncated, and its old segment
                     // collected, by entries this agent has not applied yet.
                     Err(FetchError::Store(e)) if is_not_found(&e) && !refreshed_after_missing => {
+                        held = None;
                         self.log.catch_up().await?;
                         refreshed_after_missing = true;
                         continue;
@@ -168,18 +179,20 @@ impl Reader {
                     Err(e) => return Err(e),
                     Ok(mut fetched) => {
                         let bytes = records_bytes(&fetched.records);
-                        let more = budget.is_some_and(|b| bytes > held.bytes() && held.bytes() < b.total());
+                        let taken = held.as_ref().map_or(0, Held::bytes);
+                        let more = budget.is_some_and(|b| bytes > taken && taken < b.total());
                         if more && !retaken {
                             // Let go of all of it before taking more: no fetch waits holding any.
-                            (to_hold, retaken) = (bytes, true);
+                            (held, to_hold, retaken) = (None, bytes, true);
                             continue;
                         }
-                        fetched.held = held;
+                        fetched.held = held.take().unwrap_or_default();
                         fetched.held.shrink_to(bytes);
                         return Ok(fetched);
                     }
                 }
             }
+            held = None;
             // At the high watermark: wait for the next applied entry, or time out empty.
             let woke = tokio::time::timeout_at(deadline, applied.changed()).await;
             if !matches!(woke, Ok(Ok(()))) {

@@ -13,9 +13,11 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use floe_broker::Committed;
 
-use super::{ApiError, body, pieces};
+use super::pieces::JsonPieces;
+use super::{ApiError, body};
+use crate::budget::Held;
 use crate::committer::ForwardedOps;
-use crate::groups::{GroupReply, GroupRequest};
+use crate::groups::{GroupRecord, GroupReply, GroupRequest};
 use crate::peers::{CLUSTER_HEADER, HOLDER_HEADER, PeerCall};
 use crate::service::{Agent, Peer};
 
@@ -51,11 +53,36 @@ pub async fn group(
     let peer = verify(&agent, &headers)?;
     let Path(group) = path?;
     let req: GroupRequest = body::json(&body::read(raw, agent.max_request_bytes()).await?)?;
-    let mut reply = agent.forwarded_group(peer, &group, req).await;
-    // Fetched records stay counted while their JSON goes out.
-    let held = match &mut reply {
-        Ok(GroupReply::Records { held, .. }) => std::mem::take(held),
-        _ => Default::default(),
-    };
-    Ok(pieces::holding(Json(reply).into_response(), held))
+    Ok(match agent.forwarded_group(peer, &group, req).await {
+        Ok(GroupReply::Records { records, held }) => records_reply(records, held),
+        other => Json(other).into_response(),
+    })
+}
+
+/// A member fetch's reply as `Json` writes `Ok(GroupReply::Records)`, a
+/// piece at a time, holding the records until it is sent.
+fn records_reply(records: Vec<GroupRecord>, held: Held) -> Response {
+    let write = |r: &GroupRecord, out: &mut Vec<u8>| serde_json::to_writer(out, r);
+    JsonPieces::new(r#"{"Ok":{"reply":"records","records":["#, records, "]}}", held, write)
+        .into_response("application/json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::records::tests::{answer_text, assorted_records};
+
+    #[tokio::test]
+    async fn a_forwarded_member_fetch_reply_in_pieces_is_what_json_writes() {
+        for n in [0, 1, 300] {
+            let records: Vec<GroupRecord> = assorted_records(n)
+                .into_iter()
+                .map(|(offset, record)| GroupRecord { topic: "t".into(), partition: 1, offset, record })
+                .collect();
+            let whole: Result<GroupReply, crate::error::Error> =
+                Ok(GroupReply::Records { records: records.clone(), held: Held::default() });
+            let want = serde_json::to_string(&whole).unwrap();
+            assert_eq!(answer_text(records_reply(records, Held::default())).await, want, "{n} records");
+        }
+    }
 }

@@ -52,8 +52,8 @@ where
 
     fn next_piece(&mut self) -> serde_json::Result<Option<Bytes>> {
         let Some(suffix) = self.suffix.take() else { return Ok(None) };
+        // Grown as written: an answer of a few records stays small.
         let mut piece = self.prefix.take().unwrap_or_default();
-        piece.reserve(PIECE);
         while piece.len() < PIECE {
             let Some(item) = self.items.next() else {
                 piece.extend_from_slice(&suffix);
@@ -83,33 +83,6 @@ where
 
     fn is_end_stream(&self) -> bool {
         self.suffix.is_none()
-    }
-}
-
-/// `response`, holding `held` until its body is sent or its client gone.
-pub fn holding(response: Response, held: Held) -> Response {
-    response.map(|body| Body::new(Holding { body, _held: held }))
-}
-
-struct Holding {
-    body: Body,
-    _held: Held,
-}
-
-impl http_body::Body for Holding {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
     }
 }
 

@@ -168,13 +168,21 @@ pub struct MemberView {
 }
 
 /// A record handed to a member, with where it came from.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GroupRecord {
     pub topic: String,
     pub partition: u32,
     pub offset: u64,
     #[serde(with = "wire_record")]
     pub record: Record,
+}
+
+impl GroupRecord {
+    /// What it holds in an answer: the record's bytes (as `max_bytes`
+    /// counts them), its topic's name and itself.
+    pub fn held_bytes(&self) -> usize {
+        self.record.size() + self.topic.len() + std::mem::size_of::<Self>()
+    }
 }
 
 /// Records between agents: keys, values and header values as base64, so any

@@ -15,7 +15,7 @@ use super::membership::{GroupState, Member, OffsetReset, Position};
 use super::{ConsumeScope, GroupRecord, GroupReply, GroupRequest, MemberView, SeekTo, TopicPartition};
 use crate::budget::Held;
 use crate::error::{Error, Invalid, Result};
-use crate::reader::{FetchError, FetchRequest, Reader};
+use crate::reader::{FetchError, FetchRequest, Reader, hold_for};
 
 /// Members one group may hold: what a client can make a coordinator keep.
 const MAX_MEMBERS: usize = 10_000;
@@ -217,11 +217,13 @@ impl Coordinator<'_> {
         // The answer's records are held in the fetch-memory budget, taken
         // for all partitions at once before any is read (as the reader does
         // for one), so a member's fetch never waits holding some of it.
-        let (mut to_hold, mut retaken) = (max_bytes, false);
+        let mut to_hold = hold_for(max_bytes, max_records);
+        // Set for a round read again, from the same partition, once its
+        // records' size is taken.
+        let mut again_from: Option<usize> = None;
         loop {
-            let mut held = self.reader.answers().take(to_hold).await;
             // Copy what is needed and release the lock: heartbeats must not wait for reads.
-            let (generation, order, reset) = {
+            let (generation, order, reset, start) = {
                 let mut s = self.state.lock().await;
                 let generation = s.generation;
                 let m = member(&mut s, member_id)?;
@@ -231,8 +233,10 @@ impl Coordinator<'_> {
                     return Err(out_of_scope(topic));
                 }
                 let n = m.assignments.len().max(1);
-                let start = m.next_partition % n;
-                m.next_partition = (start + 1) % n;
+                let start = again_from.unwrap_or(m.next_partition) % n;
+                if again_from.is_none() {
+                    m.next_partition = (start + 1) % n;
+                }
                 let order: Vec<((String, u32), Option<Position>)> = (0..m.assignments.len())
                     .map(|i| {
                         let tp = m.assignments[(start + i) % n].clone();
@@ -240,8 +244,20 @@ impl Coordinator<'_> {
                         (tp, pos)
                     })
                     .collect();
-                (generation, order, m.reset)
+                (generation, order, m.reset, start)
             };
+            // A member waiting for records holds none of the budget. Waiting
+            // for its share ends, empty, at the fetch's deadline or the
+            // agent's stop: no position has moved.
+            let mut held = Held::default();
+            if again_from.is_some() || self.readable(&order, reset) {
+                tokio::select! {
+                    biased;
+                    taken = self.reader.answers().take(to_hold) => held = taken,
+                    () = tokio::time::sleep_until(deadline) => return Ok(GroupReply::Records { records: Vec::new(), held }),
+                    () = self.stopping.cancelled() => return Ok(GroupReply::Records { records: Vec::new(), held }),
+                }
+            }
             let mut out = Vec::new();
             let mut moved = Vec::new();
             // Bytes of records in the answer: `max_bytes` bounds it over all partitions.
@@ -295,14 +311,16 @@ impl Coordinator<'_> {
                 }
                 moved.push(((topic, partition), pos, at(next)));
             }
-            let answers = self.reader.answers();
-            if bytes > held.bytes() && held.bytes() < answers.total() && !retaken {
-                // A first record larger than `max_bytes`: read again once its
-                // size is taken, holding nothing meanwhile. No position moved.
-                (to_hold, retaken) = (bytes, true);
+            let holds: usize = out.iter().map(GroupRecord::held_bytes).sum();
+            if holds > held.bytes() && held.bytes() < self.reader.answers().total() && again_from.is_none() {
+                // More than was taken (a first record larger than `max_bytes`,
+                // or records that arrived as the reader caught up): read
+                // again, from the same partition, once their size is taken,
+                // holding nothing meanwhile. No position has moved.
+                (to_hold, again_from) = (holds.max(to_hold), Some(start));
                 continue;
             }
-            held.shrink_to(bytes);
+            held.shrink_to(holds);
             {
                 let mut s = self.state.lock().await;
                 // A rebalance while reading: the records stay valid, positions of the old plan do not.
@@ -430,6 +448,25 @@ fn all_partitions(log: &MetadataLog, s: &GroupState, mut known: BTreeMap<String,
 }
 
 /// Where a member starts in a partition: the committed offset, else the reset policy.
+impl Coordinator<'_> {
+    /// Whether a round over `order` may read records, as far as this
+    /// agent's state knows: a position below its partition's high
+    /// watermark, or one the round must reset or report.
+    fn readable(&self, order: &[((String, u32), Option<Position>)], reset: OffsetReset) -> bool {
+        let state = self.log.state();
+        order.iter().any(|((topic, partition), pos)| {
+            let Some(p) = state.topic(topic).and_then(|t| Some((t.id, t.partitions.get(*partition as usize)?))) else {
+                return true;
+            };
+            let offset = match pos.filter(|pos| pos.topic_id == p.0) {
+                Some(pos) => Ok(pos.offset),
+                None => start_position(self.log, self.group, topic, *partition, reset),
+            };
+            offset.map_or(true, |o| o < p.1.high_watermark || o < p.1.log_start_offset)
+        })
+    }
+}
+
 fn start_position(log: &MetadataLog, group: &str, topic: &str, partition: u32, reset: OffsetReset) -> Result<u64> {
     let state = log.state();
     if let Some(o) = state.group_offsets.get(group).and_then(|g| g.get(topic)).and_then(|t| t.get(&partition)) {

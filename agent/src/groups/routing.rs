@@ -17,7 +17,7 @@ use ulid::Ulid;
 
 use super::membership::GroupState;
 use super::protocol::{self, Coordinator};
-use super::{GroupReply, GroupRequest};
+use super::{GroupRecord, GroupReply, GroupRequest};
 use crate::error::{Error, Result};
 use crate::peers::PeerAuth;
 use crate::reader::Reader;
@@ -115,10 +115,10 @@ impl Groups {
                         self.claim(group).await?;
                     }
                     Forwarded::Answer(Ok(GroupReply::Records { records, .. })) => {
-                        // Counted once received (its size is not known before),
-                        // until this agent's answer is sent.
-                        let bytes = records.iter().map(|r| r.record.size()).sum();
-                        let held = self.reader.answers().take(bytes).await;
+                        // Counted once received (its size is not known
+                        // before), as far as the budget has room then:
+                        // waiting would hold the records all the same.
+                        let held = self.reader.answers().take_now(records.iter().map(GroupRecord::held_bytes).sum());
                         return Ok(GroupReply::Records { records, held });
                     }
                     Forwarded::Answer(answer) => return answer,
