@@ -57,10 +57,11 @@ pub fn records_bytes<'a>(records: impl IntoIterator<Item = &'a (u64, Record)>) -
 }
 
 /// What a fetch of at most `max_bytes` and `max_records` takes before it
-/// reads: [`records_bytes`] of such an answer (one record past `max_bytes`
-/// aside, which is read again once its size is taken).
-pub fn hold_for(max_bytes: usize, max_records: usize) -> usize {
-    max_records.saturating_mul(std::mem::size_of::<(u64, Record)>()).saturating_add(max_bytes)
+/// reads, each record holding `per_record` beside its bytes: all such an
+/// answer holds (one record past `max_bytes` aside, which is read again
+/// once its size is taken).
+pub fn hold_for(max_bytes: usize, max_records: usize, per_record: usize) -> usize {
+    max_records.saturating_mul(per_record).saturating_add(max_bytes)
 }
 
 fn is_not_found(e: &floe_broker::Error) -> bool {
@@ -115,6 +116,8 @@ impl Reader {
         &self.answers
     }
 
+    /// Reads from one partition at `req.offset`; at the high watermark,
+    /// waits up to `req.timeout` for records to arrive.
     ///
     /// The records are held in the fetch-memory budget ([`Fetched::held`]):
     /// [`hold_for`] of it is taken before they are read, once there are
@@ -125,8 +128,10 @@ impl Reader {
         self.fetch_holding(req, Some(&self.answers)).await
     }
 
-    /// Like [`Self::fetch`], holding nothing: for a caller that took the
-    /// records' bytes already (a member's fetch over several partitions).
+    /// Like [`Self::fetch`], holding nothing and, at the high watermark,
+    /// not catching up with the log first: for a caller that took the
+    /// records' bytes already and caught up itself (a round of a member's
+    /// fetch over several partitions).
     pub async fn fetch_unheld(&self, req: &FetchRequest) -> Result<Fetched, FetchError> {
         self.fetch_holding(req, None).await
     }
@@ -134,9 +139,10 @@ impl Reader {
     async fn fetch_holding(&self, req: &FetchRequest, budget: Option<&MemoryBudget>) -> Result<Fetched, FetchError> {
         let deadline = Instant::now() + req.timeout;
         let mut applied = self.log.subscribe();
-        let mut caught_up = false;
+        // Unheld, for a caller that caught up.
+        let mut caught_up = budget.is_none();
         let mut refreshed_after_missing = false;
-        let mut to_hold = hold_for(req.max_bytes, req.max_records);
+        let mut to_hold = hold_for(req.max_bytes, req.max_records, std::mem::size_of::<(u64, Record)>());
         let (mut held, mut retaken) = (None, false);
         loop {
             let view = match self.view(req) {
@@ -148,6 +154,7 @@ impl Reader {
             // or past what this agent has applied first makes it catch up.
             let behind = view.as_ref().is_none_or(|v| req.offset >= v.high_watermark);
             if behind && !caught_up {
+                held = None;
                 self.log.catch_up().await?;
                 caught_up = true;
                 continue;

@@ -228,22 +228,27 @@ pub async fn describe(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use bytes::Bytes;
     use floe_broker::Record;
 
     use super::*;
+    use crate::api::records::tests::{answer_text, assorted_records};
 
-    /// Stored JSON goes into a member's answer as JSON, through the
-    /// flattened record, and its headers beside it.
+    /// [`assorted_records`] as a member's, from two topics.
+    pub(crate) fn assorted_group_records(n: usize) -> Vec<GroupRecord> {
+        assorted_records(n)
+            .into_iter()
+            .map(|(offset, record)| GroupRecord { topic: format!("t{}", offset % 2), partition: 3, offset, record })
+            .collect()
+    }
+
+    /// A member's fetch answer written a piece at a time is what
+    /// serde_json wrote of the whole, byte for byte.
     #[tokio::test]
     async fn a_member_fetch_answer_in_pieces_is_what_serde_json_writes() {
-        use crate::api::records::tests::{answer_text, assorted_records};
         for n in [0, 1, 300] {
-            let records: Vec<GroupRecord> = assorted_records(n)
-                .into_iter()
-                .map(|(offset, record)| GroupRecord { topic: format!("t{}", offset % 2), partition: 3, offset, record })
-                .collect();
+            let records = assorted_group_records(n);
             let whole = MemberRecords {
                 records: records
                     .iter()
@@ -260,6 +265,8 @@ mod tests {
         }
     }
 
+    /// Stored JSON goes into a member's answer as JSON, through the
+    /// flattened record, and its headers beside it.
     #[test]
     fn a_member_record_holds_stored_json_as_json() {
         let record = Record {

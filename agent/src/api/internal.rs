@@ -70,15 +70,15 @@ fn records_reply(records: Vec<GroupRecord>, held: Held) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::records::tests::{answer_text, assorted_records};
+    use crate::api::groups::tests::assorted_group_records;
+    use crate::api::records::tests::answer_text;
 
+    /// A coordinator's reply to a forwarded member fetch, written a piece
+    /// at a time, is what `Json` wrote of the whole, byte for byte.
     #[tokio::test]
     async fn a_forwarded_member_fetch_reply_in_pieces_is_what_json_writes() {
         for n in [0, 1, 300] {
-            let records: Vec<GroupRecord> = assorted_records(n)
-                .into_iter()
-                .map(|(offset, record)| GroupRecord { topic: "t".into(), partition: 1, offset, record })
-                .collect();
+            let records = assorted_group_records(n);
             let whole: Result<GroupReply, crate::error::Error> =
                 Ok(GroupReply::Records { records: records.clone(), held: Held::default() });
             let want = serde_json::to_string(&whole).unwrap();

@@ -3,9 +3,10 @@
 //! An answer of records was a JSON document built whole before its first
 //! byte went out: for a 64 MiB fetch, the records, and then a buffer grown
 //! by doubling to hold their JSON, up to four times the records at once
-//! (docs/memory.md, "Fetch answers"). Written a piece at a time, an answer
-//! holds its records (in the fetch-memory budget) and one piece of about
-//! [`PIECE`] (or one record's JSON, if larger).
+//! (docs/memory.md, "2026-12-07: fetch answers in a budget of their own").
+//! Written a piece at a time, an answer holds its records (in the
+//! fetch-memory budget) and one piece of about [`PIECE`] (or one record's
+//! JSON, if larger).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

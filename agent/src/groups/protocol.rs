@@ -216,48 +216,39 @@ impl Coordinator<'_> {
         let mut applied = self.log.subscribe();
         // The answer's records are held in the fetch-memory budget, taken
         // for all partitions at once before any is read (as the reader does
-        // for one), so a member's fetch never waits holding some of it.
-        let mut to_hold = hold_for(max_bytes, max_records);
-        // Set for a round read again, from the same partition, once its
-        // records' size is taken.
-        let mut again_from: Option<usize> = None;
+        // for one), so a member's fetch never waits holding some of it. Set
+        // for a round read again, from the same partition, once its records'
+        // size is taken: (that partition, the size).
+        let mut retry: Option<(usize, usize)> = None;
         loop {
-            // Copy what is needed and release the lock: heartbeats must not wait for reads.
-            let (generation, order, reset, start) = {
-                let mut s = self.state.lock().await;
-                let generation = s.generation;
-                let m = member(&mut s, member_id)?;
-                m.last_seen = Instant::now();
-                // Before anything is read or any position moves.
-                if let Some((topic, _)) = m.assignments.iter().find(|(t, _)| !scope.allows(t)) {
-                    return Err(out_of_scope(topic));
-                }
-                let n = m.assignments.len().max(1);
-                let start = again_from.unwrap_or(m.next_partition) % n;
-                if again_from.is_none() {
-                    m.next_partition = (start + 1) % n;
-                }
-                let order: Vec<((String, u32), Option<Position>)> = (0..m.assignments.len())
-                    .map(|i| {
-                        let tp = m.assignments[(start + i) % n].clone();
-                        let pos = m.positions.get(&tp).copied();
-                        (tp, pos)
-                    })
-                    .collect();
-                (generation, order, m.reset, start)
-            };
+            let again = retry.take();
+            let mut round = self.plan_round(member_id, scope, again.map(|(start, _)| start)).await?;
+            let mut readable = again.is_some() || self.readable(&round.order, round.reset);
+            if !readable {
+                // Never answer as if records acknowledged by any agent did
+                // not exist: caught up once a round, holding nothing (the
+                // round's reads do not catch up).
+                self.log.catch_up().await?;
+                readable = self.readable(&round.order, round.reset);
+            }
             // A member waiting for records holds none of the budget. Waiting
             // for its share ends, empty, at the fetch's deadline or the
             // agent's stop: no position has moved.
             let mut held = Held::default();
-            if again_from.is_some() || self.readable(&order, reset) {
+            if readable {
+                let longest_topic = round.order.iter().map(|((t, _), _)| t.len()).max().unwrap_or(0);
+                let per_record = std::mem::size_of::<GroupRecord>() + longest_topic;
+                let to_hold = again.map_or_else(|| hold_for(max_bytes, max_records, per_record), |(_, size)| size);
                 tokio::select! {
                     biased;
                     taken = self.reader.answers().take(to_hold) => held = taken,
                     () = tokio::time::sleep_until(deadline) => return Ok(GroupReply::Records { records: Vec::new(), held }),
                     () = self.stopping.cancelled() => return Ok(GroupReply::Records { records: Vec::new(), held }),
                 }
+                // The wait may have been long: positions looked at again.
+                round = self.plan_round(member_id, scope, Some(round.start)).await?;
             }
+            let Round { generation, order, reset, start } = round;
             let mut out = Vec::new();
             let mut moved = Vec::new();
             // Bytes of records in the answer: `max_bytes` bounds it over all partitions.
@@ -312,12 +303,12 @@ impl Coordinator<'_> {
                 moved.push(((topic, partition), pos, at(next)));
             }
             let holds: usize = out.iter().map(GroupRecord::held_bytes).sum();
-            if holds > held.bytes() && held.bytes() < self.reader.answers().total() && again_from.is_none() {
+            if holds > held.bytes() && held.bytes() < self.reader.answers().total() && again.is_none() {
                 // More than was taken (a first record larger than `max_bytes`,
-                // or records that arrived as the reader caught up): read
-                // again, from the same partition, once their size is taken,
-                // holding nothing meanwhile. No position has moved.
-                (to_hold, again_from) = (holds.max(to_hold), Some(start));
+                // or records committed since `readable` looked): read again,
+                // from the same partition, once their size is taken, holding
+                // nothing meanwhile. No position has moved.
+                retry = Some((start, holds.max(held.bytes())));
                 continue;
             }
             held.shrink_to(holds);
@@ -447,26 +438,64 @@ fn all_partitions(log: &MetadataLog, s: &GroupState, mut known: BTreeMap<String,
     known
 }
 
-/// Where a member starts in a partition: the committed offset, else the reset policy.
+/// What one round of a member's fetch reads: its partitions in turn from
+/// `start`, at the positions they had when it was planned.
+struct Round {
+    generation: u64,
+    order: Vec<((String, u32), Option<Position>)>,
+    reset: OffsetReset,
+    start: usize,
+}
+
 impl Coordinator<'_> {
-    /// Whether a round over `order` may read records, as far as this
+    /// The member's next round, from its next partition (which then moves
+    /// on), or from `start` (a round read again). Copied out, and the lock
+    /// let go: heartbeats must not wait for reads.
+    async fn plan_round(&self, member_id: &str, scope: &ConsumeScope, start: Option<usize>) -> Result<Round> {
+        let mut s = self.state.lock().await;
+        let generation = s.generation;
+        let m = member(&mut s, member_id)?;
+        m.last_seen = Instant::now();
+        // Before anything is read or any position moves.
+        if let Some((topic, _)) = m.assignments.iter().find(|(t, _)| !scope.allows(t)) {
+            return Err(out_of_scope(topic));
+        }
+        let n = m.assignments.len().max(1);
+        let start = start.unwrap_or(m.next_partition) % n;
+        if start == m.next_partition % n {
+            m.next_partition = (start + 1) % n;
+        }
+        let order = (0..m.assignments.len())
+            .map(|i| {
+                let tp = m.assignments[(start + i) % n].clone();
+                let pos = m.positions.get(&tp).copied();
+                (tp, pos)
+            })
+            .collect();
+        Ok(Round { generation, order, reset: m.reset, start })
+    }
+
+    /// Whether a round over `order` has records to read, as far as this
     /// agent's state knows: a position below its partition's high
-    /// watermark, or one the round must reset or report.
+    /// watermark, or below its log start (the round resets it). Where the
+    /// round would fail (no partition, no position to start from), it does
+    /// so holding nothing.
     fn readable(&self, order: &[((String, u32), Option<Position>)], reset: OffsetReset) -> bool {
         let state = self.log.state();
         order.iter().any(|((topic, partition), pos)| {
             let Some(p) = state.topic(topic).and_then(|t| Some((t.id, t.partitions.get(*partition as usize)?))) else {
-                return true;
+                return false;
             };
             let offset = match pos.filter(|pos| pos.topic_id == p.0) {
                 Some(pos) => Ok(pos.offset),
                 None => start_position(self.log, self.group, topic, *partition, reset),
             };
-            offset.map_or(true, |o| o < p.1.high_watermark || o < p.1.log_start_offset)
+            offset.is_ok_and(|o| o < p.1.high_watermark || o < p.1.log_start_offset)
         })
     }
 }
 
+/// Where a member starts in a partition: the committed offset, else the reset policy.
 fn start_position(log: &MetadataLog, group: &str, topic: &str, partition: u32, reset: OffsetReset) -> Result<u64> {
     let state = log.state();
     if let Some(o) = state.group_offsets.get(group).and_then(|g| g.get(topic)).and_then(|t| t.get(&partition)) {
