@@ -223,22 +223,26 @@ impl Coordinator<'_> {
         loop {
             let again = retry.take();
             let mut round = self.plan_round(member_id, scope, again.map(|(start, _)| start)).await?;
-            let mut readable = again.is_some() || self.readable(&round.order, round.reset);
-            if !readable {
+            let mut survey = self.survey(&round.order, round.reset);
+            if survey.behind {
                 // Never answer as if records acknowledged by any agent did
-                // not exist: caught up once a round, holding nothing (the
+                // not exist (nor reset a position past what this agent
+                // knows): caught up once a round, holding nothing (the
                 // round's reads do not catch up).
                 self.log.catch_up().await?;
-                readable = self.readable(&round.order, round.reset);
+                // Its own entries are no news to this fetch's wait.
+                applied.borrow_and_update();
+                survey = self.survey(&round.order, round.reset);
             }
+            let longest_topic = round.order.iter().map(|((t, _), _)| t.len()).max().unwrap_or(0);
+            let per_record = std::mem::size_of::<GroupRecord>() + longest_topic;
+            let full = hold_for(max_bytes, max_records, per_record);
             // A member waiting for records holds none of the budget. Waiting
             // for its share ends, empty, at the fetch's deadline or the
             // agent's stop: no position has moved.
             let mut held = Held::default();
-            if readable {
-                let longest_topic = round.order.iter().map(|((t, _), _)| t.len()).max().unwrap_or(0);
-                let per_record = std::mem::size_of::<GroupRecord>() + longest_topic;
-                let to_hold = again.map_or_else(|| hold_for(max_bytes, max_records, per_record), |(_, size)| size);
+            if again.is_some() || survey.readable {
+                let to_hold = again.map_or(full, |(_, size)| size);
                 tokio::select! {
                     biased;
                     taken = self.reader.answers().take(to_hold) => held = taken,
@@ -308,7 +312,7 @@ impl Coordinator<'_> {
                 // or records committed since `readable` looked): read again,
                 // from the same partition, once their size is taken, holding
                 // nothing meanwhile. No position has moved.
-                retry = Some((start, holds.max(held.bytes())));
+                retry = Some((start, holds.max(full)));
                 continue;
             }
             held.shrink_to(holds);
@@ -475,24 +479,39 @@ impl Coordinator<'_> {
         Ok(Round { generation, order, reset: m.reset, start })
     }
 
-    /// Whether a round over `order` has records to read, as far as this
-    /// agent's state knows: a position below its partition's high
-    /// watermark, or below its log start (the round resets it). Where the
-    /// round would fail (no partition, no position to start from), it does
-    /// so holding nothing.
-    fn readable(&self, order: &[((String, u32), Option<Position>)], reset: OffsetReset) -> bool {
+    /// What this agent's state says of a round over `order`: whether it
+    /// has records to read (a position below its partition's high
+    /// watermark, or below its log start: the round resets it), and
+    /// whether the log should be caught up first (a position at or past
+    /// the high watermark, or a partition not known here). Where the round
+    /// would fail (no position to start from), it does so holding nothing.
+    fn survey(&self, order: &[((String, u32), Option<Position>)], reset: OffsetReset) -> Survey {
         let state = self.log.state();
-        order.iter().any(|((topic, partition), pos)| {
-            let Some(p) = state.topic(topic).and_then(|t| Some((t.id, t.partitions.get(*partition as usize)?))) else {
-                return false;
+        let mut survey = Survey { readable: false, behind: false };
+        for ((topic, partition), pos) in order {
+            let Some((id, p)) = state.topic(topic).and_then(|t| Some((t.id, t.partitions.get(*partition as usize)?)))
+            else {
+                survey.behind = true;
+                continue;
             };
-            let offset = match pos.filter(|pos| pos.topic_id == p.0) {
+            let offset = match pos.filter(|pos| pos.topic_id == id) {
                 Some(pos) => Ok(pos.offset),
                 None => start_position(self.log, self.group, topic, *partition, reset),
             };
-            offset.is_ok_and(|o| o < p.1.high_watermark || o < p.1.log_start_offset)
-        })
+            match offset {
+                Ok(o) if o < p.high_watermark || o < p.log_start_offset => survey.readable = true,
+                Ok(_) => survey.behind = true,
+                Err(_) => {}
+            }
+        }
+        survey
     }
+}
+
+/// See [`Coordinator::survey`].
+struct Survey {
+    readable: bool,
+    behind: bool,
 }
 
 /// Where a member starts in a partition: the committed offset, else the reset policy.
