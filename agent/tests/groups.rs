@@ -261,3 +261,35 @@ async fn a_member_fetch_is_bounded_by_max_bytes_over_all_its_partitions() {
     }
     assert_eq!(seen.len(), 6, "every record is answered, none skipped: {seen:?}");
 }
+
+/// A member's fetch reads records another agent acknowledged, in the same
+/// fetch, even while other partitions of its have records this agent
+/// knows of: its round catches up with the log first (the coordinator here
+/// never polls the log on its own). A round that had records to read once
+/// skipped the catch-up, and the other agent's records waited until the
+/// member had read everything else.
+#[tokio::test]
+async fn a_member_fetch_reads_what_another_agent_acknowledged_beside_what_this_one_knows() {
+    let store = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", store.path().display());
+    let quiet = ["--compactor", "off", "--log-poll-ms", "3600000"];
+    let (coordinator, other) = (AgentProc::start(&url, &[], &quiet), AgentProc::start(&url, &[], &quiet));
+    let (c, o) = (coordinator.client(), other.client());
+    c.create_topic("t", 2).await;
+    c.produce("t", json!([{"value": "known", "partition": 0}, {"value": "known", "partition": 0}])).await;
+    let (s, b) = c.post("/v1/groups/g/members", &json!({"topics": ["t"], "auto_offset_reset": "earliest"})).await;
+    assert_eq!(s, 200, "{b}");
+    let id = b["member_id"].as_str().unwrap().to_owned();
+    assert_eq!(o.produce("t", json!([{"value": "elsewhere", "partition": 1}])).await, vec![(1, 0)]);
+    let (s, b) = c.get(&format!("/v1/groups/g/members/{id}/records?timeout_ms=0")).await;
+    assert_eq!(s, 200, "{b}");
+    let mut read: Vec<(u64, u64, String)> = b["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["partition"].as_u64().unwrap(), r["offset"].as_u64().unwrap(), r["value"].as_str().unwrap().into()))
+        .collect();
+    read.sort();
+    let want = [(0, 0, "known"), (0, 1, "known"), (1, 0, "elsewhere")].map(|(p, o, v)| (p, o, v.to_owned()));
+    assert_eq!(read, want, "everything acknowledged, in one fetch");
+}
