@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 
 use super::ApiError;
 use super::rest_error::RestError;
+use crate::budget::Held;
 use crate::service::connections::for_the_reserve;
 use crate::service::{Agent, RequestLabels};
 
@@ -66,11 +67,11 @@ async fn count(State(agent): State<Arc<Agent>>, req: Request<Body>, next: Next) 
 /// read, given back when the request ends, or earlier by a produce handler
 /// once the writer's budget holds the records (`release`).
 #[derive(Clone, Default)]
-pub struct BodyReservation(Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
+pub struct BodyReservation(Arc<std::sync::Mutex<Held>>);
 
 impl BodyReservation {
     pub fn release(&self) {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        drop(std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)));
     }
 
     /// What a produce handler gives the service to call once the write
@@ -200,7 +201,7 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
 }
 
-type Reserving = Pin<Box<dyn Future<Output = Option<tokio::sync::OwnedSemaphorePermit>> + Send>>;
+type Reserving = Pin<Box<dyn Future<Output = Held> + Send>>;
 
 /// A request body as handlers read it. At the first read it takes twice
 /// its declared size (the limit, when it declares none) from the request
@@ -289,7 +290,7 @@ mod tests {
     use super::*;
 
     fn read_body(inner: Body, timeout: Duration) -> Body {
-        ReadBody::wrap(inner, Box::pin(async { None }), BodyReservation::default(), timeout)
+        ReadBody::wrap(inner, Box::pin(async { Held::default() }), BodyReservation::default(), timeout)
     }
 
     /// What a body reserves: nothing for a request with no body (no

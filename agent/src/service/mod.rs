@@ -91,8 +91,8 @@ pub struct Agent {
     in_flight: Arc<tokio::sync::Semaphore>,
     /// Connections open, and the slots they take (`--max-connections`).
     connections: Arc<connections::Connections>,
-    /// One permit per byte of request bodies in flight (`--request-memory-bytes`).
-    bodies: Arc<tokio::sync::Semaphore>,
+    /// Request bodies in flight (`--request-memory-bytes`).
+    bodies: crate::budget::MemoryBudget,
     /// Raw segment chunks of the read path.
     chunks: Chunks,
 }
@@ -227,7 +227,7 @@ impl Agent {
             metrics: Metrics::default(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
             connections: Arc::new(connections::Connections::new(max_connections)),
-            bodies: Arc::new(tokio::sync::Semaphore::new(body_budget)),
+            bodies: crate::budget::MemoryBudget::new(body_budget),
             chunks,
             auth: client_auth,
             url: advertised,
@@ -337,20 +337,19 @@ impl Agent {
     ///
     /// # Cancel safety
     /// Cancel safe, as `Semaphore::acquire_many_owned`.
-    pub async fn reserve_body(&self, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let bytes = u32::try_from(bytes.min(self.body_budget())).ok().filter(|n| *n > 0)?;
-        self.bodies.clone().acquire_many_owned(bytes).await.ok()
+    pub async fn reserve_body(&self, bytes: usize) -> crate::budget::Held {
+        self.bodies.take(bytes).await
     }
 
     /// Bytes of the request-body budget held by requests in flight.
     pub fn bodies_held(&self) -> usize {
-        self.body_budget().saturating_sub(self.bodies.available_permits())
+        self.bodies.held()
     }
 
     /// The request-body budget: `--request-memory-bytes`, and room for at
     /// least one request of the largest size.
     pub(super) fn body_budget(&self) -> usize {
-        body_budget(&self.settings)
+        self.bodies.total()
     }
 
     /// How long, once stopping, in-flight requests and the drain may take.
@@ -402,7 +401,7 @@ fn chunk_budget(cache_bytes: u64) -> u64 {
 }
 
 fn body_budget(settings: &AgentArgs) -> usize {
-    settings.request_memory_bytes.max(settings.max_request_bytes).min(tokio::sync::Semaphore::MAX_PERMITS)
+    settings.request_memory_bytes.max(settings.max_request_bytes)
 }
 
 /// A background loop's rhythm: a tick every period (late ticks are not
