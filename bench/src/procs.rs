@@ -25,6 +25,9 @@ pub struct Compaction {
     pub cycles: usize,
     pub merged_runs: usize,
     pub merged_batches: usize,
+    /// The compactor's GETs of segments, and the bytes they read.
+    pub segment_gets: u64,
+    pub segment_get_bytes: u64,
 }
 
 /// The counts of `floe-compactor --once`'s report that the bench reads.
@@ -33,6 +36,15 @@ struct CycleCounts {
     merged_runs: usize,
     merged_batches: usize,
     failed_runs: usize,
+    #[serde(default)]
+    segment_requests: SegmentRequests,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct SegmentRequests {
+    get: u64,
+    get_bytes: u64,
 }
 
 impl CycleCounts {
@@ -198,6 +210,8 @@ impl Procs {
             done.cycles += 1;
             done.merged_runs += cycle.merged_runs;
             done.merged_batches += cycle.merged_batches;
+            done.segment_gets += cycle.segment_requests.get;
+            done.segment_get_bytes += cycle.segment_requests.get_bytes;
             if cycle.merged_runs == 0 {
                 return Ok(done);
             }

@@ -160,30 +160,41 @@ impl Compactor {
         let mut ops = Vec::new();
         let mut batches = Vec::new();
         let mut failed = 0;
-        for run in &runs {
-            // A run that panics (a bug, maybe on these batches) is skipped as
-            // one that fails, and counted apart: otherwise the same panic
-            // would end every cycle here, before garbage collection, and the
-            // runs merged before it would be uploaded again each time and
-            // never committed. A run changes nothing of the compactor's
-            // until its op is committed below, so going on is safe.
-            let merged =
-                match caught(merge::execute(&store, self.log.node(), run, self.settings.merge_batch_bytes)).await {
+        for group in merge::groups(runs, self.settings.merge_read_bytes) {
+            let inputs = merge::Inputs::read(&store, &group).await;
+            self.stats.merge_panics.fetch_add(inputs.panics as u64, Ordering::Relaxed);
+            for run in &group {
+                // A run that panics (a bug, maybe on these batches) is skipped as
+                // one that fails, and counted apart: otherwise the same panic
+                // would end every cycle here, before garbage collection, and the
+                // runs merged before it would be uploaded again each time and
+                // never committed. A run changes nothing of the compactor's
+                // until its op is committed below, so going on is safe.
+                let merged = match caught(merge::execute(
+                    &store,
+                    self.log.node(),
+                    run,
+                    &inputs,
+                    self.settings.merge_batch_bytes,
+                ))
+                .await
+                {
                     Ok(result) => result.map_err(|e| e.to_string()),
                     Err(panic) => {
                         self.stats.merge_panics.fetch_add(1, Ordering::Relaxed);
                         Err(format!("merging it panicked (a bug): {panic}"))
                     }
                 };
-            match merged {
-                Ok(op) => {
-                    ops.push(op);
-                    batches.push(run.batches.len());
-                }
-                Err(error) => {
-                    failed += 1;
-                    self.stats.failed_merge_runs.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(topic = %run.topic, partition = run.partition, error, "skipping a merge run");
+                match merged {
+                    Ok(op) => {
+                        ops.push(op);
+                        batches.push(run.batches.len());
+                    }
+                    Err(error) => {
+                        failed += 1;
+                        self.stats.failed_merge_runs.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(topic = %run.topic, partition = run.partition, error, "skipping a merge run");
+                    }
                 }
             }
         }

@@ -50,16 +50,25 @@ async fn main() -> ExitCode {
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn run(cli: Cli) -> Result<(), floe_broker::Error> {
-    let store = floe_broker::store::open(&cli.store)?;
+    // Counted, so that `--once` can say what its cycle cost in requests.
+    let metered = Arc::new(floe_broker::metered::MeteredStore::new(floe_broker::store::open(&cli.store)?));
+    let store: Arc<dyn object_store::ObjectStore> = metered.clone();
     floe_broker::store::sweep_leftovers(&cli.store, floe_broker::clock::now_ms());
     let settings = LogSettings { new_cluster_commit_window_ms: cli.commit_window_ms, ..LogSettings::default() };
     let (cluster, log) = floe_broker::open(store, settings).await?;
     tracing::info!(cluster_id = %cluster.cluster_id, store = %cli.store, "compactor started");
     let mut compactor = Compactor::new(Arc::new(log), cli.settings);
     if cli.once {
+        let before = metered.stats();
         let report = compactor.run_once().await?;
-        // One line of JSON, for scripts (floe-bench's `--compact-first` reads it).
-        match serde_json::to_string(&report) {
+        let store = metered.stats().segments.zip(before.segments, u64::saturating_sub);
+        // One line of JSON, for scripts (floe-bench's `--compact-first` reads
+        // it): the cycle, and its requests for segments (`segment_requests`).
+        let line = serde_json::to_value(&report).and_then(|mut line| {
+            line["segment_requests"] = serde_json::to_value(store)?;
+            serde_json::to_string(&line)
+        });
+        match line {
             Ok(line) => println!("{line}"),
             Err(e) => return Err(floe_broker::Error::encode("cycle report", e)),
         }

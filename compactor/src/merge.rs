@@ -1,19 +1,30 @@
 //! Merging: runs of small batches of one partition (as left by many small
 //! multi-partition flushes) are rewritten into one per-partition segment and
 //! committed as a replacement, applied only if the batches are still current.
+//!
+//! The runs of a cycle are read in groups: one flush wrote every partition's
+//! batch side by side, so the runs of different partitions over the same
+//! flushes read each flush segment with one ranged GET
+//! (`ObjectStore::get_ranges` joins ranges less than 1 MiB apart), not one
+//! per batch.
 
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use floe_broker::entry::{BatchId, Op, PlacedBatch};
+use floe_broker::panics::caught;
 use floe_broker::segment::{SegmentBuilder, decode_batch};
 use floe_broker::state::{State, StoredBatch};
 use floe_broker::{Record, keys};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use ulid::Ulid;
 
 use crate::settings::CompactorSettings;
 
-/// Ranged GETs in flight while reading one run.
+/// Segments read at once for one group of runs.
 const READ_CONCURRENCY: usize = 8;
 
 #[derive(Clone, Debug)]
@@ -29,18 +40,20 @@ pub struct MergeRun {
 /// every byte is rewritten at most once). A run is merged when it adds up to
 /// a batch that is no longer small, or holds `merge_min_batches` batches.
 ///
-/// The cycle's budget goes round the partitions in topic and partition
-/// order, starting after `after` (the last partition the previous cycle
-/// served), so that writes which keep the first partitions worth merging
-/// cannot starve the last ones.
+/// The cycle's budget goes to the oldest runs first (by the time in their
+/// first segment's name, its agent's clock at the flush), whatever their
+/// partition: a flush segment can be collected only once every partition's
+/// batch in it is merged, and the runs of different partitions over the
+/// same flushes are read together ([`groups`]). Runs that start in the
+/// same flush go in topic and partition order, starting after `after` (the
+/// last partition the previous cycle served). Newer writes never starve
+/// older runs.
 pub fn plan(state: &State, s: &CompactorSettings, after: Option<&PartitionId>) -> Vec<MergeRun> {
     let mut runs = Vec::new();
-    let mut budget = s.merge_max_bytes_per_cycle;
     let mut close = |run: &mut Vec<(u64, StoredBatch)>, topic: &str, partition: u32| {
         let bytes: u64 = run.iter().map(|(_, b)| u64::from(b.len)).sum();
         let worth = run.len() >= 2 && (bytes >= s.merge_small_batch_bytes || run.len() >= s.merge_min_batches);
-        if worth && bytes <= budget {
-            budget -= bytes;
+        if worth {
             runs.push(MergeRun { topic: topic.to_owned(), partition, batches: std::mem::take(run) });
         }
         run.clear();
@@ -70,6 +83,14 @@ pub fn plan(state: &State, s: &CompactorSettings, after: Option<&PartitionId>) -
         }
         close(&mut run, name, *i);
     }
+    // Stable: runs that start in the same flush keep the partitions' order.
+    runs.sort_by_key(MergeRun::first_segment);
+    let mut budget = s.merge_max_bytes_per_cycle;
+    runs.retain(|run| {
+        let fits = run.bytes() <= budget;
+        budget -= if fits { run.bytes() } else { 0 };
+        fits
+    });
     runs
 }
 
@@ -80,32 +101,112 @@ impl MergeRun {
     pub fn partition_id(&self) -> PartitionId {
         (self.topic.clone(), self.partition)
     }
+
+    /// Compressed bytes of its input batches.
+    pub fn bytes(&self) -> u64 {
+        self.batches.iter().map(|(_, b)| u64::from(b.len)).sum()
+    }
+
+    fn first_segment(&self) -> Option<Ulid> {
+        self.batches.first().map(|(_, b)| b.segment)
+    }
 }
 
-/// Reads the run's batches, writes them as one per-partition segment, and
-/// returns the replacement op that commits it.
+/// The runs in groups to read together, each at most `read_bytes` of input
+/// (and at least one run). Runs that start in the same flush segment, the
+/// same flushes' batches of other partitions, are put side by side first.
+pub fn groups(mut runs: Vec<MergeRun>, read_bytes: u64) -> Vec<Vec<MergeRun>> {
+    // Stable: runs that start together keep their order ([`plan`]'s is this one).
+    runs.sort_by_key(MergeRun::first_segment);
+    let mut groups: Vec<Vec<MergeRun>> = Vec::new();
+    let mut bytes = 0;
+    for run in runs {
+        let n = run.bytes();
+        match groups.last_mut() {
+            Some(group) if bytes + n <= read_bytes => group.push(run),
+            _ => {
+                groups.push(vec![run]);
+                bytes = 0;
+            }
+        }
+        bytes += n;
+    }
+    groups
+}
+
+/// The input batches of a group of runs, each segment's read with one
+/// `get_ranges` call.
+pub struct Inputs {
+    /// Each segment's batches by position, or why the segment could not be read.
+    segments: HashMap<Ulid, Result<HashMap<u64, Bytes>, String>>,
+    /// Segment reads that panicked (a bug), each failing the runs that read it.
+    pub panics: usize,
+}
+
+impl Inputs {
+    /// Reads every batch of `runs`. Never fails as a whole: a segment that
+    /// cannot be read fails only the runs that need it ([`execute`]).
+    pub async fn read(store: &Arc<dyn ObjectStore>, runs: &[MergeRun]) -> Self {
+        let mut wanted: BTreeMap<Ulid, Vec<Range<u64>>> = BTreeMap::new();
+        for (_, b) in runs.iter().flat_map(|r| &r.batches) {
+            wanted.entry(b.segment).or_default().push(b.pos..b.pos + u64::from(b.len));
+        }
+        let reads: Vec<_> = wanted.iter().map(|(segment, ranges)| (*segment, ranges.clone())).collect();
+        let got: Vec<_> = futures::stream::iter(reads)
+            .map(|(segment, ranges)| {
+                let store = store.clone();
+                async move { caught(store.get_ranges(&keys::segment(segment), &ranges)).await }
+            })
+            .buffered(READ_CONCURRENCY)
+            .collect()
+            .await;
+        let mut panics = 0;
+        let segments = wanted
+            .iter()
+            .zip(got)
+            .map(|((segment, ranges), got)| {
+                let batches = match got {
+                    Ok(Ok(bytes)) => Ok(ranges.iter().map(|r| r.start).zip(bytes).collect()),
+                    Ok(Err(e)) => Err(format!("reading segment {segment}: {e}")),
+                    Err(panic) => {
+                        panics += 1;
+                        Err(format!("reading segment {segment} panicked (a bug): {panic}"))
+                    }
+                };
+                (*segment, batches)
+            })
+            .collect();
+        Self { segments, panics }
+    }
+
+    fn batch(&self, b: &StoredBatch) -> Result<Bytes, floe_broker::Error> {
+        let unread = |why: String| object_store::Error::Generic { store: "merge input", source: why.into() };
+        match self.segments.get(&b.segment) {
+            Some(Ok(batches)) => {
+                batches.get(&b.pos).cloned().ok_or_else(|| unread(format!("batch at {} not read", b.pos)))
+            }
+            Some(Err(why)) => Err(unread(why.clone())),
+            None => Err(unread(format!("segment {} not read", b.segment))),
+        }
+        .map_err(floe_broker::Error::Store)
+    }
+}
+
+/// Decodes the run's batches from `inputs`, writes them as one per-partition
+/// segment, and returns the replacement op that commits it.
 /// The new segment is named by `node`'s clock just before its upload: the name's time
 /// starts its commit window.
 pub async fn execute(
     store: &Arc<dyn ObjectStore>,
     node: &floe_broker::Components,
     run: &MergeRun,
+    inputs: &Inputs,
     batch_bytes: usize,
 ) -> Result<Op, floe_broker::Error> {
-    let fetched: Vec<Vec<Record>> = futures::stream::iter(run.batches.iter().cloned())
-        .map(|(_, b)| {
-            let store = store.clone();
-            async move {
-                let bytes = store.get_range(&keys::segment(b.segment), b.pos..b.pos + u64::from(b.len)).await?;
-                decode_batch(&bytes)
-            }
-        })
-        .buffered(READ_CONCURRENCY)
-        .try_collect()
-        .await?;
+    let records = run.batches.iter().map(|(_, b)| decode_batch(&inputs.batch(b)?)).collect::<Result<Vec<_>, _>>()?;
     let (topic, partition) = (run.topic.clone(), run.partition);
     let first = run.batches.first().map_or(0, |(base, _)| *base);
-    let (bytes, placed) = cpu_work(move || encode(&topic, partition, first, fetched, batch_bytes)).await??;
+    let (bytes, placed) = cpu_work(move || encode(&topic, partition, first, records, batch_bytes)).await??;
     let segment = node.ulid();
     store.put(&keys::segment(segment), bytes).await?;
     let replaced =
@@ -171,6 +272,33 @@ mod tests {
         assert_eq!(caught(cpu_work(|| 7)).await.map(Result::ok), Ok(Some(7)));
         let panicked = caught(cpu_work(|| -> u8 { panic!("a bug in encoding") })).await;
         assert_eq!(panicked.err().as_deref(), Some("a bug in encoding"));
+    }
+
+    /// A run of `partition` over `segments`, each batch `len` bytes.
+    fn run(partition: u32, segments: &[u64], len: u32) -> MergeRun {
+        let batches = segments
+            .iter()
+            .map(|s| {
+                let segment = Ulid::from_parts(*s, 0);
+                (0, StoredBatch { segment, pos: u64::from(partition * len), len, records: 1, max_timestamp: 0 })
+            })
+            .collect();
+        MergeRun { topic: "t".into(), partition, batches }
+    }
+
+    fn partitions(groups: &[Vec<MergeRun>]) -> Vec<Vec<u32>> {
+        groups.iter().map(|g| g.iter().map(|r| r.partition).collect()).collect()
+    }
+
+    /// The plan lists a partition's runs together; the groups put the runs
+    /// over the same flushes together instead, within their byte limit, and
+    /// a run larger than the limit still gets a group of its own.
+    #[test]
+    fn groups_put_runs_over_the_same_flushes_together_within_their_bytes() {
+        let runs = vec![run(0, &[1, 2], 10), run(0, &[3, 4], 10), run(1, &[1, 2], 10), run(1, &[3, 4], 10)];
+        assert_eq!(partitions(&groups(runs.clone(), 40)), vec![vec![0, 1], vec![0, 1]]);
+        assert_eq!(partitions(&groups(runs.clone(), 80)), vec![vec![0, 1, 0, 1]]);
+        assert_eq!(partitions(&groups(runs, 10)), vec![vec![0], vec![1], vec![0], vec![1]]);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -49,6 +49,13 @@ pub struct CompactorSettings {
     #[cfg_attr(feature = "cli", arg(long, env = "FLOE_MERGE_BATCH_BYTES", default_value_t = 1 << 20))]
     pub merge_batch_bytes: usize,
 
+    /// Input (compressed bytes) read together for several merge runs: the
+    /// runs of different partitions over the same flushes read each flush
+    /// segment with one GET. Held in memory while they are merged; larger
+    /// groups make fewer GETs (docs/compactor.md).
+    #[cfg_attr(feature = "cli", arg(long, env = "FLOE_MERGE_READ_BYTES", default_value_t = 64 << 20))]
+    pub merge_read_bytes: u64,
+
     /// Bytes merged per cycle at most.
     #[cfg_attr(feature = "cli", arg(long, env = "FLOE_MERGE_MAX_BYTES_PER_CYCLE", default_value_t = 256 << 20))]
     pub merge_max_bytes_per_cycle: u64,
@@ -69,6 +76,7 @@ impl Default for CompactorSettings {
             merge_min_batches: 32,
             merge_target_bytes: 16 << 20,
             merge_batch_bytes: 1 << 20,
+            merge_read_bytes: 64 << 20,
             merge_max_bytes_per_cycle: 256 << 20,
             tombstones_per_cycle: 10_000,
         }

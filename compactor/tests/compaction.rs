@@ -46,12 +46,16 @@ fn record(n: u64, timestamp: i64) -> Record {
 
 /// Uploads one small multi-partition segment; returns its id and op, uncommitted.
 async fn upload(log: &MetadataLog, topic: &str, parts: &[(u32, Vec<Record>)]) -> (Ulid, Op) {
+    upload_as(log, Ulid::new(), topic, parts).await
+}
+
+/// [`upload`] named `segment`.
+async fn upload_as(log: &MetadataLog, segment: Ulid, topic: &str, parts: &[(u32, Vec<Record>)]) -> (Ulid, Op) {
     let mut b = SegmentBuilder::new();
     for (p, records) in parts {
         b.add_batch(topic, *p, records).unwrap();
     }
     let (bytes, batches) = b.finish().unwrap();
-    let segment = Ulid::new();
     log.store().put(&keys::segment(segment), bytes.into()).await.unwrap();
     (segment, Op::Append { segment, batches, flush: None })
 }
@@ -367,5 +371,84 @@ async fn a_merge_budget_too_small_for_every_partition_goes_round_them() {
     assert_eq!(merged_partitions(&log, "t", 3), vec![0, 1, 2], "every partition had its turn");
     for p in 0..3 {
         assert_eq!(read_partition(&log, "t", p).await.len(), 24, "partition {p}");
+    }
+}
+
+/// A cycle reads each flush segment it merges from with one ranged GET,
+/// not one per batch: the batches of different partitions that one flush
+/// wrote lie side by side, and the runs that merge them are read together.
+/// It made one GET per batch, one per partition per flush segment: about
+/// 1,600 per GiB compacted from eight-partition flushes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cycle_reads_each_flush_segment_with_one_get_for_all_its_partitions() {
+    let metered = Arc::new(floe_broker::metered::MeteredStore::new(Arc::new(InMemory::new())));
+    let store: Arc<dyn ObjectStore> = metered.clone();
+    let log = open(&store).await;
+    let unlimited = TopicConfig { retention_ms: -1, retention_bytes: -1 };
+    let (partitions, flushes) = (4u32, 16u64);
+    create_topic(&log, "t", partitions, unlimited).await;
+    for f in 0..flushes {
+        let parts: Vec<_> = (0..partitions).map(|p| (p, vec![record(f * 10 + u64::from(p), now_ms())])).collect();
+        let (_, op) = upload(&log, "t", &parts).await;
+        log.commit(vec![op]).await.unwrap();
+    }
+    let before = metered.stats().segments;
+    let mut compactor = Compactor::new(log.clone(), fast_settings());
+    let report = compactor.run_once().await.unwrap();
+    let gets = metered.stats().segments.get - before.get;
+    assert_eq!((report.merged_runs, report.failed_runs), (partitions as usize, 0), "{report:?}");
+    assert_eq!(gets, flushes, "one GET per flush segment, for all {partitions} partitions' batches in it");
+    assert_eq!(merged_partitions(&log, "t", partitions), (0..partitions).collect::<Vec<_>>());
+    for p in 0..partitions {
+        let values: Vec<Bytes> = read_partition(&log, "t", p).await.into_iter().map(|(_, v)| v).collect();
+        let expected: Vec<Bytes> = (0..flushes).map(|f| record(f * 10 + u64::from(p), 0).value).collect();
+        assert_eq!(values, expected, "partition {p}");
+    }
+}
+
+/// The cycle's budget goes to the oldest runs first, whatever their
+/// partition. With room for half the data, a cycle merges the older half of
+/// every partition, and the older flushes' segments are left with no live
+/// batch, to be collected. It went partition by partition: it merged all of
+/// the first two partitions, and every flush segment stayed referenced by
+/// the other two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_budget_goes_to_the_oldest_flushes_of_every_partition() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let log = open(&store).await;
+    let unlimited = TopicConfig { retention_ms: -1, retention_bytes: -1 };
+    let partitions = 4u32;
+    create_topic(&log, "t", partitions, unlimited).await;
+    let mut segments = Vec::new();
+    let start = now_ms() as u64;
+    for f in 0..16u64 {
+        // Values of one length, so that the batches are (nearly) of one size.
+        let parts: Vec<_> =
+            (0..partitions).map(|p| (p, vec![record(1_000 + f * 10 + u64::from(p), now_ms())])).collect();
+        // Named a millisecond apart, as flushes are: their age is the time in their names.
+        let (segment, op) = upload_as(&log, Ulid::from_parts(start + f, u128::from(f)), "t", &parts).await;
+        log.commit(vec![op]).await.unwrap();
+        segments.push(segment);
+    }
+    let len = log.state().partition("t", 0).unwrap().batches.values().map(|b| u64::from(b.len)).max().unwrap();
+    // Runs of eight batches (worth merging by their bytes), room for four of them.
+    let settings = CompactorSettings {
+        merge_min_batches: 1_000,
+        merge_small_batch_bytes: len * 15 / 2,
+        merge_target_bytes: len * 17 / 2,
+        merge_max_bytes_per_cycle: len * 36,
+        ..fast_settings()
+    };
+    let report = Compactor::new(log.clone(), settings).run_once().await.unwrap();
+    assert_eq!(report.merged_runs, 4, "{report:?}");
+    assert_eq!(merged_partitions(&log, "t", partitions), (0..partitions).collect::<Vec<_>>());
+    {
+        let state = log.state();
+        let live = |s: &Ulid| state.segments.get(s).map_or(0, |r| r.live_batches);
+        assert!(segments[..8].iter().all(|s| live(s) == 0), "the older flushes are no longer read");
+        assert!(segments[8..].iter().all(|s| live(s) == partitions), "the newer are not merged yet");
+    }
+    for p in 0..partitions {
+        assert_eq!(read_partition(&log, "t", p).await.len(), 16, "partition {p}");
     }
 }

@@ -23,4 +23,6 @@ fn once_prints_its_cycle_as_one_json_line() {
         assert_eq!(report[field], 0, "{field} in {stdout}");
     }
     assert!(report["gc"]["deleted"].is_u64(), "{stdout}");
+    // And what the cycle cost in requests for segments: none to merge, no GETs.
+    assert_eq!(report["segment_requests"]["get"], 0, "{stdout}");
 }

@@ -132,10 +132,13 @@ pub fn consume(r: &ConsumeResult) -> String {
     if let Some(c) = &r.compaction {
         push_line!(
             out,
-            "compacted before the catch-up: {} batches in {} merge runs, {} compactor cycles",
+            "compacted before the catch-up: {} batches in {} merge runs, {} compactor cycles; {} segment GETs for {:.1} MiB ({:.0} per GiB)",
             c.merged_batches,
             c.merged_runs,
-            c.cycles
+            c.cycles,
+            c.segment_gets,
+            c.segment_get_bytes as f64 / MIB,
+            c.segment_gets as f64 / (c.segment_get_bytes as f64 / MIB / 1024.0).max(1e-9)
         );
     }
     push_line!(
