@@ -45,6 +45,10 @@ import json, sys
 c = (json.load(open(sys.argv[1])).get("consume") or {}).get("compaction") or {}
 if not c.get("merged_batches"):
     sys.exit(f"smoke: --compact-first merged nothing: {c!r}")
+# Its reads counted (floe-compactor --once's segment_requests), and never
+# more GETs than batches merged (one GET per flush segment a group reads).
+if not 0 < c.get("segment_gets", 0) <= c["merged_batches"]:
+    sys.exit(f"smoke: --compact-first segment GETs not counted or more than its batches: {c!r}")
 PY
 
 "$BENCH" e2e "${SHORT[@]}" --rate 20 --json "$OUT/e2e.json"
