@@ -11,6 +11,7 @@ pub mod retention;
 pub mod settings;
 pub mod snapshots;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -51,15 +52,14 @@ pub struct Compactor {
     stats: Arc<CompactorStats>,
     gc: gc::Gc,
     tombstoned_through: u64,
-    /// The partition the last cycle's merges ended with: the next cycle's
-    /// budget goes to the partitions after it first.
-    merged_last: Option<merge::PartitionId>,
+    /// Runs that failed and may be planned again: planned after all others.
+    failing: HashSet<merge::RunKey>,
 }
 
 impl Compactor {
     pub fn new(log: Arc<MetadataLog>, settings: CompactorSettings) -> Self {
         let gc = gc::Gc::new(settings.gc_grace());
-        Self { log, settings, stats: Arc::default(), gc, tombstoned_through: 0, merged_last: None }
+        Self { log, settings, stats: Arc::default(), gc, tombstoned_through: 0, failing: HashSet::new() }
     }
 
     pub fn stats(&self) -> Arc<CompactorStats> {
@@ -152,17 +152,13 @@ impl Compactor {
     /// never stops the merges, GC, snapshots and tombstones after it.
     /// Returns (runs merged, batches merged, runs skipped).
     async fn merge(&mut self) -> Result<(usize, usize, usize)> {
-        let runs = merge::plan(&self.log.state(), &self.settings, self.merged_last.as_ref());
-        if let Some(last) = runs.last() {
-            self.merged_last = Some(last.partition_id());
-        }
+        let runs = merge::plan(&self.log.state(), &self.settings, &self.failing);
         let store = self.log.store().clone();
         let mut ops = Vec::new();
         let mut batches = Vec::new();
         let mut failed = 0;
         for group in merge::groups(runs, self.settings.merge_read_bytes) {
             let inputs = merge::Inputs::read(&store, &group).await;
-            self.stats.merge_panics.fetch_add(inputs.panics as u64, Ordering::Relaxed);
             for run in &group {
                 // A run that panics (a bug, maybe on these batches) is skipped as
                 // one that fails, and counted apart: otherwise the same panic
@@ -170,33 +166,40 @@ impl Compactor {
                 // runs merged before it would be uploaded again each time and
                 // never committed. A run changes nothing of the compactor's
                 // until its op is committed below, so going on is safe.
-                let merged = match caught(merge::execute(
-                    &store,
-                    self.log.node(),
-                    run,
-                    &inputs,
-                    self.settings.merge_batch_bytes,
-                ))
-                .await
-                {
-                    Ok(result) => result.map_err(|e| e.to_string()),
-                    Err(panic) => {
-                        self.stats.merge_panics.fetch_add(1, Ordering::Relaxed);
-                        Err(format!("merging it panicked (a bug): {panic}"))
+                let merged = match inputs.panic_in(run) {
+                    Some(panic) => Err((panic.to_owned(), true)),
+                    None => {
+                        let merging =
+                            merge::execute(&store, self.log.node(), run, &inputs, self.settings.merge_batch_bytes);
+                        match caught(merging).await {
+                            Ok(result) => result.map_err(|e| (e.to_string(), false)),
+                            Err(panic) => Err((format!("merging it panicked (a bug): {panic}"), true)),
+                        }
                     }
                 };
                 match merged {
                     Ok(op) => {
+                        self.failing.remove(&run.key());
                         ops.push(op);
                         batches.push(run.batches.len());
                     }
-                    Err(error) => {
+                    Err((error, panicked)) => {
+                        if panicked {
+                            self.stats.merge_panics.fetch_add(1, Ordering::Relaxed);
+                        }
                         failed += 1;
+                        self.failing.insert(run.key());
                         self.stats.failed_merge_runs.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(topic = %run.topic, partition = run.partition, error, "skipping a merge run");
                     }
                 }
             }
+        }
+        {
+            // Forget the failing runs that are gone (merged by another
+            // compactor, or their batches truncated).
+            let state = self.log.state();
+            self.failing.retain(|key| merge::still_planned(&state, key));
         }
         if ops.is_empty() {
             return Ok((0, 0, failed));

@@ -61,11 +61,11 @@ async fn run(cli: Cli) -> Result<(), floe_broker::Error> {
     if cli.once {
         let before = metered.stats();
         let report = compactor.run_once().await?;
-        let store = metered.stats().segments.zip(before.segments, u64::saturating_sub);
+        let requests = metered.stats().segments.zip(before.segments, u64::saturating_sub);
         // One line of JSON, for scripts (floe-bench's `--compact-first` reads
         // it): the cycle, and its requests for segments (`segment_requests`).
         let line = serde_json::to_value(&report).and_then(|mut line| {
-            line["segment_requests"] = serde_json::to_value(store)?;
+            line["segment_requests"] = serde_json::to_value(requests)?;
             serde_json::to_string(&line)
         });
         match line {

@@ -8,7 +8,7 @@
 //! (`ObjectStore::get_ranges` joins ranges less than 1 MiB apart), not one
 //! per batch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -44,11 +44,13 @@ pub struct MergeRun {
 /// first segment's name, its agent's clock at the flush), whatever their
 /// partition: a flush segment can be collected only once every partition's
 /// batch in it is merged, and the runs of different partitions over the
-/// same flushes are read together ([`groups`]). Runs that start in the
-/// same flush go in topic and partition order, starting after `after` (the
-/// last partition the previous cycle served). Newer writes never starve
-/// older runs.
-pub fn plan(state: &State, s: &CompactorSettings, after: Option<&PartitionId>) -> Vec<MergeRun> {
+/// same flushes are read together ([`groups`]). Newer writes never starve
+/// older runs, and each cycle's budget is whole again for the oldest run,
+/// which is at most `merge_target_bytes`. Runs in `failing` (which failed
+/// before) come after all others, so that runs which cannot be read do not
+/// take the budget of every cycle. Runs that start in the same flush go
+/// in topic and partition order.
+pub fn plan(state: &State, s: &CompactorSettings, failing: &HashSet<RunKey>) -> Vec<MergeRun> {
     let mut runs = Vec::new();
     let mut close = |run: &mut Vec<(u64, StoredBatch)>, topic: &str, partition: u32| {
         let bytes: u64 = run.iter().map(|(_, b)| u64::from(b.len)).sum();
@@ -58,33 +60,28 @@ pub fn plan(state: &State, s: &CompactorSettings, after: Option<&PartitionId>) -
         }
         run.clear();
     };
-    let partitions: Vec<_> = state
-        .topics
-        .iter()
-        .flat_map(|(name, topic)| topic.partitions.iter().enumerate().map(move |(i, p)| (name, i as u32, p)))
-        .collect();
-    let first = after.map_or(0, |(topic, partition)| {
-        partitions.partition_point(|(name, i, _)| (name.as_str(), *i) <= (topic.as_str(), *partition))
-    });
-    for (name, i, p) in partitions[first..].iter().chain(&partitions[..first]) {
-        let mut run: Vec<(u64, StoredBatch)> = Vec::new();
-        let mut run_bytes = 0u64;
-        for (base, b) in &p.batches {
-            let from_flush = state.segments.get(&b.segment).is_some_and(|r| !r.merged);
-            let candidate = from_flush && u64::from(b.len) < s.merge_small_batch_bytes;
-            if !candidate || run_bytes + u64::from(b.len) > s.merge_target_bytes {
-                close(&mut run, name, *i);
-                run_bytes = 0;
+    for (name, topic) in &state.topics {
+        for (i, p) in topic.partitions.iter().enumerate() {
+            let i = i as u32;
+            let mut run: Vec<(u64, StoredBatch)> = Vec::new();
+            let mut run_bytes = 0u64;
+            for (base, b) in &p.batches {
+                let from_flush = state.segments.get(&b.segment).is_some_and(|r| !r.merged);
+                let candidate = from_flush && u64::from(b.len) < s.merge_small_batch_bytes;
+                if !candidate || run_bytes + u64::from(b.len) > s.merge_target_bytes {
+                    close(&mut run, name, i);
+                    run_bytes = 0;
+                }
+                if candidate {
+                    run_bytes += u64::from(b.len);
+                    run.push((*base, b.clone()));
+                }
             }
-            if candidate {
-                run_bytes += u64::from(b.len);
-                run.push((*base, b.clone()));
-            }
+            close(&mut run, name, i);
         }
-        close(&mut run, name, *i);
     }
     // Stable: runs that start in the same flush keep the partitions' order.
-    runs.sort_by_key(MergeRun::first_segment);
+    runs.sort_by_cached_key(|run| (failing.contains(&run.key()), run.first_segment()));
     let mut budget = s.merge_max_bytes_per_cycle;
     runs.retain(|run| {
         let fits = run.bytes() <= budget;
@@ -94,12 +91,22 @@ pub fn plan(state: &State, s: &CompactorSettings, after: Option<&PartitionId>) -
     runs
 }
 
-/// A topic's name and a partition's index in it.
-pub type PartitionId = (String, u32);
+/// A run by its topic, partition and first batch's base offset: the same
+/// from one cycle to the next while the run is not merged.
+pub type RunKey = (String, u32, u64);
+
+/// Whether the run `key` names may still be planned: its first batch is
+/// still in its partition and in a flush segment.
+pub fn still_planned(state: &State, (topic, partition, base): &RunKey) -> bool {
+    state
+        .partition(topic, *partition)
+        .and_then(|p| p.batches.get(base))
+        .is_some_and(|b| state.segments.get(&b.segment).is_some_and(|r| !r.merged))
+}
 
 impl MergeRun {
-    pub fn partition_id(&self) -> PartitionId {
-        (self.topic.clone(), self.partition)
+    pub fn key(&self) -> RunKey {
+        (self.topic.clone(), self.partition, self.batches.first().map_or(0, |(base, _)| *base))
     }
 
     /// Compressed bytes of its input batches.
@@ -134,62 +141,121 @@ pub fn groups(mut runs: Vec<MergeRun>, read_bytes: u64) -> Vec<Vec<MergeRun>> {
     groups
 }
 
-/// The input batches of a group of runs, each segment's read with one
-/// `get_ranges` call.
+/// Ranges of one segment less than this apart are read with one GET. As
+/// `ObjectStore::get_ranges` joins them, but that slices its reads without
+/// checking their length, and panics on an object shorter than a range: a
+/// truncated segment must fail the runs that read past its end, not look
+/// like a bug.
+const JOIN_GAP: u64 = 1 << 20;
+
+/// Why a batch could not be read.
+#[derive(Clone, Debug)]
+struct Unread {
+    why: String,
+    /// Reading it panicked (a bug).
+    panicked: bool,
+}
+
+/// The input batches of a group of runs, each segment's read with one GET
+/// where they lie less than [`JOIN_GAP`] apart.
 pub struct Inputs {
-    /// Each segment's batches by position, or why the segment could not be read.
-    segments: HashMap<Ulid, Result<HashMap<u64, Bytes>, String>>,
-    /// Segment reads that panicked (a bug), each failing the runs that read it.
-    pub panics: usize,
+    /// Each batch's bytes by segment and position, or why it could not be read.
+    batches: HashMap<(Ulid, u64), Result<Bytes, Unread>>,
 }
 
 impl Inputs {
-    /// Reads every batch of `runs`. Never fails as a whole: a segment that
+    /// Reads every batch of `runs`. Never fails as a whole: a batch that
     /// cannot be read fails only the runs that need it ([`execute`]).
     pub async fn read(store: &Arc<dyn ObjectStore>, runs: &[MergeRun]) -> Self {
         let mut wanted: BTreeMap<Ulid, Vec<Range<u64>>> = BTreeMap::new();
         for (_, b) in runs.iter().flat_map(|r| &r.batches) {
             wanted.entry(b.segment).or_default().push(b.pos..b.pos + u64::from(b.len));
         }
-        let reads: Vec<_> = wanted.iter().map(|(segment, ranges)| (*segment, ranges.clone())).collect();
-        let got: Vec<_> = futures::stream::iter(reads)
+        let read: Vec<_> = futures::stream::iter(wanted)
             .map(|(segment, ranges)| {
                 let store = store.clone();
-                async move { caught(store.get_ranges(&keys::segment(segment), &ranges)).await }
+                async move {
+                    let read = caught(read_segment(&store, segment, &ranges)).await;
+                    (segment, ranges, read)
+                }
             })
             .buffered(READ_CONCURRENCY)
             .collect()
             .await;
-        let mut panics = 0;
-        let segments = wanted
-            .iter()
-            .zip(got)
-            .map(|((segment, ranges), got)| {
-                let batches = match got {
-                    Ok(Ok(bytes)) => Ok(ranges.iter().map(|r| r.start).zip(bytes).collect()),
-                    Ok(Err(e)) => Err(format!("reading segment {segment}: {e}")),
-                    Err(panic) => {
-                        panics += 1;
-                        Err(format!("reading segment {segment} panicked (a bug): {panic}"))
-                    }
-                };
-                (*segment, batches)
-            })
-            .collect();
-        Self { segments, panics }
+        let mut batches = HashMap::new();
+        for (segment, ranges, read) in read {
+            match read {
+                Ok(read) => batches.extend(read.into_iter().map(|(pos, got)| ((segment, pos), got))),
+                Err(panic) => {
+                    let unread =
+                        Unread { why: format!("reading segment {segment} panicked (a bug): {panic}"), panicked: true };
+                    batches.extend(ranges.iter().map(|r| ((segment, r.start), Err(unread.clone()))));
+                }
+            }
+        }
+        Self { batches }
+    }
+
+    /// What a panic said while reading a batch of `run`, if one did.
+    pub fn panic_in(&self, run: &MergeRun) -> Option<&str> {
+        run.batches.iter().find_map(|(_, b)| match self.batches.get(&(b.segment, b.pos)) {
+            Some(Err(Unread { why, panicked: true })) => Some(why.as_str()),
+            _ => None,
+        })
     }
 
     fn batch(&self, b: &StoredBatch) -> Result<Bytes, floe_broker::Error> {
-        let unread = |why: String| object_store::Error::Generic { store: "merge input", source: why.into() };
-        match self.segments.get(&b.segment) {
-            Some(Ok(batches)) => {
-                batches.get(&b.pos).cloned().ok_or_else(|| unread(format!("batch at {} not read", b.pos)))
-            }
-            Some(Err(why)) => Err(unread(why.clone())),
-            None => Err(unread(format!("segment {} not read", b.segment))),
+        let unread = |why: String| {
+            floe_broker::Error::Store(object_store::Error::Generic { store: "merge input", source: why.into() })
+        };
+        match self.batches.get(&(b.segment, b.pos)) {
+            Some(Ok(bytes)) => Ok(bytes.clone()),
+            Some(Err(e)) => Err(unread(e.why.clone())),
+            None => Err(unread(format!("batch at {} of segment {} not read", b.pos, b.segment))),
         }
-        .map_err(floe_broker::Error::Store)
     }
+}
+
+/// Reads `ranges` of `segment`, those less than [`JOIN_GAP`] apart with one
+/// GET: each range's bytes by its start, or why it could not be read.
+async fn read_segment(
+    store: &Arc<dyn ObjectStore>,
+    segment: Ulid,
+    ranges: &[Range<u64>],
+) -> Vec<(u64, Result<Bytes, Unread>)> {
+    let mut sorted = ranges.to_vec();
+    sorted.sort_by_key(|r| r.start);
+    let mut spans: Vec<(Range<u64>, Vec<Range<u64>>)> = Vec::new();
+    for r in sorted {
+        match spans.last_mut() {
+            Some((span, within)) if r.start <= span.end.saturating_add(JOIN_GAP) => {
+                span.end = span.end.max(r.end);
+                within.push(r);
+            }
+            _ => spans.push((r.clone(), vec![r])),
+        }
+    }
+    let key = keys::segment(segment);
+    let mut out = Vec::with_capacity(ranges.len());
+    for (span, within) in spans {
+        let got = store.get_range(&key, span.clone()).await;
+        for r in within {
+            let from = usize::try_from(r.start - span.start).unwrap_or(usize::MAX);
+            let to = usize::try_from(r.end - span.start).unwrap_or(usize::MAX);
+            let batch = match &got {
+                Ok(bytes) if to <= bytes.len() => Ok(bytes.slice(from..to)),
+                Ok(bytes) => Err(format!(
+                    "segment {segment} ends at {} before its batch at {}..{}",
+                    span.start + bytes.len() as u64,
+                    r.start,
+                    r.end
+                )),
+                Err(e) => Err(format!("reading segment {segment}: {e}")),
+            };
+            out.push((r.start, batch.map_err(|why| Unread { why, panicked: false })));
+        }
+    }
+    out
 }
 
 /// Decodes the run's batches from `inputs`, writes them as one per-partition

@@ -60,6 +60,18 @@ async fn upload_as(log: &MetadataLog, segment: Ulid, topic: &str, parts: &[(u32,
     (segment, Op::Append { segment, batches, flush: None })
 }
 
+/// Names for flushes, in the order they are made: the machine's time, a
+/// millisecond past the last name when that is later (segments named in
+/// one millisecond would sort by their random part).
+struct FlushNames(u64);
+
+impl FlushNames {
+    fn next(&mut self) -> Ulid {
+        self.0 = (now_ms() as u64).max(self.0 + 1);
+        Ulid::from_parts(self.0, u128::from(self.0))
+    }
+}
+
 async fn create_topic(log: &MetadataLog, name: &str, partitions: u32, config: TopicConfig) {
     log.commit(vec![Op::CreateTopic { name: name.into(), partitions, config }]).await.unwrap();
 }
@@ -332,11 +344,11 @@ fn merged_partitions(log: &MetadataLog, topic: &str, partitions: u32) -> Vec<u32
         .collect()
 }
 
-/// The per-cycle merge budget goes round the partitions, each cycle going
-/// on after the last partition the one before served. It went in topic and
-/// partition order from the start every cycle: under writes that keep the
-/// first partitions worth merging, the last ones were never merged, and
-/// their flush segments could never be collected.
+/// Under writes that keep the first partitions worth merging, the per-cycle
+/// merge budget still reaches the last ones. It went in topic and partition
+/// order from the start every cycle, and the last partitions were never
+/// merged, nor their flush segments collected; the budget now goes to the
+/// oldest runs first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merge_budget_too_small_for_every_partition_goes_round_them() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
@@ -419,14 +431,12 @@ async fn a_merge_budget_goes_to_the_oldest_flushes_of_every_partition() {
     let unlimited = TopicConfig { retention_ms: -1, retention_bytes: -1 };
     let partitions = 4u32;
     create_topic(&log, "t", partitions, unlimited).await;
-    let mut segments = Vec::new();
-    let start = now_ms() as u64;
+    let (mut segments, mut names) = (Vec::new(), FlushNames(0));
     for f in 0..16u64 {
         // Values of one length, so that the batches are (nearly) of one size.
         let parts: Vec<_> =
             (0..partitions).map(|p| (p, vec![record(1_000 + f * 10 + u64::from(p), now_ms())])).collect();
-        // Named a millisecond apart, as flushes are: their age is the time in their names.
-        let (segment, op) = upload_as(&log, Ulid::from_parts(start + f, u128::from(f)), "t", &parts).await;
+        let (segment, op) = upload_as(&log, names.next(), "t", &parts).await;
         log.commit(vec![op]).await.unwrap();
         segments.push(segment);
     }
@@ -450,5 +460,89 @@ async fn a_merge_budget_goes_to_the_oldest_flushes_of_every_partition() {
     }
     for p in 0..partitions {
         assert_eq!(read_partition(&log, "t", p).await.len(), 16, "partition {p}");
+    }
+}
+
+/// Runs that failed come after all others in the next cycles: an unreadable
+/// oldest run whose size takes the whole budget no longer keeps every other
+/// run from being merged, cycle after cycle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_cannot_be_read_does_not_take_every_cycles_budget() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let log = open(&store).await;
+    let unlimited = TopicConfig { retention_ms: -1, retention_bytes: -1 };
+    create_topic(&log, "bad", 1, unlimited).await;
+    create_topic(&log, "good", 1, unlimited).await;
+    let mut names = FlushNames(0);
+    let mut unreadable = None;
+    // Eight flushes of `bad` first (the oldest run), then eight of `good`.
+    for topic in ["bad", "good"] {
+        for f in 0..8u64 {
+            let (segment, op) = upload_as(&log, names.next(), topic, &[(0, vec![record(f, now_ms())])]).await;
+            log.commit(vec![op]).await.unwrap();
+            unreadable = unreadable.or(Some(segment));
+        }
+    }
+    let bytes =
+        |topic| log.state().partition(topic, 0).unwrap().batches.values().map(|b| u64::from(b.len)).sum::<u64>();
+    let run = bytes("bad").max(bytes("good"));
+    let segment = unreadable.unwrap();
+    log.store().put(&keys::segment(segment), Bytes::from_static(b"not a segment at all").into()).await.unwrap();
+    // Room for one run a cycle.
+    let settings = CompactorSettings { merge_max_bytes_per_cycle: run + run / 2, ..fast_settings() };
+    let mut compactor = Compactor::new(log.clone(), settings);
+    let first = compactor.run_once().await.unwrap();
+    assert_eq!((first.merged_runs, first.failed_runs), (0, 1), "the oldest run fails: {first:?}");
+    let second = compactor.run_once().await.unwrap();
+    assert_eq!((second.merged_runs, second.failed_runs), (1, 0), "the next one is merged: {second:?}");
+    assert_eq!(merged_partitions(&log, "good", 1), vec![0]);
+}
+
+/// A flush segment cut short fails the runs of the partitions past the
+/// cut, with an error; the partitions before it are merged. Joining the
+/// ranges with `get_ranges` panicked on the short read (counted as a bug)
+/// and failed every run that read the segment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_segment_cut_short_fails_only_the_partitions_past_the_cut() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let log = open(&store).await;
+    let unlimited = TopicConfig { retention_ms: -1, retention_bytes: -1 };
+    let partitions = 4u32;
+    create_topic(&log, "t", partitions, unlimited).await;
+    let mut cut = None;
+    for f in 0..8u64 {
+        let parts: Vec<_> = (0..partitions).map(|p| (p, vec![record(f * 10 + u64::from(p), now_ms())])).collect();
+        let (segment, op) = upload(&log, "t", &parts).await;
+        log.commit(vec![op]).await.unwrap();
+        cut = cut.or(Some(segment));
+    }
+    // The first flush's segment, cut in the middle of partition 2's batch.
+    let segment = cut.unwrap();
+    let p2 = log.state().partition("t", 2).unwrap().batches.values().find(|b| b.segment == segment).unwrap().clone();
+    let whole = log.store().get(&keys::segment(segment)).await.unwrap().bytes().await.unwrap();
+    let short = whole.slice(..(p2.pos + u64::from(p2.len) / 2) as usize);
+    log.store().put(&keys::segment(segment), short.into()).await.unwrap();
+    let mut compactor = Compactor::new(log.clone(), fast_settings());
+    let report = compactor.run_once().await.unwrap();
+    assert_eq!((report.merged_runs, report.failed_runs), (2, 2), "{report:?}");
+    assert_eq!(compactor.stats().merge_panics.load(std::sync::atomic::Ordering::Relaxed), 0, "not a bug");
+    assert_eq!(merged_partitions(&log, "t", partitions), vec![0, 1]);
+}
+
+/// A run whose merge panics after its batches are read (here in uploading
+/// the merged segment) is skipped as one that fails, and counted apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_run_whose_upload_panics_is_skipped_and_counted() {
+    let faulty = Arc::new(FaultyStore::new(Arc::new(InMemory::new())));
+    let store: Arc<dyn ObjectStore> = faulty.clone();
+    let log = open(&store).await;
+    two_topics_to_merge(&log).await;
+    faulty.inject(OpKind::Put, "segments/", Fault::Panic, Some(1));
+    let mut compactor = Compactor::new(log.clone(), fast_settings());
+    let report = compactor.run_once().await.expect("the cycle survives a run that panics");
+    assert_eq!((report.merged_runs, report.failed_runs), (1, 1), "{report:?}");
+    assert_eq!(compactor.stats().merge_panics.load(std::sync::atomic::Ordering::Relaxed), 1);
+    for topic in ["bad", "good"] {
+        assert_eq!(read_partition(&log, topic, 0).await.len(), 10, "{topic}");
     }
 }

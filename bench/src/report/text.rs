@@ -132,13 +132,20 @@ pub fn consume(r: &ConsumeResult) -> String {
     if let Some(c) = &r.compaction {
         push_line!(
             out,
-            "compacted before the catch-up: {} batches in {} merge runs, {} compactor cycles; {} segment GETs for {:.1} MiB ({:.0} per GiB)",
+            "compacted before the catch-up: {} batches in {} merge runs, {} compactor cycles; {}",
             c.merged_batches,
             c.merged_runs,
             c.cycles,
-            c.segment_gets,
-            c.segment_get_bytes as f64 / MIB,
-            c.segment_gets as f64 / (c.segment_get_bytes as f64 / MIB / 1024.0).max(1e-9)
+            if c.segment_gets == 0 {
+                "its segment GETs not reported".to_owned()
+            } else {
+                format!(
+                    "{} segment GETs for {:.1} MiB read ({:.0} per GiB read)",
+                    c.segment_gets,
+                    c.segment_get_bytes as f64 / MIB,
+                    c.segment_gets as f64 / (c.segment_get_bytes as f64 / MIB / 1024.0)
+                )
+            }
         );
     }
     push_line!(
