@@ -11,7 +11,6 @@ pub mod retention;
 pub mod settings;
 pub mod snapshots;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -52,14 +51,24 @@ pub struct Compactor {
     stats: Arc<CompactorStats>,
     gc: gc::Gc,
     tombstoned_through: u64,
-    /// Runs that failed and may be planned again: planned after all others.
-    failing: HashSet<merge::RunKey>,
+    /// Runs that failed lately, planned after all others for a while.
+    failures: merge::Failures,
+    /// Merge phases run, for `failures`.
+    merge_cycles: u64,
 }
 
 impl Compactor {
     pub fn new(log: Arc<MetadataLog>, settings: CompactorSettings) -> Self {
         let gc = gc::Gc::new(settings.gc_grace());
-        Self { log, settings, stats: Arc::default(), gc, tombstoned_through: 0, failing: HashSet::new() }
+        Self {
+            log,
+            settings,
+            stats: Arc::default(),
+            gc,
+            tombstoned_through: 0,
+            failures: merge::Failures::default(),
+            merge_cycles: 0,
+        }
     }
 
     pub fn stats(&self) -> Arc<CompactorStats> {
@@ -152,7 +161,9 @@ impl Compactor {
     /// never stops the merges, GC, snapshots and tombstones after it.
     /// Returns (runs merged, batches merged, runs skipped).
     async fn merge(&mut self) -> Result<(usize, usize, usize)> {
-        let runs = merge::plan(&self.log.state(), &self.settings, &self.failing);
+        self.merge_cycles += 1;
+        let cycle = self.merge_cycles;
+        let runs = merge::plan(&self.log.state(), &self.settings, &self.failures.deferred(cycle));
         let store = self.log.store().clone();
         let mut ops = Vec::new();
         let mut batches = Vec::new();
@@ -179,7 +190,7 @@ impl Compactor {
                 };
                 match merged {
                     Ok(op) => {
-                        self.failing.remove(&run.key());
+                        self.failures.merged(run);
                         ops.push(op);
                         batches.push(run.batches.len());
                     }
@@ -188,19 +199,14 @@ impl Compactor {
                             self.stats.merge_panics.fetch_add(1, Ordering::Relaxed);
                         }
                         failed += 1;
-                        self.failing.insert(run.key());
+                        self.failures.failed(run, cycle);
                         self.stats.failed_merge_runs.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(topic = %run.topic, partition = run.partition, error, "skipping a merge run");
                     }
                 }
             }
         }
-        {
-            // Forget the failing runs that are gone (merged by another
-            // compactor, or their batches truncated).
-            let state = self.log.state();
-            self.failing.retain(|key| merge::still_planned(&state, key));
-        }
+        self.failures.forget_gone(&self.log.state());
         if ops.is_empty() {
             return Ok((0, 0, failed));
         }

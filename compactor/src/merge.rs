@@ -4,9 +4,8 @@
 //!
 //! The runs of a cycle are read in groups: one flush wrote every partition's
 //! batch side by side, so the runs of different partitions over the same
-//! flushes read each flush segment with one ranged GET
-//! (`ObjectStore::get_ranges` joins ranges less than 1 MiB apart), not one
-//! per batch.
+//! flushes read each flush segment with one ranged GET (for the batches at
+//! most 1 MiB apart), not one per batch.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
@@ -46,11 +45,11 @@ pub struct MergeRun {
 /// batch in it is merged, and the runs of different partitions over the
 /// same flushes are read together ([`groups`]). Newer writes never starve
 /// older runs, and each cycle's budget is whole again for the oldest run,
-/// which is at most `merge_target_bytes`. Runs in `failing` (which failed
-/// before) come after all others, so that runs which cannot be read do not
-/// take the budget of every cycle. Runs that start in the same flush go
+/// which is at most `merge_target_bytes`. Runs in `deferred` (which failed
+/// lately, [`Failures`]) come after all others, so that runs which cannot be
+/// read do not take the budget of every cycle. Runs that start in the same flush go
 /// in topic and partition order.
-pub fn plan(state: &State, s: &CompactorSettings, failing: &HashSet<RunKey>) -> Vec<MergeRun> {
+pub fn plan(state: &State, s: &CompactorSettings, deferred: &HashSet<RunKey>) -> Vec<MergeRun> {
     let mut runs = Vec::new();
     let mut close = |run: &mut Vec<(u64, StoredBatch)>, topic: &str, partition: u32| {
         let bytes: u64 = run.iter().map(|(_, b)| u64::from(b.len)).sum();
@@ -81,7 +80,7 @@ pub fn plan(state: &State, s: &CompactorSettings, failing: &HashSet<RunKey>) -> 
         }
     }
     // Stable: runs that start in the same flush keep the partitions' order.
-    runs.sort_by_cached_key(|run| (failing.contains(&run.key()), run.first_segment()));
+    runs.sort_by_cached_key(|run| (deferred.contains(&run.key()), run.first_segment()));
     let mut budget = s.merge_max_bytes_per_cycle;
     runs.retain(|run| {
         let fits = run.bytes() <= budget;
@@ -89,6 +88,43 @@ pub fn plan(state: &State, s: &CompactorSettings, failing: &HashSet<RunKey>) -> 
         fits
     });
     runs
+}
+
+/// Runs that failed, each deferred for a number of cycles that doubles with
+/// each failure in a row (1, 2, 4, … at most [`MAX_DEFERRED_CYCLES`]): a
+/// run that cannot be read does not take every cycle's budget, and one that
+/// failed on a passing error (a store timeout) is tried again soon, also
+/// under a backlog that fills every cycle's budget with newer runs.
+#[derive(Debug, Default)]
+pub struct Failures {
+    /// Per run: failures in a row, and the last cycle it is deferred in.
+    runs: HashMap<RunKey, (u32, u64)>,
+}
+
+/// The longest a failed run is deferred, in cycles.
+pub const MAX_DEFERRED_CYCLES: u64 = 16;
+
+impl Failures {
+    /// The runs deferred in `cycle`.
+    pub fn deferred(&self, cycle: u64) -> HashSet<RunKey> {
+        self.runs.iter().filter(|(_, (_, until))| *until >= cycle).map(|(key, _)| key.clone()).collect()
+    }
+
+    pub fn failed(&mut self, run: &MergeRun, cycle: u64) {
+        let (failures, until) = self.runs.entry(run.key()).or_default();
+        *failures += 1;
+        *until = cycle + (1u64 << (*failures - 1).min(63)).min(MAX_DEFERRED_CYCLES);
+    }
+
+    pub fn merged(&mut self, run: &MergeRun) {
+        self.runs.remove(&run.key());
+    }
+
+    /// Forgets the runs that are gone (merged by another compactor, or
+    /// their batches truncated).
+    pub fn forget_gone(&mut self, state: &State) {
+        self.runs.retain(|key, _| still_planned(state, key));
+    }
 }
 
 /// A run by its topic, partition and first batch's base offset: the same
@@ -141,7 +177,7 @@ pub fn groups(mut runs: Vec<MergeRun>, read_bytes: u64) -> Vec<Vec<MergeRun>> {
     groups
 }
 
-/// Ranges of one segment less than this apart are read with one GET. As
+/// Ranges of one segment at most this far apart are read with one GET. As
 /// `ObjectStore::get_ranges` joins them, but that slices its reads without
 /// checking their length, and panics on an object shorter than a range: a
 /// truncated segment must fail the runs that read past its end, not look
@@ -157,7 +193,7 @@ struct Unread {
 }
 
 /// The input batches of a group of runs, each segment's read with one GET
-/// where they lie less than [`JOIN_GAP`] apart.
+/// where they lie at most [`JOIN_GAP`] apart.
 pub struct Inputs {
     /// Each batch's bytes by segment and position, or why it could not be read.
     batches: HashMap<(Ulid, u64), Result<Bytes, Unread>>,
@@ -216,7 +252,7 @@ impl Inputs {
     }
 }
 
-/// Reads `ranges` of `segment`, those less than [`JOIN_GAP`] apart with one
+/// Reads `ranges` of `segment`, those at most [`JOIN_GAP`] apart with one
 /// GET: each range's bytes by its start, or why it could not be read.
 async fn read_segment(
     store: &Arc<dyn ObjectStore>,

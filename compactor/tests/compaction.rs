@@ -72,6 +72,14 @@ impl FlushNames {
     }
 }
 
+/// A log on an in-memory store with topic `t` of `partitions`, kept forever.
+async fn log_with_topic_t(partitions: u32) -> Arc<MetadataLog> {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let log = open(&store).await;
+    create_topic(&log, "t", partitions, TopicConfig { retention_ms: -1, retention_bytes: -1 }).await;
+    log
+}
+
 async fn create_topic(log: &MetadataLog, name: &str, partitions: u32, config: TopicConfig) {
     log.commit(vec![Op::CreateTopic { name: name.into(), partitions, config }]).await.unwrap();
 }
@@ -426,11 +434,8 @@ async fn a_cycle_reads_each_flush_segment_with_one_get_for_all_its_partitions() 
 /// the other two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merge_budget_goes_to_the_oldest_flushes_of_every_partition() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let log = open(&store).await;
-    let unlimited = TopicConfig { retention_ms: -1, retention_bytes: -1 };
     let partitions = 4u32;
-    create_topic(&log, "t", partitions, unlimited).await;
+    let log = log_with_topic_t(partitions).await;
     let (mut segments, mut names) = (Vec::new(), FlushNames(0));
     for f in 0..16u64 {
         // Values of one length, so that the batches are (nearly) of one size.
@@ -463,9 +468,11 @@ async fn a_merge_budget_goes_to_the_oldest_flushes_of_every_partition() {
     }
 }
 
-/// Runs that failed come after all others in the next cycles: an unreadable
+/// A run that failed comes after all others for a while: an unreadable
 /// oldest run whose size takes the whole budget no longer keeps every other
-/// run from being merged, cycle after cycle.
+/// run from being merged, cycle after cycle. It is deferred for one cycle,
+/// then two, four, …, and goes first again after that (a passing store
+/// error must not defer it for good under a backlog).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_that_cannot_be_read_does_not_take_every_cycles_budget() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
@@ -496,6 +503,16 @@ async fn a_run_that_cannot_be_read_does_not_take_every_cycles_budget() {
     let second = compactor.run_once().await.unwrap();
     assert_eq!((second.merged_runs, second.failed_runs), (1, 0), "the next one is merged: {second:?}");
     assert_eq!(merged_partitions(&log, "good", 1), vec![0]);
+    // A newer run of `good` to compete with it: the failed run, no longer
+    // deferred, goes first again, fails, and is deferred for two cycles.
+    for f in 8..16u64 {
+        let (_, op) = upload_as(&log, names.next(), "good", &[(0, vec![record(f, now_ms())])]).await;
+        log.commit(vec![op]).await.unwrap();
+    }
+    let third = compactor.run_once().await.unwrap();
+    assert_eq!((third.merged_runs, third.failed_runs), (0, 1), "tried again: {third:?}");
+    let fourth = compactor.run_once().await.unwrap();
+    assert_eq!((fourth.merged_runs, fourth.failed_runs), (1, 0), "deferred again: {fourth:?}");
 }
 
 /// A flush segment cut short fails the runs of the partitions past the
@@ -504,11 +521,8 @@ async fn a_run_that_cannot_be_read_does_not_take_every_cycles_budget() {
 /// and failed every run that read the segment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flush_segment_cut_short_fails_only_the_partitions_past_the_cut() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let log = open(&store).await;
-    let unlimited = TopicConfig { retention_ms: -1, retention_bytes: -1 };
     let partitions = 4u32;
-    create_topic(&log, "t", partitions, unlimited).await;
+    let log = log_with_topic_t(partitions).await;
     let mut cut = None;
     for f in 0..8u64 {
         let parts: Vec<_> = (0..partitions).map(|p| (p, vec![record(f * 10 + u64::from(p), now_ms())])).collect();
