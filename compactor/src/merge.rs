@@ -112,7 +112,7 @@ impl Failures {
 
     pub fn failed(&mut self, run: &MergeRun, cycle: u64) {
         let (failures, until) = self.runs.entry(run.key()).or_default();
-        *failures += 1;
+        *failures = failures.saturating_add(1);
         *until = cycle + (1u64 << (*failures - 1).min(63)).min(MAX_DEFERRED_CYCLES);
     }
 

@@ -521,8 +521,11 @@ async fn a_run_that_cannot_be_read_does_not_take_every_cycles_budget() {
 /// and failed every run that read the segment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flush_segment_cut_short_fails_only_the_partitions_past_the_cut() {
+    let metered = Arc::new(floe_broker::metered::MeteredStore::new(Arc::new(InMemory::new())));
+    let store: Arc<dyn ObjectStore> = metered.clone();
+    let log = open(&store).await;
     let partitions = 4u32;
-    let log = log_with_topic_t(partitions).await;
+    create_topic(&log, "t", partitions, TopicConfig { retention_ms: -1, retention_bytes: -1 }).await;
     let mut cut = None;
     for f in 0..8u64 {
         let parts: Vec<_> = (0..partitions).map(|p| (p, vec![record(f * 10 + u64::from(p), now_ms())])).collect();
@@ -537,8 +540,10 @@ async fn a_flush_segment_cut_short_fails_only_the_partitions_past_the_cut() {
     let short = whole.slice(..(p2.pos + u64::from(p2.len) / 2) as usize);
     log.store().put(&keys::segment(segment), short.into()).await.unwrap();
     let mut compactor = Compactor::new(log.clone(), fast_settings());
+    let gets = metered.stats().segments.get;
     let report = compactor.run_once().await.unwrap();
     assert_eq!((report.merged_runs, report.failed_runs), (2, 2), "{report:?}");
+    assert_eq!(metered.stats().segments.get - gets, 8, "still one GET per flush segment");
     assert_eq!(compactor.stats().merge_panics.load(std::sync::atomic::Ordering::Relaxed), 0, "not a bug");
     assert_eq!(merged_partitions(&log, "t", partitions), vec![0, 1]);
 }
