@@ -46,9 +46,9 @@ pub struct MergeRun {
 /// same flushes are read together ([`groups`]). Newer writes never starve
 /// older runs, and each cycle's budget is whole again for the oldest run,
 /// which is at most `merge_target_bytes`. Runs in `deferred` (which failed
-/// lately, [`Failures`]) come after all others, so that runs which cannot be
-/// read do not take the budget of every cycle. Runs that start in the same flush go
-/// in topic and partition order.
+/// lately, [`Failures`]) come after all others, so that runs which cannot
+/// be read do not take the budget of every cycle. Runs that start in the
+/// same flush go in topic and partition order.
 pub fn plan(state: &State, s: &CompactorSettings, deferred: &HashSet<RunKey>) -> Vec<MergeRun> {
     let mut runs = Vec::new();
     let mut close = |run: &mut Vec<(u64, StoredBatch)>, topic: &str, partition: u32| {
