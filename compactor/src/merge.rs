@@ -65,8 +65,7 @@ pub fn plan(state: &State, s: &CompactorSettings, deferred: &HashSet<RunKey>) ->
             let mut run: Vec<(u64, StoredBatch)> = Vec::new();
             let mut run_bytes = 0u64;
             for (base, b) in &p.batches {
-                let from_flush = state.segments.get(&b.segment).is_some_and(|r| !r.merged);
-                let candidate = from_flush && u64::from(b.len) < s.merge_small_batch_bytes;
+                let candidate = in_flush_segment(state, b) && u64::from(b.len) < s.merge_small_batch_bytes;
                 if !candidate || run_bytes + u64::from(b.len) > s.merge_target_bytes {
                     close(&mut run, name, i);
                     run_bytes = 0;
@@ -134,10 +133,13 @@ pub type RunKey = (String, u32, u64);
 /// Whether the run `key` names may still be planned: its first batch is
 /// still in its partition and in a flush segment.
 pub fn still_planned(state: &State, (topic, partition, base): &RunKey) -> bool {
-    state
-        .partition(topic, *partition)
-        .and_then(|p| p.batches.get(base))
-        .is_some_and(|b| state.segments.get(&b.segment).is_some_and(|r| !r.merged))
+    state.partition(topic, *partition).and_then(|p| p.batches.get(base)).is_some_and(|b| in_flush_segment(state, b))
+}
+
+/// Whether `b` still sits in a flush segment (merged segments are never
+/// merged again).
+fn in_flush_segment(state: &State, b: &StoredBatch) -> bool {
+    state.segments.get(&b.segment).is_some_and(|r| !r.merged)
 }
 
 impl MergeRun {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use floe_broker::entry::{LogObject, Op, TopicConfig};
 use floe_broker::fault::{Fault, FaultyStore, OpKind};
+use floe_broker::metered::MeteredStore;
 use floe_broker::segment::{SegmentBuilder, decode_batch};
 use floe_broker::state::OpOutcome;
 use floe_broker::{LogSettings, MetadataLog, Record, keys};
@@ -18,6 +19,9 @@ use futures::TryStreamExt;
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
 use ulid::Ulid;
+
+/// Retention of topics whose records must all stay.
+const UNLIMITED: TopicConfig = TopicConfig { retention_ms: -1, retention_bytes: -1 };
 
 /// Commit window of the test clusters: short, so GC can run within a test.
 const WINDOW_MS: u64 = 100;
@@ -72,12 +76,14 @@ impl FlushNames {
     }
 }
 
-/// A log on an in-memory store with topic `t` of `partitions`, kept forever.
-async fn log_with_topic_t(partitions: u32) -> Arc<MetadataLog> {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+/// A log on an in-memory store that counts its requests, with topic `t` of
+/// `partitions`, kept forever.
+async fn log_with_topic_t(partitions: u32) -> (Arc<MeteredStore>, Arc<MetadataLog>) {
+    let metered = Arc::new(MeteredStore::new(Arc::new(InMemory::new())));
+    let store: Arc<dyn ObjectStore> = metered.clone();
     let log = open(&store).await;
-    create_topic(&log, "t", partitions, TopicConfig { retention_ms: -1, retention_bytes: -1 }).await;
-    log
+    create_topic(&log, "t", partitions, UNLIMITED).await;
+    (metered, log)
 }
 
 async fn create_topic(log: &MetadataLog, name: &str, partitions: u32, config: TopicConfig) {
@@ -127,8 +133,7 @@ async fn settle(compactor: &mut Compactor) {
 async fn five_thousand_small_flushes_end_bounded_and_readable() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let log = open(&store).await;
-    let unlimited = TopicConfig { retention_ms: -1, retention_bytes: -1 };
-    create_topic(&log, "t", 3, unlimited).await;
+    create_topic(&log, "t", 3, UNLIMITED).await;
     let mut compactor = Compactor::new(log.clone(), fast_settings());
     let flushes = 5_000u64;
     for f in 0..flushes {
@@ -182,7 +187,7 @@ async fn retention_removes_old_data_from_the_bucket() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let log = open(&store).await;
     create_topic(&log, "short", 1, TopicConfig { retention_ms: 1_000, retention_bytes: -1 }).await;
-    create_topic(&log, "kept", 1, TopicConfig { retention_ms: -1, retention_bytes: -1 }).await;
+    create_topic(&log, "kept", 1, UNLIMITED).await;
     let old = now_ms() - 10_000;
     let mut short_segments = Vec::new();
     for n in 0..5 {
@@ -245,7 +250,7 @@ async fn a_stale_agent_paused_across_snapshot_and_gc_is_refused() {
 async fn two_compactors_at_once_keep_every_record() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let writer = open(&store).await;
-    create_topic(&writer, "t", 2, TopicConfig { retention_ms: -1, retention_bytes: -1 }).await;
+    create_topic(&writer, "t", 2, UNLIMITED).await;
     let compactors: Vec<_> = [open(&store).await, open(&store).await]
         .into_iter()
         .map(|log| {
@@ -282,9 +287,8 @@ async fn two_compactors_at_once_keep_every_record() {
 /// Topics `bad` and `good`, ten one-batch segments each, every one small
 /// enough to merge; returns the segment of `bad`'s fourth batch.
 async fn two_topics_to_merge(log: &MetadataLog) -> Ulid {
-    let unlimited = TopicConfig { retention_ms: -1, retention_bytes: -1 };
-    create_topic(log, "bad", 1, unlimited).await;
-    create_topic(log, "good", 1, unlimited).await;
+    create_topic(log, "bad", 1, UNLIMITED).await;
+    create_topic(log, "good", 1, UNLIMITED).await;
     let mut fourth = None;
     for f in 0..10u64 {
         for topic in ["bad", "good"] {
@@ -361,8 +365,7 @@ fn merged_partitions(log: &MetadataLog, topic: &str, partitions: u32) -> Vec<u32
 async fn a_merge_budget_too_small_for_every_partition_goes_round_them() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let log = open(&store).await;
-    let unlimited = TopicConfig { retention_ms: -1, retention_bytes: -1 };
-    create_topic(&log, "t", 3, unlimited).await;
+    create_topic(&log, "t", 3, UNLIMITED).await;
     let mut settings = fast_settings();
     // Eight flushes, each a small batch in every partition: a run worth merging in each.
     let (mut n, flushes) = (0u64, settings.merge_min_batches);
@@ -401,12 +404,8 @@ async fn a_merge_budget_too_small_for_every_partition_goes_round_them() {
 /// 1,600 per GiB compacted from eight-partition flushes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cycle_reads_each_flush_segment_with_one_get_for_all_its_partitions() {
-    let metered = Arc::new(floe_broker::metered::MeteredStore::new(Arc::new(InMemory::new())));
-    let store: Arc<dyn ObjectStore> = metered.clone();
-    let log = open(&store).await;
-    let unlimited = TopicConfig { retention_ms: -1, retention_bytes: -1 };
     let (partitions, flushes) = (4u32, 16u64);
-    create_topic(&log, "t", partitions, unlimited).await;
+    let (metered, log) = log_with_topic_t(partitions).await;
     for f in 0..flushes {
         let parts: Vec<_> = (0..partitions).map(|p| (p, vec![record(f * 10 + u64::from(p), now_ms())])).collect();
         let (_, op) = upload(&log, "t", &parts).await;
@@ -435,7 +434,7 @@ async fn a_cycle_reads_each_flush_segment_with_one_get_for_all_its_partitions() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merge_budget_goes_to_the_oldest_flushes_of_every_partition() {
     let partitions = 4u32;
-    let log = log_with_topic_t(partitions).await;
+    let (_, log) = log_with_topic_t(partitions).await;
     let (mut segments, mut names) = (Vec::new(), FlushNames(0));
     for f in 0..16u64 {
         // Values of one length, so that the batches are (nearly) of one size.
@@ -477,9 +476,8 @@ async fn a_merge_budget_goes_to_the_oldest_flushes_of_every_partition() {
 async fn a_run_that_cannot_be_read_does_not_take_every_cycles_budget() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let log = open(&store).await;
-    let unlimited = TopicConfig { retention_ms: -1, retention_bytes: -1 };
-    create_topic(&log, "bad", 1, unlimited).await;
-    create_topic(&log, "good", 1, unlimited).await;
+    create_topic(&log, "bad", 1, UNLIMITED).await;
+    create_topic(&log, "good", 1, UNLIMITED).await;
     let mut names = FlushNames(0);
     let mut unreadable = None;
     // Eight flushes of `bad` first (the oldest run), then eight of `good`.
@@ -521,11 +519,8 @@ async fn a_run_that_cannot_be_read_does_not_take_every_cycles_budget() {
 /// and failed every run that read the segment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flush_segment_cut_short_fails_only_the_partitions_past_the_cut() {
-    let metered = Arc::new(floe_broker::metered::MeteredStore::new(Arc::new(InMemory::new())));
-    let store: Arc<dyn ObjectStore> = metered.clone();
-    let log = open(&store).await;
     let partitions = 4u32;
-    create_topic(&log, "t", partitions, TopicConfig { retention_ms: -1, retention_bytes: -1 }).await;
+    let (metered, log) = log_with_topic_t(partitions).await;
     let mut cut = None;
     for f in 0..8u64 {
         let parts: Vec<_> = (0..partitions).map(|p| (p, vec![record(f * 10 + u64::from(p), now_ms())])).collect();
