@@ -872,7 +872,7 @@ async fn upload(
     };
     // The records go with the build: once compressed, nothing keeps them.
     let built = tokio::task::spawn_blocking(move || {
-        let mut b = SegmentBuilder::new();
+        let mut b = SegmentBuilder::aligned();
         for ((topic, _, partition, _), parts) in keys.iter().zip(parts) {
             let runs = into_runs(parts);
             b.add_batch_runs(topic, *partition, &runs.iter().map(Held::run).collect::<Vec<_>>())?;
@@ -1380,6 +1380,10 @@ mod tests {
         let segment = store.get(&keys::segment(stored.segment)).await.unwrap().bytes().await.unwrap();
         let batch = &segment[stored.pos as usize..stored.pos as usize + stored.len as usize];
         assert_eq!(segment::batch_frames(batch).unwrap(), 3, "one frame per large request, one for the small one");
+        // Each at a block boundary of the segment: a local directory writes them from there.
+        for at in segment::frame_positions(batch).unwrap() {
+            assert_eq!((stored.pos as usize + at) % floe_broker::aligned::BLOCK, 0, "a frame at {at} of the batch");
+        }
         let values: Vec<u8> = segment::decode_batch(batch).unwrap().iter().map(|r| r.value[0]).collect();
         let expected: Vec<u8> = requests.iter().flat_map(|(n, count)| vec![*n; *count]).collect();
         assert_eq!(values, expected);

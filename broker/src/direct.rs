@@ -20,13 +20,14 @@
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, ErrorKind};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::io::{self, ErrorKind, IoSlice};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use crate::aligned;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use object_store::local::LocalFileSystem;
@@ -60,10 +61,18 @@ struct Shared {
     /// Tests: the write buffer starts one byte off alignment.
     #[cfg(test)]
     misaligned: bool,
+    /// Tests: the device refuses writes from where parts lie (EINVAL).
+    #[cfg(test)]
+    refuse_in_place: bool,
     /// Cleared for good the first time the file system refuses `O_DIRECT`.
     supported: AtomicBool,
     /// PUTs written directly, for tests and `Debug`.
     direct_puts: AtomicU64,
+    /// Whether parts at block boundaries are written from where they lie;
+    /// cleared for good the first time the device refuses such a write.
+    in_place: AtomicBool,
+    /// Bytes written from where they lay, for tests and `Debug`.
+    in_place_bytes: AtomicU64,
     buffers: Mutex<Vec<Vec<u8>>>,
 }
 
@@ -81,8 +90,12 @@ impl DirectLocal {
             open_flags: libc::O_DIRECT,
             #[cfg(test)]
             misaligned: false,
+            #[cfg(test)]
+            refuse_in_place: false,
             supported: AtomicBool::new(true),
             direct_puts: AtomicU64::new(0),
+            in_place: AtomicBool::new(true),
+            in_place_bytes: AtomicU64::new(0),
             buffers: Mutex::new(Vec::new()),
         };
         Self { inner: Arc::new(inner), shared: Arc::new(shared) }
@@ -107,6 +120,8 @@ impl fmt::Debug for DirectLocal {
             .field("min_bytes", &self.shared.min_bytes)
             .field("supported", &self.shared.supported.load(Ordering::Relaxed))
             .field("direct_puts", &self.direct_puts())
+            .field("in_place", &self.shared.in_place.load(Ordering::Relaxed))
+            .field("in_place_bytes", &self.shared.in_place_bytes.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -163,11 +178,29 @@ impl Shared {
         Outcome::Declined
     }
 
-    /// Writes `payload` at the start of `file` (opened `O_DIRECT`) through
-    /// an aligned buffer; the last block is padded, then cut back.
+    /// Writes `payload` at the start of `file` (opened `O_DIRECT`): its
+    /// parts that lie in memory at a block boundary, at a block boundary of
+    /// the file, from where they lie (their whole blocks), the rest through
+    /// an aligned buffer. Where the device refuses blocks of
+    /// [`aligned::BLOCK`], everything goes through the buffer from then on.
     fn write(&self, file: &File, payload: &PutPayload) -> io::Result<()> {
+        if self.in_place.load(Ordering::Relaxed) {
+            match self.write_pieces(file, payload, true) {
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    self.in_place.store(false, Ordering::Relaxed);
+                    file.set_len(0)?;
+                }
+                written => return written,
+            }
+        }
+        self.write_pieces(file, payload, false)
+    }
+
+    /// [`Self::write`], with parts written in place or not; the last block
+    /// is padded, then cut back.
+    fn write_pieces(&self, file: &File, payload: &PutPayload, in_place: bool) -> io::Result<()> {
         let mut held = self.buffer(payload.content_length());
-        let chunk = held.len() - ALIGN;
+        let room = held.len() - ALIGN;
         let start = (ALIGN - held.as_ptr() as usize % ALIGN) % ALIGN;
         #[cfg(test)]
         let start = match (self.misaligned, start) {
@@ -175,28 +208,57 @@ impl Shared {
             (true, 0) => 1,
             (true, start) => start - 1,
         };
-        let buf = &mut held[start..start + chunk];
-        let (mut filled, mut offset) = (0, 0u64);
+        let buf = &mut held[start..start + room];
+        let mut out = Pieces { list: Vec::new(), offset: 0, in_place: 0 };
+        // `buf[region..filled]`: copied bytes that follow the listed pieces.
+        let (mut region, mut filled) = (0, 0);
         for part in payload.iter() {
             let mut part = &part[..];
+            if in_place
+                && (filled - region) % aligned::BLOCK == 0
+                && part.len() >= aligned::BLOCK
+                && aligned::is_aligned(part)
+            {
+                #[cfg(test)]
+                if self.refuse_in_place {
+                    return Err(io::Error::from_raw_os_error(libc::EINVAL));
+                }
+                if filled > region {
+                    out.list.push(Piece::Copied(region..filled));
+                    region = filled;
+                }
+                let whole = part.len() - part.len() % aligned::BLOCK;
+                out.list.push(Piece::InPlace(&part[..whole]));
+                part = &part[whole..];
+                if out.list.len() >= MAX_PIECES {
+                    out.write(file, buf)?;
+                    (region, filled) = (0, 0);
+                }
+            }
             while !part.is_empty() {
-                let n = part.len().min(chunk - filled);
+                let n = part.len().min(room - filled);
                 buf[filled..filled + n].copy_from_slice(&part[..n]);
                 (filled, part) = (filled + n, &part[n..]);
-                if filled == chunk {
-                    file.write_all_at(buf, offset)?;
-                    (filled, offset) = (0, offset + chunk as u64);
+                if filled == room {
+                    out.list.push(Piece::Copied(region..filled));
+                    out.write(file, buf)?;
+                    (region, filled) = (0, 0);
                 }
             }
         }
-        if filled > 0 {
-            let padded = filled.next_multiple_of(ALIGN);
+        if filled > region {
+            // Whole blocks from `region` (a block boundary of the buffer).
+            let padded = region + (filled - region).next_multiple_of(if in_place { aligned::BLOCK } else { ALIGN });
             buf[filled..padded].fill(0);
-            file.write_all_at(&buf[..padded], offset)?;
+            out.list.push(Piece::Copied(region..padded));
+            let end = out.offset + out.len(buf) as u64 - (padded - filled) as u64;
+            out.write(file, buf)?;
             if padded > filled {
-                file.set_len(offset + filled as u64)?;
+                file.set_len(end)?;
             }
         }
+        out.write(file, buf)?;
+        self.in_place_bytes.fetch_add(out.in_place, Ordering::Relaxed);
         self.give_back(held);
         Ok(())
     }
@@ -217,6 +279,62 @@ impl Shared {
         }
     }
 }
+
+/// A stretch of a direct write: bytes copied into the write buffer (a range
+/// of it), or a part of the payload written from where it lies.
+enum Piece<'a> {
+    Copied(std::ops::Range<usize>),
+    InPlace(&'a [u8]),
+}
+
+/// Stretches not written yet, and the file offset of the first.
+struct Pieces<'a> {
+    list: Vec<Piece<'a>>,
+    offset: u64,
+    /// Bytes written from where they lay so far.
+    in_place: u64,
+}
+
+impl Piece<'_> {
+    fn bytes<'b>(&'b self, buf: &'b [u8]) -> &'b [u8] {
+        match self {
+            Piece::Copied(range) => &buf[range.clone()],
+            Piece::InPlace(bytes) => bytes,
+        }
+    }
+}
+
+impl Pieces<'_> {
+    fn len(&self, buf: &[u8]) -> usize {
+        self.list.iter().map(|piece| piece.bytes(buf).len()).sum()
+    }
+
+    /// Writes them all with as few system calls as the kernel allows (one
+    /// `pwritev` of up to [`MAX_PIECES`]).
+    fn write(&mut self, file: &File, buf: &[u8]) -> io::Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = self.list.iter().map(|piece| IoSlice::new(piece.bytes(buf))).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let offset = libc::off_t::try_from(self.offset).map_err(io::Error::other)?;
+            let n = nix::sys::uio::pwritev(file, rest, offset).map_err(io::Error::from)?;
+            if n == 0 {
+                return Err(ErrorKind::WriteZero.into());
+            }
+            self.offset += n as u64;
+            IoSlice::advance_slices(&mut rest, n);
+        }
+        drop(slices);
+        for piece in self.list.drain(..) {
+            if let Piece::InPlace(bytes) = piece {
+                self.in_place += bytes.len() as u64;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Stretches per `pwritev`, under the kernel's `IOV_MAX` (1024).
+const MAX_PIECES: usize = 512;
 
 /// A new staging file for `dest`, named as `LocalFileSystem` names its own.
 fn open_staging(dest: &FsPath, flags: i32) -> io::Result<(File, PathBuf)> {
@@ -393,6 +511,68 @@ mod tests {
         assert_eq!(store.direct_puts(), if direct { sizes.len() as u64 } else { 0 }, "{store:?}");
         let listed: Vec<_> = store.list(Some(&Path::from("segments"))).try_collect().await.unwrap();
         assert_eq!(listed.len(), sizes.len() + 1);
+        assert!(staging_files(dir.path()).is_empty());
+    }
+
+    /// A segment as an agent builds it: large frames of barely
+    /// compressible records, each at a block boundary.
+    fn aligned_segment() -> Vec<Bytes> {
+        let mut b = crate::segment::SegmentBuilder::aligned();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for partition in 0..4 {
+            let records: Vec<crate::Record> = (0..100)
+                .map(|_| {
+                    let value: Vec<u8> = (0..1024)
+                        .map(|_| {
+                            seed ^= seed << 13;
+                            seed ^= seed >> 7;
+                            seed ^= seed << 17;
+                            b'a' + (seed % 26) as u8
+                        })
+                        .collect();
+                    crate::Record { key: None, value: value.into(), timestamp: 1, headers: Vec::new() }
+                })
+                .collect();
+            let frames = [(0, crate::segment::Frame::compress(&records).unwrap())];
+            b.add_batch_with_frames("t", partition, &records, &frames).unwrap();
+        }
+        b.finish_chunks().unwrap().0
+    }
+
+    #[tokio::test]
+    async fn frames_at_block_boundaries_are_written_from_where_they_lie() {
+        let (dir, direct) = dir();
+        let store = store(dir.path(), 0);
+        store.put(&Path::from("segments/made"), payload(1, 0).0).await.unwrap();
+        let chunks = aligned_segment();
+        let bytes = chunks.concat();
+        let key = Path::from("segments/a");
+        store.put_opts(&key, chunks.into_iter().collect(), PutMode::Create.into()).await.unwrap();
+        assert!(store.get(&key).await.unwrap().bytes().await.unwrap() == bytes);
+        let in_place = store.shared.in_place_bytes.load(Ordering::Relaxed);
+        if direct {
+            // All but each frame's last partial block, the headers and the index.
+            assert!(in_place as f64 >= 0.95 * bytes.len() as f64, "{in_place} of {} bytes: {store:?}", bytes.len());
+        }
+        assert!(staging_files(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_device_that_refuses_blocks_in_place_gets_them_copied() {
+        let (dir, direct) = dir();
+        let mut store = store(dir.path(), 0);
+        Arc::get_mut(&mut store.shared).unwrap().refuse_in_place = true;
+        store.put(&Path::from("segments/made"), payload(1, 0).0).await.unwrap();
+        for i in 0..2 {
+            let chunks = aligned_segment();
+            let bytes = chunks.concat();
+            let key = Path::from(format!("segments/{i}"));
+            store.put_opts(&key, chunks.into_iter().collect(), PutMode::Create.into()).await.unwrap();
+            assert!(store.get(&key).await.unwrap().bytes().await.unwrap() == bytes);
+        }
+        assert_eq!(store.shared.in_place.load(Ordering::Relaxed), !direct, "{store:?}");
+        assert_eq!(store.direct_puts(), if direct { 2 } else { 0 }, "still direct, through the buffer");
+        assert_eq!(store.shared.in_place_bytes.load(Ordering::Relaxed), 0);
         assert!(staging_files(dir.path()).is_empty());
     }
 

@@ -2,6 +2,7 @@
 //! and object-store access. No HTTP here.
 
 pub mod abort;
+pub mod aligned;
 pub mod clock;
 pub mod cluster;
 pub mod components;
