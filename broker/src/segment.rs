@@ -125,12 +125,13 @@ impl SegmentBuilder {
         }
     }
 
-    /// A builder whose batches keep each frame at an [`aligned::BLOCK`]
-    /// boundary of the segment, a skippable frame before it where needed,
-    /// so that a store writing past the page cache writes the frames from
-    /// where they lie ([`crate::direct`]). The same format: about 0.3% more
-    /// bytes for frames of ~100 KB, and a chunk of its own for each batch
-    /// header.
+    /// A builder whose batches keep each frame of [`aligned::MIN_FRAME`]
+    /// or more that lies in aligned memory (those [`Frame::compress`] made,
+    /// up to about 1 MiB) at an [`aligned::BLOCK`] boundary of the segment,
+    /// a skippable frame before it where needed, so that a store writing
+    /// past the page cache writes them from where they lie
+    /// ([`crate::direct`]). The same format: about 0.3% more bytes for
+    /// frames of ~100 KB, and a chunk of its own for each batch header.
     pub fn aligned() -> Self {
         Self { aligned: true, ..Self::new() }
     }
@@ -197,7 +198,8 @@ impl SegmentBuilder {
         let mut pieces: Vec<(Bytes, u32)> = Vec::with_capacity(payload.len() * (1 + usize::from(self.aligned)));
         let mut pos = self.len + BATCH_HEADER_LEN;
         for frame in payload {
-            if let Some(filler) = self.aligned.then(|| aligned::filler_before(pos)).flatten() {
+            let worth = self.aligned && frame.len() >= aligned::MIN_FRAME && aligned::is_aligned(&frame.bytes);
+            if let Some(filler) = worth.then(|| aligned::filler_before(pos)).flatten() {
                 pos += filler.len();
                 let crc = crc32c::crc32c(&filler);
                 pieces.push((Bytes::from(filler), crc));
@@ -342,16 +344,18 @@ fn packed(capacity: usize, fill: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Res
     })
 }
 
-/// As [`packed`], but copied out of the scratch into memory that starts at
-/// an [`aligned::BLOCK`] boundary, so that a store writing past the page
-/// cache can write it from there ([`SegmentBuilder::aligned`]).
+/// As [`packed`], but copied out of the scratch, when it is at least
+/// [`aligned::MIN_FRAME`] long, into memory that starts at an
+/// [`aligned::BLOCK`] boundary, so that a store writing past the page cache
+/// can write it from there ([`SegmentBuilder::aligned`]). Beyond the
+/// scratch's size it is not moved: such a frame is copied by the store.
 fn packed_aligned(capacity: usize, fill: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<Bytes> {
     if capacity > SCRATCH_MAX_BYTES {
         return packed(capacity, fill).map(Bytes::from);
     }
     with_scratch(&PACKED, capacity, |out| {
         fill(out)?;
-        Ok(aligned::copy(out))
+        Ok(if out.len() >= aligned::MIN_FRAME { aligned::copy(out) } else { Bytes::copy_from_slice(out) })
     })
 }
 
@@ -853,7 +857,7 @@ mod tests {
             }
             let mut pos = 0;
             for chunk in &aligned.chunks {
-                if chunk.starts_with(&zstd::zstd_safe::MAGICNUMBER.to_le_bytes()) {
+                if chunk.len() >= aligned::MIN_FRAME && chunk.starts_with(&zstd::zstd_safe::MAGICNUMBER.to_le_bytes()) {
                     prop_assert_eq!(pos % aligned::BLOCK, 0, "a frame at {}", pos);
                     prop_assert!(aligned::is_aligned(chunk), "a frame's memory is not aligned");
                 }
@@ -877,6 +881,57 @@ mod tests {
 
     /// Compression's CPU time is counted, from a sample of compressions,
     /// where a thread's CPU clock can be read.
+    /// Frames of a few KiB and more go to block boundaries; smaller ones
+    /// stay where they fall, with no filler before them.
+    #[test]
+    fn only_frames_worth_it_are_moved_to_block_boundaries() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut records = |n: usize, len: usize| -> Vec<Record> {
+            (0..n)
+                .map(|_| {
+                    let value: Vec<u8> = (0..len)
+                        .map(|_| {
+                            seed ^= seed << 13;
+                            seed ^= seed >> 7;
+                            seed ^= seed << 17;
+                            b'a' + (seed % 26) as u8
+                        })
+                        .collect();
+                    Record { key: None, value: value.into(), timestamp: 7, headers: Vec::new() }
+                })
+                .collect()
+        };
+        let (big, tiny, more) = (records(100, 1024), records(1, 10), records(30, 1000));
+        let (big_frame, tiny_frame) = (Frame::compress(&big).unwrap(), Frame::compress(&tiny).unwrap());
+        let mut b = SegmentBuilder::aligned();
+        b.add_batch_runs("t", 0, &[Run::Frame(&tiny_frame), Run::Frame(&big_frame), Run::Records(&more)]).unwrap();
+        b.add_batch_runs("t", 1, &[Run::Records(&tiny)]).unwrap();
+        b.add_batch_runs("t", 2, &[Run::Frame(&big_frame)]).unwrap();
+        let Finished { chunks, index, .. } = b.finish_parts().unwrap();
+        let bytes = chunks.concat();
+        let (mut pos, mut moved, mut fillers) = (0, 0, 0);
+        for chunk in &chunks {
+            if aligned::is_skippable(chunk) {
+                fillers += 1;
+            } else if chunk.starts_with(&zstd::zstd_safe::MAGICNUMBER.to_le_bytes())
+                && chunk.len() >= aligned::MIN_FRAME
+            {
+                assert_eq!(pos % aligned::BLOCK, 0, "a frame of {} bytes at {pos}", chunk.len());
+                assert!(aligned::is_aligned(chunk));
+                moved += 1;
+            }
+            pos += chunk.len();
+        }
+        // The big frame twice and the 30 KB run: a filler before each at most, none before the tiny ones.
+        assert_eq!(moved, 3);
+        assert!(fillers <= 3, "{fillers} fillers");
+        let batch = |i: usize| &bytes[index[i].range().start as usize..index[i].range().end as usize];
+        assert_eq!(decode_batch(batch(0)).unwrap(), [&tiny[..], &big, &more].concat());
+        assert_eq!(decode_batch(batch(1)).unwrap(), tiny);
+        assert_eq!(decode_batch(batch(2)).unwrap(), big);
+        assert_eq!(batch_frames(batch(0)).unwrap(), 3);
+    }
+
     #[test]
     fn compressing_counts_its_cpu_time() {
         let before = compression_cpu_micros();
