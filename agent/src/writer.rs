@@ -1394,20 +1394,7 @@ mod tests {
         let settings =
             WriterSettings { flush_interval: HOUR, flush_bytes: 1 << 20, buffer_bytes: 4 << 20, max_uploads: 4 };
         let (writer, topic_id, log) = writer_with(store.clone(), settings, None).await;
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let records: Vec<Record> = (0..FRAME_MIN_BYTES / 1000 + 1)
-            .map(|_| {
-                let value: Vec<u8> = (0..1000)
-                    .map(|_| {
-                        seed ^= seed << 13;
-                        seed ^= seed >> 7;
-                        seed ^= seed << 17;
-                        b'a' + (seed % 26) as u8
-                    })
-                    .collect();
-                Record { key: None, value: value.into(), timestamp: 1, headers: vec![] }
-            })
-            .collect();
+        let records = floe_broker::testing::letter_records(7, FRAME_MIN_BYTES / 1000 + 1, 1000);
         let part = PartitionRecords { partition: 0, topic_id, producer: None, records: records.clone() };
         writer.append("t".into(), vec![part], Acks::Committed).await.unwrap();
         let stored = log.state().partition("t", 0).unwrap().batches.values().last().cloned().unwrap();

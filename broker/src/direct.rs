@@ -562,21 +562,8 @@ mod tests {
     /// compressible records, each at a block boundary.
     fn aligned_segment() -> Vec<Bytes> {
         let mut b = crate::segment::SegmentBuilder::aligned();
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         for partition in 0..4 {
-            let records: Vec<crate::Record> = (0..100)
-                .map(|_| {
-                    let value: Vec<u8> = (0..1024)
-                        .map(|_| {
-                            seed ^= seed << 13;
-                            seed ^= seed >> 7;
-                            seed ^= seed << 17;
-                            b'a' + (seed % 26) as u8
-                        })
-                        .collect();
-                    crate::Record { key: None, value: value.into(), timestamp: 1, headers: Vec::new() }
-                })
-                .collect();
+            let records = crate::testing::letter_records(u64::from(partition) + 1, 100, 1024);
             let frames = [(0, crate::segment::Frame::compress(&records).unwrap())];
             b.add_batch_with_frames("t", partition, &records, &frames).unwrap();
         }

@@ -885,22 +885,7 @@ mod tests {
     /// stay where they fall, with no filler before them.
     #[test]
     fn only_frames_worth_it_are_moved_to_block_boundaries() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut records = |n: usize, len: usize| -> Vec<Record> {
-            (0..n)
-                .map(|_| {
-                    let value: Vec<u8> = (0..len)
-                        .map(|_| {
-                            seed ^= seed << 13;
-                            seed ^= seed >> 7;
-                            seed ^= seed << 17;
-                            b'a' + (seed % 26) as u8
-                        })
-                        .collect();
-                    Record { key: None, value: value.into(), timestamp: 7, headers: Vec::new() }
-                })
-                .collect()
-        };
+        let records = |n: usize, len: usize| crate::testing::letter_records(n as u64, n, len);
         let (big, tiny, more) = (records(100, 1024), records(1, 10), records(30, 1000));
         let (big_frame, tiny_frame) = (Frame::compress(&big).unwrap(), Frame::compress(&tiny).unwrap());
         let mut b = SegmentBuilder::aligned();

@@ -151,3 +151,23 @@ pub fn rerun_in_child(path: &str) -> ChildEnd {
 
 /// How long [`rerun_in_child`] lets a child run.
 pub const CHILD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// `count` records of `len` pseudo-random letters each (zstd shrinks them
+/// to about 0.6), different for each `seed`: frames large enough to be
+/// placed at block boundaries ([`crate::aligned::MIN_FRAME`]).
+pub fn letter_records(seed: u64, count: usize, len: usize) -> Vec<crate::Record> {
+    let mut state = seed | 1;
+    (0..count)
+        .map(|_| {
+            let value: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    b'a' + (state % 26) as u8
+                })
+                .collect();
+            crate::Record { key: None, value: value.into(), timestamp: 1, headers: Vec::new() }
+        })
+        .collect()
+}
