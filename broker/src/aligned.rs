@@ -19,9 +19,9 @@ use zstd::zstd_safe::{MAGIC_SKIPPABLE_MASK, MAGIC_SKIPPABLE_START};
 /// Where a device needs more (4 KiB-sector disks), the store copies instead.
 pub const BLOCK: usize = 512;
 
-/// Frames shorter than this are left where they fall: a filler and the
-/// spare room of an aligned copy (up to a block each) would cost up to a
-/// quarter of one this size, for little written in place.
+/// Frames shorter than this are left where they fall: a filler (up to a
+/// block and 7 bytes) and the spare room of an aligned copy (up to a block)
+/// would cost up to a quarter of one this size, for little written in place.
 pub const MIN_FRAME: usize = 4096;
 
 /// A skippable frame's bytes before its content: its magic number and the

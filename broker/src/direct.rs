@@ -490,6 +490,12 @@ mod tests {
         (dir, direct)
     }
 
+    /// Whether a file system of `alignment` (offsets, memory) takes direct
+    /// writes of 512-byte blocks, by the kernel's documented `statx` fields.
+    fn takes_blocks(&(offsets, memory): &(u32, u32), direct: bool) -> bool {
+        direct && offsets > 0 && offsets <= 512 && memory > 0 && memory <= 512
+    }
+
     /// [`dir`], and the file system's direct I/O alignment (offsets,
     /// memory) as `statx` tells it (0 where it does not).
     fn dir_and_alignment() -> (tempfile::TempDir, bool, (u32, u32)) {
@@ -572,8 +578,8 @@ mod tests {
 
     #[tokio::test]
     async fn frames_at_block_boundaries_are_written_from_where_they_lie() {
-        let (dir, direct, (offsets, memory)) = dir_and_alignment();
-        let takes_blocks = direct && (1..=512).contains(&offsets) && (1..=512).contains(&memory);
+        let (dir, direct, alignment) = dir_and_alignment();
+        let takes_blocks = takes_blocks(&alignment, direct);
         let store = store(dir.path(), 0);
         store.put(&Path::from("segments/made"), payload(1, 0).0).await.unwrap();
         let chunks = aligned_segment();
@@ -597,7 +603,7 @@ mod tests {
     /// and beyond the write buffer: written byte for byte at their length.
     #[tokio::test]
     async fn any_mix_of_parts_in_place_and_copied_is_written_byte_for_byte() {
-        let (dir, direct, _) = dir_and_alignment();
+        let (dir, direct, alignment) = dir_and_alignment();
         let store = store(dir.path(), 0);
         store.put(&Path::from("segments/made"), payload(1, 0).0).await.unwrap();
         let lens = [0, 1, 7, 511, 512, 513, 1024, 4096, 4097, 100_000, CHUNK + 777];
@@ -626,15 +632,22 @@ mod tests {
             assert!(got.bytes().await.unwrap() == bytes, "mix {i} read back differs");
         }
         assert_eq!(store.direct_puts(), if direct { 5 } else { 0 });
+        let in_place = store.shared.in_place_bytes.load(Ordering::Relaxed);
+        assert_eq!(in_place > 0, takes_blocks(&alignment, direct), "{store:?}");
         assert!(staging_files(dir.path()).is_empty());
     }
 
     #[tokio::test]
     async fn a_device_that_refuses_blocks_in_place_gets_them_copied() {
-        let (dir, direct) = dir();
+        let (dir, direct, alignment) = dir_and_alignment();
         let mut store = store(dir.path(), 0);
         Arc::get_mut(&mut store.shared).unwrap().refuse_in_place = true;
         store.put(&Path::from("segments/made"), payload(1, 0).0).await.unwrap();
+        // Direct (the directory exists now), with nothing to write in place.
+        store.put(&Path::from("segments/small"), payload(1, 0).0).await.unwrap();
+        // Where the file system takes blocks, writing in place was on until refused.
+        let before = store.shared.in_place.load(Ordering::Relaxed);
+        assert_eq!(before == IN_PLACE_ON, takes_blocks(&alignment, direct), "{store:?}");
         for i in 0..2 {
             let chunks = aligned_segment();
             let bytes = chunks.concat();
@@ -644,7 +657,7 @@ mod tests {
         }
         let state = store.shared.in_place.load(Ordering::Relaxed);
         assert!(!direct || state == IN_PLACE_OFF, "{store:?}");
-        assert_eq!(store.direct_puts(), if direct { 2 } else { 0 }, "still direct, through the buffer");
+        assert_eq!(store.direct_puts(), if direct { 3 } else { 0 }, "still direct, through the buffer");
         assert_eq!(store.shared.in_place_bytes.load(Ordering::Relaxed), 0);
         assert!(staging_files(dir.path()).is_empty());
     }

@@ -126,8 +126,8 @@ impl SegmentBuilder {
     }
 
     /// A builder whose batches keep each frame of [`aligned::MIN_FRAME`]
-    /// or more that lies in aligned memory (those [`Frame::compress`] made,
-    /// up to about 1 MiB) at an [`aligned::BLOCK`] boundary of the segment,
+    /// or more that lies in aligned memory (those [`Frame::compress`] made
+    /// from up to about 1 MiB of records) at an [`aligned::BLOCK`] boundary of the segment,
     /// a skippable frame before it where needed, so that a store writing
     /// past the page cache writes them from where they lie
     /// ([`crate::direct`]). The same format: about 0.3% more bytes for
@@ -830,8 +830,16 @@ mod tests {
         #[test]
         fn an_aligned_segment_reads_back_the_same_with_its_frames_at_block_boundaries(
             batches in proptest::collection::vec(
-                proptest::collection::vec((proptest::collection::vec(arb_record(), 0..8), any::<bool>()), 1..4), 1..4),
+                proptest::collection::vec((proptest::collection::vec(arb_record(), 0..8), any::<bool>(), any::<bool>()), 1..4), 1..4),
         ) {
+            // Runs of small records, each followed (or not) by one large
+            // enough to be placed, compressed ahead or at the build.
+            let big = crate::testing::letter_records(5, 12, 1024);
+            let batches: Vec<Vec<(Vec<Record>, bool)>> = batches.into_iter().map(|runs| runs.into_iter()
+                .flat_map(|(r, ahead, large)| {
+                    let large = large.then(|| (big.clone(), ahead));
+                    std::iter::once((r, ahead)).chain(large)
+                }).collect()).collect();
             let frames: Vec<Vec<Option<Frame>>> = batches.iter().map(|runs| runs.iter()
                 .map(|(r, ahead)| (*ahead && !r.is_empty()).then(|| Frame::compress(r).unwrap())).collect()).collect();
             let build = |mut b: SegmentBuilder| {
@@ -855,14 +863,17 @@ mod tests {
                 prop_assert_eq!(decode_batch(&a).unwrap(), decode_batch(&p).unwrap());
                 prop_assert_eq!(batch_frames(&a).unwrap(), batch_frames(&p).unwrap());
             }
-            let mut pos = 0;
+            let (mut pos, mut placed) = (0, 0);
             for chunk in &aligned.chunks {
                 if chunk.len() >= aligned::MIN_FRAME && chunk.starts_with(&zstd::zstd_safe::MAGICNUMBER.to_le_bytes()) {
                     prop_assert_eq!(pos % aligned::BLOCK, 0, "a frame at {}", pos);
                     prop_assert!(aligned::is_aligned(chunk), "a frame's memory is not aligned");
+                    placed += 1;
                 }
                 pos += chunk.len();
             }
+            let large_runs = batches.iter().flatten().filter(|(r, _)| r.len() == big.len() && r == &big).count();
+            prop_assert!(placed >= large_runs, "{} frames placed, {} large runs", placed, large_runs);
         }
 
         #[test]
@@ -879,8 +890,6 @@ mod tests {
         }
     }
 
-    /// Compression's CPU time is counted, from a sample of compressions,
-    /// where a thread's CPU clock can be read.
     /// Frames of a few KiB and more go to block boundaries; smaller ones
     /// stay where they fall, with no filler before them.
     #[test]
@@ -895,8 +904,13 @@ mod tests {
         let Finished { chunks, index, .. } = b.finish_parts().unwrap();
         let bytes = chunks.concat();
         let (mut pos, mut moved, mut fillers) = (0, 0, 0);
-        for chunk in &chunks {
+        for (i, chunk) in chunks.iter().enumerate() {
             if aligned::is_skippable(chunk) {
+                assert!(
+                    chunks[i + 1].len() >= aligned::MIN_FRAME,
+                    "a filler before a frame of {}",
+                    chunks[i + 1].len()
+                );
                 fillers += 1;
             } else if chunk.starts_with(&zstd::zstd_safe::MAGICNUMBER.to_le_bytes())
                 && chunk.len() >= aligned::MIN_FRAME
@@ -917,6 +931,8 @@ mod tests {
         assert_eq!(batch_frames(batch(0)).unwrap(), 3);
     }
 
+    /// Compression's CPU time is counted, from a sample of compressions,
+    /// where a thread's CPU clock can be read.
     #[test]
     fn compressing_counts_its_cpu_time() {
         let before = compression_cpu_micros();
